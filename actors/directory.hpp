@@ -1,0 +1,74 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+
+#include "core/model.hpp"
+
+namespace rsv {
+
+/// One section as the router sees it: the actor that owns it, its layout, and
+/// its seat counts, which the actor publishes after every change as one
+/// atomic word, so reads of an event's counts need no message at all.
+struct section_entry {
+  std::shared_ptr<const section_layout> layout;
+  caf::actor actor;
+  /// free | held << 21 | booked << 42: 21 bits each hold 0..1,000,000.
+  std::atomic<uint64_t> packed_counts{0};
+  /// Requests sent to the actor and not yet taken from its mailbox: the
+  /// front end sheds load with 503 beyond limits::section_mailbox_max.
+  std::atomic<int64_t> queued{0};
+
+  seat_counts counts() const;
+  void publish(seat_counts counts);
+};
+
+/// One event: its definition (rows live in the section layouts) and its
+/// sections in the order the event lists them. Immutable once published.
+struct event_entry {
+  event_def def; // sections' rows are cleared; see section layouts
+  std::vector<std::shared_ptr<section_entry>> sections;
+  std::unordered_map<std::string, std::size_t> section_index;
+
+  std::shared_ptr<section_entry>
+  find_section(const std::string& section_id) const;
+  uint32_t seat_count() const;
+};
+
+/// An immutable picture of every event and section of the node.
+struct directory_snapshot {
+  std::unordered_map<std::string, std::shared_ptr<const event_entry>> events;
+  /// By starts_at, then id: the order of `GET /v1/events`.
+  std::vector<std::shared_ptr<const event_entry>> events_ordered;
+  /// Indexed by section_no; hold and booking ids carry it.
+  std::vector<std::shared_ptr<section_entry>> sections_by_no;
+};
+
+/// The one routing step from ids to owners. Any thread reads the current
+/// snapshot without locking; only the registry actor publishes a new one,
+/// copy-on-write, when an event is created. A cluster adds owner nodes here.
+class directory {
+public:
+  directory();
+
+  std::shared_ptr<const directory_snapshot> snapshot() const {
+    return current_.load(std::memory_order_acquire);
+  }
+
+  void publish(std::shared_ptr<const directory_snapshot> next) {
+    current_.store(std::move(next), std::memory_order_release);
+  }
+
+  std::shared_ptr<const event_entry> find_event(const std::string& id) const;
+  std::shared_ptr<section_entry> find_section(uint32_t section_no) const;
+
+private:
+  std::atomic<std::shared_ptr<const directory_snapshot>> current_;
+};
+
+} // namespace rsv

@@ -1,0 +1,225 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+#include <caf/type_id.hpp>
+
+#include "actors/directory.hpp"
+#include "core/errc.hpp"
+#include "core/model.hpp"
+#include "persistence/store.hpp"
+
+/// The protocol of every actor of the node, written down once.
+///
+/// Requests from the HTTP front end carry a `reply_fn`: the actor calls it
+/// exactly once with the outcome, and the front end posts it back to the
+/// connection's I/O thread. So an I/O thread never waits for an actor, and an
+/// actor never waits for an I/O thread. The front end arms a deadline per
+/// request and answers 503 when the reply does not come in time; a late reply
+/// is dropped.
+///
+/// Messages carry callbacks and never leave the process, so they are
+/// whitelisted as unsafe message types; a cluster transport adds inspectors.
+namespace rsv {
+
+/// A callback that answers a request exactly once. If every copy is
+/// destroyed unanswered (the message died in the mailbox of an actor that was
+/// killed), it answers errc::unavailable, so a client gets 503 and never
+/// waits for an answer that cannot come. Thread-safe.
+template <class T>
+class reply_fn {
+public:
+  using callback = std::function<void(caf::expected<T>)>;
+
+  reply_fn() = default;
+  explicit reply_fn(callback fn) : impl_(std::make_shared<impl>(std::move(fn))) {}
+
+  void operator()(caf::expected<T> result) const {
+    if (impl_)
+      impl_->deliver(std::move(result));
+  }
+
+private:
+  struct impl {
+    explicit impl(callback f) : fn(std::move(f)) {}
+    impl(const impl&) = delete;
+    impl& operator=(const impl&) = delete;
+    ~impl() {
+      if (!done.exchange(true))
+        fn(make_error(errc::unavailable, std::string{"the request was dropped"}));
+    }
+    void deliver(caf::expected<T> result) {
+      if (!done.exchange(true))
+        fn(std::move(result));
+    }
+    callback fn;
+    std::atomic<bool> done{false};
+  };
+  std::shared_ptr<impl> impl_;
+};
+
+// -- section actor ----------------------------------------------------------
+
+/// Hold named seats (`seat_ids` non-empty) or the best `quantity` seats.
+/// `quota_reserved` says a customer shard has counted these seats against the
+/// customer's per-event limit and must be told when they are given back.
+struct hold_request {
+  std::string customer_id;
+  std::vector<std::string> seat_ids;
+  uint32_t quantity = 0;
+  bool quota_reserved = false;
+  reply_fn<hold_view> reply;
+};
+
+struct get_hold_request {
+  std::string customer_id;
+  uint32_t slot = 0;
+  reply_fn<hold_view> reply;
+};
+
+/// Answers the hold after release; already expired or released holds are
+/// answered too (the contract's 204), a booked one with hold_booked.
+struct release_hold_request {
+  std::string customer_id;
+  uint32_t slot = 0;
+  reply_fn<hold_view> reply;
+};
+
+struct book_request {
+  std::string customer_id;
+  uint32_t slot = 0; // the hold's slot
+  reply_fn<booking_view> reply;
+};
+
+struct get_booking_request {
+  std::string customer_id;
+  uint32_t slot = 0;
+  reply_fn<booking_view> reply;
+};
+
+struct cancel_booking_request {
+  std::string customer_id;
+  uint32_t slot = 0;
+  reply_fn<booking_view> reply;
+};
+
+struct seat_map_request {
+  reply_fn<seat_map_view> reply;
+};
+
+// -- customer shard actor -----------------------------------------------------
+
+/// Count `seats` against the customer's limit in the event, then forward
+/// `hold` to `section` (or answer limit_exceeded).
+struct reserve_quota_request {
+  std::string event_id;
+  int64_t seats_max = 0;
+  std::shared_ptr<section_entry> section;
+  hold_request hold;
+};
+
+/// Seats that stopped counting against a customer's limit.
+struct release_quota {
+  std::string customer_id;
+  std::string event_id;
+  uint32_t seats = 0;
+};
+
+/// A booking was confirmed or cancelled: keeps `GET /v1/bookings` current.
+struct booking_changed {
+  std::string customer_id;
+  booking_view booking;
+};
+
+struct list_bookings_request {
+  std::string customer_id;
+  reply_fn<std::vector<booking_view>> reply;
+};
+
+/// A stored answer to an idempotent request.
+struct stored_response {
+  unsigned status = 0;
+  std::string body;
+  std::string location;
+};
+
+/// What to do with a request that carries an Idempotency-Key.
+struct idempotency_decision {
+  enum class kind { proceed, replay, key_reused, in_use } what = kind::proceed;
+  stored_response response; // set for replay
+};
+
+struct idempotency_begin {
+  std::string customer_id;
+  std::string key;
+  std::string fingerprint; // hash of method, route and body
+  reply_fn<idempotency_decision> reply;
+};
+
+/// The request finished: keep its answer (status < 500) or forget the key
+/// (5xx, so that a retry runs again).
+struct idempotency_finish {
+  std::string customer_id;
+  std::string key;
+  std::string fingerprint;
+  stored_response response;
+  bool keep = false;
+};
+
+// -- accounts actor -----------------------------------------------------------
+
+struct register_customer_request {
+  customer_record record;
+  reply_fn<customer_record> reply;
+};
+
+struct find_customer_request {
+  std::string email;
+  reply_fn<customer_record> reply;
+};
+
+// -- registry actor -----------------------------------------------------------
+
+struct event_entry;
+
+struct create_event_request {
+  event_def def;
+  reply_fn<std::shared_ptr<const event_entry>> reply;
+};
+
+} // namespace rsv
+
+CAF_BEGIN_TYPE_ID_BLOCK(rsv, caf::first_custom_type_id)
+CAF_END_TYPE_ID_BLOCK(rsv)
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::release_hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::book_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_booking_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::cancel_booking_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::seat_map_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::reserve_quota_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::release_quota)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::booking_changed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::list_bookings_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_begin)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_finish)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::register_customer_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::find_customer_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::create_event_request)
+
+namespace rsv {
+
+/// Timer message of a section actor: expire the holds that are due.
+using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
+/// Timer message of a customer shard: purge idempotency records past 24 h.
+using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
+
+} // namespace rsv

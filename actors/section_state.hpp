@@ -1,0 +1,118 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "core/model.hpp"
+
+namespace rsv {
+
+/// The seats, holds and bookings of one section: the domain logic of a
+/// section actor without the actor, so that it can be tested with a
+/// controllable clock.
+///
+/// Memory: one 32-bit owner word per seat (0 = free, otherwise the owning
+/// hold's slot + 1) and a per-row free count; a hold keeps its seat indexes.
+/// A seat's status follows from its owner: held while the hold is active,
+/// booked once it is booked.
+///
+/// Not thread-safe: exactly one section actor owns an instance. Every
+/// operation takes `now` and first expires what is due, so a hold past its
+/// expiry is never booked, whatever the timer did.
+class section_state {
+public:
+  section_state(std::shared_ptr<const section_layout> layout,
+                int64_t hold_ttl_ms);
+
+  /// A change applied in memory, with what to answer once it is durable.
+  template <class View>
+  struct applied {
+    View view;
+    std::optional<seat_change> change; // empty when nothing changed
+  };
+
+  caf::expected<applied<hold_view>>
+  hold_seats(const std::string& customer_id,
+             const std::vector<std::string>& seat_ids, millis now);
+
+  caf::expected<applied<hold_view>>
+  hold_best(const std::string& customer_id, uint32_t quantity, millis now);
+
+  caf::expected<hold_view> get_hold(const std::string& customer_id,
+                                    uint32_t slot) const;
+
+  /// Releases an active hold; `change` is empty when there was nothing to
+  /// release (already expired or released).
+  caf::expected<applied<hold_view>> release_hold(const std::string& customer_id,
+                                                 uint32_t slot, millis now);
+
+  caf::expected<applied<booking_view>> book(const std::string& customer_id,
+                                            uint32_t slot, millis now);
+
+  caf::expected<booking_view> get_booking(const std::string& customer_id,
+                                          uint32_t slot) const;
+
+  /// Cancels a confirmed booking; cancelling again answers the same booking
+  /// with an empty change.
+  caf::expected<applied<booking_view>>
+  cancel_booking(const std::string& customer_id, uint32_t slot, millis now);
+
+  /// Expires every active hold whose time has come. Every operation above
+  /// calls it first; the changes wait in take_expired() for the owner to
+  /// persist.
+  void expire_due(millis now);
+
+  /// The hold_expired changes made since the last call.
+  std::vector<seat_change> take_expired();
+
+  /// When the next active hold expires, if any.
+  std::optional<millis> next_expiry();
+
+  seat_counts counts() const { return counts_; }
+  seat_map_view seat_map() const;
+  const section_layout& layout() const { return *layout_; }
+  std::size_t hold_count() const { return holds_.size(); }
+
+  /// Bytes of memory the seat state takes (not the holds), for the bench's
+  /// bytes-per-seat figure and the capacity test.
+  std::size_t seat_state_bytes() const;
+
+private:
+  struct hold_record {
+    std::string customer_id;
+    std::vector<uint32_t> seats;
+    millis expires_at_ms = 0;
+    millis booked_at_ms = 0;
+    hold_status status = hold_status::active;
+    bool cancelled = false;
+  };
+
+  seat_status status_of(uint32_t seat) const;
+  const hold_record* find(const std::string& customer_id, uint32_t slot) const;
+  hold_record* find(const std::string& customer_id, uint32_t slot);
+  applied<hold_view> create_hold(const std::string& customer_id,
+                                 std::vector<uint32_t> seats, millis now);
+  void free_seats(const hold_record& hold);
+  hold_view view_of(uint32_t slot) const;
+  booking_view booking_of(uint32_t slot) const;
+  seat_change change_of(change_kind kind, uint32_t slot, millis now) const;
+
+  std::shared_ptr<const section_layout> layout_;
+  int64_t hold_ttl_ms_;
+  std::vector<uint32_t> owner_;
+  std::vector<uint32_t> row_free_;
+  std::vector<hold_record> holds_;
+  // Slots of active holds in expiry order: the TTL is the same for every
+  // hold of a section, so creation order is expiry order.
+  std::deque<uint32_t> expiry_queue_;
+  std::vector<seat_change> expired_;
+  seat_counts counts_;
+};
+
+} // namespace rsv

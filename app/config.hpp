@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rsv::app {
+
+/// Everything `reservations serve` is configured with. Each field is a flag
+/// and an environment variable (the flag wins); see `reservations serve
+/// --help` and docs/operations.md.
+struct serve_config {
+  std::string listen = "127.0.0.1:8080";
+  std::string admin_token;
+  std::string store = "memory";
+  std::string pg_dsn;
+  std::string kafka_brokers;
+  std::string redis_url;
+  std::size_t io_threads = 2;
+  std::size_t actor_threads = 2;
+  std::size_t customer_shards = 8;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string token_secret;
+  int64_t session_ttl_seconds = 24 * 3600;
+  int64_t request_timeout_ms = 5000;
+  int64_t shutdown_timeout_seconds = 25;
+  std::size_t password_hash_memory_kib = 19 * 1024;
+  unsigned long long password_hash_ops = 2;
+  bool demo = false;
+};
+
+/// Runs a node until SIGTERM or SIGINT; answers the process exit code.
+int serve(const serve_config& config);
+
+} // namespace rsv::app

@@ -1,0 +1,196 @@
+#include <csignal>
+#include <future>
+#include <iostream>
+#include <pthread.h>
+
+#include <caf/all.hpp>
+#include <sodium.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/runtime.hpp"
+#include "app/config.hpp"
+#include "core/ids.hpp"
+#include "core/metrics.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
+
+namespace rsv::app {
+
+namespace {
+
+void setup_logging(const serve_config& cfg) {
+  auto logger = spdlog::stderr_color_mt("rsv");
+  if (cfg.log_format == "json")
+    // Messages are written by this code base without quotes or backslashes,
+    // so the pattern yields valid JSON lines.
+    logger->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",)"
+                        R"("thread":%t,"msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
+  else
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
+                        spdlog::pattern_time_type::utc);
+  logger->set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_default_logger(logger);
+}
+
+bool split_listen(const std::string& listen, std::string& host,
+                  unsigned short& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return false;
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  try {
+    auto value = std::stoul(listen.substr(colon + 1));
+    if (value > 65535)
+      return false;
+    port = static_cast<unsigned short>(value);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+/// The demo event of the run command: 4 sections, 1,800 seats.
+event_def demo_event() {
+  event_def def;
+  def.id = "demo-concert";
+  def.name = "Demo Concert";
+  def.starts_at_ms = *parse_rfc3339("2026-12-31T20:00:00Z");
+  def.hold_ttl_seconds = 600;
+  def.max_seats_per_customer = 8;
+  auto section = [](std::string id, std::string name, int64_t price,
+                    int rows, uint32_t seats) {
+    section_def s{std::move(id), std::move(name), price, {}};
+    for (int r = 0; r < rows; ++r)
+      s.rows.push_back({std::string(1, static_cast<char>('A' + r)), seats});
+    return s;
+  };
+  def.sections.push_back(section("floor", "Floor", 12000, 20, 40));
+  def.sections.push_back(section("balcony-left", "Balcony Left", 8000, 10, 30));
+  def.sections.push_back(section("balcony-right", "Balcony Right", 8000, 10, 30));
+  def.sections.push_back(section("gallery", "Gallery", 4500, 8, 50));
+  return def;
+}
+
+} // namespace
+
+int serve(const serve_config& cfg) {
+  setup_logging(cfg);
+  if (sodium_init() < 0) {
+    spdlog::critical("libsodium failed to initialise");
+    return 1;
+  }
+  if (cfg.store != "memory") {
+    spdlog::critical("--store {}: this build has only the memory store; the "
+                     "PostgreSQL store comes with the durable-store work",
+                     cfg.store);
+    return 2;
+  }
+  if (!cfg.kafka_brokers.empty() || !cfg.redis_url.empty()) {
+    spdlog::critical("--kafka-brokers and --redis-url are not supported by "
+                     "this build yet; leave them empty");
+    return 2;
+  }
+  std::string host;
+  unsigned short port = 0;
+  if (!split_listen(cfg.listen, host, port)) {
+    spdlog::critical("--listen {}: expected HOST:PORT", cfg.listen);
+    return 2;
+  }
+  auto token_secret = cfg.token_secret;
+  if (token_secret.empty()) {
+    token_secret = make_random_id("s") + make_random_id("s")
+                   + make_random_id("s");
+    spdlog::warn("no --token-secret: sessions end with this process and are "
+                 "not accepted by other nodes");
+  } else if (token_secret.size() < 32) {
+    spdlog::critical("--token-secret must have at least 32 bytes");
+    return 2;
+  }
+  if (cfg.admin_token.empty())
+    spdlog::warn("no --admin-token: admin calls are refused");
+  spdlog::warn("STORE IS MEMORY: NOTHING IS DURABLE. Every hold and booking "
+               "is lost when this process ends.");
+
+  // Signals are taken by sigwait below; block them before any thread starts
+  // so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  caf::actor_system_config caf_cfg;
+  caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
+  caf_cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system system{caf_cfg};
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  runtime_deps deps;
+  deps.store = std::make_shared<memory_store>();
+  deps.sink = std::make_shared<counting_change_sink>();
+  deps.clock = std::make_shared<system_clock_source>();
+  deps.metrics = std::make_shared<domain_metrics>(*registry);
+  auto rt = std::make_unique<runtime>(system, deps, cfg.customer_shards);
+
+  http::api_config api_cfg;
+  api_cfg.admin_token = cfg.admin_token;
+  api_cfg.token_secret = token_secret;
+  api_cfg.session_ttl_seconds = cfg.session_ttl_seconds;
+  api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
+  api_cfg.hash_threads = 1;
+  auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
+
+  http::server_config server_cfg{host, port, cfg.io_threads,
+                                 cfg.request_timeout_ms};
+  auto server = std::make_unique<http::server>(server_cfg, *api, registry);
+  auto bound = server->start();
+  if (!bound) {
+    spdlog::critical("{}", caf::to_string(bound.error()));
+    return 1;
+  }
+
+  if (cfg.demo) {
+    std::promise<std::string> created;
+    auto future = created.get_future();
+    caf::anon_send(rt->registry(),
+                   create_event_request{
+                     demo_event(),
+                     reply_fn<std::shared_ptr<const event_entry>>{
+                       [&created](caf::expected<std::shared_ptr<const event_entry>> e) {
+                         created.set_value(e ? (*e)->def.id
+                                             : caf::to_string(e.error()));
+                       }}});
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      spdlog::critical("the demo event was not created within 10 s");
+      return 1;
+    }
+    spdlog::info("demo event {} created", future.get());
+  }
+
+  api->set_ready(true);
+  spdlog::info("listening on {}:{} ({} I/O threads, {} actor threads, store "
+               "{})",
+               host, *bound, cfg.io_threads, cfg.actor_threads, cfg.store);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("signal {}: draining (at most {} s)", signal_number,
+               cfg.shutdown_timeout_seconds);
+  api->set_ready(false);
+  server->stop_accepting();
+  bool drained = server->drain(std::chrono::seconds(cfg.shutdown_timeout_seconds));
+  if (!drained)
+    spdlog::warn("requests still in flight at the shutdown deadline");
+  server.reset();
+  api.reset();
+  rt.reset();
+  spdlog::info("stopped");
+  return 0;
+}
+
+} // namespace rsv::app

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/make_message.hpp>
+
+namespace rsv {
+
+/// Domain errors: operating errors are values, never exceptions. The http
+/// module maps each one to a status and a problem `code` in exactly one place
+/// (http/problem.cpp). Context travels in the caf::error's message:
+/// - seats_unavailable, unknown_seat: std::vector<std::string> of seat ids
+/// - hold_booked: std::string booking id
+/// - every other code: an optional std::string detail
+enum class errc : uint8_t {
+  none = 0,
+  not_found,
+  seats_unavailable,
+  insufficient_seats,
+  unknown_seat,
+  limit_exceeded,
+  hold_booked,
+  hold_expired,
+  event_exists,
+  email_taken,
+  invalid_credentials,
+  validation_failed,
+  unavailable,
+  overloaded,
+};
+
+const char* to_string(errc code);
+
+/// The category atom under which rsv errors travel inside caf::error.
+constexpr caf::atom_value errc_category = caf::atom("rsv");
+
+inline caf::error make_error(errc code) {
+  return caf::error{static_cast<uint8_t>(code), errc_category};
+}
+
+inline caf::error make_error(errc code, std::string detail) {
+  return caf::error{static_cast<uint8_t>(code), errc_category,
+                    caf::make_message(std::move(detail))};
+}
+
+inline caf::error make_error(errc code, std::vector<std::string> seat_ids) {
+  return caf::error{static_cast<uint8_t>(code), errc_category,
+                    caf::make_message(std::move(seat_ids))};
+}
+
+/// Returns the domain code of `err`, or errc::unavailable for an error of a
+/// foreign category (a CAF timeout, a dead actor): the caller cannot know
+/// whether the request took effect, which is exactly what 503 says.
+errc code_of(const caf::error& err);
+
+} // namespace rsv

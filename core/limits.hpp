@@ -1,0 +1,74 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+/// Every bound of the server in one place, each with the reason for its value
+/// ("put a limit on everything"). Values that the contract fixes say so.
+namespace rsv::limits {
+
+// The contract: 1..1000 sections, rows and seats per row, 1,000,000 seats per
+// event. Seat counts of a section therefore fit in 20 bits, which lets a
+// section publish free/held/booked as one atomic 64-bit word.
+constexpr std::size_t sections_per_event_max = 1000;
+constexpr std::size_t rows_per_section_max = 1000;
+constexpr std::size_t seats_per_row_max = 1000;
+constexpr std::size_t seats_per_event_max = 1'000'000;
+
+// The contract: a hold names or asks for 1..50 seats.
+constexpr std::size_t seats_per_hold_max = 50;
+
+// The contract: hold_ttl_seconds is 30..7200, default 600.
+constexpr int64_t hold_ttl_seconds_min = 30;
+constexpr int64_t hold_ttl_seconds_max = 7200;
+constexpr int64_t hold_ttl_seconds_default = 600;
+
+// The contract: bodies up to 64 KiB, POST /v1/events up to 1 MiB, headers up
+// to 8 KiB.
+constexpr std::size_t body_bytes_max = 64 * 1024;
+constexpr std::size_t event_body_bytes_max = 1024 * 1024;
+constexpr std::size_t header_bytes_max = 8 * 1024;
+
+// Idempotency keys: the contract says 1..255 visible ASCII characters.
+constexpr std::size_t idempotency_key_bytes_max = 255;
+
+// Money: a price above a million currency units per seat is a typo, and the
+// bound keeps 1,000,000 seats * price far from int64 overflow.
+constexpr int64_t price_cents_max = 100'000'000;
+
+// Text fields shown to people; anything longer is abuse, not a name.
+constexpr std::size_t name_chars_max = 200;
+constexpr std::size_t email_bytes_max = 254; // RFC 5321 path limit
+constexpr std::size_t password_chars_min = 8; // the contract
+constexpr std::size_t password_chars_max = 1024; // hashing cost stays bounded
+
+// Per-customer seat limit, when an event sets one.
+constexpr int64_t max_seats_per_customer_max = 1'000'000;
+
+// Mailbox bound of a section actor: beyond this many queued requests a
+// section answers 503 `unavailable` at once instead of letting latency grow
+// without bound during an on-sale stampede.
+constexpr std::size_t section_mailbox_max = 20'000;
+
+// How long an HTTP request may wait for the actors before it is answered
+// 503 (the default of --request-timeout-ms).
+constexpr int64_t request_timeout_ms_default = 5000;
+
+// Slow clients: a request's header must arrive within this time, and an idle
+// keep-alive connection is closed after it.
+constexpr int64_t header_read_timeout_ms = 10'000;
+constexpr int64_t body_read_timeout_ms = 10'000;
+constexpr int64_t write_timeout_ms = 10'000;
+constexpr int64_t keepalive_idle_timeout_ms = 60'000;
+
+// Open connections per node: beyond this the acceptor stops accepting until
+// one closes, so a connection flood cannot exhaust file descriptors.
+constexpr std::size_t connections_max = 50'000;
+
+// Session tokens live a day unless configured otherwise.
+constexpr int64_t session_ttl_seconds_default = 24 * 3600;
+
+// Idempotency records are kept at least this long (the contract: 24 hours).
+constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
+
+} // namespace rsv::limits

@@ -1,0 +1,91 @@
+#include "core/model.hpp"
+
+#include <algorithm>
+
+#include "core/assert.hpp"
+#include "core/ids.hpp"
+
+namespace rsv {
+
+std::optional<uint32_t> section_layout::seat_index(std::string_view id) const {
+  auto ref = parse_seat_id(id);
+  if (!ref)
+    return std::nullopt;
+  auto row = row_by_label.find(std::string{ref->row_label});
+  if (row == row_by_label.end())
+    return std::nullopt;
+  auto first = row_offset[row->second];
+  auto size = row_offset[row->second + 1] - first;
+  if (ref->number < 1 || ref->number > size)
+    return std::nullopt;
+  return first + ref->number - 1;
+}
+
+uint32_t section_layout::row_of(uint32_t index) const {
+  RSV_ASSERT(index < seat_count(), "seat index out of range");
+  auto it = std::upper_bound(row_offset.begin(), row_offset.end(), index);
+  return static_cast<uint32_t>(it - row_offset.begin() - 1);
+}
+
+std::string section_layout::seat_id(uint32_t index) const {
+  auto row = row_of(index);
+  return row_labels[row] + '-' + std::to_string(index - row_offset[row] + 1);
+}
+
+std::shared_ptr<const section_layout>
+section_layout::make(const std::string& event_id, const section_def& def,
+                     uint32_t section_no) {
+  auto layout = std::make_shared<section_layout>();
+  layout->event_id = event_id;
+  layout->section_id = def.id;
+  layout->name = def.name;
+  layout->section_no = section_no;
+  layout->price_cents = def.price_cents;
+  layout->row_offset.reserve(def.rows.size() + 1);
+  uint32_t offset = 0;
+  for (const auto& row : def.rows) {
+    layout->row_by_label.emplace(row.label,
+                                 static_cast<uint32_t>(layout->row_labels.size()));
+    layout->row_labels.push_back(row.label);
+    layout->row_offset.push_back(offset);
+    offset += row.seats;
+  }
+  layout->row_offset.push_back(offset);
+  return layout;
+}
+
+const char* to_string(hold_status status) {
+  switch (status) {
+    case hold_status::active: return "active";
+    case hold_status::expired: return "expired";
+    case hold_status::released: return "released";
+    case hold_status::booked: return "booked";
+  }
+  return "unknown";
+}
+
+const char* to_string(booking_status status) {
+  return status == booking_status::confirmed ? "confirmed" : "cancelled";
+}
+
+const char* to_string(seat_status status) {
+  switch (status) {
+    case seat_status::free: return "free";
+    case seat_status::held: return "held";
+    case seat_status::booked: return "booked";
+  }
+  return "unknown";
+}
+
+const char* to_string(change_kind kind) {
+  switch (kind) {
+    case change_kind::hold_created: return "hold_created";
+    case change_kind::hold_released: return "hold_released";
+    case change_kind::hold_expired: return "hold_expired";
+    case change_kind::booking_confirmed: return "booking_confirmed";
+    case change_kind::booking_cancelled: return "booking_cancelled";
+  }
+  return "unknown";
+}
+
+} // namespace rsv

@@ -1,0 +1,141 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/clock.hpp"
+
+/// Domain value types shared by every module: what an event is, what a hold
+/// and a booking look like to a client, and the change records that section
+/// actors hand to the store and to the change sink. Plain data, no behaviour
+/// beyond small helpers.
+namespace rsv {
+
+struct row_def {
+  std::string label;
+  uint32_t seats = 0;
+};
+
+struct section_def {
+  std::string id;
+  std::string name;
+  int64_t price_cents = 0;
+  std::vector<row_def> rows;
+};
+
+struct waiting_room_def {
+  bool enabled = false;
+  int64_t admit_per_second = 0;
+};
+
+struct event_def {
+  std::string id;
+  std::string name;
+  millis starts_at_ms = 0;
+  int64_t hold_ttl_seconds = 600;
+  std::optional<int64_t> max_seats_per_customer;
+  std::optional<waiting_room_def> waiting_room;
+  std::vector<section_def> sections;
+};
+
+/// The immutable shape of one section, shared by its actor and the request
+/// router: seat ids map to dense indexes `row_offset[row] + number - 1`.
+struct section_layout {
+  std::string event_id;
+  std::string section_id;
+  std::string name;
+  uint32_t section_no = 0; // node-wide number carried inside hold ids
+  int64_t price_cents = 0;
+  std::vector<std::string> row_labels;
+  std::vector<uint32_t> row_offset; // size rows + 1; last = seat count
+  std::unordered_map<std::string, uint32_t> row_by_label;
+
+  uint32_t seat_count() const { return row_offset.back(); }
+  uint32_t row_count() const {
+    return static_cast<uint32_t>(row_labels.size());
+  }
+  /// The dense index of a seat id, or nullopt when the section has no such
+  /// seat.
+  std::optional<uint32_t> seat_index(std::string_view seat_id) const;
+  /// The seat id of a dense index, e.g. `B-7`.
+  std::string seat_id(uint32_t index) const;
+  uint32_t row_of(uint32_t index) const;
+
+  static std::shared_ptr<const section_layout>
+  make(const std::string& event_id, const section_def& def, uint32_t section_no);
+};
+
+enum class hold_status : uint8_t { active, expired, released, booked };
+enum class booking_status : uint8_t { confirmed, cancelled };
+enum class seat_status : uint8_t { free = 0, held = 1, booked = 2 };
+
+const char* to_string(hold_status status);
+const char* to_string(booking_status status);
+const char* to_string(seat_status status);
+
+struct hold_view {
+  std::string hold_id;
+  std::string event_id;
+  std::string section_id;
+  std::vector<std::string> seats;
+  hold_status status = hold_status::active;
+  millis expires_at_ms = 0;
+  int64_t total_cents = 0;
+};
+
+struct booking_view {
+  std::string booking_id;
+  std::string hold_id;
+  std::string event_id;
+  std::string section_id;
+  std::vector<std::string> seats;
+  int64_t total_cents = 0;
+  booking_status status = booking_status::confirmed;
+  millis created_at_ms = 0;
+};
+
+/// A section's seat statuses in dense index order, with the layout needed to
+/// name them.
+struct seat_map_view {
+  std::shared_ptr<const section_layout> layout;
+  std::vector<seat_status> statuses;
+};
+
+/// Free, held and booked counts of a section.
+struct seat_counts {
+  uint32_t free = 0;
+  uint32_t held = 0;
+  uint32_t booked = 0;
+};
+
+/// Every state change of a section, as the store persists it and the change
+/// sink publishes it. `slot` identifies the hold (and its booking) within the
+/// section.
+enum class change_kind : uint8_t {
+  hold_created,
+  hold_released,
+  hold_expired,
+  booking_confirmed,
+  booking_cancelled,
+};
+
+const char* to_string(change_kind kind);
+
+struct seat_change {
+  change_kind kind = change_kind::hold_created;
+  std::string event_id;
+  std::string section_id;
+  uint32_t section_no = 0;
+  uint32_t slot = 0;
+  std::string customer_id;
+  std::vector<uint32_t> seat_indexes;
+  millis at_ms = 0;
+  millis expires_at_ms = 0;
+  int64_t amount_cents = 0;
+};
+
+} // namespace rsv

@@ -1,0 +1,88 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/thread_pool.hpp>
+#include <prometheus/registry.h>
+
+#include "actors/runtime.hpp"
+#include "http/api_types.hpp"
+#include "http/auth.hpp"
+#include "http/router.hpp"
+
+namespace rsv::http {
+
+struct api_config {
+  std::string admin_token;
+  std::string token_secret;
+  int64_t session_ttl_seconds = 24 * 3600;
+  password_cost hash_cost;
+  std::size_t hash_threads = 1;
+  /// Health of optional services; unset means "disabled".
+  std::function<service_state()> kafka_health;
+  std::function<service_state()> redis_health;
+};
+
+/// The HTTP API of the contract, independent of sockets: takes a parsed
+/// request, answers through `respond_fn` exactly once, from whichever thread
+/// finishes the work (an I/O thread for answers it knows at once, an actor
+/// thread for answers from actors, the hashing pool for passwords).
+///
+/// Created once at start; `handle` is called concurrently by every I/O
+/// thread and never blocks.
+class api {
+public:
+  api(runtime& rt, api_config config,
+      std::shared_ptr<prometheus::Registry> registry);
+  ~api();
+
+  void handle(api_request req, respond_fn done);
+
+  /// `/ready` answers 200 only while ready: false while starting and once
+  /// draining begins.
+  void set_ready(bool ready) { ready_ = ready; }
+  bool ready() const { return ready_; }
+
+private:
+  struct context;
+  using handler = void (api::*)(context&);
+
+  void health(context& ctx);
+  void readiness(context& ctx);
+  void metrics(context& ctx);
+  void create_customer(context& ctx);
+  void create_session(context& ctx);
+  void list_events(context& ctx);
+  void create_event(context& ctx);
+  void get_event(context& ctx);
+  void get_seats(context& ctx);
+  void get_stats(context& ctx);
+  void queue_join(context& ctx);
+  void queue_ticket(context& ctx);
+  void create_hold(context& ctx);
+  void get_hold(context& ctx);
+  void release_hold(context& ctx);
+  void create_booking(context& ctx);
+  void list_bookings(context& ctx);
+  void get_booking(context& ctx);
+  void cancel_booking(context& ctx);
+
+  bool require_admin(context& ctx);
+  bool require_customer(context& ctx);
+  bool require_json(context& ctx);
+  /// Runs `body` under the request's Idempotency-Key, if it has one.
+  void idempotent(context& ctx, std::function<void(context&)> body);
+
+  runtime& rt_;
+  api_config config_;
+  token_signer tokens_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  boost::asio::thread_pool hashing_;
+  std::string dummy_hash_; // compared against for unknown emails
+  std::atomic<bool> ready_{false};
+};
+
+} // namespace rsv::http

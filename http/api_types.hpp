@@ -1,0 +1,43 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rsv::http {
+
+enum class method { get, post, del, other };
+
+/// A request as the API sees it, independent of Beast, so that handlers can
+/// be tested and fuzzed without sockets. Only the headers the API reads.
+struct api_request {
+  method verb = method::other;
+  std::string method_text; // as sent, for logs
+  std::string target; // path and query
+  std::string content_type;
+  std::string authorization;
+  std::string idempotency_key;
+  bool has_idempotency_key = false;
+  std::string admission_token;
+  std::string body;
+};
+
+struct api_response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// The route's name for metrics, e.g. "POST /v1/holds".
+  const char* route = "unmatched";
+
+  api_response& header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+};
+
+/// Called exactly once per request, from any thread.
+using respond_fn = std::function<void(api_response)>;
+
+} // namespace rsv::http

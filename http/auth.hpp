@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/clock.hpp"
+
+namespace rsv::http {
+
+/// Issues and checks session tokens: `v1.<customer id>.<expiry unix
+/// seconds>.<HMAC-SHA256, base64url>`. Any node with the same secret checks a
+/// token without a lookup. Immutable after construction; thread-safe.
+class token_signer {
+public:
+  /// `secret` is at least 32 bytes (RSV_TOKEN_SECRET); see app/config.
+  token_signer(std::string secret, int64_t ttl_seconds);
+
+  struct issued {
+    std::string token;
+    millis expires_at_ms = 0;
+  };
+  issued issue(const std::string& customer_id, millis now_ms) const;
+
+  /// The customer id of a valid, unexpired token; nullopt otherwise.
+  std::optional<std::string> verify(std::string_view token,
+                                    millis now_ms) const;
+
+private:
+  std::string mac(std::string_view payload) const;
+  std::string secret_;
+  int64_t ttl_seconds_;
+};
+
+/// Cost of argon2id password hashes (libsodium crypto_pwhash).
+struct password_cost {
+  unsigned long long ops = 2; // OWASP 2023: t=2, m=19 MiB, p=1
+  std::size_t memory_kib = 19 * 1024;
+};
+
+/// A salted argon2id hash in libsodium's encoded string form. Slow on
+/// purpose: callers run it on the blocking pool, never on an I/O or actor
+/// thread. Returns an empty string when libsodium runs out of memory.
+std::string hash_password(std::string_view password, password_cost cost);
+
+/// Constant-time check of `password` against an encoded hash.
+bool verify_password(const std::string& encoded_hash,
+                     std::string_view password);
+
+/// Constant-time comparison for bearer secrets.
+bool secrets_equal(std::string_view a, std::string_view b);
+
+/// The token of an `Authorization: Bearer <token>` header, or empty.
+std::string_view bearer_token(std::string_view authorization);
+
+} // namespace rsv::http

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "actors/directory.hpp"
+#include "core/model.hpp"
+
+/// JSON <-> domain types. Parsing validates everything the contract says and
+/// answers errc::validation_failed with a detail that names the field.
+/// nlohmann exceptions never leave this file.
+namespace rsv::http {
+
+/// Parses a body; nullopt for malformed JSON (including invalid UTF-8).
+std::optional<nlohmann::json> parse_json(std::string_view body);
+
+struct hold_body {
+  std::string event_id;
+  std::string section_id;
+  std::vector<std::string> seats; // empty when quantity is used
+  uint32_t quantity = 0;
+};
+
+struct credentials_body {
+  std::string email; // normalised: trimmed, lower-case
+  std::string password;
+};
+
+caf::expected<event_def> parse_event(const nlohmann::json& body,
+                                      bool waiting_room_supported);
+caf::expected<hold_body> parse_hold(const nlohmann::json& body);
+caf::expected<credentials_body> parse_registration(const nlohmann::json& body);
+caf::expected<credentials_body> parse_login(const nlohmann::json& body);
+caf::expected<std::string> parse_booking(const nlohmann::json& body);
+
+std::string render_hold(const hold_view& hold);
+nlohmann::json booking_json(const booking_view& booking);
+std::string render_booking(const booking_view& booking);
+std::string render_bookings(const std::vector<booking_view>& bookings);
+std::string render_event(const event_entry& event);
+std::string render_events(const directory_snapshot& snapshot);
+std::string render_seat_map(const seat_map_view& map);
+std::string render_stats(const event_entry& event);
+
+} // namespace rsv::http

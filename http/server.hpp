@@ -1,0 +1,69 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <caf/expected.hpp>
+#include <prometheus/registry.h>
+
+#include "http/api.hpp"
+
+namespace rsv::http {
+
+struct server_config {
+  std::string host = "127.0.0.1";
+  unsigned short port = 8080;
+  std::size_t io_threads = 2;
+  int64_t request_timeout_ms = 5000;
+};
+
+class http_metrics;
+
+/// The Boost.Beast front end: one io_context per I/O thread, connections
+/// spread over them round-robin, each connection served by one thread, so
+/// connection state needs no locks. Requests are read one at a time per
+/// connection (pipelined requests wait in the read buffer and are answered
+/// in order). A request waits for the actors without blocking its thread:
+/// the answer is dispatched back to the connection's io_context, and a
+/// per-request deadline answers 503 if it does not come in time.
+///
+/// Lifecycle: construct, start() on the main thread, stop_accepting() and
+/// drain() on SIGTERM, then destroy.
+class server {
+public:
+  server(server_config config, api& handler,
+         std::shared_ptr<prometheus::Registry> registry);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Binds, listens and starts the I/O threads; answers the bound port.
+  caf::expected<unsigned short> start();
+
+  /// Closes the listening socket: new connections are refused.
+  void stop_accepting();
+
+  /// Waits until no request is in progress, at most `deadline`; answers
+  /// whether everything finished. Idle keep-alive connections are closed.
+  bool drain(std::chrono::milliseconds deadline);
+
+  struct shared_state;
+
+private:
+  void accept_next();
+
+  server_config config_;
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<shared_state> shared_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::size_t next_context_ = 0;
+};
+
+} // namespace rsv::http

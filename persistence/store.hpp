@@ -1,0 +1,77 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/error.hpp>
+
+#include "core/model.hpp"
+
+namespace rsv {
+
+/// What a backing service reports for `/health`.
+enum class service_state { ok, down, disabled };
+const char* to_string(service_state state);
+
+/// Called exactly once per write, on any thread: an empty error means the
+/// write is durable (as durable as the store is); anything else means it is
+/// not and the client must not be told success.
+using store_ack = std::function<void(caf::error)>;
+
+/// A customer account as the store keeps it.
+struct customer_record {
+  std::string customer_id;
+  std::string email; // normalised: trimmed, lower-case
+  std::string password_hash; // libsodium crypto_pwhash_str (argon2id)
+  millis created_at_ms = 0;
+};
+
+/// The seam between the actors and durable storage. Section actors apply a
+/// change in memory, hand it to `append`, and answer their client only from
+/// the acknowledgement. Implementations are thread-safe and never block the
+/// caller: a durable store queues the write for its own writer actors and
+/// acknowledges after the transaction commits.
+class store {
+public:
+  virtual ~store() = default;
+
+  /// A short name for logs and `/health`, e.g. "memory".
+  virtual const char* name() const = 0;
+
+  /// True when an acknowledged write survives a crash of the process.
+  virtual bool durable() const = 0;
+
+  virtual void create_event(const event_def& def,
+                            std::vector<uint32_t> section_nos,
+                            store_ack done) = 0;
+
+  virtual void create_customer(const customer_record& record,
+                               store_ack done) = 0;
+
+  virtual void append(const seat_change& change, store_ack done) = 0;
+
+  virtual service_state health() const = 0;
+};
+
+/// Keeps nothing beyond the process: every write is acknowledged at once.
+/// The actor core runs against it in tests and in `--store memory` mode.
+/// Tests can make it fail writes to check that no client is told success.
+class memory_store final : public store {
+public:
+  const char* name() const override { return "memory"; }
+  bool durable() const override { return false; }
+  void create_event(const event_def& def, std::vector<uint32_t> section_nos,
+                    store_ack done) override;
+  void create_customer(const customer_record& record, store_ack done) override;
+  void append(const seat_change& change, store_ack done) override;
+  service_state health() const override;
+
+  /// While failing, every write is answered with errc::unavailable.
+  void set_failing(bool failing) { failing_ = failing; }
+
+private:
+  std::atomic<bool> failing_{false};
+};
+
+} // namespace rsv
