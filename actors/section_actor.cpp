@@ -77,9 +77,13 @@ caf::actor spawn_section(caf::actor_system& system,
       [metrics](const caf::error&) { metrics->section_actors_live.Decrement(); });
     after_commit committed{deps, shards, customer_limit};
 
-    // Persists a change; `then` runs with the store's verdict.
-    auto commit = [deps, committed](seat_change change,
-                                    std::function<void(caf::error)> then) {
+    // Persists a change; `then` runs with the store's verdict. The counts are
+    // published first, so that a client that reads the event right after
+    // its answer sees its own change.
+    auto commit = [self, entry, deps,
+                   committed](seat_change change,
+                              std::function<void(caf::error)> then) {
+      entry->publish(self->state.seats->counts());
       deps.store->append(change, [committed, change,
                                   then = std::move(then)](caf::error err) {
         if (!err)

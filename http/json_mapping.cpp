@@ -69,7 +69,8 @@ caf::expected<int64_t> get_int(const json& obj, const char* name,
   };
   if (it->is_number_unsigned()) {
     auto value = it->get<uint64_t>();
-    if (value > static_cast<uint64_t>(max))
+    if (value > static_cast<uint64_t>(max)
+        || static_cast<int64_t>(value) < min)
       return out_of_range();
     return static_cast<int64_t>(value);
   }

@@ -1,0 +1,303 @@
+#include <future>
+
+#include <caf/all.hpp>
+#include <gtest/gtest.h>
+
+#include "actors/runtime.hpp"
+#include "core/errc.hpp"
+#include "core/ids.hpp"
+
+namespace rsv {
+namespace {
+
+constexpr millis start_ms = 1'800'000'000'000;
+
+/// Waits for one reply with a deadline; a missing reply fails the test.
+template <class T>
+struct awaited {
+  std::promise<caf::expected<T>> promise;
+  std::future<caf::expected<T>> future = promise.get_future();
+
+  reply_fn<T> fn() {
+    return reply_fn<T>{[this](caf::expected<T> x) {
+      promise.set_value(std::move(x));
+    }};
+  }
+
+  caf::expected<T> get() {
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+      return make_error(errc::unavailable, std::string{"no reply in 10 s"});
+    return future.get();
+  }
+};
+
+/// A node's actors against the memory store with a manual clock.
+class section_actor_test : public ::testing::Test {
+protected:
+  section_actor_test() {
+    cfg.set("scheduler.max-threads", 2);
+    system = std::make_unique<caf::actor_system>(cfg);
+    deps.store = store;
+    deps.sink = sink;
+    deps.clock = clock;
+    deps.metrics = domain_metrics::make_detached();
+    rt = std::make_unique<runtime>(*system, deps, 4);
+  }
+
+  ~section_actor_test() override {
+    rt.reset();
+    system.reset();
+  }
+
+  std::shared_ptr<const event_entry> create_event(event_def def) {
+    awaited<std::shared_ptr<const event_entry>> reply;
+    caf::anon_send(rt->registry(), create_event_request{std::move(def), reply.fn()});
+    auto result = reply.get();
+    EXPECT_TRUE(result) << to_string(result.error());
+    return result ? *result : nullptr;
+  }
+
+  static event_def two_sections(std::optional<int64_t> limit) {
+    event_def def;
+    def.id = "concert";
+    def.name = "Concert";
+    def.hold_ttl_seconds = 60;
+    def.max_seats_per_customer = limit;
+    def.sections.push_back({"floor", "Floor", 5000, {{"A", 10}, {"B", 10}}});
+    def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 10}}});
+    return def;
+  }
+
+  caf::expected<hold_view> hold(const event_entry& event,
+                                const std::string& section_id,
+                                const std::string& customer,
+                                std::vector<std::string> seats,
+                                uint32_t quantity = 0) {
+    auto section = event.find_section(section_id);
+    awaited<hold_view> reply;
+    section->queued.fetch_add(1);
+    hold_request req{customer, std::move(seats), quantity, false, reply.fn()};
+    if (event.def.max_seats_per_customer)
+      caf::anon_send(rt->shard_for(customer),
+                     reserve_quota_request{event.def.id,
+                                           *event.def.max_seats_per_customer,
+                                           section, std::move(req)});
+    else
+      caf::anon_send(section->actor, std::move(req));
+    return reply.get();
+  }
+
+  template <class Request, class T>
+  caf::expected<T> ask_section(const std::string& id, Request req,
+                               awaited<T>& reply) {
+    auto ref = parse_hold_id(id);
+    if (!ref)
+      ref = parse_booking_id(id);
+    auto section = rt->dir().find_section(ref->section_no);
+    section->queued.fetch_add(1);
+    req.slot = ref->slot;
+    req.reply = reply.fn();
+    caf::anon_send(section->actor, std::move(req));
+    return reply.get();
+  }
+
+  caf::expected<booking_view> book(const std::string& customer,
+                                   const std::string& hold_id) {
+    awaited<booking_view> reply;
+    return ask_section(hold_id, book_request{customer, 0, {}}, reply);
+  }
+
+  caf::expected<hold_view> get_hold(const std::string& customer,
+                                    const std::string& hold_id) {
+    awaited<hold_view> reply;
+    return ask_section(hold_id, get_hold_request{customer, 0, {}}, reply);
+  }
+
+  caf::expected<hold_view> release(const std::string& customer,
+                                   const std::string& hold_id) {
+    awaited<hold_view> reply;
+    return ask_section(hold_id, release_hold_request{customer, 0, {}}, reply);
+  }
+
+  caf::expected<booking_view> cancel(const std::string& customer,
+                                     const std::string& booking_id) {
+    awaited<booking_view> reply;
+    return ask_section(booking_id, cancel_booking_request{customer, 0, {}},
+                       reply);
+  }
+
+  std::vector<booking_view> bookings_of(const std::string& customer) {
+    awaited<std::vector<booking_view>> reply;
+    caf::anon_send(rt->shard_for(customer),
+                   list_bookings_request{customer, reply.fn()});
+    auto result = reply.get();
+    EXPECT_TRUE(result);
+    return result ? *result : std::vector<booking_view>{};
+  }
+
+  /// The timer fires in real time; tests move the clock and send the tick.
+  void tick(const event_entry& event) {
+    for (const auto& section : event.sections)
+      caf::anon_send(section->actor, expire_tick_atom::value);
+  }
+
+  /// Polls a condition with a deadline (actors answer asynchronously).
+  template <class Predicate>
+  bool eventually(Predicate predicate) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      if (predicate())
+        return true;
+      std::this_thread::yield();
+    }
+    return predicate();
+  }
+
+  idempotency_decision begin(const std::string& customer,
+                             const std::string& key,
+                             const std::string& fingerprint) {
+    awaited<idempotency_decision> reply;
+    caf::anon_send(rt->shard_for(customer),
+                   idempotency_begin{customer, key, fingerprint, reply.fn()});
+    auto result = reply.get();
+    EXPECT_TRUE(result);
+    return result ? *result : idempotency_decision{};
+  }
+
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> system;
+  std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
+  std::shared_ptr<counting_change_sink> sink
+    = std::make_shared<counting_change_sink>();
+  std::shared_ptr<manual_clock> clock
+    = std::make_shared<manual_clock>(start_ms);
+  runtime_deps deps;
+  std::unique_ptr<runtime> rt;
+};
+
+TEST_F(section_actor_test, events_are_routed_and_counted) {
+  auto event = create_event(two_sections(std::nullopt));
+  ASSERT_TRUE(event);
+  EXPECT_EQ(rt->dir().find_event("concert"), event);
+  EXPECT_EQ(event->seat_count(), 30u);
+  awaited<std::shared_ptr<const event_entry>> again;
+  caf::anon_send(rt->registry(),
+                 create_event_request{two_sections(std::nullopt), again.fn()});
+  EXPECT_EQ(code_of(again.get().error()), errc::event_exists);
+}
+
+TEST_F(section_actor_test, hold_book_cancel_through_the_actor) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto held = hold(*event, "floor", "alice", {"A-1", "A-2"});
+  ASSERT_TRUE(held);
+  EXPECT_EQ(event->find_section("floor")->counts().held, 2u);
+  auto lost = hold(*event, "floor", "bob", {"A-2", "A-3"});
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(code_of(lost.error()), errc::seats_unavailable);
+
+  auto booked = book("alice", held->hold_id);
+  ASSERT_TRUE(booked);
+  EXPECT_EQ(booked->total_cents, 10000);
+  EXPECT_EQ(event->find_section("floor")->counts().booked, 2u);
+  auto listed = bookings_of("alice");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].booking_id, booked->booking_id);
+
+  auto cancelled = cancel("alice", booked->booking_id);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->status, booking_status::cancelled);
+  EXPECT_EQ(event->find_section("floor")->counts().free, 20u);
+  EXPECT_EQ(bookings_of("alice").at(0).status, booking_status::cancelled);
+  EXPECT_EQ(sink->count(change_kind::hold_created), 1u);
+  EXPECT_EQ(sink->count(change_kind::booking_confirmed), 1u);
+  EXPECT_EQ(sink->count(change_kind::booking_cancelled), 1u);
+}
+
+TEST_F(section_actor_test, holds_expire_when_the_clock_passes_their_ttl) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto held = hold(*event, "balcony", "alice", {}, 3);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->seats, (std::vector<std::string>{"A-1", "A-2", "A-3"}));
+  clock->advance_ms(59'999);
+  tick(*event);
+  EXPECT_EQ(get_hold("alice", held->hold_id)->status, hold_status::active);
+  clock->advance_ms(1);
+  tick(*event);
+  auto balcony = event->find_section("balcony");
+  ASSERT_TRUE(eventually([&] { return balcony->counts().free == 10; }));
+  EXPECT_EQ(get_hold("alice", held->hold_id)->status, hold_status::expired);
+  EXPECT_EQ(sink->count(change_kind::hold_expired), 1u);
+  auto late = book("alice", held->hold_id);
+  EXPECT_EQ(code_of(late.error()), errc::hold_expired);
+}
+
+TEST_F(section_actor_test, the_customer_limit_spans_sections_and_comes_back) {
+  auto event = create_event(two_sections(4));
+  auto floor = hold(*event, "floor", "alice", {"A-1", "A-2", "A-3"});
+  ASSERT_TRUE(floor);
+  auto over = hold(*event, "balcony", "alice", {"A-1", "A-2"});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(code_of(over.error()), errc::limit_exceeded);
+  EXPECT_EQ(event->find_section("balcony")->counts().held, 0u);
+  // Others are not limited by alice.
+  ASSERT_TRUE(hold(*event, "balcony", "bob", {"A-1", "A-2", "A-3", "A-4"}));
+  // A failed hold gives its quota back...
+  auto taken = hold(*event, "balcony", "alice", {"A-1"});
+  EXPECT_EQ(code_of(taken.error()), errc::seats_unavailable);
+  ASSERT_TRUE(hold(*event, "balcony", "alice", {"A-5"}));
+  // ...and so does a released hold (after the store acknowledged it).
+  ASSERT_TRUE(release("alice", floor->hold_id));
+  ASSERT_TRUE(eventually([&] {
+    return static_cast<bool>(hold(*event, "balcony", "alice", {"A-6", "A-7"}));
+  }));
+  auto fifth = hold(*event, "floor", "alice", {"B-1", "B-2"});
+  EXPECT_EQ(code_of(fifth.error()), errc::limit_exceeded);
+}
+
+TEST_F(section_actor_test, a_store_failure_is_never_reported_as_success) {
+  auto event = create_event(two_sections(std::nullopt));
+  store->set_failing(true);
+  auto held = hold(*event, "floor", "alice", {"A-1"});
+  ASSERT_FALSE(held);
+  EXPECT_EQ(code_of(held.error()), errc::unavailable);
+  EXPECT_EQ(sink->count(change_kind::hold_created), 0u);
+  store->set_failing(false);
+  awaited<std::shared_ptr<const event_entry>> reply;
+  store->set_failing(true);
+  auto def = two_sections(std::nullopt);
+  def.id = "another";
+  caf::anon_send(rt->registry(), create_event_request{def, reply.fn()});
+  EXPECT_EQ(code_of(reply.get().error()), errc::unavailable);
+  EXPECT_FALSE(rt->dir().find_event("another"));
+}
+
+TEST_F(section_actor_test, a_request_that_dies_unanswered_answers_unavailable) {
+  awaited<hold_view> reply;
+  { auto dropped = reply.fn(); }
+  EXPECT_EQ(code_of(reply.get().error()), errc::unavailable);
+}
+
+TEST_F(section_actor_test, idempotency_records_replay_and_detect_reuse) {
+  using kind = idempotency_decision::kind;
+  EXPECT_EQ(begin("alice", "k1", "body-a").what, kind::proceed);
+  EXPECT_EQ(begin("alice", "k1", "body-a").what, kind::in_use);
+  EXPECT_EQ(begin("alice", "k1", "body-b").what, kind::key_reused);
+  EXPECT_EQ(begin("bob", "k1", "body-b").what, kind::proceed);
+  caf::anon_send(rt->shard_for("alice"),
+                 idempotency_finish{"alice", "k1", "body-a",
+                                    {201, "{\"hold_id\":\"x\"}", "/v1/holds/x"},
+                                    true});
+  auto replay = begin("alice", "k1", "body-a");
+  EXPECT_EQ(replay.what, kind::replay);
+  EXPECT_EQ(replay.response.status, 201u);
+  EXPECT_EQ(replay.response.body, "{\"hold_id\":\"x\"}");
+  EXPECT_EQ(replay.response.location, "/v1/holds/x");
+  // A 5xx outcome forgets the key, so a retry runs again.
+  caf::anon_send(rt->shard_for("bob"),
+                 idempotency_finish{"bob", "k1", "body-b", {503, "", ""},
+                                    false});
+  EXPECT_EQ(begin("bob", "k1", "body-b").what, kind::proceed);
+}
+
+} // namespace
+} // namespace rsv

@@ -1,0 +1,208 @@
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include "core/errc.hpp"
+#include "http/auth.hpp"
+#include "http/json_mapping.hpp"
+#include "http/router.hpp"
+
+namespace rsv::http {
+namespace {
+
+using nlohmann::json;
+
+TEST(router, matches_routes_with_parameters) {
+  auto m = match_route(method::get, "/v1/events/arena/sections/floor/seats?x=1");
+  ASSERT_EQ(m.result, route_match::kind::found);
+  EXPECT_EQ(m.route, route_id::seats);
+  EXPECT_EQ(m.params, (std::vector<std::string>{"arena", "floor"}));
+  EXPECT_EQ(match_route(method::del, "/v1/holds/hld_1_2").route,
+            route_id::hold);
+}
+
+TEST(router, unknown_paths_and_wrong_methods) {
+  EXPECT_EQ(match_route(method::get, "/v2/events").result,
+            route_match::kind::not_found);
+  EXPECT_EQ(match_route(method::get, "/v1/holds/").result,
+            route_match::kind::not_found);
+  auto wrong = match_route(method::del, "/v1/events");
+  EXPECT_EQ(wrong.result, route_match::kind::wrong_method);
+  EXPECT_EQ(wrong.allow, "GET, POST");
+  EXPECT_EQ(match_route(method::post, "/v1/holds/x").allow, "GET, DELETE");
+}
+
+class tokens_test : public ::testing::Test {
+protected:
+  void SetUp() override { ASSERT_GE(sodium_init(), 0); }
+  token_signer signer{std::string(32, 'k'), 3600};
+};
+
+TEST_F(tokens_test, a_token_names_its_customer_until_it_expires) {
+  auto issued = signer.issue("cus_1", 1'000'000);
+  EXPECT_EQ(issued.expires_at_ms, (1000 + 3600) * 1000);
+  EXPECT_EQ(signer.verify(issued.token, 1'000'000), "cus_1");
+  EXPECT_FALSE(signer.verify(issued.token, issued.expires_at_ms));
+}
+
+TEST_F(tokens_test, forged_and_foreign_tokens_are_refused) {
+  auto token = signer.issue("cus_1", 0).token;
+  auto forged = token;
+  forged.replace(3, 5, "cus_2");
+  EXPECT_FALSE(signer.verify(forged, 0));
+  token_signer other{std::string(32, 'x'), 3600};
+  EXPECT_FALSE(other.verify(token, 0));
+  EXPECT_FALSE(signer.verify("", 0));
+  EXPECT_FALSE(signer.verify("v1.a.b", 0));
+}
+
+TEST(auth, bearer_tokens_and_password_hashes) {
+  ASSERT_GE(sodium_init(), 0);
+  EXPECT_EQ(bearer_token("Bearer abc"), "abc");
+  EXPECT_EQ(bearer_token("bearer  abc "), "abc");
+  EXPECT_EQ(bearer_token("Basic abc"), "");
+  EXPECT_EQ(bearer_token("Bearer"), "");
+  auto hash = hash_password("correct horse", {1, 1024});
+  EXPECT_EQ(hash.rfind("$argon2id$", 0), 0u);
+  EXPECT_TRUE(verify_password(hash, "correct horse"));
+  EXPECT_FALSE(verify_password(hash, "correct horsE"));
+  EXPECT_TRUE(secrets_equal("abc", "abc"));
+  EXPECT_FALSE(secrets_equal("abc", "abd"));
+  EXPECT_FALSE(secrets_equal("", ""));
+}
+
+json valid_event() {
+  return json::parse(R"({
+    "id": "arena-2026-12-31", "name": "New Year", "starts_at": "2026-12-31T20:00:00Z",
+    "sections": [{"id": "floor", "name": "Floor", "price_cents": 12000,
+                  "rows": [{"label": "A", "seats": 30}, {"label": "B", "seats": 30}]}]})");
+}
+
+std::string detail_of(const caf::error& err) {
+  EXPECT_EQ(code_of(err), errc::validation_failed);
+  return err.context().get_as<std::string>(0);
+}
+
+TEST(json_mapping, a_valid_event_gets_its_defaults) {
+  auto def = parse_event(valid_event(), false);
+  ASSERT_TRUE(def);
+  EXPECT_EQ(def->hold_ttl_seconds, 600);
+  EXPECT_FALSE(def->max_seats_per_customer);
+  EXPECT_EQ(def->sections.at(0).rows.at(1).seats, 30u);
+}
+
+TEST(json_mapping, invalid_event_fields_are_named) {
+  struct bad_case {
+    const char* pointer;
+    json value;
+    const char* field;
+  };
+  const bad_case cases[] = {
+    {"/id", "Bad_Id", "id"},
+    {"/name", "", "name"},
+    {"/starts_at", "tomorrow", "starts_at"},
+    {"/hold_ttl_seconds", 29, "hold_ttl_seconds"},
+    {"/hold_ttl_seconds", 7201, "hold_ttl_seconds"},
+    {"/hold_ttl_seconds", "600", "hold_ttl_seconds"},
+    {"/max_seats_per_customer", 0, "max_seats_per_customer"},
+    {"/sections", json::array(), "sections"},
+    {"/sections/0/price_cents", -1, "sections[0].price_cents"},
+    {"/sections/0/price_cents", 1.5, "sections[0].price_cents"},
+    {"/sections/0/rows/1/label", "a", "sections[0].rows[1].label"},
+    {"/sections/0/rows/1/label", "A", "sections[0].rows[1].label"},
+    {"/sections/0/rows/0/seats", 1001, "sections[0].rows[0].seats"},
+    {"/sections/0/rows/0/seats", 0, "sections[0].rows[0].seats"},
+    {"/waiting_room", json{{"enabled", true}, {"admit_per_second", 5}},
+     "waiting_room"},
+  };
+  for (const auto& c : cases) {
+    auto body = valid_event();
+    body[json::json_pointer(c.pointer)] = c.value;
+    auto def = parse_event(body, false);
+    ASSERT_FALSE(def) << c.pointer;
+    EXPECT_EQ(detail_of(def.error()).rfind(c.field, 0), 0u)
+      << c.pointer << ": " << detail_of(def.error());
+  }
+}
+
+TEST(json_mapping, an_event_has_at_most_a_million_seats) {
+  auto body = valid_event();
+  json rows = json::array();
+  for (int r = 0; r < 1000; ++r)
+    rows.push_back({{"label", std::to_string(r)}, {"seats", 1000}});
+  body["sections"][0]["rows"] = rows;
+  EXPECT_TRUE(parse_event(body, false));
+  body["sections"].push_back(
+    {{"id", "extra"}, {"name", "Extra"}, {"price_cents", 1},
+     {"rows", json::array({{{"label", "A"}, {"seats", 1}}})}});
+  auto def = parse_event(body, false);
+  ASSERT_FALSE(def);
+  EXPECT_EQ(detail_of(def.error()).rfind("sections", 0), 0u);
+}
+
+TEST(json_mapping, holds_take_exactly_one_of_seats_or_quantity) {
+  auto parse = [](const char* text) { return parse_hold(json::parse(text)); };
+  auto seats = parse(R"({"event_id":"e","section_id":"s","seats":["A-1","A-2"]})");
+  ASSERT_TRUE(seats);
+  EXPECT_EQ(seats->seats.size(), 2u);
+  auto quantity = parse(R"({"event_id":"e","section_id":"s","quantity":50})");
+  ASSERT_TRUE(quantity);
+  EXPECT_EQ(quantity->quantity, 50u);
+  const char* bad[][2] = {
+    {R"({"event_id":"e","section_id":"s"})", "seats"},
+    {R"({"event_id":"e","section_id":"s","seats":["A-1"],"quantity":1})", "seats"},
+    {R"({"event_id":"e","section_id":"s","quantity":0})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","quantity":51})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","quantity":-1})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","quantity":2.0})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","quantity":1e30})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","quantity":"2"})", "quantity"},
+    {R"({"event_id":"e","section_id":"s","seats":[]})", "seats"},
+    {R"({"event_id":"e","section_id":"s","seats":["A-1","A-1"]})", "seats[1]"},
+    {R"({"event_id":"e","section_id":"s","seats":[1]})", "seats[0]"},
+    {R"({"event_id":"E","section_id":"s","quantity":1})", "event_id"},
+    {R"({"event_id":"e","quantity":1})", "section_id"},
+    {R"([1,2])", "body"},
+  };
+  for (const auto& [text, field] : bad) {
+    auto result = parse(text);
+    ASSERT_FALSE(result) << text;
+    EXPECT_EQ(detail_of(result.error()).rfind(field, 0), 0u)
+      << text << ": " << detail_of(result.error());
+  }
+}
+
+TEST(json_mapping, registration_normalises_email_and_checks_password) {
+  auto ok = parse_registration(
+    json::parse(R"({"email":"  Ann@Example.ORG ","password":"12345678"})"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->email, "ann@example.org");
+  EXPECT_FALSE(parse_registration(
+    json::parse(R"({"email":"ann@example.org","password":"1234567"})")));
+  for (const char* email : {"ann", "ann@", "@example.org", "ann@example",
+                            "a b@example.org", "a@b@example.org"})
+    EXPECT_FALSE(parse_registration(
+      json{{"email", email}, {"password", "12345678"}}))
+      << email;
+}
+
+TEST(json_mapping, malformed_json_and_invalid_utf8_are_rejected) {
+  EXPECT_FALSE(parse_json("{"));
+  EXPECT_FALSE(parse_json(""));
+  EXPECT_FALSE(parse_json("{\"a\":\"\xff\"}"));
+  EXPECT_TRUE(parse_json("{\"a\":\"\xc3\xa9\"}"));
+}
+
+TEST(json_mapping, the_seat_map_lists_seats_in_row_then_seat_order) {
+  section_def def{"floor", "Floor", 1, {{"B", 2}, {"A", 1}}};
+  seat_map_view map{section_layout::make("e", def, 0),
+                    {seat_status::free, seat_status::held,
+                     seat_status::booked}};
+  auto body = json::parse(render_seat_map(map));
+  EXPECT_EQ(body["event_id"], "e");
+  EXPECT_EQ(body["section_id"], "floor");
+  EXPECT_EQ(body["seats"], json::parse(R"([{"id":"B-1","status":"free"},
+    {"id":"B-2","status":"held"},{"id":"A-1","status":"booked"}])"));
+}
+
+} // namespace
+} // namespace rsv::http
