@@ -1,8 +1,7 @@
-#include <unordered_map>
+#include "actors/runtime.hpp"
 
 #include <caf/all.hpp>
-
-#include "actors/runtime.hpp"
+#include <unordered_map>
 
 namespace rsv {
 
@@ -33,36 +32,36 @@ caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
   auto store = deps.store;
   auto behavior = [store](accounts_self* self) -> caf::behavior {
     return {
-      [=](register_customer_request& req) {
-        auto email = req.record.email;
-        auto [it, inserted] = self->state.by_email.try_emplace(email,
-                                                               req.record);
-        if (!inserted) {
-          req.reply(make_error(errc::email_taken));
-          return;
-        }
-        // The email is taken from now on, so a concurrent registration gets
-        // 409; the client hears success only once the store has the record.
-        caf::actor me = caf::actor_cast<caf::actor>(self);
-        store->create_customer(req.record, [me, reply = req.reply,
-                                            record = req.record](
-                                             caf::error err) {
-          if (err) {
-            caf::anon_send(me, forget_email{record.email});
-            reply(std::move(err));
-          } else {
-            reply(record);
+        [=](register_customer_request& req) {
+          auto email = req.record.email;
+          auto [it, inserted] =
+              self->state.by_email.try_emplace(email, req.record);
+          if (!inserted) {
+            req.reply(make_error(errc::email_taken));
+            return;
           }
-        });
-      },
-      [=](const forget_email& msg) { self->state.by_email.erase(msg.email); },
-      [=](find_customer_request& req) {
-        auto it = self->state.by_email.find(req.email);
-        if (it == self->state.by_email.end())
-          req.reply(make_error(errc::invalid_credentials));
-        else
-          req.reply(it->second);
-      },
+          // The email is taken from now on, so a concurrent registration gets
+          // 409; the client hears success only once the store has the record.
+          caf::actor me = caf::actor_cast<caf::actor>(self);
+          store->create_customer(
+              req.record,
+              [me, reply = req.reply, record = req.record](caf::error err) {
+                if (err) {
+                  caf::anon_send(me, forget_email{record.email});
+                  reply(std::move(err));
+                } else {
+                  reply(record);
+                }
+              });
+        },
+        [=](const forget_email& msg) { self->state.by_email.erase(msg.email); },
+        [=](find_customer_request& req) {
+          auto it = self->state.by_email.find(req.email);
+          if (it == self->state.by_email.end())
+            req.reply(make_error(errc::invalid_credentials));
+          else
+            req.reply(it->second);
+        },
     };
   };
   return system.spawn(behavior);

@@ -1,10 +1,9 @@
-#include <algorithm>
-#include <unordered_map>
-
-#include <caf/all.hpp>
-
 #include "actors/runtime.hpp"
 #include "core/limits.hpp"
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <unordered_map>
 
 namespace rsv {
 
@@ -43,96 +42,95 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
   auto behavior = [clock, metrics](shard_self* self) -> caf::behavior {
     self->delayed_send(self, purge_interval, purge_tick_atom::value);
     return {
-      [=](reserve_quota_request& req) {
-        auto& used = self->state.customers[req.hold.customer_id]
-                       .seats_by_event[req.event_id];
-        auto wanted = req.hold.seat_ids.empty()
-                        ? static_cast<int64_t>(req.hold.quantity)
-                        : static_cast<int64_t>(req.hold.seat_ids.size());
-        if (used + wanted > req.seats_max) {
-          // The section will not see this request: undo the front end's
-          // queue count for it.
-          req.section->queued.fetch_sub(1, std::memory_order_relaxed);
-          req.hold.reply(make_error(
-            errc::limit_exceeded,
-            "the customer may hold or book at most "
-              + std::to_string(req.seats_max) + " seats in this event and has "
-              + std::to_string(used)));
-          return;
-        }
-        used += wanted;
-        req.hold.quota_reserved = true;
-        self->send(req.section->actor, std::move(req.hold));
-      },
-      [=](const release_quota& msg) {
-        auto customer = self->state.customers.find(msg.customer_id);
-        if (customer == self->state.customers.end())
-          return;
-        auto& used = customer->second.seats_by_event[msg.event_id];
-        used = std::max<int64_t>(0, used - msg.seats);
-      },
-      [=](booking_changed& msg) {
-        auto& bookings = self->state.customers[msg.customer_id].bookings;
-        auto same = [&](const booking_view& b) {
-          return b.booking_id == msg.booking.booking_id;
-        };
-        auto it = std::find_if(bookings.begin(), bookings.end(), same);
-        if (it != bookings.end())
-          *it = std::move(msg.booking);
-        else
-          bookings.push_back(std::move(msg.booking));
-      },
-      [=](list_bookings_request& req) {
-        std::vector<booking_view> result;
-        auto customer = self->state.customers.find(req.customer_id);
-        if (customer != self->state.customers.end())
-          result.assign(customer->second.bookings.rbegin(),
-                        customer->second.bookings.rend());
-        req.reply(std::move(result));
-      },
-      [=](idempotency_begin& req) {
-        auto& records = self->state.customers[req.customer_id].idempotency;
-        auto [it, inserted] = records.try_emplace(req.key);
-        idempotency_decision decision;
-        if (inserted) {
-          it->second.fingerprint = req.fingerprint;
-          decision.what = idempotency_decision::kind::proceed;
-        } else if (it->second.fingerprint != req.fingerprint) {
-          decision.what = idempotency_decision::kind::key_reused;
-        } else if (!it->second.finished) {
-          decision.what = idempotency_decision::kind::in_use;
-        } else {
-          decision.what = idempotency_decision::kind::replay;
-          decision.response = it->second.response;
-        }
-        req.reply(std::move(decision));
-      },
-      [=](idempotency_finish& msg) {
-        auto customer = self->state.customers.find(msg.customer_id);
-        if (customer == self->state.customers.end())
-          return;
-        auto& records = customer->second.idempotency;
-        auto it = records.find(msg.key);
-        if (it == records.end() || it->second.fingerprint != msg.fingerprint)
-          return;
-        if (!msg.keep) {
-          records.erase(it);
-          return;
-        }
-        it->second.finished = true;
-        it->second.response = std::move(msg.response);
-        it->second.finished_at_ms = clock->now_ms();
-      },
-      [=](purge_tick_atom) {
-        auto cutoff = clock->now_ms() - limits::idempotency_ttl_seconds * 1000;
-        for (auto& [id, customer] : self->state.customers)
-          for (auto it = customer.idempotency.begin();
-               it != customer.idempotency.end();)
-            it = it->second.finished && it->second.finished_at_ms < cutoff
-                   ? customer.idempotency.erase(it)
-                   : std::next(it);
-        self->delayed_send(self, purge_interval, purge_tick_atom::value);
-      },
+        [=](reserve_quota_request& req) {
+          auto& used = self->state.customers[req.hold.customer_id]
+                           .seats_by_event[req.event_id];
+          auto wanted = req.hold.seat_ids.empty()
+                            ? static_cast<int64_t>(req.hold.quantity)
+                            : static_cast<int64_t>(req.hold.seat_ids.size());
+          if (used + wanted > req.seats_max) {
+            // The section will not see this request: undo the front end's
+            // queue count for it.
+            req.section->queued.fetch_sub(1, std::memory_order_relaxed);
+            req.hold.reply(make_error(errc::limit_exceeded,
+                                      "the customer may hold or book at most " +
+                                          std::to_string(req.seats_max) +
+                                          " seats in this event and has " +
+                                          std::to_string(used)));
+            return;
+          }
+          used += wanted;
+          req.hold.quota_reserved = true;
+          self->send(req.section->actor, std::move(req.hold));
+        },
+        [=](const release_quota& msg) {
+          auto customer = self->state.customers.find(msg.customer_id);
+          if (customer == self->state.customers.end()) return;
+          auto& used = customer->second.seats_by_event[msg.event_id];
+          used = std::max<int64_t>(0, used - msg.seats);
+        },
+        [=](booking_changed& msg) {
+          auto& bookings = self->state.customers[msg.customer_id].bookings;
+          auto same = [&](const booking_view& b) {
+            return b.booking_id == msg.booking.booking_id;
+          };
+          auto it = std::find_if(bookings.begin(), bookings.end(), same);
+          if (it != bookings.end())
+            *it = std::move(msg.booking);
+          else
+            bookings.push_back(std::move(msg.booking));
+        },
+        [=](list_bookings_request& req) {
+          std::vector<booking_view> result;
+          auto customer = self->state.customers.find(req.customer_id);
+          if (customer != self->state.customers.end())
+            result.assign(customer->second.bookings.rbegin(),
+                          customer->second.bookings.rend());
+          req.reply(std::move(result));
+        },
+        [=](idempotency_begin& req) {
+          auto& records = self->state.customers[req.customer_id].idempotency;
+          auto [it, inserted] = records.try_emplace(req.key);
+          idempotency_decision decision;
+          if (inserted) {
+            it->second.fingerprint = req.fingerprint;
+            decision.what = idempotency_decision::kind::proceed;
+          } else if (it->second.fingerprint != req.fingerprint) {
+            decision.what = idempotency_decision::kind::key_reused;
+          } else if (!it->second.finished) {
+            decision.what = idempotency_decision::kind::in_use;
+          } else {
+            decision.what = idempotency_decision::kind::replay;
+            decision.response = it->second.response;
+          }
+          req.reply(std::move(decision));
+        },
+        [=](idempotency_finish& msg) {
+          auto customer = self->state.customers.find(msg.customer_id);
+          if (customer == self->state.customers.end()) return;
+          auto& records = customer->second.idempotency;
+          auto it = records.find(msg.key);
+          if (it == records.end() || it->second.fingerprint != msg.fingerprint)
+            return;
+          if (!msg.keep) {
+            records.erase(it);
+            return;
+          }
+          it->second.finished = true;
+          it->second.response = std::move(msg.response);
+          it->second.finished_at_ms = clock->now_ms();
+        },
+        [=](purge_tick_atom) {
+          auto cutoff =
+              clock->now_ms() - limits::idempotency_ttl_seconds * 1000;
+          for (auto& [id, customer] : self->state.customers)
+            for (auto it = customer.idempotency.begin();
+                 it != customer.idempotency.end();)
+              it = it->second.finished && it->second.finished_at_ms < cutoff
+                       ? customer.idempotency.erase(it)
+                       : std::next(it);
+          self->delayed_send(self, purge_interval, purge_tick_atom::value);
+        },
     };
   };
   return system.spawn(behavior);

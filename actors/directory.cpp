@@ -17,9 +17,9 @@ seat_counts section_entry::counts() const {
 }
 
 void section_entry::publish(seat_counts counts) {
-  packed_counts.store(uint64_t{counts.free}
-                        | (uint64_t{counts.held} << count_bits)
-                        | (uint64_t{counts.booked} << (2 * count_bits)),
+  packed_counts.store(uint64_t{counts.free} |
+                          (uint64_t{counts.held} << count_bits) |
+                          (uint64_t{counts.booked} << (2 * count_bits)),
                       std::memory_order_release);
 }
 
@@ -37,8 +37,7 @@ uint32_t event_entry::seat_count() const {
 }
 
 directory::directory()
-  : current_(std::make_shared<const directory_snapshot>()) {
-}
+    : current_(std::make_shared<const directory_snapshot>()) {}
 
 std::shared_ptr<const event_entry>
 directory::find_event(const std::string& id) const {

@@ -1,14 +1,13 @@
 #pragma once
 
+#include "core/model.hpp"
+
 #include <atomic>
+#include <caf/actor.hpp>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <caf/actor.hpp>
-
-#include "core/model.hpp"
 
 namespace rsv {
 

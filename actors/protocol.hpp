@@ -1,19 +1,18 @@
 #pragma once
 
-#include <atomic>
-#include <functional>
-#include <memory>
-#include <string>
-#include <vector>
-
-#include <caf/atom.hpp>
-#include <caf/expected.hpp>
-#include <caf/type_id.hpp>
-
 #include "actors/directory.hpp"
 #include "core/errc.hpp"
 #include "core/model.hpp"
 #include "persistence/store.hpp"
+
+#include <atomic>
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+#include <caf/type_id.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
 /// The protocol of every actor of the node, written down once.
 ///
@@ -38,11 +37,11 @@ public:
   using callback = std::function<void(caf::expected<T>)>;
 
   reply_fn() = default;
-  explicit reply_fn(callback fn) : impl_(std::make_shared<impl>(std::move(fn))) {}
+  explicit reply_fn(callback fn)
+      : impl_(std::make_shared<impl>(std::move(fn))) {}
 
   void operator()(caf::expected<T> result) const {
-    if (impl_)
-      impl_->deliver(std::move(result));
+    if (impl_) impl_->deliver(std::move(result));
   }
 
 private:
@@ -52,11 +51,11 @@ private:
     impl& operator=(const impl&) = delete;
     ~impl() {
       if (!done.exchange(true))
-        fn(make_error(errc::unavailable, std::string{"the request was dropped"}));
+        fn(make_error(errc::unavailable,
+                      std::string{"the request was dropped"}));
     }
     void deliver(caf::expected<T> result) {
-      if (!done.exchange(true))
-        fn(std::move(result));
+      if (!done.exchange(true)) fn(std::move(result));
     }
     callback fn;
     std::atomic<bool> done{false};

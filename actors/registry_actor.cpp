@@ -1,10 +1,10 @@
-#include <algorithm>
-#include <unordered_set>
-
-#include <caf/all.hpp>
-
 #include "actors/runtime.hpp"
 #include "core/ids.hpp"
+
+#include <algorithm>
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+#include <unordered_set>
 
 namespace rsv {
 
@@ -52,71 +52,76 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
                           std::shared_ptr<const customer_shards> shards) {
   auto behavior = [deps, dir, shards](registry_self* self) -> caf::behavior {
     return {
-      [=](create_event_request& req) {
-        auto& def = req.def;
-        if (def.id.empty()) {
-          do
-            def.id = make_event_id();
-          while (dir->find_event(def.id)
-                 || self->state.pending_ids.count(def.id) > 0);
-        }
-        if (dir->find_event(def.id) || self->state.pending_ids.count(def.id)) {
-          req.reply(make_error(errc::event_exists));
-          return;
-        }
-        self->state.pending_ids.insert(def.id);
-        auto entry = std::make_shared<event_entry>();
-        std::vector<uint32_t> section_nos;
-        auto ttl_ms = def.hold_ttl_seconds * 1000;
-        bool limit = def.max_seats_per_customer.has_value();
-        for (std::size_t i = 0; i < def.sections.size(); ++i) {
-          auto& section_def = def.sections[i];
-          auto no = self->state.next_section_no++;
-          section_nos.push_back(no);
-          auto section = std::make_shared<section_entry>();
-          section->layout = section_layout::make(def.id, section_def, no);
-          section->actor = spawn_section(self->system(), section, deps, shards,
-                                         ttl_ms, limit);
-          entry->section_index.emplace(section_def.id, i);
-          entry->sections.push_back(std::move(section));
-        }
-        // Rows live in the section layouts; the entry keeps the rest.
-        entry->def = def;
-        for (auto& section_def : entry->def.sections)
-          section_def.rows.clear();
-        caf::actor me = caf::actor_cast<caf::actor>(self);
-        deps.store->create_event(
-          def, std::move(section_nos),
-          [me, entry, reply = req.reply](caf::error err) {
-            caf::anon_send(me, event_written{entry, std::move(err), reply});
-          });
-      },
-      [=](event_written& msg) {
-        auto& entry = msg.entry;
-        self->state.pending_ids.erase(entry->def.id);
-        if (msg.err) {
-          for (auto& section : entry->sections)
-            self->send_exit(section->actor, caf::exit_reason::user_shutdown);
-          msg.reply(std::move(msg.err));
-          return;
-        }
-        auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
-        std::shared_ptr<const event_entry> published = entry;
-        next->events.emplace(entry->def.id, published);
-        auto pos = std::upper_bound(next->events_ordered.begin(),
-                                    next->events_ordered.end(), published,
-                                    starts_before);
-        next->events_ordered.insert(pos, published);
-        for (auto& section : entry->sections) {
-          auto no = section->layout->section_no;
-          if (next->sections_by_no.size() <= no)
-            next->sections_by_no.resize(no + 1);
-          next->sections_by_no[no] = section;
-        }
-        dir->publish(std::move(next));
-        deps.metrics->events.Increment();
-        msg.reply(std::move(published));
-      },
+        [=](create_event_request& req) {
+          auto& def = req.def;
+          if (def.id.empty()) {
+            do
+              def.id = make_event_id();
+            while (dir->find_event(def.id) ||
+                   self->state.pending_ids.count(def.id) > 0);
+          }
+          if (dir->find_event(def.id) ||
+              self->state.pending_ids.count(def.id)) {
+            req.reply(make_error(errc::event_exists));
+            return;
+          }
+          self->state.pending_ids.insert(def.id);
+          auto entry = std::make_shared<event_entry>();
+          std::vector<uint32_t> section_nos;
+          auto ttl_ms = def.hold_ttl_seconds * 1000;
+          bool limit = def.max_seats_per_customer.has_value();
+          for (std::size_t i = 0; i < def.sections.size(); ++i) {
+            auto& section_def = def.sections[i];
+            auto no = self->state.next_section_no++;
+            section_nos.push_back(no);
+            auto section = std::make_shared<section_entry>();
+            section->layout = section_layout::make(def.id, section_def, no);
+            section->actor = spawn_section(self->system(), section, deps,
+                                           shards, ttl_ms, limit);
+            entry->section_index.emplace(section_def.id, i);
+            entry->sections.push_back(std::move(section));
+          }
+          // Rows live in the section layouts; the entry keeps the rest.
+          entry->def = def;
+          for (auto& section_def : entry->def.sections)
+            section_def.rows.clear();
+          caf::actor me = caf::actor_cast<caf::actor>(self);
+          deps.store->create_event(
+              def, std::move(section_nos),
+              [me, entry, reply = req.reply](caf::error err) {
+                caf::anon_send(me, event_written{entry, std::move(err), reply});
+              });
+        },
+        [=](event_written& msg) {
+          auto& entry = msg.entry;
+          self->state.pending_ids.erase(entry->def.id);
+          if (msg.err) {
+            spdlog::warn("event {} not created: the store refused it: {}",
+                         entry->def.id, caf::to_string(msg.err));
+            for (auto& section : entry->sections)
+              self->send_exit(section->actor, caf::exit_reason::user_shutdown);
+            msg.reply(std::move(msg.err));
+            return;
+          }
+          auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
+          std::shared_ptr<const event_entry> published = entry;
+          next->events.emplace(entry->def.id, published);
+          auto pos = std::upper_bound(next->events_ordered.begin(),
+                                      next->events_ordered.end(), published,
+                                      starts_before);
+          next->events_ordered.insert(pos, published);
+          for (auto& section : entry->sections) {
+            auto no = section->layout->section_no;
+            if (next->sections_by_no.size() <= no)
+              next->sections_by_no.resize(no + 1);
+            next->sections_by_no[no] = section;
+          }
+          dir->publish(std::move(next));
+          deps.metrics->events.Increment();
+          spdlog::info("event {} created: {} sections, {} seats", entry->def.id,
+                       entry->sections.size(), entry->seat_count());
+          msg.reply(std::move(published));
+        },
     };
   };
   return system.spawn(behavior);

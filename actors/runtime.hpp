@@ -1,18 +1,17 @@
 #pragma once
 
-#include <memory>
-#include <string>
-#include <vector>
-
-#include <caf/actor.hpp>
-#include <caf/actor_system.hpp>
-
 #include "actors/directory.hpp"
 #include "actors/protocol.hpp"
 #include "core/clock.hpp"
 #include "core/metrics.hpp"
 #include "messaging/change_sink.hpp"
 #include "persistence/store.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <memory>
+#include <string>
+#include <vector>
 
 namespace rsv {
 

@@ -1,7 +1,8 @@
-#include <caf/all.hpp>
-
 #include "actors/runtime.hpp"
 #include "actors/section_state.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 
 namespace rsv {
 
@@ -30,28 +31,28 @@ struct after_commit {
     auto seats = static_cast<uint32_t>(change.seat_indexes.size());
     bool gives_back = false;
     switch (change.kind) {
-      case change_kind::hold_created:
-        m.holds_created.Increment();
-        m.holds_active.Increment();
-        break;
-      case change_kind::hold_released:
-        m.holds_released.Increment();
-        m.holds_active.Decrement();
-        gives_back = true;
-        break;
-      case change_kind::hold_expired:
-        m.holds_expired.Increment();
-        m.holds_active.Decrement();
-        gives_back = true;
-        break;
-      case change_kind::booking_confirmed:
-        m.bookings_confirmed.Increment();
-        m.holds_active.Decrement();
-        break;
-      case change_kind::booking_cancelled:
-        m.bookings_cancelled.Increment();
-        gives_back = true;
-        break;
+    case change_kind::hold_created:
+      m.holds_created.Increment();
+      m.holds_active.Increment();
+      break;
+    case change_kind::hold_released:
+      m.holds_released.Increment();
+      m.holds_active.Decrement();
+      gives_back = true;
+      break;
+    case change_kind::hold_expired:
+      m.holds_expired.Increment();
+      m.holds_active.Decrement();
+      gives_back = true;
+      break;
+    case change_kind::booking_confirmed:
+      m.bookings_confirmed.Increment();
+      m.holds_active.Decrement();
+      break;
+    case change_kind::booking_cancelled:
+      m.bookings_cancelled.Increment();
+      gives_back = true;
+      break;
     }
     if (gives_back && customer_limit)
       caf::anon_send(shards->for_customer(change.customer_id),
@@ -68,13 +69,14 @@ caf::actor spawn_section(caf::actor_system& system,
                          int64_t hold_ttl_ms, bool customer_limit) {
   auto behavior = [entry, deps, shards, hold_ttl_ms,
                    customer_limit](section_self* self) -> caf::behavior {
-    self->state.seats = std::make_unique<section_state>(entry->layout,
-                                                         hold_ttl_ms);
+    self->state.seats =
+        std::make_unique<section_state>(entry->layout, hold_ttl_ms);
     entry->publish(self->state.seats->counts());
     deps.metrics->section_actors_live.Increment();
     auto metrics = deps.metrics;
-    self->attach_functor(
-      [metrics](const caf::error&) { metrics->section_actors_live.Decrement(); });
+    self->attach_functor([metrics](const caf::error&) {
+      metrics->section_actors_live.Decrement();
+    });
     after_commit committed{deps, shards, customer_limit};
 
     // Persists a change; `then` runs with the store's verdict. The counts are
@@ -84,12 +86,17 @@ caf::actor spawn_section(caf::actor_system& system,
                    committed](seat_change change,
                               std::function<void(caf::error)> then) {
       entry->publish(self->state.seats->counts());
-      deps.store->append(change, [committed, change,
-                                  then = std::move(then)](caf::error err) {
-        if (!err)
-          committed(change);
-        then(std::move(err));
-      });
+      deps.store->append(
+          change, [committed, change, then = std::move(then)](caf::error err) {
+            if (!err)
+              committed(change);
+            else
+              spdlog::warn("store write failed: {} of event {} section {} slot "
+                           "{}: {}",
+                           to_string(change.kind), change.event_id,
+                           change.section_id, change.slot, caf::to_string(err));
+            then(std::move(err));
+          });
     };
 
     // Persists the holds that expired before or during the last operation.
@@ -103,8 +110,7 @@ caf::actor spawn_section(caf::actor_system& system,
     // One timer at a time, for the earliest active expiry: every hold of a
     // section has the same TTL, so later holds never expire earlier.
     auto arm_timer = [self, deps] {
-      if (self->state.timer_pending)
-        return;
+      if (self->state.timer_pending) return;
       if (auto next = self->state.seats->next_expiry()) {
         auto delay_ms = std::max<millis>(0, *next - deps.clock->now_ms()) + 1;
         self->state.timer_pending = true;
@@ -121,122 +127,123 @@ caf::actor spawn_section(caf::actor_system& system,
     };
 
     return {
-      [=](hold_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        auto now = deps.clock->now_ms();
-        auto& seats = *self->state.seats;
-        auto result = req.seat_ids.empty()
-                        ? seats.hold_best(req.customer_id, req.quantity, now)
-                        : seats.hold_seats(req.customer_id, req.seat_ids, now);
-        if (!result) {
-          if (req.quota_reserved) {
-            auto count = req.seat_ids.empty()
-                           ? req.quantity
-                           : static_cast<uint32_t>(req.seat_ids.size());
-            self->send(shards->for_customer(req.customer_id),
-                       release_quota{req.customer_id, entry->layout->event_id,
-                                     count});
+        [=](hold_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          auto now = deps.clock->now_ms();
+          auto& seats = *self->state.seats;
+          auto result =
+              req.seat_ids.empty()
+                  ? seats.hold_best(req.customer_id, req.quantity, now)
+                  : seats.hold_seats(req.customer_id, req.seat_ids, now);
+          if (!result) {
+            if (req.quota_reserved) {
+              auto count = req.seat_ids.empty()
+                               ? req.quantity
+                               : static_cast<uint32_t>(req.seat_ids.size());
+              self->send(shards->for_customer(req.customer_id),
+                         release_quota{req.customer_id, entry->layout->event_id,
+                                       count});
+            }
+            req.reply(std::move(result.error()));
+          } else {
+            commit(std::move(*result->change),
+                   [reply = req.reply,
+                    view = std::move(result->view)](caf::error err) mutable {
+                     if (err)
+                       reply(std::move(err));
+                     else
+                       reply(std::move(view));
+                   });
           }
-          req.reply(std::move(result.error()));
-        } else {
-          commit(std::move(*result->change),
-                 [reply = req.reply, view = std::move(result->view)](
-                   caf::error err) mutable {
-                   if (err)
-                     reply(std::move(err));
-                   else
+          finish();
+        },
+        [=](get_hold_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          self->state.seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.seats->get_hold(req.customer_id, req.slot));
+          finish();
+        },
+        [=](release_hold_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          auto result = self->state.seats->release_hold(
+              req.customer_id, req.slot, deps.clock->now_ms());
+          if (!result) {
+            req.reply(std::move(result.error()));
+          } else if (!result->change) {
+            req.reply(std::move(result->view));
+          } else {
+            commit(std::move(*result->change),
+                   [reply = req.reply,
+                    view = std::move(result->view)](caf::error err) mutable {
+                     if (err)
+                       reply(std::move(err));
+                     else
+                       reply(std::move(view));
+                   });
+          }
+          finish();
+        },
+        [=](book_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          auto result = self->state.seats->book(req.customer_id, req.slot,
+                                                deps.clock->now_ms());
+          if (!result) {
+            req.reply(std::move(result.error()));
+          } else {
+            auto shard = shards->for_customer(req.customer_id);
+            commit(std::move(*result->change),
+                   [reply = req.reply, view = std::move(result->view), shard,
+                    customer = req.customer_id](caf::error err) mutable {
+                     if (err) {
+                       reply(std::move(err));
+                       return;
+                     }
+                     caf::anon_send(shard, booking_changed{customer, view});
                      reply(std::move(view));
-                 });
-        }
-        finish();
-      },
-      [=](get_hold_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        self->state.seats->expire_due(deps.clock->now_ms());
-        req.reply(self->state.seats->get_hold(req.customer_id, req.slot));
-        finish();
-      },
-      [=](release_hold_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        auto result = self->state.seats->release_hold(req.customer_id, req.slot,
-                                                       deps.clock->now_ms());
-        if (!result) {
-          req.reply(std::move(result.error()));
-        } else if (!result->change) {
-          req.reply(std::move(result->view));
-        } else {
-          commit(std::move(*result->change),
-                 [reply = req.reply,
-                  view = std::move(result->view)](caf::error err) mutable {
-                   if (err)
-                     reply(std::move(err));
-                   else
+                   });
+          }
+          finish();
+        },
+        [=](get_booking_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          self->state.seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.seats->get_booking(req.customer_id, req.slot));
+          finish();
+        },
+        [=](cancel_booking_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          auto result = self->state.seats->cancel_booking(
+              req.customer_id, req.slot, deps.clock->now_ms());
+          if (!result) {
+            req.reply(std::move(result.error()));
+          } else if (!result->change) {
+            req.reply(std::move(result->view));
+          } else {
+            auto shard = shards->for_customer(req.customer_id);
+            commit(std::move(*result->change),
+                   [reply = req.reply, view = std::move(result->view), shard,
+                    customer = req.customer_id](caf::error err) mutable {
+                     if (err) {
+                       reply(std::move(err));
+                       return;
+                     }
+                     caf::anon_send(shard, booking_changed{customer, view});
                      reply(std::move(view));
-                 });
-        }
-        finish();
-      },
-      [=](book_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        auto result = self->state.seats->book(req.customer_id, req.slot,
-                                              deps.clock->now_ms());
-        if (!result) {
-          req.reply(std::move(result.error()));
-        } else {
-          auto shard = shards->for_customer(req.customer_id);
-          commit(std::move(*result->change),
-                 [reply = req.reply, view = std::move(result->view), shard,
-                  customer = req.customer_id](caf::error err) mutable {
-                   if (err) {
-                     reply(std::move(err));
-                     return;
-                   }
-                   caf::anon_send(shard, booking_changed{customer, view});
-                   reply(std::move(view));
-                 });
-        }
-        finish();
-      },
-      [=](get_booking_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        self->state.seats->expire_due(deps.clock->now_ms());
-        req.reply(self->state.seats->get_booking(req.customer_id, req.slot));
-        finish();
-      },
-      [=](cancel_booking_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        auto result = self->state.seats->cancel_booking(
-          req.customer_id, req.slot, deps.clock->now_ms());
-        if (!result) {
-          req.reply(std::move(result.error()));
-        } else if (!result->change) {
-          req.reply(std::move(result->view));
-        } else {
-          auto shard = shards->for_customer(req.customer_id);
-          commit(std::move(*result->change),
-                 [reply = req.reply, view = std::move(result->view), shard,
-                  customer = req.customer_id](caf::error err) mutable {
-                   if (err) {
-                     reply(std::move(err));
-                     return;
-                   }
-                   caf::anon_send(shard, booking_changed{customer, view});
-                   reply(std::move(view));
-                 });
-        }
-        finish();
-      },
-      [=](seat_map_request& req) {
-        entry->queued.fetch_sub(1, std::memory_order_relaxed);
-        self->state.seats->expire_due(deps.clock->now_ms());
-        req.reply(self->state.seats->seat_map());
-        finish();
-      },
-      [=](expire_tick_atom) {
-        self->state.timer_pending = false;
-        self->state.seats->expire_due(deps.clock->now_ms());
-        finish();
-      },
+                   });
+          }
+          finish();
+        },
+        [=](seat_map_request& req) {
+          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          self->state.seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.seats->seat_map());
+          finish();
+        },
+        [=](expire_tick_atom) {
+          self->state.timer_pending = false;
+          self->state.seats->expire_due(deps.clock->now_ms());
+          finish();
+        },
     };
   };
   return system.spawn(behavior);

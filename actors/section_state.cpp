@@ -1,17 +1,17 @@
 #include "actors/section_state.hpp"
 
-#include <algorithm>
-#include <utility>
-
 #include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+
+#include <algorithm>
+#include <utility>
 
 namespace rsv {
 
 section_state::section_state(std::shared_ptr<const section_layout> layout,
                              int64_t hold_ttl_ms)
-  : layout_(std::move(layout)), hold_ttl_ms_(hold_ttl_ms) {
+    : layout_(std::move(layout)), hold_ttl_ms_(hold_ttl_ms) {
   RSV_ASSERT(layout_ != nullptr, "a section needs a layout");
   owner_.assign(layout_->seat_count(), 0);
   row_free_.resize(layout_->row_count());
@@ -22,8 +22,7 @@ section_state::section_state(std::shared_ptr<const section_layout> layout,
 
 seat_status section_state::status_of(uint32_t seat) const {
   auto owner = owner_[seat];
-  if (owner == 0)
-    return seat_status::free;
+  if (owner == 0) return seat_status::free;
   return holds_[owner - 1].status == hold_status::booked ? seat_status::booked
                                                          : seat_status::held;
 }
@@ -53,8 +52,8 @@ hold_view section_state::view_of(uint32_t slot) const {
     view.seats.push_back(layout_->seat_id(seat));
   view.status = hold.status;
   view.expires_at_ms = hold.expires_at_ms;
-  view.total_cents = layout_->price_cents
-                     * static_cast<int64_t>(hold.seats.size());
+  view.total_cents =
+      layout_->price_cents * static_cast<int64_t>(hold.seats.size());
   return view;
 }
 
@@ -68,10 +67,10 @@ booking_view section_state::booking_of(uint32_t slot) const {
   view.seats.reserve(hold.seats.size());
   for (auto seat : hold.seats)
     view.seats.push_back(layout_->seat_id(seat));
-  view.total_cents = layout_->price_cents
-                     * static_cast<int64_t>(hold.seats.size());
-  view.status = hold.cancelled ? booking_status::cancelled
-                               : booking_status::confirmed;
+  view.total_cents =
+      layout_->price_cents * static_cast<int64_t>(hold.seats.size());
+  view.status =
+      hold.cancelled ? booking_status::cancelled : booking_status::confirmed;
   view.created_at_ms = hold.booked_at_ms;
   return view;
 }
@@ -89,8 +88,8 @@ seat_change section_state::change_of(change_kind kind, uint32_t slot,
   change.seat_indexes = hold.seats;
   change.at_ms = now;
   change.expires_at_ms = hold.expires_at_ms;
-  change.amount_cents = layout_->price_cents
-                        * static_cast<int64_t>(hold.seats.size());
+  change.amount_cents =
+      layout_->price_cents * static_cast<int64_t>(hold.seats.size());
   return change;
 }
 
@@ -141,8 +140,7 @@ section_state::hold_seats(const std::string& customer_id,
     return make_error(errc::unknown_seat, std::move(unknown));
   std::vector<std::string> unavailable;
   for (std::size_t i = 0; i < seats.size(); ++i)
-    if (owner_[seats[i]] != 0)
-      unavailable.push_back(seat_ids[i]);
+    if (owner_[seats[i]] != 0) unavailable.push_back(seat_ids[i]);
   if (!unavailable.empty())
     return make_error(errc::seats_unavailable, std::move(unavailable));
   return create_hold(customer_id, std::move(seats), now);
@@ -156,8 +154,7 @@ section_state::hold_best(const std::string& customer_id, uint32_t quantity,
     return make_error(errc::insufficient_seats);
   // Adjacent seats in one row, front rows first, lowest numbers first.
   for (uint32_t row = 0; row < layout_->row_count(); ++row) {
-    if (row_free_[row] < quantity)
-      continue;
+    if (row_free_[row] < quantity) continue;
     uint32_t run = 0;
     for (auto seat = layout_->row_offset[row];
          seat < layout_->row_offset[row + 1]; ++seat) {
@@ -175,12 +172,10 @@ section_state::hold_best(const std::string& customer_id, uint32_t quantity,
   seats.reserve(quantity);
   for (uint32_t row = 0; row < layout_->row_count() && seats.size() < quantity;
        ++row) {
-    if (row_free_[row] == 0)
-      continue;
+    if (row_free_[row] == 0) continue;
     for (auto seat = layout_->row_offset[row];
          seat < layout_->row_offset[row + 1] && seats.size() < quantity; ++seat)
-      if (owner_[seat] == 0)
-        seats.push_back(seat);
+      if (owner_[seat] == 0) seats.push_back(seat);
   }
   RSV_ASSERT(seats.size() == quantity, "free count disagrees with the seats");
   return create_hold(customer_id, std::move(seats), now);
@@ -188,8 +183,7 @@ section_state::hold_best(const std::string& customer_id, uint32_t quantity,
 
 caf::expected<hold_view> section_state::get_hold(const std::string& customer_id,
                                                  uint32_t slot) const {
-  if (find(customer_id, slot) == nullptr)
-    return make_error(errc::not_found);
+  if (find(customer_id, slot) == nullptr) return make_error(errc::not_found);
   return view_of(slot);
 }
 
@@ -198,10 +192,10 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
                             millis now) {
   expire_due(now);
   auto* hold = find(customer_id, slot);
-  if (hold == nullptr)
-    return make_error(errc::not_found);
+  if (hold == nullptr) return make_error(errc::not_found);
   if (hold->status == hold_status::booked)
-    return make_error(errc::hold_booked, make_booking_id({layout_->section_no, slot}));
+    return make_error(errc::hold_booked,
+                      make_booking_id({layout_->section_no, slot}));
   if (hold->status != hold_status::active)
     return applied<hold_view>{view_of(slot), {}};
   free_seats(*hold);
@@ -216,25 +210,23 @@ caf::expected<section_state::applied<booking_view>>
 section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   expire_due(now);
   auto* hold = find(customer_id, slot);
-  if (hold == nullptr)
-    return make_error(errc::not_found);
+  if (hold == nullptr) return make_error(errc::not_found);
   switch (hold->status) {
-    case hold_status::booked:
-      return make_error(errc::hold_booked,
-                        make_booking_id({layout_->section_no, slot}));
-    case hold_status::expired:
-    case hold_status::released:
-      return make_error(errc::hold_expired);
-    case hold_status::active:
-      break;
+  case hold_status::booked:
+    return make_error(errc::hold_booked,
+                      make_booking_id({layout_->section_no, slot}));
+  case hold_status::expired:
+  case hold_status::released:
+    return make_error(errc::hold_expired);
+  case hold_status::active:
+    break;
   }
   hold->status = hold_status::booked;
   hold->booked_at_ms = now;
   counts_.held -= static_cast<uint32_t>(hold->seats.size());
   counts_.booked += static_cast<uint32_t>(hold->seats.size());
-  return applied<booking_view>{booking_of(slot),
-                               change_of(change_kind::booking_confirmed, slot,
-                                         now)};
+  return applied<booking_view>{
+      booking_of(slot), change_of(change_kind::booking_confirmed, slot, now)};
 }
 
 caf::expected<booking_view>
@@ -253,15 +245,13 @@ section_state::cancel_booking(const std::string& customer_id, uint32_t slot,
   auto* hold = find(customer_id, slot);
   if (hold == nullptr || hold->status != hold_status::booked)
     return make_error(errc::not_found);
-  if (hold->cancelled)
-    return applied<booking_view>{booking_of(slot), {}};
+  if (hold->cancelled) return applied<booking_view>{booking_of(slot), {}};
   hold->cancelled = true;
   free_seats(*hold);
   counts_.booked -= static_cast<uint32_t>(hold->seats.size());
   counts_.free += static_cast<uint32_t>(hold->seats.size());
-  return applied<booking_view>{booking_of(slot),
-                               change_of(change_kind::booking_cancelled, slot,
-                                         now)};
+  return applied<booking_view>{
+      booking_of(slot), change_of(change_kind::booking_cancelled, slot, now)};
 }
 
 std::vector<seat_change> section_state::take_expired() {
@@ -273,8 +263,7 @@ void section_state::expire_due(millis now) {
     auto slot = expiry_queue_.front();
     auto& hold = holds_[slot];
     if (hold.status == hold_status::active) {
-      if (hold.expires_at_ms > now)
-        break;
+      if (hold.expires_at_ms > now) break;
       free_seats(hold);
       hold.status = hold_status::expired;
       counts_.held -= static_cast<uint32_t>(hold.seats.size());
@@ -287,11 +276,10 @@ void section_state::expire_due(millis now) {
 
 std::optional<millis> section_state::next_expiry() {
   // Released and booked holds leave the queue lazily, here.
-  while (!expiry_queue_.empty()
-         && holds_[expiry_queue_.front()].status != hold_status::active)
+  while (!expiry_queue_.empty() &&
+         holds_[expiry_queue_.front()].status != hold_status::active)
     expiry_queue_.pop_front();
-  if (expiry_queue_.empty())
-    return std::nullopt;
+  if (expiry_queue_.empty()) return std::nullopt;
   return holds_[expiry_queue_.front()].expires_at_ms;
 }
 
@@ -305,8 +293,8 @@ seat_map_view section_state::seat_map() const {
 }
 
 std::size_t section_state::seat_state_bytes() const {
-  return owner_.capacity() * sizeof(uint32_t)
-         + row_free_.capacity() * sizeof(uint32_t);
+  return owner_.capacity() * sizeof(uint32_t) +
+         row_free_.capacity() * sizeof(uint32_t);
 }
 
 } // namespace rsv

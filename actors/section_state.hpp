@@ -1,15 +1,14 @@
 #pragma once
 
+#include "core/model.hpp"
+
+#include <caf/expected.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <caf/expected.hpp>
-
-#include "core/model.hpp"
 
 namespace rsv {
 
@@ -41,8 +40,8 @@ public:
   hold_seats(const std::string& customer_id,
              const std::vector<std::string>& seat_ids, millis now);
 
-  caf::expected<applied<hold_view>>
-  hold_best(const std::string& customer_id, uint32_t quantity, millis now);
+  caf::expected<applied<hold_view>> hold_best(const std::string& customer_id,
+                                              uint32_t quantity, millis now);
 
   caf::expected<hold_view> get_hold(const std::string& customer_id,
                                     uint32_t slot) const;

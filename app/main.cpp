@@ -1,4 +1,4 @@
-#include <iostream>
+#include "app/config.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
@@ -6,8 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include "app/config.hpp"
+#include <iostream>
 
 namespace {
 
@@ -18,8 +17,7 @@ int healthcheck(const std::string& url) {
   using tcp = boost::asio::ip::tcp;
   // http://host:port/path only: container health checks need no more.
   std::string rest = url;
-  if (rest.rfind("http://", 0) == 0)
-    rest = rest.substr(7);
+  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
   auto slash = rest.find('/');
   auto host_port = rest.substr(0, slash);
   auto path = slash == std::string::npos ? "/ready" : rest.substr(slash);
@@ -55,100 +53,112 @@ int main(int argc, char** argv) {
 
   auto* serve = cli.add_subcommand("serve", "Start a node");
   serve->add_option("--listen", cfg.listen, "HOST:PORT to listen on")
-    ->envname("RSV_LISTEN")
-    ->capture_default_str();
-  serve->add_option("--admin-token", cfg.admin_token,
-                    "Bearer token of admin calls (empty: admin calls are "
-                    "refused)")
-    ->envname("RSV_ADMIN_TOKEN");
+      ->envname("RSV_LISTEN")
+      ->capture_default_str();
+  serve
+      ->add_option("--admin-token", cfg.admin_token,
+                   "Bearer token of admin calls (empty: admin calls are "
+                   "refused)")
+      ->envname("RSV_ADMIN_TOKEN");
   serve->add_option("--store", cfg.store, "memory or postgres")
-    ->envname("RSV_STORE")
-    ->check(CLI::IsMember({"memory", "postgres"}))
-    ->capture_default_str();
-  serve->add_option("--pg-dsn", cfg.pg_dsn,
-                    "libpq connection string (else libpq's PG* variables)")
-    ->envname("RSV_PG_DSN");
-  serve->add_option("--kafka-brokers", cfg.kafka_brokers,
-                    "Kafka bootstrap servers (empty: Kafka disabled)")
-    ->envname("RSV_KAFKA_BROKERS");
-  serve->add_option("--redis-url", cfg.redis_url,
-                    "redis://host:port (empty: Redis disabled)")
-    ->envname("RSV_REDIS_URL");
+      ->envname("RSV_STORE")
+      ->check(CLI::IsMember({"memory", "postgres"}))
+      ->capture_default_str();
+  serve
+      ->add_option("--pg-dsn", cfg.pg_dsn,
+                   "libpq connection string (else libpq's PG* variables)")
+      ->envname("RSV_PG_DSN");
+  serve
+      ->add_option("--kafka-brokers", cfg.kafka_brokers,
+                   "Kafka bootstrap servers (empty: Kafka disabled)")
+      ->envname("RSV_KAFKA_BROKERS");
+  serve
+      ->add_option("--redis-url", cfg.redis_url,
+                   "redis://host:port (empty: Redis disabled)")
+      ->envname("RSV_REDIS_URL");
   serve->add_option("--io-threads", cfg.io_threads, "HTTP I/O threads")
-    ->envname("RSV_IO_THREADS")
-    ->check(CLI::Range(1, 256))
-    ->capture_default_str();
-  serve->add_option("--actor-threads", cfg.actor_threads,
-                    "CAF scheduler threads")
-    ->envname("RSV_ACTOR_THREADS")
-    ->check(CLI::Range(1, 256))
-    ->capture_default_str();
-  serve->add_option("--customer-shards", cfg.customer_shards,
-                    "Actors that share customer-scoped state")
-    ->envname("RSV_CUSTOMER_SHARDS")
-    ->check(CLI::Range(1, 1024))
-    ->capture_default_str();
-  serve->add_option("--log-level", cfg.log_level,
-                    "trace, debug, info, warn, error")
-    ->envname("RSV_LOG_LEVEL")
-    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
-    ->capture_default_str();
+      ->envname("RSV_IO_THREADS")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  serve
+      ->add_option("--actor-threads", cfg.actor_threads,
+                   "CAF scheduler threads")
+      ->envname("RSV_ACTOR_THREADS")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  serve
+      ->add_option("--customer-shards", cfg.customer_shards,
+                   "Actors that share customer-scoped state")
+      ->envname("RSV_CUSTOMER_SHARDS")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve
+      ->add_option("--log-level", cfg.log_level,
+                   "trace, debug, info, warn, error")
+      ->envname("RSV_LOG_LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
   serve->add_option("--log-format", cfg.log_format, "text or json")
-    ->envname("RSV_LOG_FORMAT")
-    ->check(CLI::IsMember({"text", "json"}))
-    ->capture_default_str();
-  serve->add_option("--token-secret", cfg.token_secret,
-                    "HMAC secret of session tokens, at least 32 bytes, the "
-                    "same on every node (empty: random per process)")
-    ->envname("RSV_TOKEN_SECRET");
-  serve->add_option("--session-ttl-seconds", cfg.session_ttl_seconds,
-                    "Lifetime of session tokens")
-    ->envname("RSV_SESSION_TTL_SECONDS")
-    ->check(CLI::Range(60, 30 * 24 * 3600))
-    ->capture_default_str();
-  serve->add_option("--request-timeout-ms", cfg.request_timeout_ms,
-                    "Deadline of a request; past it the answer is 503")
-    ->envname("RSV_REQUEST_TIMEOUT_MS")
-    ->check(CLI::Range(10, 120'000))
-    ->capture_default_str();
-  serve->add_option("--shutdown-timeout-seconds", cfg.shutdown_timeout_seconds,
-                    "On SIGTERM, how long requests in flight may take")
-    ->envname("RSV_SHUTDOWN_TIMEOUT_SECONDS")
-    ->check(CLI::Range(0, 600))
-    ->capture_default_str();
-  serve->add_option("--password-hash-memory-kib", cfg.password_hash_memory_kib,
-                    "argon2id memory cost (OWASP: 19456)")
-    ->envname("RSV_PASSWORD_HASH_MEMORY_KIB")
-    ->check(CLI::Range(8, 4 * 1024 * 1024))
-    ->capture_default_str();
-  serve->add_option("--password-hash-ops", cfg.password_hash_ops,
-                    "argon2id time cost (OWASP: 2)")
-    ->envname("RSV_PASSWORD_HASH_OPS")
-    ->check(CLI::Range(1, 100))
-    ->capture_default_str();
+      ->envname("RSV_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  serve
+      ->add_option("--token-secret", cfg.token_secret,
+                   "HMAC secret of session tokens, at least 32 bytes, the "
+                   "same on every node (empty: random per process)")
+      ->envname("RSV_TOKEN_SECRET");
+  serve
+      ->add_option("--session-ttl-seconds", cfg.session_ttl_seconds,
+                   "Lifetime of session tokens")
+      ->envname("RSV_SESSION_TTL_SECONDS")
+      ->check(CLI::Range(60, 30 * 24 * 3600))
+      ->capture_default_str();
+  serve
+      ->add_option("--request-timeout-ms", cfg.request_timeout_ms,
+                   "Deadline of a request; past it the answer is 503")
+      ->envname("RSV_REQUEST_TIMEOUT_MS")
+      ->check(CLI::Range(10, 120'000))
+      ->capture_default_str();
+  serve
+      ->add_option("--shutdown-timeout-seconds", cfg.shutdown_timeout_seconds,
+                   "On SIGTERM, how long requests in flight may take")
+      ->envname("RSV_SHUTDOWN_TIMEOUT_SECONDS")
+      ->check(CLI::Range(0, 600))
+      ->capture_default_str();
+  serve
+      ->add_option("--password-hash-memory-kib", cfg.password_hash_memory_kib,
+                   "argon2id memory cost (OWASP: 19456)")
+      ->envname("RSV_PASSWORD_HASH_MEMORY_KIB")
+      ->check(CLI::Range(8, 4 * 1024 * 1024))
+      ->capture_default_str();
+  serve
+      ->add_option("--password-hash-ops", cfg.password_hash_ops,
+                   "argon2id time cost (OWASP: 2)")
+      ->envname("RSV_PASSWORD_HASH_OPS")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   serve->add_flag("--demo", cfg.demo, "Create a demo event at start")
-    ->envname("RSV_DEMO");
+      ->envname("RSV_DEMO");
 
-  auto* migrate = cli.add_subcommand("migrate",
-                                     "Apply the database migrations and exit");
+  auto* migrate =
+      cli.add_subcommand("migrate", "Apply the database migrations and exit");
   std::string migrate_store = "memory";
   migrate->add_option("--store", migrate_store, "memory or postgres")
-    ->envname("RSV_STORE")
-    ->check(CLI::IsMember({"memory", "postgres"}))
-    ->capture_default_str();
+      ->envname("RSV_STORE")
+      ->check(CLI::IsMember({"memory", "postgres"}))
+      ->capture_default_str();
   std::string migrate_dsn;
   migrate->add_option("--pg-dsn", migrate_dsn, "libpq connection string")
-    ->envname("RSV_PG_DSN");
+      ->envname("RSV_PG_DSN");
 
-  auto* check = cli.add_subcommand("healthcheck",
-                                   "Exit 0 when a node answers /ready with 200");
+  auto* check = cli.add_subcommand(
+      "healthcheck", "Exit 0 when a node answers /ready with 200");
   std::string url = "http://127.0.0.1:8080/ready";
   check->add_option("--url", url, "URL of /ready")->capture_default_str();
 
   CLI11_PARSE(cli, argc, argv);
 
-  if (serve->parsed())
-    return rsv::app::serve(cfg);
+  if (serve->parsed()) return rsv::app::serve(cfg);
   if (migrate->parsed()) {
     if (migrate_store == "memory") {
       std::cout << "the memory store has no schema: nothing to migrate\n";
@@ -158,7 +168,6 @@ int main(int argc, char** argv) {
                  "with the durable-store work (see docs/architecture.md)\n";
     return 2;
   }
-  if (check->parsed())
-    return healthcheck(url);
+  if (check->parsed()) return healthcheck(url);
   return 2;
 }

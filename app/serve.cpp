@@ -1,19 +1,18 @@
-#include <csignal>
-#include <future>
-#include <iostream>
-#include <pthread.h>
-
-#include <caf/all.hpp>
-#include <sodium.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include "actors/runtime.hpp"
 #include "app/config.hpp"
 #include "core/ids.hpp"
 #include "core/metrics.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+
+#include <caf/all.hpp>
+#include <csignal>
+#include <future>
+#include <iostream>
+#include <pthread.h>
+#include <sodium.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 namespace rsv::app {
 
@@ -37,15 +36,13 @@ void setup_logging(const serve_config& cfg) {
 bool split_listen(const std::string& listen, std::string& host,
                   unsigned short& port) {
   auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return false;
+  if (colon == std::string::npos || colon == 0) return false;
   host = listen.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   try {
     auto value = std::stoul(listen.substr(colon + 1));
-    if (value > 65535)
-      return false;
+    if (value > 65535) return false;
     port = static_cast<unsigned short>(value);
   } catch (const std::exception&) {
     return false;
@@ -61,8 +58,8 @@ event_def demo_event() {
   def.starts_at_ms = *parse_rfc3339("2026-12-31T20:00:00Z");
   def.hold_ttl_seconds = 600;
   def.max_seats_per_customer = 8;
-  auto section = [](std::string id, std::string name, int64_t price,
-                    int rows, uint32_t seats) {
+  auto section = [](std::string id, std::string name, int64_t price, int rows,
+                    uint32_t seats) {
     section_def s{std::move(id), std::move(name), price, {}};
     for (int r = 0; r < rows; ++r)
       s.rows.push_back({std::string(1, static_cast<char>('A' + r)), seats});
@@ -70,7 +67,8 @@ event_def demo_event() {
   };
   def.sections.push_back(section("floor", "Floor", 12000, 20, 40));
   def.sections.push_back(section("balcony-left", "Balcony Left", 8000, 10, 30));
-  def.sections.push_back(section("balcony-right", "Balcony Right", 8000, 10, 30));
+  def.sections.push_back(
+      section("balcony-right", "Balcony Right", 8000, 10, 30));
   def.sections.push_back(section("gallery", "Gallery", 4500, 8, 50));
   return def;
 }
@@ -102,8 +100,8 @@ int serve(const serve_config& cfg) {
   }
   auto token_secret = cfg.token_secret;
   if (token_secret.empty()) {
-    token_secret = make_random_id("s") + make_random_id("s")
-                   + make_random_id("s");
+    token_secret =
+        make_random_id("s") + make_random_id("s") + make_random_id("s");
     spdlog::warn("no --token-secret: sessions end with this process and are "
                  "not accepted by other nodes");
   } else if (token_secret.size() < 32) {
@@ -157,15 +155,18 @@ int serve(const serve_config& cfg) {
   if (cfg.demo) {
     std::promise<std::string> created;
     auto future = created.get_future();
-    caf::anon_send(rt->registry(),
-                   create_event_request{
-                     demo_event(),
-                     reply_fn<std::shared_ptr<const event_entry>>{
-                       [&created](caf::expected<std::shared_ptr<const event_entry>> e) {
-                         created.set_value(e ? (*e)->def.id
-                                             : caf::to_string(e.error()));
-                       }}});
-    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    caf::anon_send(
+        rt->registry(),
+        create_event_request{
+            demo_event(),
+            reply_fn<std::shared_ptr<const event_entry>>{
+                [&created](
+                    caf::expected<std::shared_ptr<const event_entry>> e) {
+                  created.set_value(e ? (*e)->def.id
+                                      : caf::to_string(e.error()));
+                }}});
+    if (future.wait_for(std::chrono::seconds(10)) !=
+        std::future_status::ready) {
       spdlog::critical("the demo event was not created within 10 s");
       return 1;
     }
@@ -183,12 +184,19 @@ int serve(const serve_config& cfg) {
                cfg.shutdown_timeout_seconds);
   api->set_ready(false);
   server->stop_accepting();
-  bool drained = server->drain(std::chrono::seconds(cfg.shutdown_timeout_seconds));
+  bool drained =
+      server->drain(std::chrono::seconds(cfg.shutdown_timeout_seconds));
   if (!drained)
     spdlog::warn("requests still in flight at the shutdown deadline");
-  server.reset();
-  api.reset();
+  // Order matters: no new work from I/O threads, then no new work from the
+  // hashing pool, then the actors finish (their late answers land in the
+  // stopped io_contexts and are dropped), then the rest goes.
+  server->stop();
+  api->stop();
   rt.reset();
+  system.await_all_actors_done();
+  api.reset();
+  server.reset();
   spdlog::info("stopped");
   return 0;
 }

@@ -24,7 +24,7 @@ public:
   millis now_ms() const override {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-      .count();
+        .count();
   }
 };
 

@@ -1,12 +1,11 @@
 #pragma once
 
-#include <cstdint>
-#include <string>
-#include <vector>
-
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 namespace rsv {
 

@@ -2,7 +2,6 @@
 
 #include <array>
 #include <cstdio>
-
 #include <sodium.h>
 
 namespace rsv {
@@ -18,8 +17,7 @@ bool is_upper_alnum(char c) {
 }
 
 std::optional<uint32_t> parse_hex_u32(std::string_view text) {
-  if (text.empty() || text.size() > 8)
-    return std::nullopt;
+  if (text.empty() || text.size() > 8) return std::nullopt;
   uint32_t value = 0;
   for (char c : text) {
     uint32_t digit;
@@ -43,21 +41,18 @@ std::string make_record_id(std::string_view prefix, record_ref ref) {
 
 std::optional<record_ref> parse_record_id(std::string_view prefix,
                                           std::string_view id) {
-  if (id.size() < prefix.size() + 4 || id.substr(0, prefix.size()) != prefix
-      || id[prefix.size()] != '_')
+  if (id.size() < prefix.size() + 4 || id.substr(0, prefix.size()) != prefix ||
+      id[prefix.size()] != '_')
     return std::nullopt;
   auto rest = id.substr(prefix.size() + 1);
   auto sep = rest.find('_');
-  if (sep == std::string_view::npos)
-    return std::nullopt;
+  if (sep == std::string_view::npos) return std::nullopt;
   auto section = parse_hex_u32(rest.substr(0, sep));
   auto slot = parse_hex_u32(rest.substr(sep + 1));
-  if (!section || !slot)
-    return std::nullopt;
+  if (!section || !slot) return std::nullopt;
   // Reject non-canonical spellings (leading zeros) so one record has one id.
   record_ref ref{*section, *slot};
-  if (make_record_id(prefix, ref) != id)
-    return std::nullopt;
+  if (make_record_id(prefix, ref) != id) return std::nullopt;
   return ref;
 }
 
@@ -96,12 +91,10 @@ unsigned days_in_month(int64_t y, unsigned m) {
 
 std::optional<unsigned> digits(std::string_view text, std::size_t pos,
                                std::size_t count) {
-  if (pos + count > text.size())
-    return std::nullopt;
+  if (pos + count > text.size()) return std::nullopt;
   unsigned value = 0;
   for (std::size_t i = pos; i < pos + count; ++i) {
-    if (text[i] < '0' || text[i] > '9')
-      return std::nullopt;
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
     value = value * 10 + static_cast<unsigned>(text[i] - '0');
   }
   return value;
@@ -110,47 +103,39 @@ std::optional<unsigned> digits(std::string_view text, std::size_t pos,
 } // namespace
 
 bool is_valid_slug(std::string_view id) {
-  if (id.empty() || id.size() > 64 || !is_lower_alnum(id[0]))
-    return false;
+  if (id.empty() || id.size() > 64 || !is_lower_alnum(id[0])) return false;
   for (char c : id)
-    if (!is_lower_alnum(c) && c != '-')
-      return false;
+    if (!is_lower_alnum(c) && c != '-') return false;
   return true;
 }
 
 bool is_valid_row_label(std::string_view label) {
-  if (label.empty() || label.size() > 4)
-    return false;
+  if (label.empty() || label.size() > 4) return false;
   for (char c : label)
-    if (!is_upper_alnum(c))
-      return false;
+    if (!is_upper_alnum(c)) return false;
   return true;
 }
 
 std::optional<seat_ref> parse_seat_id(std::string_view seat_id) {
   auto dash = seat_id.find('-');
-  if (dash == std::string_view::npos)
-    return std::nullopt;
+  if (dash == std::string_view::npos) return std::nullopt;
   auto label = seat_id.substr(0, dash);
   auto number = seat_id.substr(dash + 1);
-  if (!is_valid_row_label(label) || number.empty() || number.size() > 7
-      || number[0] == '0')
+  if (!is_valid_row_label(label) || number.empty() || number.size() > 7 ||
+      number[0] == '0')
     return std::nullopt;
   uint32_t value = 0;
   for (char c : number) {
-    if (c < '0' || c > '9')
-      return std::nullopt;
+    if (c < '0' || c > '9') return std::nullopt;
     value = value * 10 + static_cast<uint32_t>(c - '0');
   }
   return seat_ref{label, value};
 }
 
 bool is_valid_idempotency_key(std::string_view key) {
-  if (key.empty() || key.size() > 255)
-    return false;
+  if (key.empty() || key.size() > 255) return false;
   for (char c : key)
-    if (c < 0x21 || c > 0x7e)
-      return false;
+    if (c < 0x21 || c > 0x7e) return false;
   return true;
 }
 
@@ -211,14 +196,14 @@ std::optional<int64_t> parse_rfc3339(std::string_view text) {
   auto hour = digits(text, 11, 2);
   auto minute = digits(text, 14, 2);
   auto second = digits(text, 17, 2);
-  if (!year || !month || !day || !hour || !minute || !second
-      || text.size() < 20 || text[4] != '-' || text[7] != '-'
-      || (text[10] != 'T' && text[10] != 't') || text[13] != ':'
-      || text[16] != ':')
+  if (!year || !month || !day || !hour || !minute || !second ||
+      text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't') || text[13] != ':' ||
+      text[16] != ':')
     return std::nullopt;
-  if (*month < 1 || *month > 12 || *day < 1
-      || *day > days_in_month(*year, *month) || *hour > 23 || *minute > 59
-      || *second > 59)
+  if (*month < 1 || *month > 12 || *day < 1 ||
+      *day > days_in_month(*year, *month) || *hour > 23 || *minute > 59 ||
+      *second > 59)
     return std::nullopt;
   std::size_t pos = 19;
   int64_t ms = 0;
@@ -231,30 +216,27 @@ std::optional<int64_t> parse_rfc3339(std::string_view text) {
       scale /= 10;
       ++pos;
     }
-    if (pos == start || pos - start > 9)
-      return std::nullopt;
+    if (pos == start || pos - start > 9) return std::nullopt;
   }
-  if (pos >= text.size())
-    return std::nullopt;
+  if (pos >= text.size()) return std::nullopt;
   int64_t offset_minutes = 0;
   if (text[pos] == 'Z' || text[pos] == 'z') {
     ++pos;
   } else if (text[pos] == '+' || text[pos] == '-') {
     auto oh = digits(text, pos + 1, 2);
     auto om = digits(text, pos + 4, 2);
-    if (!oh || !om || pos + 6 > text.size() || text[pos + 3] != ':' || *oh > 23
-        || *om > 59)
+    if (!oh || !om || pos + 6 > text.size() || text[pos + 3] != ':' ||
+        *oh > 23 || *om > 59)
       return std::nullopt;
     offset_minutes = (*oh * 60 + *om) * (text[pos] == '+' ? 1 : -1);
     pos += 6;
   } else {
     return std::nullopt;
   }
-  if (pos != text.size())
-    return std::nullopt;
+  if (pos != text.size()) return std::nullopt;
   int64_t days = days_from_civil(*year, *month, *day);
-  int64_t secs = days * 86400 + *hour * 3600 + *minute * 60 + *second
-                 - offset_minutes * 60;
+  int64_t secs = days * 86400 + *hour * 3600 + *minute * 60 + *second -
+                 offset_minutes * 60;
   return secs * 1000 + ms;
 }
 

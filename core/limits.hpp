@@ -38,8 +38,8 @@ constexpr int64_t price_cents_max = 100'000'000;
 
 // Text fields shown to people; anything longer is abuse, not a name.
 constexpr std::size_t name_chars_max = 200;
-constexpr std::size_t email_bytes_max = 254; // RFC 5321 path limit
-constexpr std::size_t password_chars_min = 8; // the contract
+constexpr std::size_t email_bytes_max = 254;     // RFC 5321 path limit
+constexpr std::size_t password_chars_min = 8;    // the contract
 constexpr std::size_t password_chars_max = 1024; // hashing cost stays bounded
 
 // Per-customer seat limit, when an event sets one.

@@ -6,37 +6,39 @@ namespace {
 
 prometheus::Counter& counter(prometheus::Registry& registry, const char* name,
                              const char* help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add(
-    {});
+  return prometheus::BuildCounter()
+      .Name(name)
+      .Help(help)
+      .Register(registry)
+      .Add({});
 }
 
 prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name,
                          const char* help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(
-    {});
+      {});
 }
 
 } // namespace
 
 domain_metrics::domain_metrics(prometheus::Registry& registry)
-  : holds_created(counter(registry, "rsv_holds_created_total",
-                          "Holds created and acknowledged")),
-    holds_released(counter(registry, "rsv_holds_released_total",
-                           "Holds released by their customer")),
-    holds_expired(counter(registry, "rsv_holds_expired_total",
-                          "Holds that reached their expiry")),
-    bookings_confirmed(counter(registry, "rsv_bookings_confirmed_total",
-                               "Bookings confirmed")),
-    bookings_cancelled(counter(registry, "rsv_bookings_cancelled_total",
-                               "Bookings cancelled")),
-    requests_shed(counter(registry, "rsv_requests_shed_total",
-                          "Requests answered 503 because a section's queue "
-                          "was full")),
-    holds_active(gauge(registry, "rsv_holds_active", "Holds now active")),
-    section_actors_live(gauge(registry, "rsv_section_actors_live",
-                              "Section actors running on this node")),
-    events(gauge(registry, "rsv_events", "Events known to this node")) {
-}
+    : holds_created(counter(registry, "rsv_holds_created_total",
+                            "Holds created and acknowledged")),
+      holds_released(counter(registry, "rsv_holds_released_total",
+                             "Holds released by their customer")),
+      holds_expired(counter(registry, "rsv_holds_expired_total",
+                            "Holds that reached their expiry")),
+      bookings_confirmed(counter(registry, "rsv_bookings_confirmed_total",
+                                 "Bookings confirmed")),
+      bookings_cancelled(counter(registry, "rsv_bookings_cancelled_total",
+                                 "Bookings cancelled")),
+      requests_shed(counter(registry, "rsv_requests_shed_total",
+                            "Requests answered 503 because a section's queue "
+                            "was full")),
+      holds_active(gauge(registry, "rsv_holds_active", "Holds now active")),
+      section_actors_live(gauge(registry, "rsv_section_actors_live",
+                                "Section actors running on this node")),
+      events(gauge(registry, "rsv_events", "Events known to this node")) {}
 
 std::shared_ptr<domain_metrics> domain_metrics::make_detached() {
   auto registry = std::make_shared<prometheus::Registry>();

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <memory>
-
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>

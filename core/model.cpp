@@ -1,23 +1,20 @@
 #include "core/model.hpp"
 
-#include <algorithm>
-
 #include "core/assert.hpp"
 #include "core/ids.hpp"
+
+#include <algorithm>
 
 namespace rsv {
 
 std::optional<uint32_t> section_layout::seat_index(std::string_view id) const {
   auto ref = parse_seat_id(id);
-  if (!ref)
-    return std::nullopt;
+  if (!ref) return std::nullopt;
   auto row = row_by_label.find(std::string{ref->row_label});
-  if (row == row_by_label.end())
-    return std::nullopt;
+  if (row == row_by_label.end()) return std::nullopt;
   auto first = row_offset[row->second];
   auto size = row_offset[row->second + 1] - first;
-  if (ref->number < 1 || ref->number > size)
-    return std::nullopt;
+  if (ref->number < 1 || ref->number > size) return std::nullopt;
   return first + ref->number - 1;
 }
 
@@ -44,8 +41,8 @@ section_layout::make(const std::string& event_id, const section_def& def,
   layout->row_offset.reserve(def.rows.size() + 1);
   uint32_t offset = 0;
   for (const auto& row : def.rows) {
-    layout->row_by_label.emplace(row.label,
-                                 static_cast<uint32_t>(layout->row_labels.size()));
+    layout->row_by_label.emplace(
+        row.label, static_cast<uint32_t>(layout->row_labels.size()));
     layout->row_labels.push_back(row.label);
     layout->row_offset.push_back(offset);
     offset += row.seats;
@@ -56,10 +53,14 @@ section_layout::make(const std::string& event_id, const section_def& def,
 
 const char* to_string(hold_status status) {
   switch (status) {
-    case hold_status::active: return "active";
-    case hold_status::expired: return "expired";
-    case hold_status::released: return "released";
-    case hold_status::booked: return "booked";
+  case hold_status::active:
+    return "active";
+  case hold_status::expired:
+    return "expired";
+  case hold_status::released:
+    return "released";
+  case hold_status::booked:
+    return "booked";
   }
   return "unknown";
 }
@@ -70,20 +71,28 @@ const char* to_string(booking_status status) {
 
 const char* to_string(seat_status status) {
   switch (status) {
-    case seat_status::free: return "free";
-    case seat_status::held: return "held";
-    case seat_status::booked: return "booked";
+  case seat_status::free:
+    return "free";
+  case seat_status::held:
+    return "held";
+  case seat_status::booked:
+    return "booked";
   }
   return "unknown";
 }
 
 const char* to_string(change_kind kind) {
   switch (kind) {
-    case change_kind::hold_created: return "hold_created";
-    case change_kind::hold_released: return "hold_released";
-    case change_kind::hold_expired: return "hold_expired";
-    case change_kind::booking_confirmed: return "booking_confirmed";
-    case change_kind::booking_cancelled: return "booking_cancelled";
+  case change_kind::hold_created:
+    return "hold_created";
+  case change_kind::hold_released:
+    return "hold_released";
+  case change_kind::hold_expired:
+    return "hold_expired";
+  case change_kind::booking_confirmed:
+    return "booking_confirmed";
+  case change_kind::booking_cancelled:
+    return "booking_cancelled";
   }
   return "unknown";
 }

@@ -1,13 +1,13 @@
 #pragma once
 
+#include "core/clock.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "core/clock.hpp"
 
 /// Domain value types shared by every module: what an event is, what a hold
 /// and a booking look like to a client, and the change records that section
@@ -65,8 +65,9 @@ struct section_layout {
   std::string seat_id(uint32_t index) const;
   uint32_t row_of(uint32_t index) const;
 
-  static std::shared_ptr<const section_layout>
-  make(const std::string& event_id, const section_def& def, uint32_t section_no);
+  static std::shared_ptr<const section_layout> make(const std::string& event_id,
+                                                    const section_def& def,
+                                                    uint32_t section_no);
 };
 
 enum class hold_status : uint8_t { active, expired, released, booked };

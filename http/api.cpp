@@ -1,15 +1,15 @@
 #include "http/api.hpp"
 
-#include <boost/asio/post.hpp>
-#include <caf/all.hpp>
-#include <prometheus/text_serializer.h>
-#include <sodium.h>
-
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
+
+#include <boost/asio/post.hpp>
+#include <caf/all.hpp>
+#include <prometheus/text_serializer.h>
+#include <sodium.h>
 
 namespace rsv::http {
 
@@ -38,8 +38,7 @@ api_response created(std::string body, std::string location) {
 
 std::string location_of(const api_response& response) {
   for (const auto& [name, value] : response.headers)
-    if (name == "Location")
-      return value;
+    if (name == "Location") return value;
   return {};
 }
 
@@ -49,7 +48,8 @@ std::string fingerprint_of(const api_request& req) {
   crypto_generichash_init(&state, nullptr, 0, sizeof(digest));
   auto feed = [&](std::string_view part) {
     crypto_generichash_update(
-      &state, reinterpret_cast<const unsigned char*>(part.data()), part.size());
+        &state, reinterpret_cast<const unsigned char*>(part.data()),
+        part.size());
     crypto_generichash_update(&state,
                               reinterpret_cast<const unsigned char*>("\n"), 1);
   };
@@ -78,11 +78,9 @@ reply_fn<T> answer(respond_fn done, Render render) {
 
 api::api(runtime& rt, api_config config,
          std::shared_ptr<prometheus::Registry> registry)
-  : rt_(rt),
-    config_(std::move(config)),
-    tokens_(config_.token_secret, config_.session_ttl_seconds),
-    registry_(std::move(registry)),
-    hashing_(config_.hash_threads) {
+    : rt_(rt), config_(std::move(config)),
+      tokens_(config_.token_secret, config_.session_ttl_seconds),
+      registry_(std::move(registry)), hashing_(config_.hash_threads) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
 }
 
@@ -114,30 +112,51 @@ void api::handle(api_request req, respond_fn done) {
   handler target = nullptr;
   auto verb = ctx->req.verb;
   switch (ctx->match.route) {
-    case route_id::health: target = &api::health; break;
-    case route_id::ready: target = &api::readiness; break;
-    case route_id::metrics: target = &api::metrics; break;
-    case route_id::customers: target = &api::create_customer; break;
-    case route_id::sessions: target = &api::create_session; break;
-    case route_id::events:
-      target = verb == method::post ? &api::create_event : &api::list_events;
-      break;
-    case route_id::event: target = &api::get_event; break;
-    case route_id::seats: target = &api::get_seats; break;
-    case route_id::stats: target = &api::get_stats; break;
-    case route_id::queue_join: target = &api::queue_join; break;
-    case route_id::queue_ticket: target = &api::queue_ticket; break;
-    case route_id::holds: target = &api::create_hold; break;
-    case route_id::hold:
-      target = verb == method::del ? &api::release_hold : &api::get_hold;
-      break;
-    case route_id::bookings:
-      target = verb == method::post ? &api::create_booking
-                                    : &api::list_bookings;
-      break;
-    case route_id::booking:
-      target = verb == method::del ? &api::cancel_booking : &api::get_booking;
-      break;
+  case route_id::health:
+    target = &api::health;
+    break;
+  case route_id::ready:
+    target = &api::readiness;
+    break;
+  case route_id::metrics:
+    target = &api::metrics;
+    break;
+  case route_id::customers:
+    target = &api::create_customer;
+    break;
+  case route_id::sessions:
+    target = &api::create_session;
+    break;
+  case route_id::events:
+    target = verb == method::post ? &api::create_event : &api::list_events;
+    break;
+  case route_id::event:
+    target = &api::get_event;
+    break;
+  case route_id::seats:
+    target = &api::get_seats;
+    break;
+  case route_id::stats:
+    target = &api::get_stats;
+    break;
+  case route_id::queue_join:
+    target = &api::queue_join;
+    break;
+  case route_id::queue_ticket:
+    target = &api::queue_ticket;
+    break;
+  case route_id::holds:
+    target = &api::create_hold;
+    break;
+  case route_id::hold:
+    target = verb == method::del ? &api::release_hold : &api::get_hold;
+    break;
+  case route_id::bookings:
+    target = verb == method::post ? &api::create_booking : &api::list_bookings;
+    break;
+  case route_id::booking:
+    target = verb == method::del ? &api::cancel_booking : &api::get_booking;
+    break;
   }
   (this->*target)(*ctx);
 }
@@ -171,10 +190,8 @@ bool api::require_json(context& ctx) {
     type.remove_suffix(1);
   auto lower = std::string{type};
   for (auto& c : lower)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  if (ctx.req.body.empty() || lower == "application/json")
-    return true;
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  if (ctx.req.body.empty() || lower == "application/json") return true;
   ctx.done(problem(415, problem_code::unsupported_media_type,
                    "send the body as Content-Type: application/json"));
   return false;
@@ -194,9 +211,8 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
   auto shared = std::make_shared<context>(std::move(ctx));
   auto fingerprint = fingerprint_of(shared->req);
   auto shard = rt_.shard_for(shared->customer_id);
-  auto on_decision = [shared, fingerprint, shard,
-                      body = std::move(body)](
-                       caf::expected<idempotency_decision> decision) {
+  auto on_decision = [shared, fingerprint, shard, body = std::move(body)](
+                         caf::expected<idempotency_decision> decision) {
     auto& c = *shared;
     if (!decision) {
       c.done(problem_from(decision.error()));
@@ -204,71 +220,69 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
     }
     using kind = idempotency_decision::kind;
     switch (decision->what) {
-      case kind::proceed: {
-        // The real outcome is recorded even when the client has already
-        // been told 503 by its deadline: a retry then learns what happened.
-        auto inner = std::move(c.done);
-        c.done = [shard, customer = c.customer_id, key = c.req.idempotency_key,
-                  fingerprint, inner](api_response response) {
-          stored_response stored{response.status, response.body,
-                                 location_of(response)};
-          caf::anon_send(shard,
-                         idempotency_finish{customer, key, fingerprint,
-                                            std::move(stored),
-                                            response.status < 500});
-          inner(std::move(response));
-        };
-        body(c);
-        return;
-      }
-      case kind::replay: {
-        auto& stored = decision->response;
-        auto response = json_response(stored.status, stored.body);
-        if (stored.status >= 400)
-          response.content_type = "application/problem+json";
-        if (!stored.location.empty())
-          response.header("Location", stored.location);
-        response.header("Idempotent-Replayed", "true");
-        c.done(std::move(response));
-        return;
-      }
-      case kind::key_reused:
-        c.done(problem(422, problem_code::idempotency_key_reused,
-                       "this Idempotency-Key was used with another request"));
-        return;
-      case kind::in_use: {
-        auto response = problem(409, problem_code::idempotency_key_in_use,
-                                "a request with this Idempotency-Key is still "
-                                "running; retry shortly");
-        response.header("Retry-After", "1");
-        c.done(std::move(response));
-        return;
-      }
+    case kind::proceed: {
+      // The real outcome is recorded even when the client has already
+      // been told 503 by its deadline: a retry then learns what happened.
+      auto inner = std::move(c.done);
+      c.done = [shard, customer = c.customer_id, key = c.req.idempotency_key,
+                fingerprint, inner](api_response response) {
+        stored_response stored{response.status, response.body,
+                               location_of(response)};
+        caf::anon_send(shard, idempotency_finish{customer, key, fingerprint,
+                                                 std::move(stored),
+                                                 response.status < 500});
+        inner(std::move(response));
+      };
+      body(c);
+      return;
+    }
+    case kind::replay: {
+      auto& stored = decision->response;
+      auto response = json_response(stored.status, stored.body);
+      if (stored.status >= 400)
+        response.content_type = "application/problem+json";
+      if (!stored.location.empty())
+        response.header("Location", stored.location);
+      response.header("Idempotent-Replayed", "true");
+      c.done(std::move(response));
+      return;
+    }
+    case kind::key_reused:
+      c.done(problem(422, problem_code::idempotency_key_reused,
+                     "this Idempotency-Key was used with another request"));
+      return;
+    case kind::in_use: {
+      auto response = problem(409, problem_code::idempotency_key_in_use,
+                              "a request with this Idempotency-Key is still "
+                              "running; retry shortly");
+      response.header("Retry-After", "1");
+      c.done(std::move(response));
+      return;
+    }
     }
   };
-  caf::anon_send(shard, idempotency_begin{
-                          shared->customer_id, shared->req.idempotency_key,
-                          fingerprint,
-                          reply_fn<idempotency_decision>{std::move(on_decision)}});
+  caf::anon_send(
+      shard, idempotency_begin{
+                 shared->customer_id, shared->req.idempotency_key, fingerprint,
+                 reply_fn<idempotency_decision>{std::move(on_decision)}});
 }
 
 // -- operations ---------------------------------------------------------------
 
 void api::health(context& ctx) {
   auto store_state = rt_.deps().store->health();
-  auto kafka = config_.kafka_health ? config_.kafka_health()
-                                    : service_state::disabled;
-  auto redis = config_.redis_health ? config_.redis_health()
-                                    : service_state::disabled;
-  bool healthy = store_state != service_state::down
-                 && kafka != service_state::down
-                 && redis != service_state::down;
+  auto kafka =
+      config_.kafka_health ? config_.kafka_health() : service_state::disabled;
+  auto redis =
+      config_.redis_health ? config_.redis_health() : service_state::disabled;
+  bool healthy = store_state != service_state::down &&
+                 kafka != service_state::down && redis != service_state::down;
   nlohmann::json body = {
-    {"status", healthy ? "healthy" : "unhealthy"},
-    {"services",
-     {{"store", to_string(store_state)},
-      {"kafka", to_string(kafka)},
-      {"redis", to_string(redis)}}},
+      {"status", healthy ? "healthy" : "unhealthy"},
+      {"services",
+       {{"store", to_string(store_state)},
+        {"kafka", to_string(kafka)},
+        {"redis", to_string(redis)}}},
   };
   ctx.done(json_response(healthy ? 200 : 503, dump(body)));
 }
@@ -291,8 +305,7 @@ void api::metrics(context& ctx) {
 }
 
 void api::create_customer(context& ctx) {
-  if (!require_json(ctx))
-    return;
+  if (!require_json(ctx)) return;
   auto json = parse_json(ctx.req.body);
   if (!json) {
     ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
@@ -315,20 +328,20 @@ void api::create_customer(context& ctx) {
       done(problem(503, problem_code::unavailable, "out of memory hashing"));
       return;
     }
-    caf::anon_send(rt_.accounts(),
-                   register_customer_request{
-                     std::move(record),
-                     answer<customer_record>(done, [](const customer_record& r) {
-                       return created(dump({{"customer_id", r.customer_id},
-                                            {"email", r.email}}),
-                                      "/v1/customers/" + r.customer_id);
-                     })});
+    caf::anon_send(
+        rt_.accounts(),
+        register_customer_request{
+            std::move(record),
+            answer<customer_record>(done, [](const customer_record& r) {
+              return created(
+                  dump({{"customer_id", r.customer_id}, {"email", r.email}}),
+                  "/v1/customers/" + r.customer_id);
+            })});
   });
 }
 
 void api::create_session(context& ctx) {
-  if (!require_json(ctx))
-    return;
+  if (!require_json(ctx)) return;
   auto json = parse_json(ctx.req.body);
   if (!json) {
     ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
@@ -357,16 +370,15 @@ void api::create_session(context& ctx) {
         return;
       }
       auto issued = tokens_.issue(customer_id, rt_.deps().clock->now_ms());
-      done(json_response(201,
-                         dump({{"token", issued.token},
-                               {"customer_id", customer_id},
-                               {"expires_at",
-                                format_rfc3339(issued.expires_at_ms)}})));
+      done(json_response(
+          201, dump({{"token", issued.token},
+                     {"customer_id", customer_id},
+                     {"expires_at", format_rfc3339(issued.expires_at_ms)}})));
     });
   };
-  caf::anon_send(rt_.accounts(),
-                 find_customer_request{body->email,
-                                       reply_fn<customer_record>{on_found}});
+  caf::anon_send(
+      rt_.accounts(),
+      find_customer_request{body->email, reply_fn<customer_record>{on_found}});
 }
 
 void api::list_events(context& ctx) {
@@ -374,8 +386,7 @@ void api::list_events(context& ctx) {
 }
 
 void api::create_event(context& ctx) {
-  if (!require_admin(ctx) || !require_json(ctx))
-    return;
+  if (!require_admin(ctx) || !require_json(ctx)) return;
   auto json = parse_json(ctx.req.body);
   if (!json) {
     ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
@@ -386,14 +397,14 @@ void api::create_event(context& ctx) {
     ctx.done(problem_from(def.error()));
     return;
   }
-  caf::anon_send(rt_.registry(),
-                 create_event_request{
-                   std::move(*def),
-                   answer<std::shared_ptr<const event_entry>>(
-                     ctx.done, [](const std::shared_ptr<const event_entry>& e) {
-                       return created(render_event(*e),
-                                      "/v1/events/" + e->def.id);
-                     })});
+  caf::anon_send(
+      rt_.registry(),
+      create_event_request{
+          std::move(*def),
+          answer<std::shared_ptr<const event_entry>>(
+              ctx.done, [](const std::shared_ptr<const event_entry>& e) {
+                return created(render_event(*e), "/v1/events/" + e->def.id);
+              })});
 }
 
 void api::get_event(context& ctx) {
@@ -415,14 +426,13 @@ void api::get_seats(context& ctx) {
   section->queued.fetch_add(1, std::memory_order_relaxed);
   caf::anon_send(section->actor,
                  seat_map_request{answer<seat_map_view>(
-                   ctx.done, [](const seat_map_view& map) {
-                     return json_response(200, render_seat_map(map));
-                   })});
+                     ctx.done, [](const seat_map_view& map) {
+                       return json_response(200, render_seat_map(map));
+                     })});
 }
 
 void api::get_stats(context& ctx) {
-  if (!require_admin(ctx))
-    return;
+  if (!require_admin(ctx)) return;
   auto event = rt_.dir().find_event(ctx.match.params[0]);
   if (!event) {
     ctx.done(problem(404, problem_code::not_found, "no such event"));
@@ -432,26 +442,22 @@ void api::get_stats(context& ctx) {
 }
 
 void api::queue_join(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   // Events with an enabled waiting room need Redis, which this node does not
   // have (see parse_event), so no event here has one.
-  ctx.done(problem(404, problem_code::not_found,
-                   "this event has no waiting room"));
+  ctx.done(
+      problem(404, problem_code::not_found, "this event has no waiting room"));
 }
 
 void api::queue_ticket(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   ctx.done(problem(404, problem_code::not_found, "no such ticket"));
 }
 
 void api::create_hold(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   idempotent(ctx, [this](context& c) {
-    if (!require_json(c))
-      return;
+    if (!require_json(c)) return;
     auto json = parse_json(c.req.body);
     if (!json) {
       c.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
@@ -468,8 +474,8 @@ void api::create_hold(context& ctx) {
       c.done(problem(404, problem_code::not_found, "no such event or section"));
       return;
     }
-    if (section->queued.fetch_add(1, std::memory_order_relaxed)
-        >= static_cast<int64_t>(limits::section_mailbox_max)) {
+    if (section->queued.fetch_add(1, std::memory_order_relaxed) >=
+        static_cast<int64_t>(limits::section_mailbox_max)) {
       section->queued.fetch_sub(1, std::memory_order_relaxed);
       rt_.deps().metrics->requests_shed.Increment();
       c.done(problem(503, problem_code::unavailable,
@@ -478,7 +484,8 @@ void api::create_hold(context& ctx) {
     }
     hold_request hold{c.customer_id, std::move(body->seats), body->quantity,
                       false, answer<hold_view>(c.done, [](const hold_view& h) {
-                        return created(render_hold(h), "/v1/holds/" + h.hold_id);
+                        return created(render_hold(h),
+                                       "/v1/holds/" + h.hold_id);
                       })};
     if (event->def.max_seats_per_customer)
       caf::anon_send(rt_.shard_for(c.customer_id),
@@ -493,16 +500,15 @@ void api::create_hold(context& ctx) {
 namespace {
 
 /// The section that owns a hold or booking id, or nullptr.
-std::shared_ptr<section_entry>
-owner_of(const directory& dir, const std::optional<record_ref>& ref) {
+std::shared_ptr<section_entry> owner_of(const directory& dir,
+                                        const std::optional<record_ref>& ref) {
   return ref ? dir.find_section(ref->section_no) : nullptr;
 }
 
 } // namespace
 
 void api::get_hold(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
@@ -510,18 +516,16 @@ void api::get_hold(context& ctx) {
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(section->actor,
-                 get_hold_request{ctx.customer_id, ref->slot,
-                                  answer<hold_view>(ctx.done,
-                                                    [](const hold_view& h) {
-                                                      return json_response(
-                                                        200, render_hold(h));
-                                                    })});
+  caf::anon_send(
+      section->actor,
+      get_hold_request{ctx.customer_id, ref->slot,
+                       answer<hold_view>(ctx.done, [](const hold_view& h) {
+                         return json_response(200, render_hold(h));
+                       })});
 }
 
 void api::release_hold(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
@@ -529,23 +533,21 @@ void api::release_hold(context& ctx) {
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(section->actor,
-                 release_hold_request{ctx.customer_id, ref->slot,
-                                      answer<hold_view>(ctx.done,
-                                                        [](const hold_view&) {
-                                                          api_response r;
-                                                          r.status = 204;
-                                                          r.content_type.clear();
-                                                          return r;
-                                                        })});
+  caf::anon_send(
+      section->actor,
+      release_hold_request{ctx.customer_id, ref->slot,
+                           answer<hold_view>(ctx.done, [](const hold_view&) {
+                             api_response r;
+                             r.status = 204;
+                             r.content_type.clear();
+                             return r;
+                           })});
 }
 
 void api::create_booking(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   idempotent(ctx, [this](context& c) {
-    if (!require_json(c))
-      return;
+    if (!require_json(c)) return;
     auto json = parse_json(c.req.body);
     if (!json) {
       c.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
@@ -563,32 +565,29 @@ void api::create_booking(context& ctx) {
       return;
     }
     section->queued.fetch_add(1, std::memory_order_relaxed);
-    caf::anon_send(section->actor,
-                   book_request{c.customer_id, ref->slot,
-                                answer<booking_view>(
-                                  c.done, [](const booking_view& b) {
-                                    return created(render_booking(b),
-                                                   "/v1/bookings/"
-                                                     + b.booking_id);
-                                  })});
+    caf::anon_send(
+        section->actor,
+        book_request{c.customer_id, ref->slot,
+                     answer<booking_view>(c.done, [](const booking_view& b) {
+                       return created(render_booking(b),
+                                      "/v1/bookings/" + b.booking_id);
+                     })});
   });
 }
 
 void api::list_bookings(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   caf::anon_send(rt_.shard_for(ctx.customer_id),
                  list_bookings_request{
-                   ctx.customer_id,
-                   answer<std::vector<booking_view>>(
-                     ctx.done, [](const std::vector<booking_view>& list) {
-                       return json_response(200, render_bookings(list));
-                     })});
+                     ctx.customer_id,
+                     answer<std::vector<booking_view>>(
+                         ctx.done, [](const std::vector<booking_view>& list) {
+                           return json_response(200, render_bookings(list));
+                         })});
 }
 
 void api::get_booking(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
@@ -597,17 +596,15 @@ void api::get_booking(context& ctx) {
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
   caf::anon_send(section->actor,
-                 get_booking_request{ctx.customer_id, ref->slot,
-                                     answer<booking_view>(
-                                       ctx.done, [](const booking_view& b) {
-                                         return json_response(
-                                           200, render_booking(b));
-                                       })});
+                 get_booking_request{
+                     ctx.customer_id, ref->slot,
+                     answer<booking_view>(ctx.done, [](const booking_view& b) {
+                       return json_response(200, render_booking(b));
+                     })});
 }
 
 void api::cancel_booking(context& ctx) {
-  if (!require_customer(ctx))
-    return;
+  if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
@@ -616,12 +613,11 @@ void api::cancel_booking(context& ctx) {
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
   caf::anon_send(section->actor,
-                 cancel_booking_request{ctx.customer_id, ref->slot,
-                                        answer<booking_view>(
-                                          ctx.done, [](const booking_view& b) {
-                                            return json_response(
-                                              200, render_booking(b));
-                                          })});
+                 cancel_booking_request{
+                     ctx.customer_id, ref->slot,
+                     answer<booking_view>(ctx.done, [](const booking_view& b) {
+                       return json_response(200, render_booking(b));
+                     })});
 }
 
 } // namespace rsv::http

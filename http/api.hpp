@@ -1,17 +1,16 @@
 #pragma once
 
-#include <atomic>
-#include <functional>
-#include <memory>
-#include <string>
-
-#include <boost/asio/thread_pool.hpp>
-#include <prometheus/registry.h>
-
 #include "actors/runtime.hpp"
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
 #include "http/router.hpp"
+
+#include <atomic>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <memory>
+#include <prometheus/registry.h>
+#include <string>
 
 namespace rsv::http {
 
@@ -45,6 +44,11 @@ public:
   /// draining begins.
   void set_ready(bool ready) { ready_ = ready; }
   bool ready() const { return ready_; }
+
+  /// Waits for password hashing in progress. Call after the server stopped
+  /// and before the actors stop; the api must outlive the actors, whose
+  /// answers may still call into it.
+  void stop() { hashing_.join(); }
 
 private:
   struct context;

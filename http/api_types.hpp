@@ -14,7 +14,7 @@ enum class method { get, post, del, other };
 struct api_request {
   method verb = method::other;
   std::string method_text; // as sent, for logs
-  std::string target; // path and query
+  std::string target;      // path and query
   std::string content_type;
   std::string authorization;
   std::string idempotency_key;

@@ -1,15 +1,14 @@
 #include "http/auth.hpp"
 
-#include <charconv>
-
-#include <sodium.h>
-
 #include "core/assert.hpp"
+
+#include <charconv>
+#include <sodium.h>
 
 namespace rsv::http {
 
 token_signer::token_signer(std::string secret, int64_t ttl_seconds)
-  : secret_(std::move(secret)), ttl_seconds_(ttl_seconds) {
+    : secret_(std::move(secret)), ttl_seconds_(ttl_seconds) {
   RSV_ASSERT(secret_.size() >= 32, "token secret has at least 32 bytes");
 }
 
@@ -17,14 +16,14 @@ std::string token_signer::mac(std::string_view payload) const {
   unsigned char digest[crypto_auth_hmacsha256_BYTES];
   crypto_auth_hmacsha256_state state;
   crypto_auth_hmacsha256_init(
-    &state, reinterpret_cast<const unsigned char*>(secret_.data()),
-    secret_.size());
+      &state, reinterpret_cast<const unsigned char*>(secret_.data()),
+      secret_.size());
   crypto_auth_hmacsha256_update(
-    &state, reinterpret_cast<const unsigned char*>(payload.data()),
-    payload.size());
+      &state, reinterpret_cast<const unsigned char*>(payload.data()),
+      payload.size());
   crypto_auth_hmacsha256_final(&state, digest);
   char encoded[sodium_base64_ENCODED_LEN(
-    crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+      crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
   sodium_bin2base64(encoded, sizeof(encoded), digest, sizeof(digest),
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   return encoded;
@@ -40,69 +39,56 @@ token_signer::issued token_signer::issue(const std::string& customer_id,
 
 std::optional<std::string> token_signer::verify(std::string_view token,
                                                 millis now_ms) const {
-  if (token.size() > 512)
-    return std::nullopt;
+  if (token.size() > 512) return std::nullopt;
   auto last_dot = token.rfind('.');
-  if (last_dot == std::string_view::npos)
-    return std::nullopt;
+  if (last_dot == std::string_view::npos) return std::nullopt;
   auto payload = token.substr(0, last_dot);
   auto expected = mac(payload);
-  if (!secrets_equal(expected, token.substr(last_dot + 1)))
-    return std::nullopt;
+  if (!secrets_equal(expected, token.substr(last_dot + 1))) return std::nullopt;
   // The signature is ours, so the payload is well-formed; parse it anyway.
-  if (payload.substr(0, 3) != "v1.")
-    return std::nullopt;
+  if (payload.substr(0, 3) != "v1.") return std::nullopt;
   auto rest = payload.substr(3);
   auto dot = rest.rfind('.');
-  if (dot == std::string_view::npos || dot == 0)
-    return std::nullopt;
+  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
   int64_t expires_s = 0;
   auto digits = rest.substr(dot + 1);
-  auto [end, ec] = std::from_chars(digits.data(),
-                                   digits.data() + digits.size(), expires_s);
+  auto [end, ec] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), expires_s);
   if (ec != std::errc{} || end != digits.data() + digits.size())
     return std::nullopt;
-  if (expires_s * 1000 <= now_ms)
-    return std::nullopt;
+  if (expires_s * 1000 <= now_ms) return std::nullopt;
   return std::string{rest.substr(0, dot)};
 }
 
 std::string hash_password(std::string_view password, password_cost cost) {
   char out[crypto_pwhash_argon2id_STRBYTES];
   if (crypto_pwhash_argon2id_str(out, password.data(), password.size(),
-                                 cost.ops, cost.memory_kib * 1024)
-      != 0)
+                                 cost.ops, cost.memory_kib * 1024) != 0)
     return {};
   return out;
 }
 
 bool verify_password(const std::string& encoded_hash,
                      std::string_view password) {
-  return crypto_pwhash_argon2id_str_verify(encoded_hash.c_str(),
-                                           password.data(), password.size())
-         == 0;
+  return crypto_pwhash_argon2id_str_verify(
+             encoded_hash.c_str(), password.data(), password.size()) == 0;
 }
 
 bool secrets_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size() || a.empty())
-    return false;
+  if (a.size() != b.size() || a.empty()) return false;
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 std::string_view bearer_token(std::string_view authorization) {
   constexpr std::string_view scheme = "Bearer ";
-  if (authorization.size() <= scheme.size())
-    return {};
+  if (authorization.size() <= scheme.size()) return {};
   // The scheme is case-insensitive (RFC 9110).
   for (std::size_t i = 0; i < scheme.size(); ++i) {
     char c = authorization[i];
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     char s = scheme[i];
-    if (s >= 'A' && s <= 'Z')
-      s = static_cast<char>(s - 'A' + 'a');
-    if (c != s)
-      return {};
+    if (s >= 'A' && s <= 'Z') s = static_cast<char>(s - 'A' + 'a');
+    if (c != s) return {};
   }
   auto token = authorization.substr(scheme.size());
   while (!token.empty() && token.front() == ' ')

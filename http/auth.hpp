@@ -1,11 +1,11 @@
 #pragma once
 
+#include "core/clock.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include "core/clock.hpp"
 
 namespace rsv::http {
 

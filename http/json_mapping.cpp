@@ -1,11 +1,11 @@
 #include "http/json_mapping.hpp"
 
-#include <unordered_set>
-
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
 #include "http/problem.hpp"
+
+#include <unordered_set>
 
 namespace rsv::http {
 
@@ -20,8 +20,7 @@ caf::error invalid(const std::string& field, const std::string& why) {
 std::size_t utf8_length(std::string_view text) {
   std::size_t count = 0;
   for (unsigned char c : text)
-    if ((c & 0xC0) != 0x80)
-      ++count;
+    if ((c & 0xC0) != 0x80) ++count;
   return count;
 }
 
@@ -30,23 +29,20 @@ caf::expected<std::string> get_string(const json& obj, const char* name,
                                       std::size_t chars_min,
                                       std::size_t chars_max) {
   auto it = obj.find(name);
-  if (it == obj.end() || it->is_null())
-    return invalid(path, "is required");
-  if (!it->is_string())
-    return invalid(path, "must be a string");
+  if (it == obj.end() || it->is_null()) return invalid(path, "is required");
+  if (!it->is_string()) return invalid(path, "must be a string");
   const auto& value = it->get_ref<const std::string&>();
   auto length = utf8_length(value);
   if (length < chars_min || length > chars_max)
-    return invalid(path, "must have " + std::to_string(chars_min) + " to "
-                           + std::to_string(chars_max) + " characters");
+    return invalid(path, "must have " + std::to_string(chars_min) + " to " +
+                             std::to_string(chars_max) + " characters");
   return value;
 }
 
 caf::expected<std::string> get_slug(const json& obj, const char* name,
                                     const std::string& path) {
   auto value = get_string(obj, name, path, 1, 64);
-  if (!value)
-    return value;
+  if (!value) return value;
   if (!is_valid_slug(*value))
     return invalid(path, "must match ^[a-z0-9][a-z0-9-]{0,63}$");
   return value;
@@ -59,32 +55,27 @@ caf::expected<int64_t> get_int(const json& obj, const char* name,
                                std::optional<int64_t> absent = std::nullopt) {
   auto it = obj.find(name);
   if (it == obj.end() || it->is_null()) {
-    if (absent)
-      return *absent;
+    if (absent) return *absent;
     return invalid(path, "is required");
   }
   auto out_of_range = [&] {
-    return invalid(path, "must be an integer from " + std::to_string(min)
-                           + " to " + std::to_string(max));
+    return invalid(path, "must be an integer from " + std::to_string(min) +
+                             " to " + std::to_string(max));
   };
   if (it->is_number_unsigned()) {
     auto value = it->get<uint64_t>();
-    if (value > static_cast<uint64_t>(max)
-        || static_cast<int64_t>(value) < min)
+    if (value > static_cast<uint64_t>(max) || static_cast<int64_t>(value) < min)
       return out_of_range();
     return static_cast<int64_t>(value);
   }
-  if (!it->is_number_integer())
-    return out_of_range();
+  if (!it->is_number_integer()) return out_of_range();
   auto value = it->get<int64_t>();
-  if (value < min || value > max)
-    return out_of_range();
+  if (value < min || value > max) return out_of_range();
   return value;
 }
 
 caf::error require_object(const json& body) {
-  if (!body.is_object())
-    return invalid("body", "must be a JSON object");
+  if (!body.is_object()) return invalid("body", "must be a JSON object");
   return {};
 }
 
@@ -97,24 +88,22 @@ std::string normalise_email(std::string email) {
   while (!email.empty() && is_space(email.back()))
     email.pop_back();
   for (auto& c : email)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return email;
 }
 
 bool is_plausible_email(const std::string& email) {
-  if (email.size() > limits::email_bytes_max)
-    return false;
+  if (email.size() > limits::email_bytes_max) return false;
   auto at = email.find('@');
-  if (at == std::string::npos || at == 0 || email.find('@', at + 1) != std::string::npos)
+  if (at == std::string::npos || at == 0 ||
+      email.find('@', at + 1) != std::string::npos)
     return false;
   auto domain = email.substr(at + 1);
   auto dot = domain.find('.');
   if (dot == std::string::npos || dot == 0 || domain.back() == '.')
     return false;
   for (unsigned char c : email)
-    if (c <= 0x20 || c == 0x7f)
-      return false;
+    if (c <= 0x20 || c == 0x7f) return false;
   return true;
 }
 
@@ -124,29 +113,29 @@ json event_json(const event_entry& event) {
     auto counts = section->counts();
     const auto& layout = *section->layout;
     sections.push_back({
-      {"id", layout.section_id},
-      {"name", layout.name},
-      {"price_cents", layout.price_cents},
-      {"seats_total", layout.seat_count()},
-      {"free", counts.free},
-      {"held", counts.held},
-      {"booked", counts.booked},
+        {"id", layout.section_id},
+        {"name", layout.name},
+        {"price_cents", layout.price_cents},
+        {"seats_total", layout.seat_count()},
+        {"free", counts.free},
+        {"held", counts.held},
+        {"booked", counts.booked},
     });
   }
   json out = {
-    {"id", event.def.id},
-    {"name", event.def.name},
-    {"starts_at", format_rfc3339(event.def.starts_at_ms)},
-    {"hold_ttl_seconds", event.def.hold_ttl_seconds},
-    {"max_seats_per_customer", nullptr},
-    {"sections", std::move(sections)},
+      {"id", event.def.id},
+      {"name", event.def.name},
+      {"starts_at", format_rfc3339(event.def.starts_at_ms)},
+      {"hold_ttl_seconds", event.def.hold_ttl_seconds},
+      {"max_seats_per_customer", nullptr},
+      {"sections", std::move(sections)},
   };
   if (event.def.max_seats_per_customer)
     out["max_seats_per_customer"] = *event.def.max_seats_per_customer;
   if (event.def.waiting_room)
-    out["waiting_room"] = {{"enabled", event.def.waiting_room->enabled},
-                           {"admit_per_second",
-                            event.def.waiting_room->admit_per_second}};
+    out["waiting_room"] = {
+        {"enabled", event.def.waiting_room->enabled},
+        {"admit_per_second", event.def.waiting_room->admit_per_second}};
   return out;
 }
 
@@ -154,29 +143,24 @@ json event_json(const event_entry& event) {
 
 std::optional<json> parse_json(std::string_view body) {
   auto parsed = json::parse(body, nullptr, false);
-  if (parsed.is_discarded())
-    return std::nullopt;
+  if (parsed.is_discarded()) return std::nullopt;
   return parsed;
 }
 
 caf::expected<event_def> parse_event(const json& body,
                                      bool waiting_room_supported) {
-  if (auto err = require_object(body))
-    return err;
+  if (auto err = require_object(body)) return err;
   event_def def;
   if (auto it = body.find("id"); it != body.end() && !it->is_null()) {
     auto id = get_slug(body, "id", "id");
-    if (!id)
-      return id.error();
+    if (!id) return id.error();
     def.id = *id;
   }
   auto name = get_string(body, "name", "name", 1, limits::name_chars_max);
-  if (!name)
-    return name.error();
+  if (!name) return name.error();
   def.name = *name;
   auto starts_at = get_string(body, "starts_at", "starts_at", 1, 64);
-  if (!starts_at)
-    return starts_at.error();
+  if (!starts_at) return starts_at.error();
   auto starts_at_ms = parse_rfc3339(*starts_at);
   if (!starts_at_ms)
     return invalid("starts_at", "must be an RFC 3339 time such as "
@@ -185,104 +169,90 @@ caf::expected<event_def> parse_event(const json& body,
   auto ttl = get_int(body, "hold_ttl_seconds", "hold_ttl_seconds",
                      limits::hold_ttl_seconds_min, limits::hold_ttl_seconds_max,
                      limits::hold_ttl_seconds_default);
-  if (!ttl)
-    return ttl.error();
+  if (!ttl) return ttl.error();
   def.hold_ttl_seconds = *ttl;
   if (auto it = body.find("max_seats_per_customer");
       it != body.end() && !it->is_null()) {
-    auto limit = get_int(body, "max_seats_per_customer",
-                         "max_seats_per_customer", 1,
-                         limits::max_seats_per_customer_max);
-    if (!limit)
-      return limit.error();
+    auto limit =
+        get_int(body, "max_seats_per_customer", "max_seats_per_customer", 1,
+                limits::max_seats_per_customer_max);
+    if (!limit) return limit.error();
     def.max_seats_per_customer = *limit;
   }
   if (auto it = body.find("waiting_room"); it != body.end() && !it->is_null()) {
-    if (!it->is_object())
-      return invalid("waiting_room", "must be an object");
+    if (!it->is_object()) return invalid("waiting_room", "must be an object");
     auto enabled = it->find("enabled");
     if (enabled == it->end() || !enabled->is_boolean())
       return invalid("waiting_room.enabled", "must be true or false");
-    auto rate = get_int(*it, "admit_per_second", "waiting_room.admit_per_second",
-                        1, 100'000);
-    if (!rate)
-      return rate.error();
+    auto rate = get_int(*it, "admit_per_second",
+                        "waiting_room.admit_per_second", 1, 100'000);
+    if (!rate) return rate.error();
     if (enabled->get<bool>() && !waiting_room_supported)
       return invalid("waiting_room", "needs the server to run with Redis "
                                      "(--redis-url)");
     def.waiting_room = waiting_room_def{enabled->get<bool>(), *rate};
   }
   auto sections = body.find("sections");
-  if (sections == body.end() || !sections->is_array() || sections->empty()
-      || sections->size() > limits::sections_per_event_max)
+  if (sections == body.end() || !sections->is_array() || sections->empty() ||
+      sections->size() > limits::sections_per_event_max)
     return invalid("sections", "must be an array of 1 to 1000 sections");
   std::unordered_set<std::string> section_ids;
   std::size_t seats_total = 0;
   for (std::size_t i = 0; i < sections->size(); ++i) {
     const auto& item = (*sections)[i];
     auto path = "sections[" + std::to_string(i) + "]";
-    if (!item.is_object())
-      return invalid(path, "must be an object");
+    if (!item.is_object()) return invalid(path, "must be an object");
     section_def section;
     auto id = get_slug(item, "id", path + ".id");
-    if (!id)
-      return id.error();
+    if (!id) return id.error();
     if (!section_ids.insert(*id).second)
       return invalid(path + ".id", "repeats section id " + *id);
     section.id = *id;
-    auto section_name = get_string(item, "name", path + ".name", 1,
-                                   limits::name_chars_max);
-    if (!section_name)
-      return section_name.error();
+    auto section_name =
+        get_string(item, "name", path + ".name", 1, limits::name_chars_max);
+    if (!section_name) return section_name.error();
     section.name = *section_name;
     auto price = get_int(item, "price_cents", path + ".price_cents", 0,
                          limits::price_cents_max);
-    if (!price)
-      return price.error();
+    if (!price) return price.error();
     section.price_cents = *price;
     auto rows = item.find("rows");
-    if (rows == item.end() || !rows->is_array() || rows->empty()
-        || rows->size() > limits::rows_per_section_max)
+    if (rows == item.end() || !rows->is_array() || rows->empty() ||
+        rows->size() > limits::rows_per_section_max)
       return invalid(path + ".rows", "must be an array of 1 to 1000 rows");
     std::unordered_set<std::string> labels;
     for (std::size_t r = 0; r < rows->size(); ++r) {
       const auto& row = (*rows)[r];
       auto row_path = path + ".rows[" + std::to_string(r) + "]";
-      if (!row.is_object())
-        return invalid(row_path, "must be an object");
+      if (!row.is_object()) return invalid(row_path, "must be an object");
       auto label = get_string(row, "label", row_path + ".label", 1, 4);
-      if (!label)
-        return label.error();
+      if (!label) return label.error();
       if (!is_valid_row_label(*label))
         return invalid(row_path + ".label", "must match ^[A-Z0-9]{1,4}$");
       if (!labels.insert(*label).second)
         return invalid(row_path + ".label", "repeats row label " + *label);
       auto seats = get_int(row, "seats", row_path + ".seats", 1,
                            limits::seats_per_row_max);
-      if (!seats)
-        return seats.error();
+      if (!seats) return seats.error();
       seats_total += static_cast<std::size_t>(*seats);
       section.rows.push_back({*label, static_cast<uint32_t>(*seats)});
     }
     def.sections.push_back(std::move(section));
   }
   if (seats_total > limits::seats_per_event_max)
-    return invalid("sections", "an event has at most 1000000 seats, this one "
-                                 + std::to_string(seats_total));
+    return invalid("sections", "an event has at most 1000000 seats, this one " +
+                                   std::to_string(seats_total));
   return def;
 }
 
 caf::expected<hold_body> parse_hold(const json& body) {
-  if (auto err = require_object(body))
-    return err;
+  if (auto err = require_object(body)) return err;
   hold_body out;
   auto event_id = get_slug(body, "event_id", "event_id");
-  if (!event_id)
-    return event_id.error();
+  if (!event_id) return event_id.error();
   out.event_id = *event_id;
   auto section_id = get_slug(body, "section_id", "section_id");
-  if (!section_id)
-    return section_id.error();
+  if (!section_id) return section_id.error();
   out.section_id = *section_id;
   auto seats = body.find("seats");
   auto quantity = body.find("quantity");
@@ -293,88 +263,78 @@ caf::expected<hold_body> parse_hold(const json& body) {
   if (has_quantity) {
     auto value = get_int(body, "quantity", "quantity", 1,
                          static_cast<int64_t>(limits::seats_per_hold_max));
-    if (!value)
-      return value.error();
+    if (!value) return value.error();
     out.quantity = static_cast<uint32_t>(*value);
     return out;
   }
-  if (!seats->is_array() || seats->empty()
-      || seats->size() > limits::seats_per_hold_max)
+  if (!seats->is_array() || seats->empty() ||
+      seats->size() > limits::seats_per_hold_max)
     return invalid("seats", "must be an array of 1 to 50 seat ids");
   std::unordered_set<std::string> seen;
   for (std::size_t i = 0; i < seats->size(); ++i) {
     const auto& seat = (*seats)[i];
     auto path = "seats[" + std::to_string(i) + "]";
-    if (!seat.is_string())
-      return invalid(path, "must be a string");
+    if (!seat.is_string()) return invalid(path, "must be a string");
     const auto& id = seat.get_ref<const std::string&>();
     if (id.empty() || id.size() > 16)
       return invalid(path, "must be a seat id such as A-12");
-    if (!seen.insert(id).second)
-      return invalid(path, "repeats seat " + id);
+    if (!seen.insert(id).second) return invalid(path, "repeats seat " + id);
     out.seats.push_back(id);
   }
   return out;
 }
 
 caf::expected<credentials_body> parse_registration(const json& body) {
-  if (auto err = require_object(body))
-    return err;
+  if (auto err = require_object(body)) return err;
   auto email = get_string(body, "email", "email", 1, 1024);
-  if (!email)
-    return email.error();
+  if (!email) return email.error();
   auto normalised = normalise_email(*email);
   if (!is_plausible_email(normalised))
     return invalid("email", "must be an email address such as a@b.example");
-  auto password = get_string(body, "password", "password",
-                             limits::password_chars_min,
-                             limits::password_chars_max);
-  if (!password)
-    return password.error();
+  auto password =
+      get_string(body, "password", "password", limits::password_chars_min,
+                 limits::password_chars_max);
+  if (!password) return password.error();
   return credentials_body{std::move(normalised), *password};
 }
 
 caf::expected<credentials_body> parse_login(const json& body) {
-  if (auto err = require_object(body))
-    return err;
+  if (auto err = require_object(body)) return err;
   auto email = get_string(body, "email", "email", 0, 1024);
-  if (!email)
-    return email.error();
-  auto password = get_string(body, "password", "password", 0,
-                             limits::password_chars_max);
-  if (!password)
-    return password.error();
+  if (!email) return email.error();
+  auto password =
+      get_string(body, "password", "password", 0, limits::password_chars_max);
+  if (!password) return password.error();
   return credentials_body{normalise_email(*email), *password};
 }
 
 caf::expected<std::string> parse_booking(const json& body) {
-  if (auto err = require_object(body))
-    return err;
+  if (auto err = require_object(body)) return err;
   return get_string(body, "hold_id", "hold_id", 1, 128);
 }
 
 std::string render_hold(const hold_view& hold) {
   return dump({
-    {"hold_id", hold.hold_id},
-    {"event_id", hold.event_id},
-    {"section_id", hold.section_id},
-    {"seats", hold.seats},
-    {"status", to_string(hold.status)},
-    {"expires_at", format_rfc3339(hold.expires_at_ms)},
-    {"total_cents", hold.total_cents},
+      {"hold_id", hold.hold_id},
+      {"event_id", hold.event_id},
+      {"section_id", hold.section_id},
+      {"seats", hold.seats},
+      {"status", to_string(hold.status)},
+      {"expires_at", format_rfc3339(hold.expires_at_ms)},
+      {"total_cents", hold.total_cents},
   });
 }
 
 json booking_json(const booking_view& booking) {
   return {
-    {"booking_id", booking.booking_id},
-    {"hold_id", booking.hold_id},
-    {"event_id", booking.event_id},
-    {"section_id", booking.section_id},
-    {"seats", booking.seats},
-    {"total_cents", booking.total_cents},
-    {"status", to_string(booking.status)},
-    {"created_at", format_rfc3339(booking.created_at_ms)},
+      {"booking_id", booking.booking_id},
+      {"hold_id", booking.hold_id},
+      {"event_id", booking.event_id},
+      {"section_id", booking.section_id},
+      {"seats", booking.seats},
+      {"total_cents", booking.total_cents},
+      {"status", to_string(booking.status)},
+      {"created_at", format_rfc3339(booking.created_at_ms)},
   };
 }
 
@@ -400,11 +360,11 @@ std::string render_events(const directory_snapshot& snapshot) {
     for (const auto& section : event->sections)
       free += section->counts().free;
     list.push_back({
-      {"id", event->def.id},
-      {"name", event->def.name},
-      {"starts_at", format_rfc3339(event->def.starts_at_ms)},
-      {"seats_total", event->seat_count()},
-      {"seats_free", free},
+        {"id", event->def.id},
+        {"name", event->def.name},
+        {"starts_at", format_rfc3339(event->def.starts_at_ms)},
+        {"seats_total", event->seat_count()},
+        {"seats_free", free},
     });
   }
   return dump({{"events", std::move(list)}});
@@ -424,8 +384,7 @@ std::string render_seat_map(const seat_map_view& map) {
   for (uint32_t row = 0; row < layout.row_count(); ++row) {
     for (auto seat = layout.row_offset[row]; seat < layout.row_offset[row + 1];
          ++seat) {
-      if (seat != 0)
-        out += ',';
+      if (seat != 0) out += ',';
       out += R"({"id":")";
       out += layout.row_labels[row];
       out += '-';
@@ -447,14 +406,15 @@ std::string render_stats(const event_entry& event) {
     free += counts.free;
     held += counts.held;
     booked += counts.booked;
-    revenue += static_cast<int64_t>(counts.booked) * section->layout->price_cents;
+    revenue +=
+        static_cast<int64_t>(counts.booked) * section->layout->price_cents;
   }
   return dump({
-    {"event_id", event.def.id},
-    {"free", free},
-    {"held", held},
-    {"booked", booked},
-    {"revenue_cents", revenue},
+      {"event_id", event.def.id},
+      {"free", free},
+      {"held", held},
+      {"booked", booked},
+      {"revenue_cents", revenue},
   });
 }
 

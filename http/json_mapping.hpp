@@ -1,15 +1,14 @@
 #pragma once
 
+#include "actors/directory.hpp"
+#include "core/model.hpp"
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <caf/expected.hpp>
-#include <nlohmann/json.hpp>
-
-#include "actors/directory.hpp"
-#include "core/model.hpp"
 
 /// JSON <-> domain types. Parsing validates everything the contract says and
 /// answers errc::validation_failed with a detail that names the field.
@@ -32,7 +31,7 @@ struct credentials_body {
 };
 
 caf::expected<event_def> parse_event(const nlohmann::json& body,
-                                      bool waiting_room_supported);
+                                     bool waiting_room_supported);
 caf::expected<hold_body> parse_hold(const nlohmann::json& body);
 caf::expected<credentials_body> parse_registration(const nlohmann::json& body);
 caf::expected<credentials_body> parse_login(const nlohmann::json& body);

@@ -1,12 +1,11 @@
 #pragma once
 
-#include <string>
-#include <string_view>
+#include "http/api_types.hpp"
 
 #include <caf/error.hpp>
 #include <nlohmann/json.hpp>
-
-#include "http/api_types.hpp"
+#include <string>
+#include <string_view>
 
 namespace rsv::http {
 
@@ -28,8 +27,7 @@ constexpr const char* unavailable = "unavailable";
 } // namespace problem_code
 
 /// An RFC 9457 problem answer. `extra` members are merged into the body.
-api_response problem(unsigned status, std::string_view code,
-                     std::string detail,
+api_response problem(unsigned status, std::string_view code, std::string detail,
                      nlohmann::json extra = nlohmann::json::object());
 
 /// The one mapping from domain errors to HTTP: status, code and extras

@@ -1,10 +1,10 @@
 #pragma once
 
+#include "http/api_types.hpp"
+
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "http/api_types.hpp"
 
 namespace rsv::http {
 

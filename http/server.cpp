@@ -1,20 +1,19 @@
 #include "http/server.hpp"
 
-#include <optional>
-#include <unordered_map>
+#include "core/limits.hpp"
+#include "http/problem.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
-
-#include "core/limits.hpp"
-#include "http/problem.hpp"
+#include <unordered_map>
 
 namespace rsv::http {
 
@@ -28,45 +27,45 @@ using tcp = asio::ip::tcp;
 class http_metrics {
 public:
   explicit http_metrics(prometheus::Registry& registry)
-    : requests_(prometheus::BuildCounter()
-                  .Name("rsv_http_requests_total")
-                  .Help("HTTP requests answered, by route and status")
-                  .Register(registry)),
-      latency_(prometheus::BuildHistogram()
-                 .Name("rsv_http_request_duration_seconds")
-                 .Help("Time from a request's last byte to its answer")
-                 .Register(registry)),
-      connections_(prometheus::BuildGauge()
-                     .Name("rsv_http_connections_open")
-                     .Help("Open HTTP connections")
-                     .Register(registry)
-                     .Add({})) {
-  }
+      : requests_(prometheus::BuildCounter()
+                      .Name("rsv_http_requests_total")
+                      .Help("HTTP requests answered, by route and status")
+                      .Register(registry)),
+        latency_(prometheus::BuildHistogram()
+                     .Name("rsv_http_request_duration_seconds")
+                     .Help("Time from a request's last byte to its answer")
+                     .Register(registry)),
+        connections_(prometheus::BuildGauge()
+                         .Name("rsv_http_connections_open")
+                         .Help("Open HTTP connections")
+                         .Register(registry)
+                         .Add({})) {}
 
   void observe(const char* route, unsigned status, double seconds) {
     thread_local std::unordered_map<uint64_t, prometheus::Counter*> counters;
     thread_local std::unordered_map<const char*, prometheus::Histogram*>
-      histograms;
+        histograms;
     auto key = (reinterpret_cast<uint64_t>(route) << 10) ^ status;
     auto counter = counters.find(key);
     if (counter == counters.end()) {
       std::lock_guard<std::mutex> guard{mutex_};
-      counter = counters
-                  .emplace(key, &requests_.Add({{"route", route},
-                                                {"status",
-                                                 std::to_string(status)}}))
-                  .first;
+      counter =
+          counters
+              .emplace(key,
+                       &requests_.Add({{"route", route},
+                                       {"status", std::to_string(status)}}))
+              .first;
     }
     counter->second->Increment();
     auto histogram = histograms.find(route);
     if (histogram == histograms.end()) {
       std::lock_guard<std::mutex> guard{mutex_};
       static const prometheus::Histogram::BucketBoundaries buckets{
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-        0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5};
-      histogram = histograms
-                    .emplace(route, &latency_.Add({{"route", route}}, buckets))
-                    .first;
+          0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5};
+      histogram =
+          histograms.emplace(route, &latency_.Add({{"route", route}}, buckets))
+              .first;
     }
     histogram->second->Observe(seconds);
   }
@@ -90,18 +89,21 @@ struct server::shared_state {
   std::atomic<bool> draining{false};
 
   shared_state(api& h, server_config c, prometheus::Registry& registry)
-    : handler(h), config(std::move(c)), metrics(registry) {
-  }
+      : handler(h), config(std::move(c)), metrics(registry) {}
 };
 
 namespace {
 
 method to_method(bhttp::verb verb) {
   switch (verb) {
-    case bhttp::verb::get: return method::get;
-    case bhttp::verb::post: return method::post;
-    case bhttp::verb::delete_: return method::del;
-    default: return method::other;
+  case bhttp::verb::get:
+    return method::get;
+  case bhttp::verb::post:
+    return method::post;
+  case bhttp::verb::delete_:
+    return method::del;
+  default:
+    return method::other;
   }
 }
 
@@ -118,9 +120,8 @@ std::size_t body_limit_for(const bhttp::request_parser<bhttp::string_body>& p) {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(tcp::socket socket, std::shared_ptr<server::shared_state> shared)
-    : stream_(std::move(socket)),
-      deadline_(stream_.get_executor()),
-      shared_(std::move(shared)) {
+      : stream_(std::move(socket)), deadline_(stream_.get_executor()),
+        shared_(std::move(shared)) {
     shared_->connections.fetch_add(1);
     shared_->metrics.connections().Increment();
   }
@@ -131,9 +132,9 @@ public:
   }
 
   void start() {
-    asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&session::read_header,
-                                             shared_from_this()));
+    asio::dispatch(
+        stream_.get_executor(),
+        beast::bind_front_handler(&session::read_header, shared_from_this()));
   }
 
 private:
@@ -147,11 +148,11 @@ private:
     parser_->body_limit(limits::event_body_bytes_max);
     // An idle keep-alive connection and a slow header share one timeout.
     stream_.expires_after(std::chrono::milliseconds(
-      buffer_.size() > 0 ? limits::header_read_timeout_ms
-                         : limits::keepalive_idle_timeout_ms));
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&session::on_header,
-                                                       shared_from_this()));
+        buffer_.size() > 0 ? limits::header_read_timeout_ms
+                           : limits::keepalive_idle_timeout_ms));
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&session::on_header, shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -180,25 +181,27 @@ private:
     if (beast::iequals(expect, "100-continue")) {
       // curl and others wait for this before sending a larger body.
       static const std::string continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(std::chrono::milliseconds(limits::write_timeout_ms));
-      asio::async_write(stream_, asio::buffer(continue_line),
-                        [self = shared_from_this()](beast::error_code e,
-                                                    std::size_t) {
-                          if (e)
-                            self->close();
-                          else
-                            self->read_body();
-                        });
+      stream_.expires_after(
+          std::chrono::milliseconds(limits::write_timeout_ms));
+      asio::async_write(
+          stream_, asio::buffer(continue_line),
+          [self = shared_from_this()](beast::error_code e, std::size_t) {
+            if (e)
+              self->close();
+            else
+              self->read_body();
+          });
       return;
     }
     read_body();
   }
 
   void read_body() {
-    stream_.expires_after(std::chrono::milliseconds(limits::body_read_timeout_ms));
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&session::on_body,
-                                                shared_from_this()));
+    stream_.expires_after(
+        std::chrono::milliseconds(limits::body_read_timeout_ms));
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&session::on_body, shared_from_this()));
   }
 
   void on_body(beast::error_code ec, std::size_t) {
@@ -215,8 +218,8 @@ private:
 
   api_response too_large(std::size_t limit) {
     return problem(413, problem_code::payload_too_large,
-                   "request bodies on this route are limited to "
-                     + std::to_string(limit / 1024) + " KiB");
+                   "request bodies on this route are limited to " +
+                       std::to_string(limit / 1024) + " KiB");
   }
 
   void on_request() {
@@ -240,12 +243,11 @@ private:
     waiting_ = true;
     shared_->requests_in_progress.fetch_add(1);
     deadline_.expires_after(
-      std::chrono::milliseconds(shared_->config.request_timeout_ms));
-    deadline_.async_wait([weak = weak_from_this(), generation](
-                           beast::error_code ec) {
+        std::chrono::milliseconds(shared_->config.request_timeout_ms));
+    deadline_.async_wait([weak = weak_from_this(),
+                          generation](beast::error_code ec) {
       auto self = weak.lock();
-      if (ec || !self)
-        return;
+      if (ec || !self) return;
       self->respond(generation,
                     problem(503, problem_code::unavailable,
                             "no answer within the request deadline; retry "
@@ -253,15 +255,15 @@ private:
                             "it took effect"));
     });
     shared_->handler.handle(
-      std::move(req),
-      [self = shared_from_this(), generation](api_response response) {
-        auto executor = self->stream_.get_executor();
-        // Inline when already on this connection's thread, posted otherwise.
-        asio::dispatch(executor, [self, generation,
-                                  response = std::move(response)]() mutable {
-          self->respond(generation, std::move(response));
+        std::move(req),
+        [self = shared_from_this(), generation](api_response response) {
+          auto executor = self->stream_.get_executor();
+          // Inline when already on this connection's thread, posted otherwise.
+          asio::dispatch(executor, [self, generation,
+                                    response = std::move(response)]() mutable {
+            self->respond(generation, std::move(response));
+          });
         });
-      });
   }
 
   void respond(uint64_t generation, api_response response) {
@@ -271,8 +273,8 @@ private:
     deadline_.cancel();
     shared_->requests_in_progress.fetch_sub(1);
     auto elapsed = std::chrono::duration<double>(
-                     std::chrono::steady_clock::now() - started_)
-                     .count();
+                       std::chrono::steady_clock::now() - started_)
+                       .count();
     shared_->metrics.observe(response.route, response.status, elapsed);
     write(std::move(response));
   }
@@ -296,14 +298,14 @@ private:
     response_.keep_alive(keep);
     response_.prepare_payload();
     stream_.expires_after(std::chrono::milliseconds(limits::write_timeout_ms));
-    bhttp::async_write(stream_, response_,
-                       [self = shared_from_this(), keep](beast::error_code ec,
-                                                         std::size_t) {
-                         if (ec || !keep)
-                           self->close();
-                         else
-                           self->read_header();
-                       });
+    bhttp::async_write(
+        stream_, response_,
+        [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+          if (ec || !keep)
+            self->close();
+          else
+            self->read_header();
+        });
   }
 
   void close() {
@@ -333,20 +335,23 @@ private:
 
 server::server(server_config config, api& handler,
                std::shared_ptr<prometheus::Registry> registry)
-  : config_(config),
-    shared_(std::make_shared<shared_state>(handler, config, *registry)) {
+    : config_(config),
+      shared_(std::make_shared<shared_state>(handler, config, *registry)) {
   auto threads = std::max<std::size_t>(1, config_.io_threads);
   for (std::size_t i = 0; i < threads; ++i)
     contexts_.push_back(std::make_unique<asio::io_context>(1));
 }
 
 server::~server() {
+  stop();
+}
+
+void server::stop() {
   stop_accepting();
   for (auto& context : contexts_)
     context->stop();
   for (auto& thread : threads_)
-    if (thread.joinable())
-      thread.join();
+    if (thread.joinable()) thread.join();
 }
 
 caf::expected<unsigned short> server::start() {
@@ -358,16 +363,13 @@ caf::expected<unsigned short> server::start() {
   tcp::endpoint endpoint{address, config_.port};
   acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
   acceptor_->open(endpoint.protocol(), ec);
-  if (!ec)
-    acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec)
-    acceptor_->bind(endpoint, ec);
-  if (!ec)
-    acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    return make_error(errc::unavailable, "cannot listen on " + config_.host
-                                           + ":" + std::to_string(config_.port)
-                                           + ": " + ec.message());
+    return make_error(errc::unavailable,
+                      "cannot listen on " + config_.host + ":" +
+                          std::to_string(config_.port) + ": " + ec.message());
   auto port = acceptor_->local_endpoint().port();
   accept_next();
   for (auto& context : contexts_) {
@@ -381,32 +383,29 @@ caf::expected<unsigned short> server::start() {
 }
 
 void server::accept_next() {
-  if (!acceptor_ || !acceptor_->is_open())
-    return;
+  if (!acceptor_ || !acceptor_->is_open()) return;
   auto& target = *contexts_[next_context_++ % contexts_.size()];
-  acceptor_->async_accept(target, [this](beast::error_code ec,
-                                         tcp::socket socket) {
-    if (ec == asio::error::operation_aborted)
-      return;
-    if (!ec) {
-      if (shared_->connections.load()
-          >= static_cast<int64_t>(limits::connections_max)) {
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<session>(std::move(socket), shared_)->start();
-      }
-    } else {
-      spdlog::warn("accept failed: {}", ec.message());
-    }
-    accept_next();
-  });
+  acceptor_->async_accept(
+      target, [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted) return;
+        if (!ec) {
+          if (shared_->connections.load() >=
+              static_cast<int64_t>(limits::connections_max)) {
+            beast::error_code ignored;
+            socket.close(ignored);
+          } else {
+            socket.set_option(tcp::no_delay(true), ec);
+            std::make_shared<session>(std::move(socket), shared_)->start();
+          }
+        } else {
+          spdlog::warn("accept failed: {}", ec.message());
+        }
+        accept_next();
+      });
 }
 
 void server::stop_accepting() {
-  if (!acceptor_)
-    return;
+  if (!acceptor_) return;
   asio::dispatch(*contexts_[0], [acceptor = acceptor_.get()] {
     beast::error_code ec;
     acceptor->close(ec);
@@ -418,8 +417,8 @@ bool server::drain(std::chrono::milliseconds deadline) {
   auto until = std::chrono::steady_clock::now() + deadline;
   // Bounded wait for in-flight requests; each check is cheap and the loop
   // ends at the deadline whatever happens.
-  while (shared_->requests_in_progress.load() > 0
-         && std::chrono::steady_clock::now() < until)
+  while (shared_->requests_in_progress.load() > 0 &&
+         std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return shared_->requests_in_progress.load() == 0;
 }

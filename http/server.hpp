@@ -1,18 +1,17 @@
 #pragma once
 
-#include <atomic>
-#include <chrono>
-#include <memory>
-#include <string>
-#include <thread>
-#include <vector>
+#include "http/api.hpp"
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <caf/expected.hpp>
+#include <chrono>
+#include <memory>
 #include <prometheus/registry.h>
-
-#include "http/api.hpp"
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace rsv::http {
 
@@ -34,7 +33,7 @@ class http_metrics;
 /// per-request deadline answers 503 if it does not come in time.
 ///
 /// Lifecycle: construct, start() on the main thread, stop_accepting() and
-/// drain() on SIGTERM, then destroy.
+/// drain() on SIGTERM, stop(), then destroy once no actor can answer.
 class server {
 public:
   server(server_config config, api& handler,
@@ -52,6 +51,11 @@ public:
   /// Waits until no request is in progress, at most `deadline`; answers
   /// whether everything finished. Idle keep-alive connections are closed.
   bool drain(std::chrono::milliseconds deadline);
+
+  /// Stops the I/O threads. The io_contexts stay alive until destruction,
+  /// so answers that actors send later are queued and dropped, never sent
+  /// into freed memory.
+  void stop();
 
   struct shared_state;
 

@@ -1,10 +1,10 @@
 #pragma once
 
+#include "core/model.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstdint>
-
-#include "core/model.hpp"
 
 namespace rsv {
 
@@ -24,7 +24,7 @@ class counting_change_sink final : public change_sink {
 public:
   void publish(const seat_change& change) override {
     counts_[static_cast<std::size_t>(change.kind)].fetch_add(
-      1, std::memory_order_relaxed);
+        1, std::memory_order_relaxed);
   }
   uint64_t count(change_kind kind) const {
     return counts_[static_cast<std::size_t>(kind)].load();

@@ -5,9 +5,12 @@ namespace rsv {
 
 const char* to_string(service_state state) {
   switch (state) {
-    case service_state::ok: return "ok";
-    case service_state::down: return "down";
-    case service_state::disabled: return "disabled";
+  case service_state::ok:
+    return "ok";
+  case service_state::down:
+    return "down";
+  case service_state::disabled:
+    return "disabled";
   }
   return "unknown";
 }

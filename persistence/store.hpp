@@ -1,12 +1,11 @@
 #pragma once
 
+#include "core/model.hpp"
+
+#include <caf/error.hpp>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <caf/error.hpp>
-
-#include "core/model.hpp"
 
 namespace rsv {
 
@@ -22,7 +21,7 @@ using store_ack = std::function<void(caf::error)>;
 /// A customer account as the store keeps it.
 struct customer_record {
   std::string customer_id;
-  std::string email; // normalised: trimmed, lower-case
+  std::string email;         // normalised: trimmed, lower-case
   std::string password_hash; // libsodium crypto_pwhash_str (argon2id)
   millis created_at_ms = 0;
 };

@@ -1,11 +1,10 @@
-#include <future>
-
-#include <caf/all.hpp>
-#include <gtest/gtest.h>
-
 #include "actors/runtime.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+
+#include <caf/all.hpp>
+#include <future>
+#include <gtest/gtest.h>
 
 namespace rsv {
 namespace {
@@ -19,9 +18,8 @@ struct awaited {
   std::future<caf::expected<T>> future = promise.get_future();
 
   reply_fn<T> fn() {
-    return reply_fn<T>{[this](caf::expected<T> x) {
-      promise.set_value(std::move(x));
-    }};
+    return reply_fn<T>{
+        [this](caf::expected<T> x) { promise.set_value(std::move(x)); }};
   }
 
   caf::expected<T> get() {
@@ -51,7 +49,8 @@ protected:
 
   std::shared_ptr<const event_entry> create_event(event_def def) {
     awaited<std::shared_ptr<const event_entry>> reply;
-    caf::anon_send(rt->registry(), create_event_request{std::move(def), reply.fn()});
+    caf::anon_send(rt->registry(),
+                   create_event_request{std::move(def), reply.fn()});
     auto result = reply.get();
     EXPECT_TRUE(result) << to_string(result.error());
     return result ? *result : nullptr;
@@ -91,8 +90,7 @@ protected:
   caf::expected<T> ask_section(const std::string& id, Request req,
                                awaited<T>& reply) {
     auto ref = parse_hold_id(id);
-    if (!ref)
-      ref = parse_booking_id(id);
+    if (!ref) ref = parse_booking_id(id);
     auto section = rt->dir().find_section(ref->section_no);
     section->queued.fetch_add(1);
     req.slot = ref->slot;
@@ -146,8 +144,7 @@ protected:
   bool eventually(Predicate predicate) {
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < until) {
-      if (predicate())
-        return true;
+      if (predicate()) return true;
       std::this_thread::yield();
     }
     return predicate();
@@ -167,10 +164,10 @@ protected:
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> system;
   std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
-  std::shared_ptr<counting_change_sink> sink
-    = std::make_shared<counting_change_sink>();
-  std::shared_ptr<manual_clock> clock
-    = std::make_shared<manual_clock>(start_ms);
+  std::shared_ptr<counting_change_sink> sink =
+      std::make_shared<counting_change_sink>();
+  std::shared_ptr<manual_clock> clock =
+      std::make_shared<manual_clock>(start_ms);
   runtime_deps deps;
   std::unique_ptr<runtime> rt;
 };
@@ -284,7 +281,9 @@ TEST_F(section_actor_test, idempotency_records_replay_and_detect_reuse) {
   EXPECT_EQ(begin("alice", "k1", "body-b").what, kind::key_reused);
   EXPECT_EQ(begin("bob", "k1", "body-b").what, kind::proceed);
   caf::anon_send(rt->shard_for("alice"),
-                 idempotency_finish{"alice", "k1", "body-a",
+                 idempotency_finish{"alice",
+                                    "k1",
+                                    "body-a",
                                     {201, "{\"hold_id\":\"x\"}", "/v1/holds/x"},
                                     true});
   auto replay = begin("alice", "k1", "body-a");
@@ -293,9 +292,9 @@ TEST_F(section_actor_test, idempotency_records_replay_and_detect_reuse) {
   EXPECT_EQ(replay.response.body, "{\"hold_id\":\"x\"}");
   EXPECT_EQ(replay.response.location, "/v1/holds/x");
   // A 5xx outcome forgets the key, so a retry runs again.
-  caf::anon_send(rt->shard_for("bob"),
-                 idempotency_finish{"bob", "k1", "body-b", {503, "", ""},
-                                    false});
+  caf::anon_send(
+      rt->shard_for("bob"),
+      idempotency_finish{"bob", "k1", "body-b", {503, "", ""}, false});
   EXPECT_EQ(begin("bob", "k1", "body-b").what, kind::proceed);
 }
 

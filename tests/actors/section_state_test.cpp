@@ -1,11 +1,10 @@
-#include <algorithm>
-#include <set>
-
-#include <gtest/gtest.h>
-
 #include "actors/section_state.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+
+#include <algorithm>
+#include <gtest/gtest.h>
+#include <set>
 
 namespace rsv {
 namespace {
@@ -24,8 +23,7 @@ protected:
   section_state seats{small_layout(), ttl_ms};
   millis now = start_ms;
 
-  hold_view hold(const std::string& customer,
-                 std::vector<std::string> ids) {
+  hold_view hold(const std::string& customer, std::vector<std::string> ids) {
     auto result = seats.hold_seats(customer, ids, now);
     EXPECT_TRUE(result) << to_string(result.error());
     return result ? result->view : hold_view{};
@@ -43,7 +41,7 @@ protected:
     auto map = seats.seat_map();
     auto count = [&](seat_status s) {
       return static_cast<uint32_t>(
-        std::count(map.statuses.begin(), map.statuses.end(), s));
+          std::count(map.statuses.begin(), map.statuses.end(), s));
     };
     EXPECT_EQ(count(seat_status::free), free);
     EXPECT_EQ(count(seat_status::held), held);
@@ -129,7 +127,8 @@ TEST_F(section_state_test, holds_expire_at_their_time_and_not_before) {
   EXPECT_FALSE(seats.next_expiry());
 }
 
-TEST_F(section_state_test, an_expired_hold_cannot_be_booked_even_before_the_timer) {
+TEST_F(section_state_test,
+       an_expired_hold_cannot_be_booked_even_before_the_timer) {
   auto view = hold("alice", {"A-1"});
   now += ttl_ms;
   auto booked = seats.book("alice", slot_of(view.hold_id), now);
@@ -205,8 +204,8 @@ TEST_F(section_state_test, best_available_takes_an_adjacent_block_front_first) {
 
 TEST_F(section_state_test, best_available_falls_back_to_the_first_free_seats) {
   // Leave free, B-3, C-1..C-6 minus C-2,C-4,C-6 -> no block of 3.
-  hold("x", {"A-1", "A-3", "A-4", "A-6", "B-1", "B-2", "B-4", "C-2", "C-4",
-             "C-6"});
+  hold("x",
+       {"A-1", "A-3", "A-4", "A-6", "B-1", "B-2", "B-4", "C-2", "C-4", "C-6"});
   auto result = seats.hold_best("alice", 3, now);
   ASSERT_TRUE(result);
   EXPECT_EQ(result->view.seats,
@@ -236,8 +235,8 @@ TEST(section_state_capacity, a_million_seats_take_about_four_bytes_each) {
   }
   section_state seats{section_layout::make("e", def, 0), ttl_ms};
   EXPECT_EQ(seats.counts().free, 1'000'000u);
-  auto bytes_per_seat = static_cast<double>(seats.seat_state_bytes())
-                        / 1'000'000.0;
+  auto bytes_per_seat =
+      static_cast<double>(seats.seat_state_bytes()) / 1'000'000.0;
   EXPECT_LT(bytes_per_seat, 4.1);
   auto result = seats.hold_best("alice", 50, start_ms);
   ASSERT_TRUE(result);

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "core/ids.hpp"
+
+#include <gtest/gtest.h>
 
 namespace rsv {
 namespace {

@@ -1,10 +1,10 @@
-#include <gtest/gtest.h>
-#include <sodium.h>
-
 #include "core/errc.hpp"
 #include "http/auth.hpp"
 #include "http/json_mapping.hpp"
 #include "http/router.hpp"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
 
 namespace rsv::http {
 namespace {
@@ -12,7 +12,8 @@ namespace {
 using nlohmann::json;
 
 TEST(router, matches_routes_with_parameters) {
-  auto m = match_route(method::get, "/v1/events/arena/sections/floor/seats?x=1");
+  auto m =
+      match_route(method::get, "/v1/events/arena/sections/floor/seats?x=1");
   ASSERT_EQ(m.result, route_match::kind::found);
   EXPECT_EQ(m.route, route_id::seats);
   EXPECT_EQ(m.params, (std::vector<std::string>{"arena", "floor"}));
@@ -97,22 +98,22 @@ TEST(json_mapping, invalid_event_fields_are_named) {
     const char* field;
   };
   const bad_case cases[] = {
-    {"/id", "Bad_Id", "id"},
-    {"/name", "", "name"},
-    {"/starts_at", "tomorrow", "starts_at"},
-    {"/hold_ttl_seconds", 29, "hold_ttl_seconds"},
-    {"/hold_ttl_seconds", 7201, "hold_ttl_seconds"},
-    {"/hold_ttl_seconds", "600", "hold_ttl_seconds"},
-    {"/max_seats_per_customer", 0, "max_seats_per_customer"},
-    {"/sections", json::array(), "sections"},
-    {"/sections/0/price_cents", -1, "sections[0].price_cents"},
-    {"/sections/0/price_cents", 1.5, "sections[0].price_cents"},
-    {"/sections/0/rows/1/label", "a", "sections[0].rows[1].label"},
-    {"/sections/0/rows/1/label", "A", "sections[0].rows[1].label"},
-    {"/sections/0/rows/0/seats", 1001, "sections[0].rows[0].seats"},
-    {"/sections/0/rows/0/seats", 0, "sections[0].rows[0].seats"},
-    {"/waiting_room", json{{"enabled", true}, {"admit_per_second", 5}},
-     "waiting_room"},
+      {"/id", "Bad_Id", "id"},
+      {"/name", "", "name"},
+      {"/starts_at", "tomorrow", "starts_at"},
+      {"/hold_ttl_seconds", 29, "hold_ttl_seconds"},
+      {"/hold_ttl_seconds", 7201, "hold_ttl_seconds"},
+      {"/hold_ttl_seconds", "600", "hold_ttl_seconds"},
+      {"/max_seats_per_customer", 0, "max_seats_per_customer"},
+      {"/sections", json::array(), "sections"},
+      {"/sections/0/price_cents", -1, "sections[0].price_cents"},
+      {"/sections/0/price_cents", 1.5, "sections[0].price_cents"},
+      {"/sections/0/rows/1/label", "a", "sections[0].rows[1].label"},
+      {"/sections/0/rows/1/label", "A", "sections[0].rows[1].label"},
+      {"/sections/0/rows/0/seats", 1001, "sections[0].rows[0].seats"},
+      {"/sections/0/rows/0/seats", 0, "sections[0].rows[0].seats"},
+      {"/waiting_room", json{{"enabled", true}, {"admit_per_second", 5}},
+       "waiting_room"},
   };
   for (const auto& c : cases) {
     auto body = valid_event();
@@ -120,7 +121,7 @@ TEST(json_mapping, invalid_event_fields_are_named) {
     auto def = parse_event(body, false);
     ASSERT_FALSE(def) << c.pointer;
     EXPECT_EQ(detail_of(def.error()).rfind(c.field, 0), 0u)
-      << c.pointer << ": " << detail_of(def.error());
+        << c.pointer << ": " << detail_of(def.error());
   }
 }
 
@@ -132,8 +133,10 @@ TEST(json_mapping, an_event_has_at_most_a_million_seats) {
   body["sections"][0]["rows"] = rows;
   EXPECT_TRUE(parse_event(body, false));
   body["sections"].push_back(
-    {{"id", "extra"}, {"name", "Extra"}, {"price_cents", 1},
-     {"rows", json::array({{{"label", "A"}, {"seats", 1}}})}});
+      {{"id", "extra"},
+       {"name", "Extra"},
+       {"price_cents", 1},
+       {"rows", json::array({{{"label", "A"}, {"seats", 1}}})}});
   auto def = parse_event(body, false);
   ASSERT_FALSE(def);
   EXPECT_EQ(detail_of(def.error()).rfind("sections", 0), 0u);
@@ -141,48 +144,51 @@ TEST(json_mapping, an_event_has_at_most_a_million_seats) {
 
 TEST(json_mapping, holds_take_exactly_one_of_seats_or_quantity) {
   auto parse = [](const char* text) { return parse_hold(json::parse(text)); };
-  auto seats = parse(R"({"event_id":"e","section_id":"s","seats":["A-1","A-2"]})");
+  auto seats =
+      parse(R"({"event_id":"e","section_id":"s","seats":["A-1","A-2"]})");
   ASSERT_TRUE(seats);
   EXPECT_EQ(seats->seats.size(), 2u);
   auto quantity = parse(R"({"event_id":"e","section_id":"s","quantity":50})");
   ASSERT_TRUE(quantity);
   EXPECT_EQ(quantity->quantity, 50u);
   const char* bad[][2] = {
-    {R"({"event_id":"e","section_id":"s"})", "seats"},
-    {R"({"event_id":"e","section_id":"s","seats":["A-1"],"quantity":1})", "seats"},
-    {R"({"event_id":"e","section_id":"s","quantity":0})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","quantity":51})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","quantity":-1})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","quantity":2.0})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","quantity":1e30})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","quantity":"2"})", "quantity"},
-    {R"({"event_id":"e","section_id":"s","seats":[]})", "seats"},
-    {R"({"event_id":"e","section_id":"s","seats":["A-1","A-1"]})", "seats[1]"},
-    {R"({"event_id":"e","section_id":"s","seats":[1]})", "seats[0]"},
-    {R"({"event_id":"E","section_id":"s","quantity":1})", "event_id"},
-    {R"({"event_id":"e","quantity":1})", "section_id"},
-    {R"([1,2])", "body"},
+      {R"({"event_id":"e","section_id":"s"})", "seats"},
+      {R"({"event_id":"e","section_id":"s","seats":["A-1"],"quantity":1})",
+       "seats"},
+      {R"({"event_id":"e","section_id":"s","quantity":0})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","quantity":51})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","quantity":-1})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","quantity":2.0})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","quantity":1e30})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","quantity":"2"})", "quantity"},
+      {R"({"event_id":"e","section_id":"s","seats":[]})", "seats"},
+      {R"({"event_id":"e","section_id":"s","seats":["A-1","A-1"]})",
+       "seats[1]"},
+      {R"({"event_id":"e","section_id":"s","seats":[1]})", "seats[0]"},
+      {R"({"event_id":"E","section_id":"s","quantity":1})", "event_id"},
+      {R"({"event_id":"e","quantity":1})", "section_id"},
+      {R"([1,2])", "body"},
   };
   for (const auto& [text, field] : bad) {
     auto result = parse(text);
     ASSERT_FALSE(result) << text;
     EXPECT_EQ(detail_of(result.error()).rfind(field, 0), 0u)
-      << text << ": " << detail_of(result.error());
+        << text << ": " << detail_of(result.error());
   }
 }
 
 TEST(json_mapping, registration_normalises_email_and_checks_password) {
   auto ok = parse_registration(
-    json::parse(R"({"email":"  Ann@Example.ORG ","password":"12345678"})"));
+      json::parse(R"({"email":"  Ann@Example.ORG ","password":"12345678"})"));
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->email, "ann@example.org");
   EXPECT_FALSE(parse_registration(
-    json::parse(R"({"email":"ann@example.org","password":"1234567"})")));
+      json::parse(R"({"email":"ann@example.org","password":"1234567"})")));
   for (const char* email : {"ann", "ann@", "@example.org", "ann@example",
                             "a b@example.org", "a@b@example.org"})
-    EXPECT_FALSE(parse_registration(
-      json{{"email", email}, {"password", "12345678"}}))
-      << email;
+    EXPECT_FALSE(
+        parse_registration(json{{"email", email}, {"password", "12345678"}}))
+        << email;
 }
 
 TEST(json_mapping, malformed_json_and_invalid_utf8_are_rejected) {
@@ -194,9 +200,9 @@ TEST(json_mapping, malformed_json_and_invalid_utf8_are_rejected) {
 
 TEST(json_mapping, the_seat_map_lists_seats_in_row_then_seat_order) {
   section_def def{"floor", "Floor", 1, {{"B", 2}, {"A", 1}}};
-  seat_map_view map{section_layout::make("e", def, 0),
-                    {seat_status::free, seat_status::held,
-                     seat_status::booked}};
+  seat_map_view map{
+      section_layout::make("e", def, 0),
+      {seat_status::free, seat_status::held, seat_status::booked}};
   auto body = json::parse(render_seat_map(map));
   EXPECT_EQ(body["event_id"], "e");
   EXPECT_EQ(body["section_id"], "floor");
