@@ -76,6 +76,9 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
             section_nos.push_back(no);
             auto section = std::make_shared<section_entry>();
             section->layout = section_layout::make(def.id, section_def, no);
+            // The 201 and any read right after it show every seat free,
+            // without waiting for the section actor to start.
+            section->publish({section->layout->seat_count(), 0, 0});
             section->actor = spawn_section(self->system(), section, deps,
                                            shards, ttl_ms, limit);
             entry->section_index.emplace(section_def.id, i);

@@ -183,7 +183,7 @@ section_state::hold_best(const std::string& customer_id, uint32_t quantity,
 
 caf::expected<hold_view> section_state::get_hold(const std::string& customer_id,
                                                  uint32_t slot) const {
-  if (find(customer_id, slot) == nullptr) return make_error(errc::not_found);
+  if (find(customer_id, slot) == nullptr) return no_such_hold();
   return view_of(slot);
 }
 
@@ -192,7 +192,7 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
                             millis now) {
   expire_due(now);
   auto* hold = find(customer_id, slot);
-  if (hold == nullptr) return make_error(errc::not_found);
+  if (hold == nullptr) return no_such_hold();
   if (hold->status == hold_status::booked)
     return make_error(errc::hold_booked,
                       make_booking_id({layout_->section_no, slot}));
@@ -210,7 +210,7 @@ caf::expected<section_state::applied<booking_view>>
 section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   expire_due(now);
   auto* hold = find(customer_id, slot);
-  if (hold == nullptr) return make_error(errc::not_found);
+  if (hold == nullptr) return no_such_hold();
   switch (hold->status) {
   case hold_status::booked:
     return make_error(errc::hold_booked,
@@ -234,7 +234,7 @@ section_state::get_booking(const std::string& customer_id,
                            uint32_t slot) const {
   const auto* hold = find(customer_id, slot);
   if (hold == nullptr || hold->status != hold_status::booked)
-    return make_error(errc::not_found);
+    return no_such_booking();
   return booking_of(slot);
 }
 
@@ -244,7 +244,7 @@ section_state::cancel_booking(const std::string& customer_id, uint32_t slot,
   expire_due(now);
   auto* hold = find(customer_id, slot);
   if (hold == nullptr || hold->status != hold_status::booked)
-    return make_error(errc::not_found);
+    return no_such_booking();
   if (hold->cancelled) return applied<booking_view>{booking_of(slot), {}};
   hold->cancelled = true;
   free_seats(*hold);

@@ -51,6 +51,15 @@ inline caf::error make_error(errc code, std::vector<std::string> seat_ids) {
                     caf::make_message(std::move(seat_ids))};
 }
 
+/// Not found answers for holds and bookings: the same for an unknown id and
+/// for another customer's, so that ids cannot be probed.
+inline caf::error no_such_hold() {
+  return make_error(errc::not_found, std::string{"no such hold"});
+}
+inline caf::error no_such_booking() {
+  return make_error(errc::not_found, std::string{"no such booking"});
+}
+
 /// Returns the domain code of `err`, or errc::unavailable for an error of a
 /// foreign category (a CAF timeout, a dead actor): the caller cannot know
 /// whether the request took effect, which is exactly what 503 says.

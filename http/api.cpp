@@ -512,7 +512,7 @@ void api::get_hold(context& ctx) {
   auto ref = parse_hold_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
-    ctx.done(problem(404, problem_code::not_found, "no such hold"));
+    ctx.done(problem_from(no_such_hold()));
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
@@ -529,7 +529,7 @@ void api::release_hold(context& ctx) {
   auto ref = parse_hold_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
-    ctx.done(problem(404, problem_code::not_found, "no such hold"));
+    ctx.done(problem_from(no_such_hold()));
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
@@ -561,7 +561,7 @@ void api::create_booking(context& ctx) {
     auto ref = parse_hold_id(*hold_id);
     auto section = owner_of(rt_.dir(), ref);
     if (!section) {
-      c.done(problem(404, problem_code::not_found, "no such hold"));
+      c.done(problem_from(no_such_hold()));
       return;
     }
     section->queued.fetch_add(1, std::memory_order_relaxed);
@@ -591,7 +591,7 @@ void api::get_booking(context& ctx) {
   auto ref = parse_booking_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
-    ctx.done(problem(404, problem_code::not_found, "no such booking"));
+    ctx.done(problem_from(no_such_booking()));
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
@@ -608,7 +608,7 @@ void api::cancel_booking(context& ctx) {
   auto ref = parse_booking_id(ctx.match.params[0]);
   auto section = owner_of(rt_.dir(), ref);
   if (!section) {
-    ctx.done(problem(404, problem_code::not_found, "no such booking"));
+    ctx.done(problem_from(no_such_booking()));
     return;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);

@@ -276,8 +276,6 @@ caf::expected<hold_body> parse_hold(const json& body) {
     auto path = "seats[" + std::to_string(i) + "]";
     if (!seat.is_string()) return invalid(path, "must be a string");
     const auto& id = seat.get_ref<const std::string&>();
-    if (id.empty() || id.size() > 16)
-      return invalid(path, "must be a seat id such as A-12");
     if (!seen.insert(id).second) return invalid(path, "repeats seat " + id);
     out.seats.push_back(id);
   }

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 #include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -138,18 +139,39 @@ public:
   }
 
 private:
+  /// Waits for the first byte of the next request with the keep-alive idle
+  /// timeout; from then on the header must arrive within the header timeout.
   void read_header() {
     if (shared_->draining) {
       close();
       return;
     }
+    if (buffer_.size() > 0) {
+      read_header_now();
+      return;
+    }
+    stream_.expires_after(
+        std::chrono::milliseconds(limits::keepalive_idle_timeout_ms));
+    stream_.async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+          if (ec) {
+            self->close();
+            return;
+          }
+          self->buffer_.commit(bytes);
+          self->read_header_now();
+        });
+  }
+
+  void read_header_now() {
     parser_.emplace();
     parser_->header_limit(limits::header_bytes_max);
-    parser_->body_limit(limits::event_body_bytes_max);
-    // An idle keep-alive connection and a slow header share one timeout.
-    stream_.expires_after(std::chrono::milliseconds(
-        buffer_.size() > 0 ? limits::header_read_timeout_ms
-                           : limits::keepalive_idle_timeout_ms));
+    // No body limit yet: the route, known after the header, sets it, and a
+    // Content-Length above it is answered 413 in on_header.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    stream_.expires_after(
+        std::chrono::milliseconds(limits::header_read_timeout_ms));
     bhttp::async_read_header(
         stream_, buffer_, *parser_,
         beast::bind_front_handler(&session::on_header, shared_from_this()));
