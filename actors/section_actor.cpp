@@ -126,6 +126,39 @@ caf::actor spawn_section(caf::actor_system& system,
       arm_timer();
     };
 
+    // Answers an operation: errors and no-op outcomes at once, changes only
+    // after the store acknowledged them. `notify` runs after the commit and
+    // before the answer, so that what it tells is visible to the client's
+    // next request.
+    auto answer = [commit](auto result, auto reply, auto notify) {
+      if (!result) {
+        reply(std::move(result.error()));
+        return;
+      }
+      if (!result->change) {
+        reply(std::move(result->view));
+        return;
+      }
+      commit(std::move(*result->change),
+             [reply, notify,
+              view = std::move(result->view)](caf::error err) mutable {
+               if (err) {
+                 reply(std::move(err));
+                 return;
+               }
+               notify(view);
+               reply(std::move(view));
+             });
+    };
+    auto nothing = [](const auto&) {};
+    // Keeps the customer's `GET /v1/bookings` current.
+    auto tell_shard = [shards](const std::string& customer_id) {
+      return [shard = shards->for_customer(customer_id),
+              customer_id](const booking_view& view) {
+        caf::anon_send(shard, booking_changed{customer_id, view});
+      };
+    };
+
     return {
         [=](hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
@@ -135,26 +168,15 @@ caf::actor spawn_section(caf::actor_system& system,
               req.seat_ids.empty()
                   ? seats.hold_best(req.customer_id, req.quantity, now)
                   : seats.hold_seats(req.customer_id, req.seat_ids, now);
-          if (!result) {
-            if (req.quota_reserved) {
-              auto count = req.seat_ids.empty()
-                               ? req.quantity
-                               : static_cast<uint32_t>(req.seat_ids.size());
-              self->send(shards->for_customer(req.customer_id),
-                         release_quota{req.customer_id, entry->layout->event_id,
-                                       count});
-            }
-            req.reply(std::move(result.error()));
-          } else {
-            commit(std::move(*result->change),
-                   [reply = req.reply,
-                    view = std::move(result->view)](caf::error err) mutable {
-                     if (err)
-                       reply(std::move(err));
-                     else
-                       reply(std::move(view));
-                   });
+          if (!result && req.quota_reserved) {
+            auto count = req.seat_ids.empty()
+                             ? req.quantity
+                             : static_cast<uint32_t>(req.seat_ids.size());
+            self->send(
+                shards->for_customer(req.customer_id),
+                release_quota{req.customer_id, entry->layout->event_id, count});
           }
+          answer(std::move(result), req.reply, nothing);
           finish();
         },
         [=](get_hold_request& req) {
@@ -165,43 +187,16 @@ caf::actor spawn_section(caf::actor_system& system,
         },
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
-          auto result = self->state.seats->release_hold(
-              req.customer_id, req.slot, deps.clock->now_ms());
-          if (!result) {
-            req.reply(std::move(result.error()));
-          } else if (!result->change) {
-            req.reply(std::move(result->view));
-          } else {
-            commit(std::move(*result->change),
-                   [reply = req.reply,
-                    view = std::move(result->view)](caf::error err) mutable {
-                     if (err)
-                       reply(std::move(err));
-                     else
-                       reply(std::move(view));
-                   });
-          }
+          answer(self->state.seats->release_hold(req.customer_id, req.slot,
+                                                 deps.clock->now_ms()),
+                 req.reply, nothing);
           finish();
         },
         [=](book_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
-          auto result = self->state.seats->book(req.customer_id, req.slot,
-                                                deps.clock->now_ms());
-          if (!result) {
-            req.reply(std::move(result.error()));
-          } else {
-            auto shard = shards->for_customer(req.customer_id);
-            commit(std::move(*result->change),
-                   [reply = req.reply, view = std::move(result->view), shard,
-                    customer = req.customer_id](caf::error err) mutable {
-                     if (err) {
-                       reply(std::move(err));
-                       return;
-                     }
-                     caf::anon_send(shard, booking_changed{customer, view});
-                     reply(std::move(view));
-                   });
-          }
+          answer(self->state.seats->book(req.customer_id, req.slot,
+                                         deps.clock->now_ms()),
+                 req.reply, tell_shard(req.customer_id));
           finish();
         },
         [=](get_booking_request& req) {
@@ -212,25 +207,9 @@ caf::actor spawn_section(caf::actor_system& system,
         },
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
-          auto result = self->state.seats->cancel_booking(
-              req.customer_id, req.slot, deps.clock->now_ms());
-          if (!result) {
-            req.reply(std::move(result.error()));
-          } else if (!result->change) {
-            req.reply(std::move(result->view));
-          } else {
-            auto shard = shards->for_customer(req.customer_id);
-            commit(std::move(*result->change),
-                   [reply = req.reply, view = std::move(result->view), shard,
-                    customer = req.customer_id](caf::error err) mutable {
-                     if (err) {
-                       reply(std::move(err));
-                       return;
-                     }
-                     caf::anon_send(shard, booking_changed{customer, view});
-                     reply(std::move(view));
-                   });
-          }
+          answer(self->state.seats->cancel_booking(req.customer_id, req.slot,
+                                                   deps.clock->now_ms()),
+                 req.reply, tell_shard(req.customer_id));
           finish();
         },
         [=](seat_map_request& req) {

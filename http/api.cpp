@@ -197,6 +197,14 @@ bool api::require_json(context& ctx) {
   return false;
 }
 
+std::optional<nlohmann::json> api::json_body(context& ctx) {
+  if (!require_json(ctx)) return std::nullopt;
+  auto json = parse_json(ctx.req.body);
+  if (!json)
+    ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
+  return json;
+}
+
 void api::idempotent(context& ctx, std::function<void(context&)> body) {
   if (!ctx.req.has_idempotency_key) {
     body(ctx);
@@ -305,12 +313,8 @@ void api::metrics(context& ctx) {
 }
 
 void api::create_customer(context& ctx) {
-  if (!require_json(ctx)) return;
-  auto json = parse_json(ctx.req.body);
-  if (!json) {
-    ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
-    return;
-  }
+  auto json = json_body(ctx);
+  if (!json) return;
   auto body = parse_registration(*json);
   if (!body) {
     ctx.done(problem_from(body.error()));
@@ -341,12 +345,8 @@ void api::create_customer(context& ctx) {
 }
 
 void api::create_session(context& ctx) {
-  if (!require_json(ctx)) return;
-  auto json = parse_json(ctx.req.body);
-  if (!json) {
-    ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
-    return;
-  }
+  auto json = json_body(ctx);
+  if (!json) return;
   auto body = parse_login(*json);
   if (!body) {
     ctx.done(problem_from(body.error()));
@@ -386,12 +386,9 @@ void api::list_events(context& ctx) {
 }
 
 void api::create_event(context& ctx) {
-  if (!require_admin(ctx) || !require_json(ctx)) return;
-  auto json = parse_json(ctx.req.body);
-  if (!json) {
-    ctx.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
-    return;
-  }
+  if (!require_admin(ctx)) return;
+  auto json = json_body(ctx);
+  if (!json) return;
   auto def = parse_event(*json, static_cast<bool>(config_.redis_health));
   if (!def) {
     ctx.done(problem_from(def.error()));
@@ -457,12 +454,8 @@ void api::queue_ticket(context& ctx) {
 void api::create_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   idempotent(ctx, [this](context& c) {
-    if (!require_json(c)) return;
-    auto json = parse_json(c.req.body);
-    if (!json) {
-      c.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
-      return;
-    }
+    auto json = json_body(c);
+    if (!json) return;
     auto body = parse_hold(*json);
     if (!body) {
       c.done(problem_from(body.error()));
@@ -499,10 +492,34 @@ void api::create_hold(context& ctx) {
 
 namespace {
 
-/// The section that owns a hold or booking id, or nullptr.
+/// The section that owns a hold or booking id, with one more request counted
+/// as queued for it; nullptr, with `not_found` answered, when there is none.
 std::shared_ptr<section_entry> owner_of(const directory& dir,
-                                        const std::optional<record_ref>& ref) {
-  return ref ? dir.find_section(ref->section_no) : nullptr;
+                                        const std::optional<record_ref>& ref,
+                                        const respond_fn& done,
+                                        const caf::error& not_found) {
+  auto section = ref ? dir.find_section(ref->section_no) : nullptr;
+  if (!section) {
+    done(problem_from(not_found));
+    return nullptr;
+  }
+  section->queued.fetch_add(1, std::memory_order_relaxed);
+  return section;
+}
+
+api_response ok_hold(const hold_view& hold) {
+  return json_response(200, render_hold(hold));
+}
+
+api_response ok_booking(const booking_view& booking) {
+  return json_response(200, render_booking(booking));
+}
+
+api_response no_content(const hold_view&) {
+  api_response response;
+  response.status = 204;
+  response.content_type.clear();
+  return response;
 }
 
 } // namespace
@@ -510,61 +527,35 @@ std::shared_ptr<section_entry> owner_of(const directory& dir,
 void api::get_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
-  auto section = owner_of(rt_.dir(), ref);
-  if (!section) {
-    ctx.done(problem_from(no_such_hold()));
-    return;
-  }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(
-      section->actor,
-      get_hold_request{ctx.customer_id, ref->slot,
-                       answer<hold_view>(ctx.done, [](const hold_view& h) {
-                         return json_response(200, render_hold(h));
-                       })});
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
+    caf::anon_send(section->actor,
+                   get_hold_request{ctx.customer_id, ref->slot,
+                                    answer<hold_view>(ctx.done, ok_hold)});
 }
 
 void api::release_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
-  auto section = owner_of(rt_.dir(), ref);
-  if (!section) {
-    ctx.done(problem_from(no_such_hold()));
-    return;
-  }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(
-      section->actor,
-      release_hold_request{ctx.customer_id, ref->slot,
-                           answer<hold_view>(ctx.done, [](const hold_view&) {
-                             api_response r;
-                             r.status = 204;
-                             r.content_type.clear();
-                             return r;
-                           })});
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
+    caf::anon_send(
+        section->actor,
+        release_hold_request{ctx.customer_id, ref->slot,
+                             answer<hold_view>(ctx.done, no_content)});
 }
 
 void api::create_booking(context& ctx) {
   if (!require_customer(ctx)) return;
   idempotent(ctx, [this](context& c) {
-    if (!require_json(c)) return;
-    auto json = parse_json(c.req.body);
-    if (!json) {
-      c.done(problem(400, problem_code::invalid_json, "the body is not JSON"));
-      return;
-    }
+    auto json = json_body(c);
+    if (!json) return;
     auto hold_id = parse_booking(*json);
     if (!hold_id) {
       c.done(problem_from(hold_id.error()));
       return;
     }
     auto ref = parse_hold_id(*hold_id);
-    auto section = owner_of(rt_.dir(), ref);
-    if (!section) {
-      c.done(problem_from(no_such_hold()));
-      return;
-    }
-    section->queued.fetch_add(1, std::memory_order_relaxed);
+    auto section = owner_of(rt_.dir(), ref, c.done, no_such_hold());
+    if (!section) return;
     caf::anon_send(
         section->actor,
         book_request{c.customer_id, ref->slot,
@@ -589,35 +580,21 @@ void api::list_bookings(context& ctx) {
 void api::get_booking(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
-  auto section = owner_of(rt_.dir(), ref);
-  if (!section) {
-    ctx.done(problem_from(no_such_booking()));
-    return;
-  }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(section->actor,
-                 get_booking_request{
-                     ctx.customer_id, ref->slot,
-                     answer<booking_view>(ctx.done, [](const booking_view& b) {
-                       return json_response(200, render_booking(b));
-                     })});
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
+    caf::anon_send(
+        section->actor,
+        get_booking_request{ctx.customer_id, ref->slot,
+                            answer<booking_view>(ctx.done, ok_booking)});
 }
 
 void api::cancel_booking(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
-  auto section = owner_of(rt_.dir(), ref);
-  if (!section) {
-    ctx.done(problem_from(no_such_booking()));
-    return;
-  }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(section->actor,
-                 cancel_booking_request{
-                     ctx.customer_id, ref->slot,
-                     answer<booking_view>(ctx.done, [](const booking_view& b) {
-                       return json_response(200, render_booking(b));
-                     })});
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
+    caf::anon_send(
+        section->actor,
+        cancel_booking_request{ctx.customer_id, ref->slot,
+                               answer<booking_view>(ctx.done, ok_booking)});
 }
 
 } // namespace rsv::http

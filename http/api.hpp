@@ -9,6 +9,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <prometheus/registry.h>
 #include <string>
 
@@ -77,6 +79,8 @@ private:
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);
   bool require_json(context& ctx);
+  /// The request's JSON body; nullopt when 415 or 400 was answered.
+  std::optional<nlohmann::json> json_body(context& ctx);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
 
