@@ -100,7 +100,7 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
           self->state.pending_ids.erase(entry->def.id);
           if (msg.err) {
             spdlog::warn("event {} not created: the store refused it: {}",
-                         entry->def.id, caf::to_string(msg.err));
+                         entry->def.id, describe(msg.err));
             for (auto& section : entry->sections)
               self->send_exit(section->actor, caf::exit_reason::user_shutdown);
             msg.reply(std::move(msg.err));

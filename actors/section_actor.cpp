@@ -94,7 +94,7 @@ caf::actor spawn_section(caf::actor_system& system,
               spdlog::warn("store write failed: {} of event {} section {} slot "
                            "{}: {}",
                            to_string(change.kind), change.event_id,
-                           change.section_id, change.slot, caf::to_string(err));
+                           change.section_id, change.slot, describe(err));
             then(std::move(err));
           });
     };

@@ -1,4 +1,6 @@
 #include "app/config.hpp"
+#include "core/errc.hpp"
+#include "persistence/migrations.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
@@ -42,6 +44,24 @@ int healthcheck(const std::string& url) {
     std::cerr << "healthcheck " << url << ": " << e.what() << '\n';
     return 1;
   }
+}
+
+/// `reservations migrate`: 0 when the schema is current, 1 otherwise.
+int migrate_database(const std::string& store, const std::string& dsn) {
+  if (store == "memory") {
+    std::cout << "the memory store has no schema: nothing to migrate\n";
+    return 0;
+  }
+  auto report = rsv::apply_migrations(dsn);
+  if (!report) {
+    std::cerr << "migrate: " << rsv::describe(report.error()) << '\n';
+    return 1;
+  }
+  for (auto version : report->applied)
+    std::cout << "applied migration " << version << '\n';
+  std::cout << "schema version " << report->schema_version
+            << (report->applied.empty() ? " (already current)\n" : "\n");
+  return 0;
 }
 
 } // namespace
@@ -159,15 +179,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
 
   if (serve->parsed()) return rsv::app::serve(cfg);
-  if (migrate->parsed()) {
-    if (migrate_store == "memory") {
-      std::cout << "the memory store has no schema: nothing to migrate\n";
-      return 0;
-    }
-    std::cerr << "migrate: this build has no PostgreSQL store yet; it comes "
-                 "with the durable-store work (see docs/architecture.md)\n";
-    return 2;
-  }
+  if (migrate->parsed()) return migrate_database(migrate_store, migrate_dsn);
   if (check->parsed()) return healthcheck(url);
   return 2;
 }

@@ -1,5 +1,6 @@
 #include "actors/runtime.hpp"
 #include "app/config.hpp"
+#include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/metrics.hpp"
 #include "http/api.hpp"
@@ -148,7 +149,7 @@ int serve(const serve_config& cfg) {
   auto server = std::make_unique<http::server>(server_cfg, *api, registry);
   auto bound = server->start();
   if (!bound) {
-    spdlog::critical("{}", caf::to_string(bound.error()));
+    spdlog::critical("{}", describe(bound.error()));
     return 1;
   }
 
@@ -162,8 +163,7 @@ int serve(const serve_config& cfg) {
             reply_fn<std::shared_ptr<const event_entry>>{
                 [&created](
                     caf::expected<std::shared_ptr<const event_entry>> e) {
-                  created.set_value(e ? (*e)->def.id
-                                      : caf::to_string(e.error()));
+                  created.set_value(e ? (*e)->def.id : describe(e.error()));
                 }}});
     if (future.wait_for(std::chrono::seconds(10)) !=
         std::future_status::ready) {

@@ -60,6 +60,9 @@ inline caf::error no_such_booking() {
   return make_error(errc::not_found, std::string{"no such booking"});
 }
 
+/// A readable one-line description: `unavailable: connecting to ...`.
+std::string describe(const caf::error& err);
+
 /// Returns the domain code of `err`, or errc::unavailable for an error of a
 /// foreign category (a CAF timeout, a dead actor): the caller cannot know
 /// whether the request took effect, which is exactly what 503 says.

@@ -1,0 +1,127 @@
+#include "core/errc.hpp"
+#include "core/ids.hpp"
+#include "persistence/migrations.hpp"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <gtest/gtest.h>
+#include <memory>
+#include <sodium.h>
+#include <thread>
+
+namespace rsv {
+namespace {
+
+/// Runs a command with the PG* environment and answers its standard output.
+std::string run(const std::string& command) {
+  std::array<char, 4096> buffer{};
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe{popen(command.c_str(), "r"),
+                                             pclose};
+  if (!pipe) return out;
+  while (fgets(buffer.data(), buffer.size(), pipe.get()) != nullptr)
+    out += buffer.data();
+  return out;
+}
+
+/// A fresh, empty database on the server that PG* names (scripts/test runs
+/// the suite inside pg_virtualenv), dropped at the end.
+class migrations_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    ASSERT_NE(std::getenv("PGHOST"), nullptr)
+        << "PostgreSQL tests need PGHOST and friends: run them through "
+           "scripts/test, which starts a server with pg_virtualenv";
+    name_ = make_random_id("rsv_test");
+    ASSERT_EQ(std::system(("createdb " + name_).c_str()), 0);
+    dsn_ = "dbname=" + name_;
+  }
+
+  void TearDown() override {
+    if (!name_.empty()) std::system(("dropdb --if-exists " + name_).c_str());
+  }
+
+  std::string psql(const std::string& sql) {
+    return run("psql -X -At -d " + name_ + " -c \"" + sql + "\"");
+  }
+
+  std::string name_;
+  std::string dsn_;
+};
+
+TEST_F(migrations_test, an_empty_database_gets_every_table) {
+  auto report = apply_migrations(dsn_);
+  ASSERT_TRUE(report) << describe(report.error());
+  const auto& all = all_migrations();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(report->applied.size(), all.size());
+  EXPECT_EQ(report->schema_version, all.back().version);
+  auto tables = psql("SELECT string_agg(table_name, ',' ORDER BY table_name "
+                     "COLLATE ucs_basic) "
+                     "FROM information_schema.tables WHERE table_schema = "
+                     "'public'");
+  EXPECT_EQ(tables, "bookings,customers,events,holds,idempotency_records,"
+                    "schema_migrations,seat_state,sections\n");
+}
+
+TEST_F(migrations_test, applying_again_changes_nothing) {
+  ASSERT_TRUE(apply_migrations(dsn_));
+  psql("INSERT INTO customers VALUES ('cus_1', 'a@b.example', 'x', now())");
+  auto again = apply_migrations(dsn_);
+  ASSERT_TRUE(again) << describe(again.error());
+  EXPECT_TRUE(again->applied.empty());
+  EXPECT_EQ(again->schema_version, all_migrations().back().version);
+  EXPECT_EQ(psql("SELECT count(*) FROM customers"), "1\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM schema_migrations"),
+            std::to_string(all_migrations().size()) + "\n");
+}
+
+TEST_F(migrations_test, nodes_starting_at_once_apply_each_migration_once) {
+  constexpr int nodes = 4;
+  std::array<caf::expected<migration_report>, nodes> reports{
+      migration_report{}, migration_report{}, migration_report{},
+      migration_report{}};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < nodes; ++i)
+    threads.emplace_back([&, i] { reports[i] = apply_migrations(dsn_); });
+  for (auto& thread : threads)
+    thread.join();
+  std::size_t applied = 0;
+  for (const auto& report : reports) {
+    ASSERT_TRUE(report) << describe(report.error());
+    applied += report->applied.size();
+    EXPECT_EQ(report->schema_version, all_migrations().back().version);
+  }
+  EXPECT_EQ(applied, all_migrations().size());
+  EXPECT_EQ(psql("SELECT count(*) FROM schema_migrations"),
+            std::to_string(all_migrations().size()) + "\n");
+}
+
+TEST_F(migrations_test, the_seat_state_view_shows_held_and_booked_seats) {
+  ASSERT_TRUE(apply_migrations(dsn_));
+  psql("INSERT INTO events (id, name, starts_at, hold_ttl_seconds) VALUES "
+       "('e', 'E', now(), 600);"
+       "INSERT INTO sections VALUES (0, 'e', 'floor', 0, 'Floor', 100, "
+       "'[{\\\"label\\\": \\\"A\\\", \\\"seats\\\": 3}]');"
+       "INSERT INTO holds VALUES (0, 0, 'c1', '{A-1,A-2}', 'booked', now(), "
+       "now(), now()), (0, 1, 'c2', '{A-3}', 'active', now(), now(), now()),"
+       " (0, 2, 'c3', '{A-3}', 'expired', now(), now(), now());"
+       "INSERT INTO bookings VALUES (0, 0, 'c1', 'confirmed', 200, now(), "
+       "NULL)");
+  EXPECT_EQ(psql("SELECT string_agg(seat_id || '=' || status, ',' ORDER BY "
+                 "seat_id) FROM seat_state"),
+            "A-1=booked,A-2=booked,A-3=held\n");
+}
+
+TEST(migrations, an_unreachable_database_is_an_error_not_a_hang) {
+  auto report = apply_migrations("host=127.0.0.1 port=1 connect_timeout=2");
+  ASSERT_FALSE(report);
+  EXPECT_EQ(code_of(report.error()), errc::unavailable);
+  EXPECT_NE(describe(report.error()).find("connecting to PostgreSQL"),
+            std::string::npos);
+}
+
+} // namespace
+} // namespace rsv
