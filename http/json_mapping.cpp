@@ -5,6 +5,7 @@
 #include "core/limits.hpp"
 #include "http/problem.hpp"
 
+#include <type_traits>
 #include <unordered_set>
 
 namespace rsv::http {
@@ -107,39 +108,129 @@ bool is_plausible_email(const std::string& email) {
   return true;
 }
 
-json event_json(const event_entry& event) {
-  json sections = json::array();
-  for (const auto& section : event.sections) {
-    auto counts = section->counts();
-    const auto& layout = *section->layout;
-    sections.push_back({
-        {"id", layout.section_id},
-        {"name", layout.name},
-        {"price_cents", layout.price_cents},
-        {"seats_total", layout.seat_count()},
-        {"free", counts.free},
-        {"held", counts.held},
-        {"booked", counts.booked},
-    });
+/// Appends `text` as a JSON string. Input was validated as UTF-8 when it
+/// was parsed, so only quotes, backslashes and control characters need
+/// escaping.
+void append_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (static_cast<unsigned char>(c) < 0x20) {
+        static constexpr char hex[] = "0123456789abcdef";
+        out += "\\u00";
+        out += hex[(c >> 4) & 0xf];
+        out += hex[c & 0xf];
+      } else {
+        out += c;
+      }
+    }
   }
-  json out = {
-      {"id", event.def.id},
-      {"name", event.def.name},
-      {"starts_at", format_rfc3339(event.def.starts_at_ms)},
-      {"hold_ttl_seconds", event.def.hold_ttl_seconds},
-      {"max_seats_per_customer", nullptr},
-      {"sections", std::move(sections)},
-  };
-  if (event.def.max_seats_per_customer)
-    out["max_seats_per_customer"] = *event.def.max_seats_per_customer;
-  if (event.def.waiting_room)
-    out["waiting_room"] = {
-        {"enabled", event.def.waiting_room->enabled},
-        {"admit_per_second", event.def.waiting_room->admit_per_second}};
-  return out;
+  out += '"';
+}
+
+/// Appends `"name":` followed by the value.
+template <class Value>
+void append_member(std::string& out, std::string_view name, Value value) {
+  append_string(out, name);
+  out += ':';
+  if constexpr (std::is_convertible_v<Value, std::string_view>)
+    append_string(out, value);
+  else
+    out += std::to_string(value);
 }
 
 } // namespace
+
+// Events are read far more than anything else during an on-sale; building
+// an nlohmann tree per read cost more than everything else together (see
+// docs/benchmarks.md), so events are rendered directly.
+std::string render_event(const event_entry& event) {
+  const auto& def = event.def;
+  std::string out;
+  out.reserve(256 + event.sections.size() * 128);
+  out += '{';
+  append_member(out, "id", def.id);
+  out += ',';
+  append_member(out, "name", def.name);
+  out += ',';
+  append_member(out, "starts_at", format_rfc3339(def.starts_at_ms));
+  out += ',';
+  append_member(out, "hold_ttl_seconds", def.hold_ttl_seconds);
+  out += ',';
+  if (def.max_seats_per_customer)
+    append_member(out, "max_seats_per_customer", *def.max_seats_per_customer);
+  else
+    out += R"("max_seats_per_customer":null)";
+  if (def.waiting_room) {
+    out += R"(,"waiting_room":{"enabled":)";
+    out += def.waiting_room->enabled ? "true" : "false";
+    out += ',';
+    append_member(out, "admit_per_second", def.waiting_room->admit_per_second);
+    out += '}';
+  }
+  out += R"(,"sections":[)";
+  for (std::size_t i = 0; i < event.sections.size(); ++i) {
+    const auto& layout = *event.sections[i]->layout;
+    auto counts = event.sections[i]->counts();
+    out += i == 0 ? "{" : ",{";
+    append_member(out, "id", layout.section_id);
+    out += ',';
+    append_member(out, "name", layout.name);
+    out += ',';
+    append_member(out, "price_cents", layout.price_cents);
+    out += ',';
+    append_member(out, "seats_total", layout.seat_count());
+    out += ',';
+    append_member(out, "free", counts.free);
+    out += ',';
+    append_member(out, "held", counts.held);
+    out += ',';
+    append_member(out, "booked", counts.booked);
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
+
+std::string render_events(const directory_snapshot& snapshot) {
+  std::string out = R"({"events":[)";
+  bool first = true;
+  for (const auto& event : snapshot.events_ordered) {
+    uint32_t free = 0;
+    for (const auto& section : event->sections)
+      free += section->counts().free;
+    out += first ? "{" : ",{";
+    first = false;
+    append_member(out, "id", event->def.id);
+    out += ',';
+    append_member(out, "name", event->def.name);
+    out += ',';
+    append_member(out, "starts_at", format_rfc3339(event->def.starts_at_ms));
+    out += ',';
+    append_member(out, "seats_total", event->seat_count());
+    out += ',';
+    append_member(out, "seats_free", free);
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
 
 std::optional<json> parse_json(std::string_view body) {
   auto parsed = json::parse(body, nullptr, false);
@@ -345,27 +436,6 @@ std::string render_bookings(const std::vector<booking_view>& bookings) {
   for (const auto& booking : bookings)
     list.push_back(booking_json(booking));
   return dump({{"bookings", std::move(list)}});
-}
-
-std::string render_event(const event_entry& event) {
-  return dump(event_json(event));
-}
-
-std::string render_events(const directory_snapshot& snapshot) {
-  json list = json::array();
-  for (const auto& event : snapshot.events_ordered) {
-    uint32_t free = 0;
-    for (const auto& section : event->sections)
-      free += section->counts().free;
-    list.push_back({
-        {"id", event->def.id},
-        {"name", event->def.name},
-        {"starts_at", format_rfc3339(event->def.starts_at_ms)},
-        {"seats_total", event->seat_count()},
-        {"seats_free", free},
-    });
-  }
-  return dump({{"events", std::move(list)}});
 }
 
 std::string render_seat_map(const seat_map_view& map) {

@@ -1,4 +1,5 @@
 #include "core/errc.hpp"
+#include "core/ids.hpp"
 #include "http/auth.hpp"
 #include "http/json_mapping.hpp"
 #include "http/router.hpp"
@@ -208,6 +209,40 @@ TEST(json_mapping, the_seat_map_lists_seats_in_row_then_seat_order) {
   EXPECT_EQ(body["section_id"], "floor");
   EXPECT_EQ(body["seats"], json::parse(R"([{"id":"B-1","status":"free"},
     {"id":"B-2","status":"held"},{"id":"A-1","status":"booked"}])"));
+}
+
+TEST(json_mapping, events_render_as_valid_json_whatever_their_names) {
+  event_entry event;
+  event.def.id = "gala";
+  event.def.name = "Gala \"Night\" \\ caf\xc3\xa9\n\x01";
+  event.def.starts_at_ms = *parse_rfc3339("2026-12-31T20:00:00Z");
+  event.def.hold_ttl_seconds = 90;
+  event.def.max_seats_per_customer = 4;
+  auto section = std::make_shared<section_entry>();
+  section->layout = section_layout::make(
+      "gala", {"floor", "Floor \"A\"", 1500, {{"A", 3}, {"B", 2}}}, 7);
+  section->publish({2, 2, 1});
+  event.sections.push_back(section);
+  event.section_index.emplace("floor", 0);
+  auto rendered = json::parse(render_event(event));
+  EXPECT_EQ(rendered, json::parse(R"({
+    "id": "gala", "name": "Gala \"Night\" \\ café\n\u0001",
+    "starts_at": "2026-12-31T20:00:00Z", "hold_ttl_seconds": 90,
+    "max_seats_per_customer": 4,
+    "sections": [{"id": "floor", "name": "Floor \"A\"", "price_cents": 1500,
+                  "seats_total": 5, "free": 2, "held": 2, "booked": 1}]})"));
+  event.def.max_seats_per_customer.reset();
+  EXPECT_TRUE(
+      json::parse(render_event(event))["max_seats_per_customer"].is_null());
+
+  directory_snapshot snapshot;
+  snapshot.events_ordered.push_back(std::make_shared<const event_entry>(event));
+  EXPECT_EQ(json::parse(render_events(snapshot)), json::parse(R"({"events": [
+    {"id": "gala", "name": "Gala \"Night\" \\ café\n\u0001",
+     "starts_at": "2026-12-31T20:00:00Z", "seats_total": 5,
+     "seats_free": 2}]})"));
+  EXPECT_EQ(json::parse(render_events(directory_snapshot{})),
+            json::parse(R"({"events": []})"));
 }
 
 } // namespace
