@@ -2,6 +2,7 @@
 
 #include "core/model.hpp"
 
+#include <atomic>
 #include <caf/error.hpp>
 #include <functional>
 #include <memory>

@@ -1,0 +1,294 @@
+#include "persistence/pg_store.hpp"
+
+#include "core/errc.hpp"
+
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <libpq-fe.h>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+namespace rsv {
+
+namespace {
+
+struct event_write {
+  event_def def;
+  std::vector<uint32_t> section_nos;
+};
+
+struct pending_write {
+  std::variant<event_write, customer_record, seat_change> what;
+  store_ack done;
+};
+
+struct conn_deleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct result_deleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
+using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+std::string timestamp(millis ms) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "to_timestamp(%lld.%03lld)",
+                static_cast<long long>(ms / 1000),
+                static_cast<long long>(ms % 1000));
+  return buf;
+}
+
+} // namespace
+
+/// The writer thread and what it shares with callers.
+struct pg_store::impl {
+  pg_store_config config;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<pending_write> queue; // guarded by mutex
+  bool stopping = false;           // guarded by mutex
+  std::atomic<service_state> state{service_state::down};
+  // Writer thread only: the connection, and the layouts that turn seat
+  // indexes into seat ids.
+  conn_ptr conn;
+  std::unordered_map<uint32_t, std::shared_ptr<const section_layout>> layouts;
+  std::thread writer;
+
+  explicit impl(pg_store_config cfg) : config(std::move(cfg)) {
+    writer = std::thread([this] { run(); });
+  }
+
+  ~impl() {
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      stopping = true;
+    }
+    wake.notify_all();
+    writer.join();
+  }
+
+  void push(pending_write write) {
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      if (queue.size() < config.queue_max && !stopping) {
+        queue.push_back(std::move(write));
+        wake.notify_one();
+        return;
+      }
+    }
+    write.done(make_error(errc::unavailable,
+                          std::string{"the store's write queue is full"}));
+  }
+
+  std::string literal(const std::string& text) {
+    char* escaped = PQescapeLiteral(conn.get(), text.data(), text.size());
+    std::string out = escaped != nullptr ? escaped : "NULL";
+    PQfreemem(escaped);
+    return out;
+  }
+
+  bool connect() {
+    conn.reset(PQconnectdb(config.dsn.c_str()));
+    if (PQstatus(conn.get()) != CONNECTION_OK) {
+      spdlog::warn("PostgreSQL unreachable: {}", PQerrorMessage(conn.get()));
+      conn.reset();
+      return false;
+    }
+    // A commit is acknowledged once it is on disk; statements cannot hang.
+    result_ptr set{PQexec(conn.get(), "SET synchronous_commit = on; "
+                                      "SET statement_timeout = 10000")};
+    if (PQresultStatus(set.get()) != PGRES_COMMAND_OK) {
+      conn.reset();
+      return false;
+    }
+    return true;
+  }
+
+  /// Appends the SQL of one write; false when it cannot be written at all.
+  bool render(const pending_write& write, std::string& sql) {
+    if (const auto* event = std::get_if<event_write>(&write.what)) {
+      const auto& def = event->def;
+      sql += "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
+             "max_seats_per_customer) VALUES (";
+      sql += literal(def.id) + ", " + literal(def.name) + ", " +
+             timestamp(def.starts_at_ms) + ", " +
+             std::to_string(def.hold_ttl_seconds) + ", " +
+             (def.max_seats_per_customer
+                  ? std::to_string(*def.max_seats_per_customer)
+                  : std::string{"NULL"}) +
+             ");\n";
+      for (std::size_t i = 0; i < def.sections.size(); ++i) {
+        const auto& section = def.sections[i];
+        std::string rows = "[";
+        for (const auto& row : section.rows) {
+          if (rows.size() > 1) rows += ',';
+          rows += R"({"label":")" + row.label + R"(","seats":)" +
+                  std::to_string(row.seats) + "}";
+        }
+        rows += "]";
+        sql += "INSERT INTO sections VALUES (" +
+               std::to_string(event->section_nos[i]) + ", " + literal(def.id) +
+               ", " + literal(section.id) + ", " + std::to_string(i) + ", " +
+               literal(section.name) + ", " +
+               std::to_string(section.price_cents) + ", " + literal(rows) +
+               ");\n";
+      }
+      return true;
+    }
+    if (const auto* customer = std::get_if<customer_record>(&write.what)) {
+      sql += "INSERT INTO customers VALUES (" + literal(customer->customer_id) +
+             ", " + literal(customer->email) + ", " +
+             literal(customer->password_hash) + ", " +
+             timestamp(customer->created_at_ms) + ");\n";
+      return true;
+    }
+    const auto& change = std::get<seat_change>(write.what);
+    auto key =
+        std::to_string(change.section_no) + ", " + std::to_string(change.slot);
+    auto where = " WHERE section_no = " + std::to_string(change.section_no) +
+                 " AND slot = " + std::to_string(change.slot) + ";\n";
+    auto at = timestamp(change.at_ms);
+    switch (change.kind) {
+    case change_kind::hold_created: {
+      auto layout = layouts.find(change.section_no);
+      if (layout == layouts.end()) return false;
+      std::string seats = "{";
+      for (auto index : change.seat_indexes) {
+        if (seats.size() > 1) seats += ',';
+        seats += layout->second->seat_id(index);
+      }
+      seats += "}";
+      sql += "INSERT INTO holds VALUES (" + key + ", " +
+             literal(change.customer_id) + ", " + literal(seats) +
+             ", 'active', " + at + ", " + timestamp(change.expires_at_ms) +
+             ", " + at + ");\n";
+      return true;
+    }
+    case change_kind::hold_released:
+    case change_kind::hold_expired:
+      sql +=
+          std::string{"UPDATE holds SET status = '"} +
+          (change.kind == change_kind::hold_released ? "released" : "expired") +
+          "', updated_at = " + at + where;
+      return true;
+    case change_kind::booking_confirmed:
+      sql += "UPDATE holds SET status = 'booked', updated_at = " + at + where;
+      sql += "INSERT INTO bookings VALUES (" + key + ", " +
+             literal(change.customer_id) + ", 'confirmed', " +
+             std::to_string(change.amount_cents) + ", " + at + ", NULL);\n";
+      return true;
+    case change_kind::booking_cancelled:
+      sql += "UPDATE bookings SET status = 'cancelled', cancelled_at = " + at +
+             where;
+      return true;
+    }
+    return false;
+  }
+
+  /// Writes `batch` in one transaction; answers the error, if any.
+  caf::error commit(const std::vector<const pending_write*>& batch) {
+    std::string sql = "BEGIN;\n";
+    for (const auto* write : batch)
+      if (!render(*write, sql))
+        return make_error(errc::unavailable,
+                          std::string{"write for an unknown section"});
+    sql += "COMMIT;";
+    result_ptr result{PQexec(conn.get(), sql.c_str())};
+    if (PQresultStatus(result.get()) == PGRES_COMMAND_OK) return {};
+    std::string message = PQerrorMessage(conn.get());
+    // The transaction is aborted; end it so the connection can go on.
+    result_ptr rollback{PQexec(conn.get(), "ROLLBACK")};
+    return make_error(errc::unavailable, "PostgreSQL: " + message);
+  }
+
+  /// Remembers the layouts of events this batch wrote, for later holds.
+  void learn_layouts(const pending_write& write) {
+    if (const auto* event = std::get_if<event_write>(&write.what))
+      for (std::size_t i = 0; i < event->def.sections.size(); ++i)
+        layouts[event->section_nos[i]] = section_layout::make(
+            event->def.id, event->def.sections[i], event->section_nos[i]);
+  }
+
+  void run() {
+    std::vector<pending_write> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock{mutex};
+        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (queue.empty() && stopping) return;
+        while (!queue.empty() && batch.size() < config.batch_rows_max) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      if (!conn && !connect()) {
+        state = service_state::down;
+        // No client waits on an unreachable database: fail the batch now,
+        // the callers answer 503, and the next batch tries again.
+        for (auto& write : batch)
+          write.done(make_error(errc::unavailable,
+                                std::string{"PostgreSQL is unreachable"}));
+        batch.clear();
+        std::unique_lock<std::mutex> lock{mutex};
+        wake.wait_for(lock,
+                      std::chrono::milliseconds(config.reconnect_delay_ms),
+                      [this] { return stopping; });
+        continue;
+      }
+      for (auto& write : batch)
+        learn_layouts(write);
+      std::vector<const pending_write*> all;
+      for (const auto& write : batch)
+        all.push_back(&write);
+      auto err = commit(all);
+      if (!err) {
+        state = service_state::ok;
+        for (auto& write : batch)
+          write.done({});
+      } else if (PQstatus(conn.get()) != CONNECTION_OK) {
+        state = service_state::down;
+        spdlog::warn("PostgreSQL connection lost: {}", describe(err));
+        conn.reset();
+        for (auto& write : batch)
+          write.done(err);
+      } else {
+        // One bad row must not fail its neighbours: write each alone.
+        for (auto& write : batch) {
+          auto single = commit({&write});
+          if (single) spdlog::warn("store write refused: {}", describe(single));
+          write.done(std::move(single));
+        }
+      }
+      batch.clear();
+    }
+  }
+};
+
+pg_store::pg_store(pg_store_config config)
+    : impl_(std::make_unique<impl>(std::move(config))) {}
+
+pg_store::~pg_store() = default;
+
+void pg_store::create_event(const event_def& def,
+                            std::vector<uint32_t> section_nos, store_ack done) {
+  impl_->push({event_write{def, std::move(section_nos)}, std::move(done)});
+}
+
+void pg_store::create_customer(const customer_record& record, store_ack done) {
+  impl_->push({record, std::move(done)});
+}
+
+void pg_store::append(const seat_change& change, store_ack done) {
+  impl_->push({change, std::move(done)});
+}
+
+service_state pg_store::health() const {
+  return impl_->state.load();
+}
+
+} // namespace rsv

@@ -1,0 +1,50 @@
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <memory>
+#include <string>
+
+namespace rsv {
+
+struct pg_store_config {
+  std::string dsn; // empty: libpq's PG* variables
+  /// Rows per transaction at most: bounds a batch's latency and the size of
+  /// its one statement text.
+  std::size_t batch_rows_max = 2000;
+  /// Writes waiting for a writer at most; beyond it `append` answers
+  /// unavailable at once instead of queueing without bound.
+  std::size_t queue_max = 200'000;
+  /// How long a failed connection waits before the next attempt.
+  int64_t reconnect_delay_ms = 200;
+};
+
+/// The durable store: group commit into PostgreSQL.
+///
+/// Callers (section actors, the registry, the accounts actor) hand writes to
+/// `append` and friends, which only queue them. One writer thread owns the
+/// libpq connection: it takes everything queued (up to batch_rows_max),
+/// writes it as one transaction in one round trip, and acknowledges every
+/// write of the batch after COMMIT returns (synchronous_commit = on), or
+/// with errc::unavailable when the transaction failed. While one batch
+/// commits, the next one gathers: that is the group commit. Thread-safe.
+class pg_store final : public store {
+public:
+  explicit pg_store(pg_store_config config);
+  ~pg_store() override;
+
+  const char* name() const override { return "postgres"; }
+  bool durable() const override { return true; }
+  void create_event(const event_def& def, std::vector<uint32_t> section_nos,
+                    store_ack done) override;
+  void create_customer(const customer_record& record, store_ack done) override;
+  void append(const seat_change& change, store_ack done) override;
+  service_state health() const override;
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rsv

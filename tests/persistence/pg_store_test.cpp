@@ -1,0 +1,176 @@
+#include "core/errc.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "tests/persistence/pg_test_support.hpp"
+
+#include <future>
+#include <gtest/gtest.h>
+#include <thread>
+
+namespace rsv {
+namespace {
+
+constexpr millis start_ms = 1'800'000'000'000;
+
+/// Collects acknowledgements; waits for them with a deadline.
+class acks {
+public:
+  store_ack expect() {
+    auto promise = std::make_shared<std::promise<caf::error>>();
+    futures_.push_back(promise->get_future());
+    return [promise](caf::error err) { promise->set_value(std::move(err)); };
+  }
+
+  /// The errors of every acknowledgement, in order; a missing one fails.
+  std::vector<caf::error> wait() {
+    std::vector<caf::error> out;
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (auto& future : futures_) {
+      if (future.wait_until(until) != std::future_status::ready) {
+        ADD_FAILURE() << "an acknowledgement did not come within 30 s";
+        out.push_back(make_error(errc::unavailable, std::string{"timeout"}));
+        continue;
+      }
+      out.push_back(future.get());
+    }
+    futures_.clear();
+    return out;
+  }
+
+private:
+  std::vector<std::future<caf::error>> futures_;
+};
+
+class pg_store_test : public test::fresh_database {
+protected:
+  void SetUp() override {
+    fresh_database::SetUp();
+    ASSERT_TRUE(apply_migrations(dsn_));
+    store_ = std::make_unique<pg_store>(pg_store_config{dsn_});
+    event_def def;
+    def.id = "concert";
+    def.name = "Concert";
+    def.starts_at_ms = start_ms;
+    def.hold_ttl_seconds = 600;
+    def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
+    def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
+    acks created;
+    store_->create_event(def, {0, 1}, created.expect());
+    ASSERT_FALSE(created.wait().at(0));
+  }
+
+  static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
+                            std::vector<uint32_t> seats,
+                            std::string customer = "cus_a") {
+    seat_change c;
+    c.kind = kind;
+    c.event_id = "concert";
+    c.section_id = section == 0 ? "floor" : "balcony";
+    c.section_no = section;
+    c.slot = slot;
+    c.customer_id = std::move(customer);
+    c.seat_indexes = std::move(seats);
+    c.at_ms = start_ms;
+    c.expires_at_ms = start_ms + 600'000;
+    c.amount_cents = 5000 * static_cast<int64_t>(c.seat_indexes.size());
+    return c;
+  }
+
+  std::unique_ptr<pg_store> store_;
+};
+
+TEST_F(pg_store_test, an_event_is_written_with_its_sections) {
+  EXPECT_EQ(psql("SELECT id, name, hold_ttl_seconds FROM events"),
+            "concert|Concert|600\n");
+  EXPECT_EQ(
+      psql("SELECT section_no, id, position, price_cents, rows->0->>'label' "
+           "FROM sections ORDER BY section_no"),
+      "0|floor|0|5000|A\n1|balcony|1|2000|A\n");
+  EXPECT_EQ(store_->health(), service_state::ok);
+}
+
+TEST_F(pg_store_test, every_acknowledged_write_from_many_threads_is_stored) {
+  constexpr uint32_t threads = 4;
+  constexpr uint32_t per_thread = 250;
+  acks acked;
+  std::mutex mutex; // guards `acked`, not the store
+  std::vector<std::thread> writers;
+  for (uint32_t t = 0; t < threads; ++t)
+    writers.emplace_back([&, t] {
+      for (uint32_t i = 0; i < per_thread; ++i) {
+        auto slot = t * per_thread + i;
+        store_ack ack;
+        {
+          std::lock_guard<std::mutex> guard{mutex};
+          ack = acked.expect();
+        }
+        store_->append(change(change_kind::hold_created, 0, slot, {slot % 200}),
+                       std::move(ack));
+      }
+    });
+  for (auto& writer : writers)
+    writer.join();
+  for (const auto& err : acked.wait())
+    EXPECT_FALSE(err) << describe(err);
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"),
+            std::to_string(threads * per_thread) + "\n");
+  EXPECT_EQ(psql("SELECT seats[1] FROM holds WHERE slot = 150"), "B-51\n");
+  EXPECT_EQ(psql("SELECT seats[1] FROM holds WHERE slot = 42"), "A-43\n");
+}
+
+TEST_F(pg_store_test, a_hold_booked_and_cancelled_in_one_batch_ends_cancelled) {
+  acks acked;
+  store_->append(change(change_kind::hold_created, 1, 0, {0, 1}),
+                 acked.expect());
+  store_->append(change(change_kind::booking_confirmed, 1, 0, {0, 1}),
+                 acked.expect());
+  store_->append(change(change_kind::booking_cancelled, 1, 0, {0, 1}),
+                 acked.expect());
+  store_->append(change(change_kind::hold_created, 1, 1, {2}), acked.expect());
+  store_->append(change(change_kind::hold_expired, 1, 1, {2}), acked.expect());
+  store_->append(change(change_kind::hold_created, 1, 2, {3}), acked.expect());
+  store_->append(change(change_kind::hold_released, 1, 2, {3}), acked.expect());
+  store_->append(change(change_kind::hold_created, 1, 3, {4}), acked.expect());
+  for (const auto& err : acked.wait())
+    EXPECT_FALSE(err) << describe(err);
+  EXPECT_EQ(psql("SELECT slot, status, seats FROM holds ORDER BY slot"),
+            "0|booked|{A-1,A-2}\n1|expired|{A-3}\n2|released|{A-4}\n"
+            "3|active|{A-5}\n");
+  EXPECT_EQ(psql("SELECT status, total_cents FROM bookings"),
+            "cancelled|10000\n");
+  EXPECT_EQ(psql("SELECT string_agg(seat_id || '=' || status, ',') FROM "
+                 "seat_state"),
+            "A-5=held\n");
+}
+
+TEST_F(pg_store_test, a_refused_write_does_not_fail_its_neighbours) {
+  acks acked;
+  customer_record ann{"cus_1", "ann@example.org", "$argon2id$x", start_ms};
+  customer_record again{"cus_2", "ann@example.org", "$argon2id$y", start_ms};
+  store_->create_customer(ann, acked.expect());
+  store_->append(change(change_kind::hold_created, 0, 0, {0}), acked.expect());
+  store_->create_customer(again, acked.expect());
+  store_->append(change(change_kind::hold_created, 0, 1, {1}), acked.expect());
+  auto errors = acked.wait();
+  ASSERT_EQ(errors.size(), 4u);
+  EXPECT_FALSE(errors[0]);
+  EXPECT_FALSE(errors[1]);
+  EXPECT_EQ(code_of(errors[2]), errc::unavailable);
+  EXPECT_FALSE(errors[3]);
+  EXPECT_EQ(psql("SELECT id FROM customers"), "cus_1\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "2\n");
+}
+
+TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
+  pg_store store{{"host=127.0.0.1 port=1 connect_timeout=2"}};
+  acks acked;
+  seat_change c;
+  store.append(c, acked.expect());
+  store.create_customer({"cus_1", "a@b.example", "h", 0}, acked.expect());
+  for (const auto& err : acked.wait())
+    EXPECT_EQ(code_of(err), errc::unavailable);
+  EXPECT_EQ(store.health(), service_state::down);
+}
+
+} // namespace
+} // namespace rsv
