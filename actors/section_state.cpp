@@ -20,6 +20,51 @@ section_state::section_state(std::shared_ptr<const section_layout> layout,
   counts_.free = layout_->seat_count();
 }
 
+void section_state::restore(std::vector<hold_snapshot> holds) {
+  RSV_ASSERT(holds_.empty(), "restore needs a fresh section");
+  if (holds.empty()) return;
+  std::sort(holds.begin(), holds.end(),
+            [](const hold_snapshot& a, const hold_snapshot& b) {
+              return a.slot < b.slot;
+            });
+  holds_.resize(holds.back().slot + 1);
+  for (auto& placeholder : holds_)
+    placeholder.status = hold_status::released; // no customer: 404 to all
+  std::vector<uint32_t> active;
+  for (auto& snapshot : holds) {
+    auto& hold = holds_[snapshot.slot];
+    RSV_ASSERT(hold.customer_id.empty(), "a slot is recorded twice");
+    hold.customer_id = std::move(snapshot.customer_id);
+    hold.seats = std::move(snapshot.seats);
+    hold.status = snapshot.status;
+    hold.expires_at_ms = snapshot.expires_at_ms;
+    hold.booked_at_ms = snapshot.booked_at_ms;
+    hold.cancelled = snapshot.cancelled;
+    bool holds_seats = hold.status == hold_status::active ||
+                       (hold.status == hold_status::booked && !hold.cancelled);
+    if (!holds_seats) continue;
+    for (auto seat : hold.seats) {
+      RSV_ASSERT(seat < owner_.size(), "a recorded seat is out of range");
+      RSV_ASSERT(owner_[seat] == 0, "two records claim one seat");
+      owner_[seat] = snapshot.slot + 1;
+      --row_free_[layout_->row_of(seat)];
+    }
+    auto count = static_cast<uint32_t>(hold.seats.size());
+    counts_.free -= count;
+    if (hold.status == hold_status::active) {
+      counts_.held += count;
+      active.push_back(snapshot.slot);
+    } else {
+      counts_.booked += count;
+    }
+  }
+  std::stable_sort(active.begin(), active.end(),
+                   [this](uint32_t a, uint32_t b) {
+                     return holds_[a].expires_at_ms < holds_[b].expires_at_ms;
+                   });
+  expiry_queue_.assign(active.begin(), active.end());
+}
+
 seat_status section_state::status_of(uint32_t seat) const {
   auto owner = owner_[seat];
   if (owner == 0) return seat_status::free;
@@ -29,8 +74,10 @@ seat_status section_state::status_of(uint32_t seat) const {
 
 const section_state::hold_record*
 section_state::find(const std::string& customer_id, uint32_t slot) const {
-  // Another customer's hold answers exactly like an unknown one.
-  if (slot >= holds_.size() || holds_[slot].customer_id != customer_id)
+  // Another customer's hold answers exactly like an unknown one, and so
+  // does a recovery placeholder (it has no customer).
+  if (slot >= holds_.size() || holds_[slot].customer_id.empty() ||
+      holds_[slot].customer_id != customer_id)
     return nullptr;
   return &holds_[slot];
 }

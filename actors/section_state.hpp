@@ -30,6 +30,24 @@ public:
                 int64_t hold_ttl_ms);
 
   /// A change applied in memory, with what to answer once it is durable.
+  /// A hold as the store recorded it, for recovery.
+  struct hold_snapshot {
+    uint32_t slot = 0;
+    std::string customer_id;
+    std::vector<uint32_t> seats;
+    hold_status status = hold_status::active;
+    millis expires_at_ms = 0;
+    millis booked_at_ms = 0;
+    bool cancelled = false; // for booked holds: the booking was cancelled
+  };
+
+  /// Rebuilds a fresh section from its recorded holds, in any order. Slots
+  /// missing from the record (writes the store refused) become placeholders
+  /// that answer 404 to everyone. Holds whose time passed while the node was
+  /// down are expired by the next operation or expire_due(). Two records
+  /// that claim one seat are a corrupted store: that is an assertion.
+  void restore(std::vector<hold_snapshot> holds);
+
   template <class View>
   struct applied {
     View view;

@@ -224,6 +224,60 @@ TEST_F(section_state_test, best_available_refuses_more_than_is_free) {
   expect_counts(0, 16, 0);
 }
 
+TEST(section_state_recovery, restored_holds_and_bookings_own_their_seats) {
+  using snapshot = section_state::hold_snapshot;
+  section_state seats{small_layout(), ttl_ms};
+  std::vector<snapshot> recorded;
+  // Slot 1 is missing (a write the store refused); order does not matter.
+  recorded.push_back(
+      {3, "dan", {15}, hold_status::active, start_ms + 5, 0, false});
+  recorded.push_back({0,
+                      "ann",
+                      {0, 1},
+                      hold_status::booked,
+                      start_ms - 10,
+                      start_ms - 20,
+                      false});
+  recorded.push_back({2,
+                      "bob",
+                      {2},
+                      hold_status::active,
+                      start_ms - 1,
+                      0,
+                      false}); // expired while the node was down
+  recorded.push_back({4, "eve", {6}, hold_status::booked, 0, start_ms, true});
+  recorded.push_back(
+      {5, "fay", {7}, hold_status::released, start_ms, 0, false});
+  seats.restore(recorded);
+  auto counts = seats.counts();
+  EXPECT_EQ(counts.free, 12u);
+  EXPECT_EQ(counts.held, 2u);
+  EXPECT_EQ(counts.booked, 2u);
+
+  seats.expire_due(start_ms);
+  auto expired = seats.take_expired();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].slot, 2u);
+  EXPECT_EQ(seats.counts().free, 13u);
+  EXPECT_EQ(seats.next_expiry(), start_ms + 5);
+
+  EXPECT_EQ(seats.get_hold("ann", 0)->status, hold_status::booked);
+  EXPECT_EQ(seats.get_booking("eve", 4)->status, booking_status::cancelled);
+  EXPECT_EQ(code_of(seats.get_hold("ann", 1).error()), errc::not_found);
+  EXPECT_EQ(code_of(seats.get_hold("", 1).error()), errc::not_found);
+  auto taken = seats.hold_seats("zed", {"A-1", "A-3"}, start_ms);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(seats_of(taken.error()), std::vector<std::string>{"A-1"});
+  auto fresh = seats.hold_seats("zed", {"A-3", "B-1", "B-2"}, start_ms);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->view.hold_id, make_hold_id({3, 6}));
+  auto map = seats.seat_map();
+  EXPECT_EQ(map.statuses[0], seat_status::booked);
+  EXPECT_EQ(map.statuses[15], seat_status::held);
+  EXPECT_EQ(map.statuses[6], seat_status::held);
+  EXPECT_EQ(map.statuses[7], seat_status::held);
+}
+
 TEST(section_state_capacity, a_million_seats_take_about_four_bytes_each) {
   section_def def{"huge", "Huge", 100, {}};
   for (int r = 0; r < 1000; ++r) {
