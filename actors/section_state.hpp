@@ -30,16 +30,7 @@ public:
                 int64_t hold_ttl_ms);
 
   /// A change applied in memory, with what to answer once it is durable.
-  /// A hold as the store recorded it, for recovery.
-  struct hold_snapshot {
-    uint32_t slot = 0;
-    std::string customer_id;
-    std::vector<uint32_t> seats;
-    hold_status status = hold_status::active;
-    millis expires_at_ms = 0;
-    millis booked_at_ms = 0;
-    bool cancelled = false; // for booked holds: the booking was cancelled
-  };
+  using hold_snapshot = recorded_hold;
 
   /// Rebuilds a fresh section from its recorded holds, in any order. Slots
   /// missing from the record (writes the store refused) become placeholders

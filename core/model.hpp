@@ -113,6 +113,18 @@ struct seat_counts {
   uint32_t booked = 0;
 };
 
+/// A hold (and its booking) as the store recorded it, for recovery. Seats
+/// are dense indexes of the section's layout.
+struct recorded_hold {
+  uint32_t slot = 0;
+  std::string customer_id;
+  std::vector<uint32_t> seats;
+  hold_status status = hold_status::active;
+  millis expires_at_ms = 0;
+  millis booked_at_ms = 0;
+  bool cancelled = false; // for booked holds: the booking was cancelled
+};
+
 /// Every state change of a section, as the store persists it and the change
 /// sink publishes it. `slot` identifies the hold (and its booking) within the
 /// section.

@@ -1,8 +1,10 @@
 #include "core/errc.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
+#include "persistence/recovery.hpp"
 #include "tests/persistence/pg_test_support.hpp"
 
+#include <algorithm>
 #include <future>
 #include <gtest/gtest.h>
 #include <thread>
@@ -159,6 +161,64 @@ TEST_F(pg_store_test, a_refused_write_does_not_fail_its_neighbours) {
   EXPECT_FALSE(errors[3]);
   EXPECT_EQ(psql("SELECT id FROM customers"), "cus_1\n");
   EXPECT_EQ(psql("SELECT count(*) FROM holds"), "2\n");
+}
+
+TEST_F(pg_store_test, what_was_acknowledged_is_what_recovery_reads) {
+  acks acked;
+  store_->create_customer({"cus_1", "ann@example.org", "$argon2id$x", start_ms},
+                          acked.expect());
+  store_->append(change(change_kind::hold_created, 0, 0, {0, 1}, "cus_1"),
+                 acked.expect());
+  store_->append(change(change_kind::booking_confirmed, 0, 0, {0, 1}, "cus_1"),
+                 acked.expect());
+  store_->append(change(change_kind::hold_created, 0, 2, {150}, "cus_2"),
+                 acked.expect());
+  store_->append(change(change_kind::hold_created, 1, 0, {3}, "cus_3"),
+                 acked.expect());
+  store_->append(change(change_kind::booking_confirmed, 1, 0, {3}, "cus_3"),
+                 acked.expect());
+  store_->append(change(change_kind::booking_cancelled, 1, 0, {3}, "cus_3"),
+                 acked.expect());
+  for (const auto& err : acked.wait())
+    ASSERT_FALSE(err) << describe(err);
+
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  ASSERT_EQ(state->events.size(), 1u);
+  const auto& event = state->events[0];
+  EXPECT_EQ(event.def.id, "concert");
+  EXPECT_EQ(event.def.starts_at_ms, start_ms);
+  EXPECT_EQ(event.def.hold_ttl_seconds, 600);
+  EXPECT_FALSE(event.def.max_seats_per_customer);
+  EXPECT_EQ(event.section_nos, (std::vector<uint32_t>{0, 1}));
+  ASSERT_EQ(event.def.sections.size(), 2u);
+  EXPECT_EQ(event.def.sections[0].id, "floor");
+  EXPECT_EQ(event.def.sections[0].price_cents, 5000);
+  ASSERT_EQ(event.def.sections[0].rows.size(), 2u);
+  EXPECT_EQ(event.def.sections[0].rows[1].label, "B");
+  EXPECT_EQ(event.def.sections[0].rows[1].seats, 100u);
+  EXPECT_EQ(state->next_section_no, 2u);
+  ASSERT_EQ(state->customers.size(), 1u);
+  EXPECT_EQ(state->customers[0].email, "ann@example.org");
+  EXPECT_EQ(state->customers[0].created_at_ms, start_ms);
+
+  auto floor = state->holds.at(0);
+  std::sort(floor.begin(), floor.end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  ASSERT_EQ(floor.size(), 2u);
+  EXPECT_EQ(floor[0].status, hold_status::booked);
+  EXPECT_EQ(floor[0].seats, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(floor[0].booked_at_ms, start_ms);
+  EXPECT_FALSE(floor[0].cancelled);
+  EXPECT_EQ(floor[1].slot, 2u);
+  EXPECT_EQ(floor[1].status, hold_status::active);
+  EXPECT_EQ(floor[1].seats, (std::vector<uint32_t>{150}));
+  EXPECT_EQ(floor[1].expires_at_ms, start_ms + 600'000);
+  EXPECT_EQ(floor[1].customer_id, "cus_2");
+  const auto& balcony = state->holds.at(1);
+  ASSERT_EQ(balcony.size(), 1u);
+  EXPECT_EQ(balcony[0].status, hold_status::booked);
+  EXPECT_TRUE(balcony[0].cancelled);
 }
 
 TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {

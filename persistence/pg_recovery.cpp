@@ -1,0 +1,156 @@
+#include "core/errc.hpp"
+#include "persistence/recovery.hpp"
+
+#include <charconv>
+#include <libpq-fe.h>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+namespace rsv {
+
+namespace {
+
+struct conn_deleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct result_deleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+/// Times come back as milliseconds since the epoch.
+int64_t int_at(PGresult* result, int row, int column) {
+  const char* text = PQgetvalue(result, row, column);
+  int64_t value = 0;
+  std::from_chars(text, text + PQgetlength(result, row, column), value);
+  return value;
+}
+
+std::string text_at(PGresult* result, int row, int column) {
+  return {PQgetvalue(result, row, column),
+          static_cast<std::size_t>(PQgetlength(result, row, column))};
+}
+
+hold_status status_of(const std::string& text) {
+  if (text == "active") return hold_status::active;
+  if (text == "expired") return hold_status::expired;
+  if (text == "booked") return hold_status::booked;
+  return hold_status::released;
+}
+
+} // namespace
+
+caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
+  std::unique_ptr<PGconn, conn_deleter> conn{PQconnectdb(dsn.c_str())};
+  auto fail = [&](const std::string& what) {
+    return make_error(errc::unavailable,
+                      what + ": " + PQerrorMessage(conn.get()));
+  };
+  if (PQstatus(conn.get()) != CONNECTION_OK)
+    return fail("connecting to PostgreSQL");
+  auto query = [&](const char* sql) {
+    return result_ptr{PQexec(conn.get(), sql)};
+  };
+  auto ok = [](const result_ptr& r) {
+    return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
+  };
+  // One snapshot for all reads, so the pieces agree with each other.
+  result_ptr begin{PQexec(conn.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ "
+                                      "READ ONLY")};
+  if (PQresultStatus(begin.get()) != PGRES_COMMAND_OK)
+    return fail("starting the recovery snapshot");
+
+  recovered_state state;
+  std::unordered_map<std::string, std::size_t> event_index;
+  auto events = query("SELECT id, name, (extract(epoch FROM starts_at) * "
+                      "1000)::bigint, hold_ttl_seconds, "
+                      "coalesce(max_seats_per_customer, 0) FROM events");
+  if (!ok(events)) return fail("reading events");
+  for (int row = 0; row < PQntuples(events.get()); ++row) {
+    recovered_event event;
+    event.def.id = text_at(events.get(), row, 0);
+    event.def.name = text_at(events.get(), row, 1);
+    event.def.starts_at_ms = int_at(events.get(), row, 2);
+    event.def.hold_ttl_seconds = int_at(events.get(), row, 3);
+    if (auto limit = int_at(events.get(), row, 4); limit > 0)
+      event.def.max_seats_per_customer = limit;
+    event_index.emplace(event.def.id, state.events.size());
+    state.events.push_back(std::move(event));
+  }
+
+  // Section layouts turn recorded seat ids back into indexes.
+  std::unordered_map<uint32_t, std::shared_ptr<const section_layout>> layouts;
+  auto sections = query("SELECT section_no, event_id, id, name, price_cents, "
+                        "rows::text FROM sections ORDER BY event_id, position");
+  if (!ok(sections)) return fail("reading sections");
+  for (int row = 0; row < PQntuples(sections.get()); ++row) {
+    auto no = static_cast<uint32_t>(int_at(sections.get(), row, 0));
+    auto event = event_index.find(text_at(sections.get(), row, 1));
+    if (event == event_index.end())
+      return make_error(errc::unavailable,
+                        std::string{"a section of an unknown event"});
+    section_def def;
+    def.id = text_at(sections.get(), row, 2);
+    def.name = text_at(sections.get(), row, 3);
+    def.price_cents = int_at(sections.get(), row, 4);
+    auto rows =
+        nlohmann::json::parse(text_at(sections.get(), row, 5), nullptr, false);
+    if (!rows.is_array())
+      return make_error(errc::unavailable,
+                        "section " + def.id + " has unreadable rows");
+    for (const auto& r : rows)
+      def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
+    auto& recovered = state.events[event->second];
+    layouts[no] = section_layout::make(recovered.def.id, def, no);
+    recovered.def.sections.push_back(std::move(def));
+    recovered.section_nos.push_back(no);
+    state.next_section_no = std::max(state.next_section_no, no + 1);
+  }
+
+  auto customers = query("SELECT id, email, password_hash, (extract(epoch "
+                         "FROM created_at) * 1000)::bigint FROM customers");
+  if (!ok(customers)) return fail("reading customers");
+  for (int row = 0; row < PQntuples(customers.get()); ++row)
+    state.customers.push_back(
+        {text_at(customers.get(), row, 0), text_at(customers.get(), row, 1),
+         text_at(customers.get(), row, 2), int_at(customers.get(), row, 3)});
+
+  auto holds = query(
+      "SELECT h.section_no, h.slot, h.customer_id, array_to_string(h.seats, "
+      "','), h.status, (extract(epoch FROM h.expires_at) * 1000)::bigint, "
+      "coalesce((extract(epoch FROM b.created_at) * 1000)::bigint, 0), "
+      "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
+      "USING (section_no, slot)");
+  if (!ok(holds)) return fail("reading holds");
+  for (int row = 0; row < PQntuples(holds.get()); ++row) {
+    auto no = static_cast<uint32_t>(int_at(holds.get(), row, 0));
+    auto layout = layouts.find(no);
+    if (layout == layouts.end())
+      return make_error(errc::unavailable,
+                        std::string{"a hold of an unknown section"});
+    recorded_hold hold;
+    hold.slot = static_cast<uint32_t>(int_at(holds.get(), row, 1));
+    hold.customer_id = text_at(holds.get(), row, 2);
+    auto seats = text_at(holds.get(), row, 3);
+    for (std::size_t start = 0; start < seats.size();) {
+      auto end = seats.find(',', start);
+      if (end == std::string::npos) end = seats.size();
+      auto index = layout->second->seat_index(seats.substr(start, end - start));
+      if (!index)
+        return make_error(errc::unavailable,
+                          "hold " + std::to_string(hold.slot) +
+                              " names a seat its section lacks");
+      hold.seats.push_back(*index);
+      start = end + 1;
+    }
+    hold.status = status_of(text_at(holds.get(), row, 4));
+    hold.expires_at_ms = int_at(holds.get(), row, 5);
+    hold.booked_at_ms = int_at(holds.get(), row, 6);
+    hold.cancelled = text_at(holds.get(), row, 7) == "cancelled";
+    state.holds[no].push_back(std::move(hold));
+  }
+  return state;
+}
+
+} // namespace rsv
