@@ -54,6 +54,12 @@ caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
                 }
               });
         },
+        [=](load_customers& msg) {
+          for (auto& record : msg.customers) {
+            auto email = record.email;
+            self->state.by_email.emplace(std::move(email), std::move(record));
+          }
+        },
         [=](const forget_email& msg) { self->state.by_email.erase(msg.email); },
         [=](find_customer_request& req) {
           auto it = self->state.by_email.find(req.email);

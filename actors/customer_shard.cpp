@@ -63,6 +63,11 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           req.hold.quota_reserved = true;
           self->send(req.section->actor, std::move(req.hold));
         },
+        [=](load_customer& msg) {
+          auto& customer = self->state.customers[msg.customer_id];
+          customer.seats_by_event = std::move(msg.seats_by_event);
+          customer.bookings = std::move(msg.bookings);
+        },
         [=](const release_quota& msg) {
           auto customer = self->state.customers.find(msg.customer_id);
           if (customer == self->state.customers.end()) return;

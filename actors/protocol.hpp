@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 /// The protocol of every actor of the node, written down once.
@@ -123,6 +124,13 @@ struct reserve_quota_request {
   hold_request hold;
 };
 
+/// Recovery: a customer's seats per event and bookings, as recorded.
+struct load_customer {
+  std::string customer_id;
+  std::unordered_map<std::string, int64_t> seats_by_event;
+  std::vector<booking_view> bookings; // oldest first
+};
+
 /// Seats that stopped counting against a customer's limit.
 struct release_quota {
   std::string customer_id;
@@ -183,9 +191,24 @@ struct find_customer_request {
   reply_fn<customer_record> reply;
 };
 
+/// Recovery: customers as the store recorded them.
+struct load_customers {
+  std::vector<customer_record> customers;
+};
+
 // -- registry actor -----------------------------------------------------------
 
 struct event_entry;
+
+/// Recovery: every recorded event with its sections' holds; answers the
+/// number of events restored. Sent once, before the node serves.
+struct recover_events_request {
+  std::vector<event_def> events;
+  std::vector<std::vector<uint32_t>> section_nos;
+  std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
+  uint32_t next_section_no = 0;
+  reply_fn<std::size_t> reply;
+};
 
 struct create_event_request {
   event_def def;
@@ -213,6 +236,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_finish)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::register_customer_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::find_customer_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::create_event_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::recover_events_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customers)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customer)
 
 namespace rsv {
 

@@ -39,6 +39,65 @@ bool starts_before(const std::shared_ptr<const event_entry>& a,
   return a->def.id < b->def.id;
 }
 
+/// Builds an event's directory entry and spawns its section actors, with
+/// their recorded holds when recovering.
+std::shared_ptr<event_entry> build_entry(
+    caf::actor_system& system, const event_def& def,
+    const std::vector<uint32_t>& section_nos, const runtime_deps& deps,
+    const std::shared_ptr<const customer_shards>& shards,
+    std::unordered_map<uint32_t, std::vector<recorded_hold>>* recorded) {
+  auto entry = std::make_shared<event_entry>();
+  auto ttl_ms = def.hold_ttl_seconds * 1000;
+  bool limit = def.max_seats_per_customer.has_value();
+  for (std::size_t i = 0; i < def.sections.size(); ++i) {
+    auto no = section_nos[i];
+    auto section = std::make_shared<section_entry>();
+    section->layout = section_layout::make(def.id, def.sections[i], no);
+    std::vector<recorded_hold> holds;
+    if (recorded != nullptr) {
+      if (auto it = recorded->find(no); it != recorded->end())
+        holds = std::move(it->second);
+    }
+    // The counts are right before the event is visible, without waiting
+    // for the section actor to start.
+    seat_counts counts{section->layout->seat_count(), 0, 0};
+    for (const auto& hold : holds) {
+      auto n = static_cast<uint32_t>(hold.seats.size());
+      if (hold.status == hold_status::active) {
+        counts.held += n;
+        counts.free -= n;
+      } else if (hold.status == hold_status::booked && !hold.cancelled) {
+        counts.booked += n;
+        counts.free -= n;
+      }
+    }
+    section->publish(counts);
+    section->actor = spawn_section(system, section, deps, shards, ttl_ms, limit,
+                                   std::move(holds));
+    entry->section_index.emplace(def.sections[i].id, i);
+    entry->sections.push_back(std::move(section));
+  }
+  // Rows live in the section layouts; the entry keeps the rest.
+  entry->def = def;
+  for (auto& section_def : entry->def.sections)
+    section_def.rows.clear();
+  return entry;
+}
+
+/// Adds a published event to a new directory snapshot.
+void add_event(directory_snapshot& next,
+               const std::shared_ptr<const event_entry>& entry) {
+  next.events.emplace(entry->def.id, entry);
+  auto pos = std::upper_bound(next.events_ordered.begin(),
+                              next.events_ordered.end(), entry, starts_before);
+  next.events_ordered.insert(pos, entry);
+  for (const auto& section : entry->sections) {
+    auto no = section->layout->section_no;
+    if (next.sections_by_no.size() <= no) next.sections_by_no.resize(no + 1);
+    next.sections_by_no[no] = section;
+  }
+}
+
 } // namespace
 
 } // namespace rsv
@@ -66,34 +125,30 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
             return;
           }
           self->state.pending_ids.insert(def.id);
-          auto entry = std::make_shared<event_entry>();
           std::vector<uint32_t> section_nos;
-          auto ttl_ms = def.hold_ttl_seconds * 1000;
-          bool limit = def.max_seats_per_customer.has_value();
-          for (std::size_t i = 0; i < def.sections.size(); ++i) {
-            auto& section_def = def.sections[i];
-            auto no = self->state.next_section_no++;
-            section_nos.push_back(no);
-            auto section = std::make_shared<section_entry>();
-            section->layout = section_layout::make(def.id, section_def, no);
-            // The 201 and any read right after it show every seat free,
-            // without waiting for the section actor to start.
-            section->publish({section->layout->seat_count(), 0, 0});
-            section->actor = spawn_section(self->system(), section, deps,
-                                           shards, ttl_ms, limit);
-            entry->section_index.emplace(section_def.id, i);
-            entry->sections.push_back(std::move(section));
-          }
-          // Rows live in the section layouts; the entry keeps the rest.
-          entry->def = def;
-          for (auto& section_def : entry->def.sections)
-            section_def.rows.clear();
+          for (std::size_t i = 0; i < def.sections.size(); ++i)
+            section_nos.push_back(self->state.next_section_no++);
+          auto entry = build_entry(self->system(), def, section_nos, deps,
+                                   shards, nullptr);
           caf::actor me = caf::actor_cast<caf::actor>(self);
           deps.store->create_event(
               def, std::move(section_nos),
               [me, entry, reply = req.reply](caf::error err) {
                 caf::anon_send(me, event_written{entry, std::move(err), reply});
               });
+        },
+        [=](recover_events_request& req) {
+          auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
+          for (std::size_t i = 0; i < req.events.size(); ++i)
+            add_event(*next, build_entry(self->system(), req.events[i],
+                                         req.section_nos[i], deps, shards,
+                                         &req.holds));
+          self->state.next_section_no =
+              std::max(self->state.next_section_no, req.next_section_no);
+          dir->publish(std::move(next));
+          deps.metrics->events.Increment(
+              static_cast<double>(req.events.size()));
+          req.reply(req.events.size());
         },
         [=](event_written& msg) {
           auto& entry = msg.entry;
@@ -108,17 +163,7 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
           }
           auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
           std::shared_ptr<const event_entry> published = entry;
-          next->events.emplace(entry->def.id, published);
-          auto pos = std::upper_bound(next->events_ordered.begin(),
-                                      next->events_ordered.end(), published,
-                                      starts_before);
-          next->events_ordered.insert(pos, published);
-          for (auto& section : entry->sections) {
-            auto no = section->layout->section_no;
-            if (next->sections_by_no.size() <= no)
-              next->sections_by_no.resize(no + 1);
-            next->sections_by_no[no] = section;
-          }
+          add_event(*next, published);
           dir->publish(std::move(next));
           deps.metrics->events.Increment();
           spdlog::info("event {} created: {} sections, {} seats", entry->def.id,

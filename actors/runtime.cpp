@@ -1,8 +1,12 @@
 #include "actors/runtime.hpp"
 
 #include "core/assert.hpp"
+#include "core/errc.hpp"
+#include "core/ids.hpp"
 
 #include <caf/all.hpp>
+#include <future>
+#include <unordered_map>
 
 namespace rsv {
 
@@ -30,6 +34,67 @@ runtime::~runtime() {
     stop(shard);
   stop(accounts_);
   stop(registry_);
+}
+
+caf::expected<std::size_t> runtime::recover(recovered_state state) {
+  // What each customer has: seats per event (for limits) and bookings.
+  std::unordered_map<std::string, load_customer> customers;
+  for (const auto& event : state.events) {
+    for (std::size_t i = 0; i < event.def.sections.size(); ++i) {
+      auto no = event.section_nos[i];
+      auto holds = state.holds.find(no);
+      if (holds == state.holds.end()) continue;
+      auto layout =
+          section_layout::make(event.def.id, event.def.sections[i], no);
+      for (const auto& hold : holds->second) {
+        auto& customer = customers[hold.customer_id];
+        customer.customer_id = hold.customer_id;
+        bool booked = hold.status == hold_status::booked;
+        if (hold.status == hold_status::active || (booked && !hold.cancelled))
+          customer.seats_by_event[event.def.id] +=
+              static_cast<int64_t>(hold.seats.size());
+        if (!booked) continue;
+        booking_view view;
+        view.booking_id = make_booking_id({no, hold.slot});
+        view.hold_id = make_hold_id({no, hold.slot});
+        view.event_id = event.def.id;
+        view.section_id = layout->section_id;
+        for (auto seat : hold.seats)
+          view.seats.push_back(layout->seat_id(seat));
+        view.total_cents =
+            layout->price_cents * static_cast<int64_t>(hold.seats.size());
+        view.status = hold.cancelled ? booking_status::cancelled
+                                     : booking_status::confirmed;
+        view.created_at_ms = hold.booked_at_ms;
+        customer.bookings.push_back(std::move(view));
+      }
+    }
+  }
+  caf::anon_send(accounts_, load_customers{std::move(state.customers)});
+  for (auto& [id, customer] : customers) {
+    std::sort(customer.bookings.begin(), customer.bookings.end(),
+              [](const booking_view& a, const booking_view& b) {
+                return a.created_at_ms < b.created_at_ms;
+              });
+    caf::anon_send(shards_->for_customer(id), std::move(customer));
+  }
+  recover_events_request request;
+  for (auto& event : state.events) {
+    request.events.push_back(std::move(event.def));
+    request.section_nos.push_back(std::move(event.section_nos));
+  }
+  request.holds = std::move(state.holds);
+  request.next_section_no = state.next_section_no;
+  // Shared: a late reply after the deadline must not touch a dead promise.
+  auto done = std::make_shared<std::promise<caf::expected<std::size_t>>>();
+  auto future = done->get_future();
+  request.reply = reply_fn<std::size_t>{
+      [done](caf::expected<std::size_t> n) { done->set_value(std::move(n)); }};
+  caf::anon_send(registry_, std::move(request));
+  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+    return make_error(errc::unavailable,
+                      std::string{"recovery did not finish within 60 s"});
+  return future.get();
 }
 
 } // namespace rsv

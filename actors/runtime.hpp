@@ -5,6 +5,7 @@
 #include "core/clock.hpp"
 #include "core/metrics.hpp"
 #include "messaging/change_sink.hpp"
+#include "persistence/recovery.hpp"
 #include "persistence/store.hpp"
 
 #include <caf/actor.hpp>
@@ -49,6 +50,12 @@ public:
   const directory& dir() const { return *directory_; }
   const caf::actor& registry() const { return registry_; }
   const caf::actor& accounts() const { return accounts_; }
+  /// Rebuilds the node's memory from what the store recorded: customers,
+  /// each customer's seats and bookings, every event with its sections'
+  /// holds. Call once, before serving; blocks (bounded) until the directory
+  /// has every event. Answers the number of events.
+  caf::expected<std::size_t> recover(recovered_state state);
+
   const caf::actor& shard_for(const std::string& customer_id) const {
     return shards_->for_customer(customer_id);
   }
@@ -68,7 +75,8 @@ caf::actor spawn_section(caf::actor_system& system,
                          std::shared_ptr<section_entry> entry,
                          const runtime_deps& deps,
                          std::shared_ptr<const customer_shards> shards,
-                         int64_t hold_ttl_ms, bool customer_limit);
+                         int64_t hold_ttl_ms, bool customer_limit,
+                         std::vector<recorded_hold> recorded = {});
 
 caf::actor spawn_customer_shard(caf::actor_system& system,
                                 const runtime_deps& deps);

@@ -66,11 +66,20 @@ caf::actor spawn_section(caf::actor_system& system,
                          std::shared_ptr<section_entry> entry,
                          const runtime_deps& deps,
                          std::shared_ptr<const customer_shards> shards,
-                         int64_t hold_ttl_ms, bool customer_limit) {
-  auto behavior = [entry, deps, shards, hold_ttl_ms,
-                   customer_limit](section_self* self) -> caf::behavior {
+                         int64_t hold_ttl_ms, bool customer_limit,
+                         std::vector<recorded_hold> recorded) {
+  auto restored =
+      std::make_shared<std::vector<recorded_hold>>(std::move(recorded));
+  auto behavior = [entry, deps, shards, hold_ttl_ms, customer_limit,
+                   restored](section_self* self) -> caf::behavior {
     self->state.seats =
         std::make_unique<section_state>(entry->layout, hold_ttl_ms);
+    self->state.seats->restore(std::move(*restored));
+    deps.metrics->holds_active.Increment(
+        static_cast<double>(self->state.seats->active_holds()));
+    // Holds that expired while the node was down expire now (and are
+    // written by finish() below).
+    self->state.seats->expire_due(deps.clock->now_ms());
     entry->publish(self->state.seats->counts());
     deps.metrics->section_actors_live.Increment();
     auto metrics = deps.metrics;
@@ -159,6 +168,7 @@ caf::actor spawn_section(caf::actor_system& system,
       };
     };
 
+    finish();
     return {
         [=](hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);

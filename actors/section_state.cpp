@@ -65,6 +65,13 @@ void section_state::restore(std::vector<hold_snapshot> holds) {
   expiry_queue_.assign(active.begin(), active.end());
 }
 
+std::size_t section_state::active_holds() const {
+  std::size_t count = 0;
+  for (auto slot : expiry_queue_)
+    count += holds_[slot].status == hold_status::active ? 1 : 0;
+  return count;
+}
+
 seat_status section_state::status_of(uint32_t seat) const {
   auto owner = owner_[seat];
   if (owner == 0) return seat_status::free;

@@ -83,6 +83,8 @@ public:
   std::optional<millis> next_expiry();
 
   seat_counts counts() const { return counts_; }
+  /// Holds now active (after restore: before expire_due).
+  std::size_t active_holds() const;
   seat_map_view seat_map() const;
   const section_layout& layout() const { return *layout_; }
   std::size_t hold_count() const { return holds_.size(); }

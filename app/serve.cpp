@@ -5,6 +5,9 @@
 #include "core/metrics.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "persistence/recovery.hpp"
 
 #include <caf/all.hpp>
 #include <csignal>
@@ -82,12 +85,6 @@ int serve(const serve_config& cfg) {
     spdlog::critical("libsodium failed to initialise");
     return 1;
   }
-  if (cfg.store != "memory") {
-    spdlog::critical("--store {}: this build has only the memory store; the "
-                     "PostgreSQL store comes with the durable-store work",
-                     cfg.store);
-    return 2;
-  }
   if (!cfg.kafka_brokers.empty() || !cfg.redis_url.empty()) {
     spdlog::critical("--kafka-brokers and --redis-url are not supported by "
                      "this build yet; leave them empty");
@@ -111,8 +108,10 @@ int serve(const serve_config& cfg) {
   }
   if (cfg.admin_token.empty())
     spdlog::warn("no --admin-token: admin calls are refused");
-  spdlog::warn("STORE IS MEMORY: NOTHING IS DURABLE. Every hold and booking "
-               "is lost when this process ends.");
+  bool postgres = cfg.store == "postgres";
+  if (!postgres)
+    spdlog::warn("STORE IS MEMORY: NOTHING IS DURABLE. Every hold and "
+                 "booking is lost when this process ends.");
 
   // Signals are taken by sigwait below; block them before any thread starts
   // so that every thread inherits the mask.
@@ -130,11 +129,45 @@ int serve(const serve_config& cfg) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   runtime_deps deps;
-  deps.store = std::make_shared<memory_store>();
+  recovered_state recovered;
+  if (postgres) {
+    // Migrations and recovery happen before the node listens: until then
+    // nothing is served, so nothing can disagree with the database.
+    auto migrated = apply_migrations(cfg.pg_dsn);
+    if (!migrated) {
+      spdlog::critical("migrations failed: {}", describe(migrated.error()));
+      return 1;
+    }
+    auto started = std::chrono::steady_clock::now();
+    auto loaded = load_recorded_state(cfg.pg_dsn);
+    if (!loaded) {
+      spdlog::critical("recovery failed: {}", describe(loaded.error()));
+      return 1;
+    }
+    recovered = std::move(*loaded);
+    auto pg = std::make_shared<pg_store>(pg_store_config{cfg.pg_dsn});
+    pg->learn(recovered.events);
+    deps.store = pg;
+    spdlog::info("read {} events, {} customers from PostgreSQL in {} ms",
+                 recovered.events.size(), recovered.customers.size(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count());
+  } else {
+    deps.store = std::make_shared<memory_store>();
+  }
   deps.sink = std::make_shared<counting_change_sink>();
   deps.clock = std::make_shared<system_clock_source>();
   deps.metrics = std::make_shared<domain_metrics>(*registry);
   auto rt = std::make_unique<runtime>(system, deps, cfg.customer_shards);
+  if (postgres) {
+    auto restored = rt->recover(std::move(recovered));
+    if (!restored) {
+      spdlog::critical("recovery failed: {}", describe(restored.error()));
+      return 1;
+    }
+    spdlog::info("recovered {} events", *restored);
+  }
 
   http::api_config api_cfg;
   api_cfg.admin_token = cfg.admin_token;
@@ -163,14 +196,15 @@ int serve(const serve_config& cfg) {
             reply_fn<std::shared_ptr<const event_entry>>{
                 [&created](
                     caf::expected<std::shared_ptr<const event_entry>> e) {
-                  created.set_value(e ? (*e)->def.id : describe(e.error()));
+                  created.set_value(e ? (*e)->def.id + " created"
+                                      : describe(e.error()));
                 }}});
     if (future.wait_for(std::chrono::seconds(10)) !=
         std::future_status::ready) {
       spdlog::critical("the demo event was not created within 10 s");
       return 1;
     }
-    spdlog::info("demo event {} created", future.get());
+    spdlog::info("demo event: {}", future.get());
   }
 
   api->set_ready(true);

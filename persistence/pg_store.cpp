@@ -214,12 +214,32 @@ struct pg_store::impl {
             event->def.id, event->def.sections[i], event->section_nos[i]);
   }
 
+  /// While idle, once a second: is the database still there? Keeps
+  /// /health true when no writes come, and reconnects before they do.
+  void check_connection() {
+    if (conn) {
+      result_ptr ping{PQexec(conn.get(), "SELECT 1")};
+      if (PQresultStatus(ping.get()) == PGRES_TUPLES_OK) {
+        state = service_state::ok;
+        return;
+      }
+      conn.reset();
+    }
+    state = connect() ? service_state::ok : service_state::down;
+  }
+
   void run() {
+    state = connect() ? service_state::ok : service_state::down;
     std::vector<pending_write> batch;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock{mutex};
-        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (!wake.wait_for(lock, std::chrono::seconds(1),
+                           [this] { return stopping || !queue.empty(); })) {
+          lock.unlock();
+          check_connection();
+          continue;
+        }
         if (queue.empty() && stopping) return;
         while (!queue.empty() && batch.size() < config.batch_rows_max) {
           batch.push_back(std::move(queue.front()));
@@ -285,6 +305,16 @@ void pg_store::create_customer(const customer_record& record, store_ack done) {
 
 void pg_store::append(const seat_change& change, store_ack done) {
   impl_->push({change, std::move(done)});
+}
+
+void pg_store::learn(const std::vector<recovered_event>& events) {
+  // The writer reads layouts only after taking a batch under the mutex, so
+  // holding it here orders these writes before any use.
+  std::lock_guard<std::mutex> guard{impl_->mutex};
+  for (const auto& event : events)
+    for (std::size_t i = 0; i < event.def.sections.size(); ++i)
+      impl_->layouts[event.section_nos[i]] = section_layout::make(
+          event.def.id, event.def.sections[i], event.section_nos[i]);
 }
 
 service_state pg_store::health() const {

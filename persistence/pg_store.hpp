@@ -1,5 +1,6 @@
 #pragma once
 
+#include "persistence/recovery.hpp"
 #include "persistence/store.hpp"
 
 #include <memory>
@@ -40,6 +41,10 @@ public:
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
   service_state health() const override;
+
+  /// Teaches the writer the layouts of recovered events, so that it can
+  /// write their holds' seat ids. Call before the node serves.
+  void learn(const std::vector<recovered_event>& events);
 
   struct impl;
 

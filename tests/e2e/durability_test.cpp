@@ -1,0 +1,128 @@
+// The real binary with --store postgres against the PostgreSQL that
+// scripts/test starts (pg_virtualenv): what a client was answered 2xx for
+// survives kill -9 of the whole process.
+#include "harness.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <gtest/gtest.h>
+
+namespace rsv::e2e {
+namespace {
+
+class durability_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_NE(std::getenv("PGHOST"), nullptr)
+        << "needs PostgreSQL: run through scripts/test (pg_virtualenv)";
+    database_ = "rsv_e2e_" + std::to_string(::getpid()) + "_" +
+                std::to_string(counter_++);
+    ASSERT_EQ(std::system(("createdb " + database_).c_str()), 0);
+  }
+
+  void TearDown() override {
+    std::system(("dropdb --force --if-exists " + database_).c_str());
+  }
+
+  std::vector<std::string> args() const {
+    return {"--store", "postgres", "--pg-dsn", "dbname=" + database_};
+  }
+
+  static inline int counter_ = 0;
+  std::string database_;
+};
+
+TEST_F(durability_test, acknowledged_changes_survive_kill_minus_nine) {
+  auto node = std::make_unique<server_process>(args());
+  http_connection http{node->port()};
+  auto admin = node->admin_token();
+  auto body =
+      event_json("gala", {section_json("floor", 1000, {{"A", 10}, {"B", 10}}),
+                          section_json("balcony", 500, {{"A", 10}})});
+  body["max_seats_per_customer"] = 6;
+  create_event(http, admin, body);
+  auto ann = new_customer(http, "ann");
+  auto bob = new_customer(http, "bob");
+
+  auto booked = hold_seats(http, ann, "gala", "floor", {"A-1", "A-2"});
+  ASSERT_EQ(booked.status, 201u) << booked;
+  auto booked_id = booked.body_json()["hold_id"].get<std::string>();
+  auto booking = http.post("/v1/bookings", {{"hold_id", booked_id}}, ann.token);
+  ASSERT_EQ(booking.status, 201u) << booking;
+  auto active = hold_quantity(http, ann, "gala", "balcony", 3);
+  ASSERT_EQ(active.status, 201u) << active;
+  auto released = hold_seats(http, bob, "gala", "floor", {"B-5"});
+  ASSERT_EQ(released.status, 201u) << released;
+  auto released_id = released.body_json()["hold_id"].get<std::string>();
+  ASSERT_EQ(http.del("/v1/holds/" + released_id, bob.token).status, 204u);
+  auto cancelled = hold_seats(http, bob, "gala", "floor", {"B-9"});
+  ASSERT_EQ(cancelled.status, 201u) << cancelled;
+  auto cancelled_booking =
+      http.post("/v1/bookings", {{"hold_id", cancelled.body_json()["hold_id"]}},
+                bob.token);
+  ASSERT_EQ(cancelled_booking.status, 201u) << cancelled_booking;
+  auto cancelled_id =
+      cancelled_booking.body_json()["booking_id"].get<std::string>();
+  ASSERT_EQ(http.del("/v1/bookings/" + cancelled_id, bob.token).status, 200u);
+
+  auto event_before = http.get("/v1/events/gala").body_json();
+  auto floor_before = get_seat_map(http, "gala", "floor");
+  auto balcony_before = get_seat_map(http, "gala", "balcony");
+  auto ann_bookings = http.get("/v1/bookings", ann.token).body_json();
+  auto bob_bookings = http.get("/v1/bookings", bob.token).body_json();
+  auto active_before =
+      http.get("/v1/holds/" + active.body_json()["hold_id"].get<std::string>(),
+               ann.token)
+          .body_json();
+
+  // No goodbye: the process dies between two requests.
+  ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
+  node->stop();
+  node = std::make_unique<server_process>(args());
+  http_connection again{node->port()};
+
+  EXPECT_EQ(again.get("/v1/events/gala").body_json(), event_before);
+  EXPECT_EQ(get_seat_map(again, "gala", "floor").seats, floor_before.seats);
+  EXPECT_EQ(get_seat_map(again, "gala", "balcony").seats, balcony_before.seats);
+  EXPECT_EQ(again.get("/v1/bookings", ann.token).body_json(), ann_bookings);
+  EXPECT_EQ(again.get("/v1/bookings", bob.token).body_json(), bob_bookings);
+  EXPECT_EQ(again
+                .get("/v1/holds/" + active_before["hold_id"].get<std::string>(),
+                     ann.token)
+                .body_json(),
+            active_before);
+  EXPECT_EQ(
+      again.get("/v1/holds/" + released_id, bob.token).body_json()["status"],
+      "released");
+  auto stats =
+      again.get("/v1/events/gala/stats", node->admin_token()).body_json();
+  EXPECT_EQ(stats["booked"], 2);
+  EXPECT_EQ(stats["held"], 3);
+  EXPECT_EQ(stats["revenue_cents"], 2000);
+  // Accounts survive: the same password logs in, the email stays taken.
+  EXPECT_EQ(again
+                .post("/v1/sessions",
+                      {{"email", ann.email}, {"password", ann.password}})
+                .status,
+            201u);
+  EXPECT_EQ(again
+                .post("/v1/customers",
+                      {{"email", ann.email}, {"password", "password123"}})
+                .status,
+            409u);
+  // The seat limit counts what ann had: 2 booked + 3 held of 6.
+  auto over = hold_seats(again, ann, "gala", "floor", {"A-5", "A-6"});
+  EXPECT_EQ(over.status, 422u) << over;
+  auto fits = hold_seats(again, ann, "gala", "floor", {"A-5"});
+  ASSERT_EQ(fits.status, 201u) << fits;
+  // New ids do not collide with recovered ones.
+  EXPECT_NE(fits.body_json()["hold_id"], booked_id);
+  EXPECT_NE(fits.body_json()["hold_id"], released_id);
+  auto taken = hold_seats(again, bob, "gala", "floor", {"A-1"});
+  EXPECT_EQ(taken.status, 409u) << taken;
+  auto health = again.get("/health").body_json();
+  EXPECT_EQ(health["services"]["store"], "ok");
+}
+
+} // namespace
+} // namespace rsv::e2e
