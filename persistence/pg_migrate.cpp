@@ -1,7 +1,7 @@
 #include "core/errc.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_handles.hpp"
 
-#include <libpq-fe.h>
 #include <memory>
 #include <string>
 
@@ -12,14 +12,8 @@ namespace {
 /// The advisory lock that serialises migrations across nodes ("rsv" + 1).
 constexpr const char* lock_key = "7500231";
 
-struct conn_deleter {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-struct result_deleter {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+using pg::conn_ptr;
+using pg::result_ptr;
 
 caf::error pg_error(const std::string& what, PGconn* conn) {
   std::string message = PQerrorMessage(conn);

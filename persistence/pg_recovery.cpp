@@ -1,8 +1,8 @@
 #include "core/errc.hpp"
+#include "persistence/pg_handles.hpp"
 #include "persistence/recovery.hpp"
 
 #include <charconv>
-#include <libpq-fe.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -11,13 +11,8 @@ namespace rsv {
 
 namespace {
 
-struct conn_deleter {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-struct result_deleter {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+using pg::conn_ptr;
+using pg::result_ptr;
 
 /// Times come back as milliseconds since the epoch.
 int64_t int_at(PGresult* result, int row, int column) {
@@ -42,7 +37,7 @@ hold_status status_of(const std::string& text) {
 } // namespace
 
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
-  std::unique_ptr<PGconn, conn_deleter> conn{PQconnectdb(dsn.c_str())};
+  conn_ptr conn{PQconnectdb(dsn.c_str())};
   auto fail = [&](const std::string& what) {
     return make_error(errc::unavailable,
                       what + ": " + PQerrorMessage(conn.get()));

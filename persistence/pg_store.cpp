@@ -1,11 +1,11 @@
 #include "persistence/pg_store.hpp"
 
 #include "core/errc.hpp"
+#include "persistence/pg_handles.hpp"
 
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <libpq-fe.h>
 #include <mutex>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -26,14 +26,8 @@ struct pending_write {
   store_ack done;
 };
 
-struct conn_deleter {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-struct result_deleter {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
-using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+using pg::conn_ptr;
+using pg::result_ptr;
 
 std::string timestamp(millis ms) {
   char buf[48];
