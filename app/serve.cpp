@@ -145,7 +145,10 @@ int serve(const serve_config& cfg) {
       return 1;
     }
     recovered = std::move(*loaded);
-    auto pg = std::make_shared<pg_store>(pg_store_config{cfg.pg_dsn});
+    pg_store_config pg_cfg;
+    pg_cfg.dsn = cfg.pg_dsn;
+    pg_cfg.registry = registry;
+    auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);
     deps.store = pg;
     spdlog::info("read {} events, {} customers from PostgreSQL in {} ms",

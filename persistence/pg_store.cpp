@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 #include <thread>
 #include <unordered_map>
@@ -53,7 +54,28 @@ struct pg_store::impl {
   std::unordered_map<uint32_t, std::shared_ptr<const section_layout>> layouts;
   std::thread writer;
 
+  // Group commit at work: rows per transaction and the time COMMIT takes.
+  prometheus::Histogram* batch_rows = nullptr;
+  prometheus::Histogram* commit_seconds = nullptr;
+
   explicit impl(pg_store_config cfg) : config(std::move(cfg)) {
+    if (config.registry) {
+      batch_rows =
+          &prometheus::BuildHistogram()
+               .Name("rsv_store_batch_rows")
+               .Help("Writes per PostgreSQL transaction")
+               .Register(*config.registry)
+               .Add({}, prometheus::Histogram::BucketBoundaries{
+                            1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000});
+      commit_seconds =
+          &prometheus::BuildHistogram()
+               .Name("rsv_store_commit_seconds")
+               .Help("Time to write and commit one batch")
+               .Register(*config.registry)
+               .Add({}, prometheus::Histogram::BucketBoundaries{
+                            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                            0.25, 0.5, 1, 2.5, 5});
+    }
     writer = std::thread([this] { run(); });
   }
 
@@ -259,7 +281,14 @@ struct pg_store::impl {
       std::vector<const pending_write*> all;
       for (const auto& write : batch)
         all.push_back(&write);
+      auto started = std::chrono::steady_clock::now();
       auto err = commit(all);
+      if (batch_rows != nullptr) {
+        batch_rows->Observe(static_cast<double>(all.size()));
+        commit_seconds->Observe(std::chrono::duration<double>(
+                                    std::chrono::steady_clock::now() - started)
+                                    .count());
+      }
       if (!err) {
         state = service_state::ok;
         for (auto& write : batch)

@@ -4,6 +4,7 @@
 #include "persistence/store.hpp"
 
 #include <memory>
+#include <prometheus/registry.h>
 #include <string>
 
 namespace rsv {
@@ -18,6 +19,8 @@ struct pg_store_config {
   std::size_t queue_max = 200'000;
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
+  /// Where rsv_store_batch_rows and rsv_store_commit_seconds go; may be null.
+  std::shared_ptr<prometheus::Registry> registry = nullptr;
 };
 
 /// The durable store: group commit into PostgreSQL.

@@ -122,6 +122,12 @@ TEST_F(durability_test, acknowledged_changes_survive_kill_minus_nine) {
   EXPECT_EQ(taken.status, 409u) << taken;
   auto health = again.get("/health").body_json();
   EXPECT_EQ(health["services"]["store"], "ok");
+  // Group commit shows in the metrics: at least the hold above committed.
+  auto metrics = again.get("/metrics").body;
+  EXPECT_NE(metrics.find("rsv_store_batch_rows_count"), std::string::npos);
+  EXPECT_EQ(metrics.find("rsv_store_commit_seconds_count 0\n"),
+            std::string::npos)
+      << metrics.substr(metrics.find("rsv_store_commit_seconds_count"), 40);
 }
 
 } // namespace
