@@ -3,6 +3,7 @@
 #include "actors/directory.hpp"
 #include "core/errc.hpp"
 #include "core/model.hpp"
+#include "persistence/recovery.hpp"
 #include "persistence/store.hpp"
 
 #include <atomic>
@@ -203,8 +204,7 @@ struct event_entry;
 /// Recovery: every recorded event with its sections' holds; answers the
 /// number of events restored. Sent once, before the node serves.
 struct recover_events_request {
-  std::vector<event_def> events;
-  std::vector<std::vector<uint32_t>> section_nos;
+  std::vector<recovered_event> events;
   std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
   uint32_t next_section_no = 0;
   reply_fn<std::size_t> reply;

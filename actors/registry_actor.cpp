@@ -43,16 +43,17 @@ bool starts_before(const std::shared_ptr<const event_entry>& a,
 /// their recorded holds when recovering.
 std::shared_ptr<event_entry> build_entry(
     caf::actor_system& system, const event_def& def,
-    const std::vector<uint32_t>& section_nos, const runtime_deps& deps,
+    const std::vector<std::shared_ptr<const section_layout>>& layouts,
+    const runtime_deps& deps,
     const std::shared_ptr<const customer_shards>& shards,
     std::unordered_map<uint32_t, std::vector<recorded_hold>>* recorded) {
   auto entry = std::make_shared<event_entry>();
   auto ttl_ms = def.hold_ttl_seconds * 1000;
   bool limit = def.max_seats_per_customer.has_value();
   for (std::size_t i = 0; i < def.sections.size(); ++i) {
-    auto no = section_nos[i];
+    auto no = layouts[i]->section_no;
     auto section = std::make_shared<section_entry>();
-    section->layout = section_layout::make(def.id, def.sections[i], no);
+    section->layout = layouts[i];
     std::vector<recorded_hold> holds;
     if (recorded != nullptr) {
       if (auto it = recorded->find(no); it != recorded->end())
@@ -128,8 +129,12 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
           std::vector<uint32_t> section_nos;
           for (std::size_t i = 0; i < def.sections.size(); ++i)
             section_nos.push_back(self->state.next_section_no++);
-          auto entry = build_entry(self->system(), def, section_nos, deps,
-                                   shards, nullptr);
+          std::vector<std::shared_ptr<const section_layout>> layouts;
+          for (std::size_t i = 0; i < def.sections.size(); ++i)
+            layouts.push_back(
+                section_layout::make(def.id, def.sections[i], section_nos[i]));
+          auto entry =
+              build_entry(self->system(), def, layouts, deps, shards, nullptr);
           caf::actor me = caf::actor_cast<caf::actor>(self);
           deps.store->create_event(
               def, std::move(section_nos),
@@ -140,8 +145,8 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
         [=](recover_events_request& req) {
           auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
           for (std::size_t i = 0; i < req.events.size(); ++i)
-            add_event(*next, build_entry(self->system(), req.events[i],
-                                         req.section_nos[i], deps, shards,
+            add_event(*next, build_entry(self->system(), req.events[i].def,
+                                         req.events[i].layouts, deps, shards,
                                          &req.holds));
           self->state.next_section_no =
               std::max(self->state.next_section_no, req.next_section_no);

@@ -44,8 +44,7 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
       auto no = event.section_nos[i];
       auto holds = state.holds.find(no);
       if (holds == state.holds.end()) continue;
-      auto layout =
-          section_layout::make(event.def.id, event.def.sections[i], no);
+      const auto& layout = event.layouts[i];
       for (const auto& hold : holds->second) {
         auto& customer = customers[hold.customer_id];
         customer.customer_id = hold.customer_id;
@@ -79,10 +78,7 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
     caf::anon_send(shards_->for_customer(id), std::move(customer));
   }
   recover_events_request request;
-  for (auto& event : state.events) {
-    request.events.push_back(std::move(event.def));
-    request.section_nos.push_back(std::move(event.section_nos));
-  }
+  request.events = std::move(state.events);
   request.holds = std::move(state.holds);
   request.next_section_no = state.next_section_no;
   // Shared: a late reply after the deadline must not touch a dead promise.

@@ -97,7 +97,9 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
     for (const auto& r : rows)
       def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
     auto& recovered = state.events[event->second];
-    layouts[no] = section_layout::make(recovered.def.id, def, no);
+    auto layout = section_layout::make(recovered.def.id, def, no);
+    layouts[no] = layout;
+    recovered.layouts.push_back(std::move(layout));
     recovered.def.sections.push_back(std::move(def));
     recovered.section_nos.push_back(no);
     state.next_section_no = std::max(state.next_section_no, no + 1);

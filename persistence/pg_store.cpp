@@ -335,9 +335,8 @@ void pg_store::learn(const std::vector<recovered_event>& events) {
   // holding it here orders these writes before any use.
   std::lock_guard<std::mutex> guard{impl_->mutex};
   for (const auto& event : events)
-    for (std::size_t i = 0; i < event.def.sections.size(); ++i)
-      impl_->layouts[event.section_nos[i]] = section_layout::make(
-          event.def.id, event.def.sections[i], event.section_nos[i]);
+    for (const auto& layout : event.layouts)
+      impl_->layouts[layout->section_no] = layout;
 }
 
 service_state pg_store::health() const {

@@ -14,6 +14,9 @@ namespace rsv {
 struct recovered_event {
   event_def def;
   std::vector<uint32_t> section_nos;
+  /// The sections' layouts, in event order: built once here, used by the
+  /// store's writer, the registry and the customer shards alike.
+  std::vector<std::shared_ptr<const section_layout>> layouts;
 };
 
 /// Everything a node needs to rebuild its memory from PostgreSQL.
