@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iostream>
 #include <atomic>
+#include <functional>
 #include <latch>
 #include <map>
 #include <mutex>
@@ -79,6 +80,36 @@ protected:
     for (int i = 0; i < n; ++i)
       out.push_back(std::make_unique<http_connection>(port(), 30s));
     return out;
+  }
+
+  /// Opens one connection per client, then sends one request on each, all
+  /// released at once, and answers the responses in client order. A client
+  /// whose request threw fails the test.
+  std::vector<http_response>
+  race(int clients,
+       const std::function<http_response(http_connection&, std::size_t)>&
+         request) {
+    auto connections = open_connections(clients);
+    std::vector<http_response> results(static_cast<std::size_t>(clients));
+    std::vector<std::string> errors(static_cast<std::size_t>(clients));
+    std::latch go(1);
+    std::vector<std::thread> threads;
+    for (std::size_t index = 0; index < results.size(); ++index)
+      threads.emplace_back([&, index] {
+        go.wait();
+        try {
+          results[index] = request(*connections[index], index);
+        } catch (const std::exception& e) {
+          errors[index] = e.what();
+        }
+      });
+    go.count_down();
+    for (auto& t : threads)
+      t.join();
+    for (std::size_t index = 0; index < errors.size(); ++index)
+      EXPECT_TRUE(errors[index].empty())
+        << "client " << index << ": " << errors[index];
+    return results;
   }
 };
 
@@ -257,32 +288,15 @@ TEST_F(concurrency_test, TwoHundredSingleSeatRequestsForOneHundredSeats) {
                event_json("single", {section_json("s", price, {{"A", 50}, {"B", 50}})}));
   constexpr int clients = 200;
   auto customers = prepare_customers(clients);
-  auto connections = open_connections(clients);
-  std::vector<std::optional<attempt>> results(clients);
-  std::vector<std::string> errors(clients);
-  std::latch go(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      auto index = static_cast<std::size_t>(i);
-      go.wait();
-      try {
-        results[index] = record(
-          hold_quantity(*connections[index], customers[index], "single", "s", 1), {}, 1);
-      } catch (const std::exception& e) {
-        errors[index] = e.what();
-      }
-    });
-  go.count_down();
-  for (auto& t : threads)
-    t.join();
+  auto responses = race(clients, [&](http_connection& conn, std::size_t index) {
+    return hold_quantity(conn, customers[index], "single", "s", 1);
+  });
+  ASSERT_FALSE(HasFailure());
   std::set<std::string> won;
   int wins = 0, sold_out = 0;
   for (int i = 0; i < clients; ++i) {
     auto index = static_cast<std::size_t>(i);
-    ASSERT_TRUE(errors[index].empty()) << errors[index];
-    ASSERT_TRUE(results[index]);
-    const auto& a = *results[index];
+    auto a = record(responses[index], {}, 1);
     if (a.status == 201) {
       ++wins;
       ASSERT_EQ(a.seats.size(), 1u) << a.body;
@@ -306,30 +320,15 @@ TEST_F(concurrency_test, ConcurrentRequestsWithOneIdempotencyKeyMakeOneHold) {
                event_json("idem", {section_json("s", price, {{"A", 20}})}));
   auto who = new_customer(http());
   constexpr int clients = 20;
-  auto connections = open_connections(clients);
-  std::vector<std::optional<http_response>> results(clients);
-  std::vector<std::string> errors(clients);
-  std::latch go(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      auto index = static_cast<std::size_t>(i);
-      go.wait();
-      try {
-        results[index] = hold_quantity(*connections[index], who, "idem", "s", 2,
+  auto results = race(clients, [&](http_connection& conn, std::size_t) {
+    return hold_quantity(conn, who, "idem", "s", 2,
                                        {{"Idempotency-Key", "one-for-all"}});
-      } catch (const std::exception& e) {
-        errors[index] = e.what();
-      }
-    });
-  go.count_down();
-  for (auto& t : threads)
-    t.join();
+  });
+  ASSERT_FALSE(HasFailure());
   std::set<std::string> bodies;
   for (int i = 0; i < clients; ++i) {
     auto index = static_cast<std::size_t>(i);
-    ASSERT_TRUE(errors[index].empty()) << errors[index];
-    const auto& r = *results[index];
+    const auto& r = results[index];
     if (r.status == 201) {
       bodies.insert(r.body);
     } else {
@@ -340,7 +339,7 @@ TEST_F(concurrency_test, ConcurrentRequestsWithOneIdempotencyKeyMakeOneHold) {
   }
   std::cout << "[   info   ] " << std::count_if(results.begin(), results.end(),
                                                  [](const auto& r) {
-                                                   return r && r->status == 201;
+                                                   return r.status == 201;
                                                  })
             << " of " << clients << " answered 201\n";
   ASSERT_EQ(bodies.size(), 1u) << "every 201 must carry the same hold";
@@ -359,31 +358,15 @@ TEST_F(concurrency_test, ConcurrentBookingsOfOneHoldMakeOneBooking) {
   ASSERT_EQ(hold.status, 201u) << hold;
   auto hold_id = hold.body_json()["hold_id"].get<std::string>();
   constexpr int clients = 20;
-  auto connections = open_connections(clients);
-  std::vector<std::optional<http_response>> results(clients);
-  std::vector<std::string> errors(clients);
-  std::latch go(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      auto index = static_cast<std::size_t>(i);
-      go.wait();
-      try {
-        results[index] =
-          connections[index]->post("/v1/bookings", {{"hold_id", hold_id}}, who.token);
-      } catch (const std::exception& e) {
-        errors[index] = e.what();
-      }
-    });
-  go.count_down();
-  for (auto& t : threads)
-    t.join();
+  auto results = race(clients, [&](http_connection& conn, std::size_t) {
+    return conn.post("/v1/bookings", {{"hold_id", hold_id}}, who.token);
+  });
+  ASSERT_FALSE(HasFailure());
   std::string booking_id;
   int created = 0;
   for (int i = 0; i < clients; ++i) {
     auto index = static_cast<std::size_t>(i);
-    ASSERT_TRUE(errors[index].empty()) << errors[index];
-    const auto& r = *results[index];
+    const auto& r = results[index];
     if (r.status == 201) {
       ++created;
       booking_id = r.body_json()["booking_id"].get<std::string>();
@@ -391,7 +374,7 @@ TEST_F(concurrency_test, ConcurrentBookingsOfOneHoldMakeOneBooking) {
   }
   ASSERT_EQ(created, 1);
   for (int i = 0; i < clients; ++i) {
-    const auto& r = *results[static_cast<std::size_t>(i)];
+    const auto& r = results[static_cast<std::size_t>(i)];
     if (r.status == 201)
       continue;
     EXPECT_TRUE(is_problem(r, 409, "hold_booked"));
@@ -410,30 +393,14 @@ TEST_F(concurrency_test, PerCustomerLimitHoldsUnderConcurrency) {
   create_event(http(), admin(), body);
   auto who = new_customer(http());
   constexpr int clients = 24;
-  auto connections = open_connections(clients);
-  std::vector<std::optional<http_response>> results(clients);
-  std::vector<std::string> errors(clients);
-  std::latch go(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < clients; ++i)
-    threads.emplace_back([&, i] {
-      auto index = static_cast<std::size_t>(i);
-      go.wait();
-      try {
-        results[index] = hold_quantity(*connections[index], who, "limit",
-                                       i % 2 == 0 ? "a" : "b", 1);
-      } catch (const std::exception& e) {
-        errors[index] = e.what();
-      }
-    });
-  go.count_down();
-  for (auto& t : threads)
-    t.join();
+  auto results = race(clients, [&](http_connection& conn, std::size_t index) {
+    return hold_quantity(conn, who, "limit", index % 2 == 0 ? "a" : "b", 1);
+  });
+  ASSERT_FALSE(HasFailure());
   int created = 0;
   for (int i = 0; i < clients; ++i) {
     auto index = static_cast<std::size_t>(i);
-    ASSERT_TRUE(errors[index].empty()) << errors[index];
-    const auto& r = *results[index];
+    const auto& r = results[index];
     if (r.status == 201)
       ++created;
     else
