@@ -111,32 +111,47 @@ std::string server_binary() {
   return binary;
 }
 
-command_result run_command(std::vector<std::string> args,
-                           std::chrono::milliseconds deadline) {
+namespace {
+
+/// Starts `args` as a child process with standard input from /dev/null and
+/// standard output and error into `out_fd`; the child dies with this
+/// process. Answers its pid.
+pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
   std::vector<char*> argv;
   for (auto& arg : args)
     argv.push_back(arg.data());
   argv.push_back(nullptr);
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw std::runtime_error("pipe: " + std::string{std::strerror(errno)});
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0)
+    throw std::runtime_error("open: " + std::string{std::strerror(errno)});
   auto parent = ::getpid();
   pid_t child = ::fork();
   if (child < 0)
     throw std::runtime_error("fork: " + std::string{std::strerror(errno)});
   if (child == 0) {
+    // Only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent)
       ::_exit(127);
     ::dup2(null_fd, 0);
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
+    ::dup2(out_fd, 1);
+    ::dup2(out_fd, 2);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  ::close(fds[1]);
   ::close(null_fd);
+  return child;
+}
+
+} // namespace
+
+command_result run_command(std::vector<std::string> args,
+                           std::chrono::milliseconds deadline) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe: " + std::string{std::strerror(errno)});
+  pid_t child = spawn_child(args, fds[1]);
+  ::close(fds[1]);
   command_result result;
   auto until = std::chrono::steady_clock::now() + deadline;
   bool killed = false;
@@ -216,32 +231,12 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
                                 "--password-hash-ops",
                                 "1"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv;
-  for (auto& arg : args)
-    argv.push_back(arg.data());
-  argv.push_back(nullptr);
 
   int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (log_fd < 0 || null_fd < 0)
+  if (log_fd < 0)
     throw std::runtime_error("open: " + std::string{std::strerror(errno)});
-  auto parent = ::getpid();
-  pid_t child = ::fork();
-  if (child < 0)
-    throw std::runtime_error("fork: " + std::string{std::strerror(errno)});
-  if (child == 0) {
-    // Only async-signal-safe calls until exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent)
-      ::_exit(127);
-    ::dup2(null_fd, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  pid_t child = spawn_child(args, log_fd);
   ::close(log_fd);
-  ::close(null_fd);
   pid_ = child;
   exit_code_ = -1;
 
