@@ -4,18 +4,18 @@
 // Every thread has its own keep-alive connection and its own customer,
 // prepared before the race. Every loop is bounded by a count and a deadline.
 
+#include "harness.hpp"
+
 #include <algorithm>
-#include <iostream>
 #include <atomic>
 #include <functional>
+#include <iostream>
 #include <latch>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
-
-#include "harness.hpp"
 
 namespace rsv::e2e {
 namespace {
@@ -27,11 +27,11 @@ constexpr int price = 4200;
 
 /// One request of the race and its answer.
 struct attempt {
-  strings asked; // named seats, or empty
+  strings asked;    // named seats, or empty
   int quantity = 0; // or a quantity
   unsigned status = 0;
   std::string code;
-  strings seats; // of a 201
+  strings seats;       // of a 201
   strings unavailable; // of a 409 seats_unavailable
   std::string hold_id;
   json body;
@@ -69,8 +69,7 @@ protected:
     for (auto& t : threads)
       t.join();
     for (const auto& e : errors)
-      if (!e.empty())
-        throw std::runtime_error("preparing customers: " + e);
+      if (!e.empty()) throw std::runtime_error("preparing customers: " + e);
     return out;
   }
 
@@ -88,7 +87,7 @@ protected:
   std::vector<http_response>
   race(int clients,
        const std::function<http_response(http_connection&, std::size_t)>&
-         request) {
+           request) {
     auto connections = open_connections(clients);
     std::vector<http_response> results(static_cast<std::size_t>(clients));
     std::vector<std::string> errors(static_cast<std::size_t>(clients));
@@ -108,7 +107,7 @@ protected:
       t.join();
     for (std::size_t index = 0; index < errors.size(); ++index)
       EXPECT_TRUE(errors[index].empty())
-        << "client " << index << ": " << errors[index];
+          << "client " << index << ": " << errors[index];
     return results;
   }
 };
@@ -126,7 +125,8 @@ attempt record(const http_response& response, strings asked, int quantity) {
     a.hold_id = body.value("hold_id", "");
   } else if (body.is_object()) {
     a.code = body.value("code", "");
-    a.problem_ok = static_cast<bool>(is_problem(response, response.status, a.code));
+    a.problem_ok =
+        static_cast<bool>(is_problem(response, response.status, a.code));
     for (const auto& seat : body.value("unavailable", json::array()))
       a.unavailable.push_back(seat.get<std::string>());
   }
@@ -136,10 +136,12 @@ attempt record(const http_response& response, strings asked, int quantity) {
 TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
   // The contested section "pit": 4 rows of 25 = 100 seats. "side" is never
   // touched and shows that counts stay per section.
-  create_event(http(), admin(),
-               event_json("race", {section_json("pit", price,
-                                                {{"A", 25}, {"B", 25}, {"C", 25}, {"D", 25}}),
-                                   section_json("side", 100, {{"A", 10}})}));
+  create_event(
+      http(), admin(),
+      event_json("race",
+                 {section_json("pit", price,
+                               {{"A", 25}, {"B", 25}, {"C", 25}, {"D", 25}}),
+                  section_json("side", 100, {{"A", 10}})}));
   strings all_seats;
   for (const char* row : {"A", "B", "C", "D"})
     for (int n = 1; n <= 25; ++n)
@@ -174,14 +176,16 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
             std::shuffle(pool.begin(), pool.end(), rng);
             asked.assign(pool.begin(), pool.begin() + k);
           } else {
-            quantity = round < random_rounds ? 1 + static_cast<int>(rng() % 4) : 1;
+            quantity =
+                round < random_rounds ? 1 + static_cast<int>(rng() % 4) : 1;
           }
-          auto response = asked.empty()
-                            ? hold_quantity(conn, who, "race", "pit", quantity)
+          auto response =
+              asked.empty() ? hold_quantity(conn, who, "race", "pit", quantity)
                             : hold_seats(conn, who, "race", "pit", asked);
           log.attempts.push_back(record(response, asked, quantity));
           const auto& a = log.attempts.back();
-          if (a.status == 409 && a.code == "insufficient_seats" && quantity == 1) {
+          if (a.status == 409 && a.code == "insufficient_seats" &&
+              quantity == 1) {
             log.saw_sold_out = true;
             break;
           }
@@ -203,21 +207,23 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
   for (int i = 0; i < clients; ++i) {
     const auto& log = logs[static_cast<std::size_t>(i)];
     EXPECT_TRUE(log.error.empty()) << "client " << i << ": " << log.error;
-    EXPECT_TRUE(log.saw_sold_out) << "client " << i << " never saw the section sold out";
+    EXPECT_TRUE(log.saw_sold_out)
+        << "client " << i << " never saw the section sold out";
     for (const auto& a : log.attempts) {
       if (a.status == 201) {
         wins.push_back(&a);
         if (a.asked.empty()) {
-          EXPECT_EQ(a.seats.size(), static_cast<std::size_t>(a.quantity)) << a.body;
+          EXPECT_EQ(a.seats.size(), static_cast<std::size_t>(a.quantity))
+              << a.body;
         } else {
           EXPECT_EQ(std::set<std::string>(a.seats.begin(), a.seats.end()),
                     std::set<std::string>(a.asked.begin(), a.asked.end()))
-            << a.body;
+              << a.body;
         }
         EXPECT_EQ(a.body.value("status", ""), "active") << a.body;
         EXPECT_EQ(a.body.value("total_cents", json()),
                   price * static_cast<int>(a.seats.size()))
-          << a.body;
+            << a.body;
         for (const auto& seat : a.seats) {
           auto [it, fresh] = owner.emplace(seat, a.hold_id);
           EXPECT_TRUE(fresh) << "seat " << seat << " is in holds " << it->second
@@ -233,8 +239,9 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
           EXPECT_EQ(a.code, "seats_unavailable") << a.body;
           EXPECT_FALSE(a.unavailable.empty()) << a.body;
           for (const auto& seat : a.unavailable)
-            EXPECT_NE(std::find(a.asked.begin(), a.asked.end(), seat), a.asked.end())
-              << seat << " was not asked for: " << a.body;
+            EXPECT_NE(std::find(a.asked.begin(), a.asked.end(), seat),
+                      a.asked.end())
+                << seat << " was not asked for: " << a.body;
         }
       }
     }
@@ -249,7 +256,8 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
   for (const auto& log : logs)
     for (const auto& a : log.attempts)
       for (const auto& seat : a.unavailable)
-        EXPECT_TRUE(owner.count(seat)) << seat << " was unavailable but nobody holds it";
+        EXPECT_TRUE(owner.count(seat))
+            << seat << " was unavailable but nobody holds it";
 
   // The seat map and the counts agree with the union of the winners.
   auto map = get_seat_map(http(), "race", "pit");
@@ -266,8 +274,11 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
   EXPECT_EQ(section_counts(http(), "race", "side"), (counts{10, 0, 0}));
   auto stats = http().get("/v1/events/race/stats", admin());
   ASSERT_EQ(stats.status, 200u);
-  EXPECT_EQ(stats.body_json(), json({{"event_id", "race"}, {"free", 10}, {"held", 100},
-                                     {"booked", 0}, {"revenue_cents", 0}}));
+  EXPECT_EQ(stats.body_json(), json({{"event_id", "race"},
+                                     {"free", 10},
+                                     {"held", 100},
+                                     {"booked", 0},
+                                     {"revenue_cents", 0}}));
   auto events = http().get("/v1/events").body_json()["events"];
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0]["seats_free"], 10);
@@ -284,8 +295,9 @@ TEST_F(concurrency_test, TwoHundredClientsRaceForOneHundredSeats) {
 }
 
 TEST_F(concurrency_test, TwoHundredSingleSeatRequestsForOneHundredSeats) {
-  create_event(http(), admin(),
-               event_json("single", {section_json("s", price, {{"A", 50}, {"B", 50}})}));
+  create_event(
+      http(), admin(),
+      event_json("single", {section_json("s", price, {{"A", 50}, {"B", 50}})}));
   constexpr int clients = 200;
   auto customers = prepare_customers(clients);
   auto responses = race(clients, [&](http_connection& conn, std::size_t index) {
@@ -322,7 +334,7 @@ TEST_F(concurrency_test, ConcurrentRequestsWithOneIdempotencyKeyMakeOneHold) {
   constexpr int clients = 20;
   auto results = race(clients, [&](http_connection& conn, std::size_t) {
     return hold_quantity(conn, who, "idem", "s", 2,
-                                       {{"Idempotency-Key", "one-for-all"}});
+                         {{"Idempotency-Key", "one-for-all"}});
   });
   ASSERT_FALSE(HasFailure());
   std::set<std::string> bodies;
@@ -337,10 +349,9 @@ TEST_F(concurrency_test, ConcurrentRequestsWithOneIdempotencyKeyMakeOneHold) {
       EXPECT_TRUE(r.header("Retry-After").has_value()) << r;
     }
   }
-  std::cout << "[   info   ] " << std::count_if(results.begin(), results.end(),
-                                                 [](const auto& r) {
-                                                   return r.status == 201;
-                                                 })
+  std::cout << "[   info   ] "
+            << std::count_if(results.begin(), results.end(),
+                             [](const auto& r) { return r.status == 201; })
             << " of " << clients << " answered 201\n";
   ASSERT_EQ(bodies.size(), 1u) << "every 201 must carry the same hold";
   EXPECT_EQ(section_counts(http(), "idem", "s"), (counts{18, 2, 0}));
@@ -375,12 +386,12 @@ TEST_F(concurrency_test, ConcurrentBookingsOfOneHoldMakeOneBooking) {
   ASSERT_EQ(created, 1);
   for (int i = 0; i < clients; ++i) {
     const auto& r = results[static_cast<std::size_t>(i)];
-    if (r.status == 201)
-      continue;
+    if (r.status == 201) continue;
     EXPECT_TRUE(is_problem(r, 409, "hold_booked"));
     EXPECT_EQ(r.body_json()["booking_id"], booking_id);
   }
-  EXPECT_EQ(http().get("/v1/bookings", who.token).body_json()["bookings"].size(), 1u);
+  EXPECT_EQ(
+      http().get("/v1/bookings", who.token).body_json()["bookings"].size(), 1u);
   EXPECT_EQ(section_counts(http(), "book", "s"), (counts{2, 0, 3}));
   auto stats = http().get("/v1/events/book/stats", admin()).body_json();
   EXPECT_EQ(stats["revenue_cents"], 3 * price);
@@ -417,15 +428,17 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
   // 50 clients hold, book, release and cancel at random at the same time;
   // afterwards the seat map, the counts and the revenue agree with what the
   // clients were told.
-  create_event(http(), admin(),
-               event_json("mixed", {section_json("s", price, {{"A", 20}, {"B", 20}, {"C", 20}})}));
+  create_event(
+      http(), admin(),
+      event_json("mixed", {section_json("s", price,
+                                        {{"A", 20}, {"B", 20}, {"C", 20}})}));
   constexpr int clients = 50;
   constexpr int iterations = 12;
   auto customers = prepare_customers(clients);
   auto connections = open_connections(clients);
   struct outcome {
     std::map<std::string, strings> active_holds; // hold id -> seats
-    std::map<std::string, json> bookings; // booking id -> last answer
+    std::map<std::string, json> bookings;        // booking id -> last answer
     std::vector<std::string> unexpected;
     std::string error;
   };
@@ -442,10 +455,13 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
       std::mt19937 rng(static_cast<unsigned>(7000 + i));
       go.wait();
       try {
-        for (int round = 0; round < iterations && clock_type::now() < deadline; ++round) {
-          auto held = hold_quantity(conn, who, "mixed", "s", 1 + static_cast<int>(rng() % 3));
+        for (int round = 0; round < iterations && clock_type::now() < deadline;
+             ++round) {
+          auto held = hold_quantity(conn, who, "mixed", "s",
+                                    1 + static_cast<int>(rng() % 3));
           if (held.status != 201) {
-            if (!(held.status == 409 && held.body_json().value("code", "") == "insufficient_seats"))
+            if (!(held.status == 409 &&
+                  held.body_json().value("code", "") == "insufficient_seats"))
               out.unexpected.push_back("hold: " + held.body);
             continue;
           }
@@ -453,7 +469,8 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
           auto hold_id = hold["hold_id"].get<std::string>();
           auto choice = rng() % 10;
           if (choice < 6) {
-            auto booked = conn.post("/v1/bookings", {{"hold_id", hold_id}}, who.token);
+            auto booked =
+                conn.post("/v1/bookings", {{"hold_id", hold_id}}, who.token);
             if (booked.status != 201) {
               out.unexpected.push_back("book: " + booked.body);
               continue;
@@ -462,7 +479,8 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
             auto booking_id = booking["booking_id"].get<std::string>();
             out.bookings[booking_id] = booking;
             if (rng() % 3 == 0) {
-              auto cancelled = conn.del("/v1/bookings/" + booking_id, who.token);
+              auto cancelled =
+                  conn.del("/v1/bookings/" + booking_id, who.token);
               if (cancelled.status != 200)
                 out.unexpected.push_back("cancel: " + cancelled.body);
               else
@@ -471,7 +489,8 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
           } else if (choice < 8) {
             auto released = conn.del("/v1/holds/" + hold_id, who.token);
             if (released.status != 204)
-              out.unexpected.push_back("release: " + std::to_string(released.status));
+              out.unexpected.push_back("release: " +
+                                       std::to_string(released.status));
           } else {
             out.active_holds[hold_id] = hold["seats"].get<strings>();
           }
@@ -494,12 +513,11 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
       for (const auto& seat : seats)
         EXPECT_TRUE(held.insert(seat).second) << seat << " in two active holds";
     for (const auto& [id, booking] : out.bookings) {
-      if (booking["status"] != "confirmed")
-        continue;
+      if (booking["status"] != "confirmed") continue;
       revenue += booking["total_cents"].get<std::int64_t>();
       for (const auto& seat : booking["seats"])
         EXPECT_TRUE(booked.insert(seat.get<std::string>()).second)
-          << seat << " in two confirmed bookings";
+            << seat << " in two confirmed bookings";
     }
   }
   for (const auto& seat : held)
@@ -508,10 +526,12 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
   auto map_held = map.with_status("held");
   auto map_booked = map.with_status("booked");
   EXPECT_EQ(std::set<std::string>(map_held.begin(), map_held.end()), held);
-  EXPECT_EQ(std::set<std::string>(map_booked.begin(), map_booked.end()), booked);
-  auto expected = counts{static_cast<std::int64_t>(60 - held.size() - booked.size()),
-                         static_cast<std::int64_t>(held.size()),
-                         static_cast<std::int64_t>(booked.size())};
+  EXPECT_EQ(std::set<std::string>(map_booked.begin(), map_booked.end()),
+            booked);
+  auto expected =
+      counts{static_cast<std::int64_t>(60 - held.size() - booked.size()),
+             static_cast<std::int64_t>(held.size()),
+             static_cast<std::int64_t>(booked.size())};
   EXPECT_EQ(section_counts(http(), "mixed", "s"), expected);
   auto stats = http().get("/v1/events/mixed/stats", admin()).body_json();
   EXPECT_EQ(stats["revenue_cents"], revenue);
@@ -520,10 +540,14 @@ TEST_F(concurrency_test, MixedHoldBookReleaseCancelKeepsCountsConsistent) {
   // Every client's booking list is its bookings, newest first.
   for (int i = 0; i < clients; ++i) {
     auto index = static_cast<std::size_t>(i);
-    auto list = http().get("/v1/bookings", customers[index].token).body_json()["bookings"];
+    auto list = http()
+                    .get("/v1/bookings", customers[index].token)
+                    .body_json()["bookings"];
     EXPECT_EQ(list.size(), outcomes[index].bookings.size());
     for (const auto& booking : list)
-      EXPECT_EQ(booking, outcomes[index].bookings[booking["booking_id"].get<std::string>()]);
+      EXPECT_EQ(
+          booking,
+          outcomes[index].bookings[booking["booking_id"].get<std::string>()]);
   }
 }
 

@@ -1,33 +1,31 @@
 #include "harness.hpp"
 
-#include <atomic>
-#include <cerrno>
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <ctime>
-#include <fstream>
-#include <iostream>
-#include <sstream>
-#include <stdexcept>
-#include <thread>
-
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 
 namespace rsv::e2e {
 
@@ -39,19 +37,15 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr std::string_view token_secret =
-  "e2e-token-secret-0123456789abcdef-0123456789";
+    "e2e-token-secret-0123456789abcdef-0123456789";
 
 bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
+  if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
     auto x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z')
-      x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z')
-      y = static_cast<char>(y - 'A' + 'a');
-    if (x != y)
-      return false;
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
   }
   return true;
 }
@@ -94,8 +88,8 @@ unsigned short pick_free_port() {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0
-      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     auto why = std::string{std::strerror(errno)};
     ::close(fd);
     throw std::runtime_error("bind: " + why);
@@ -131,8 +125,7 @@ pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
   if (child == 0) {
     // Only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent)
-      ::_exit(127);
+    if (::getppid() != parent) ::_exit(127);
     ::dup2(null_fd, 0);
     ::dup2(out_fd, 1);
     ::dup2(out_fd, 2);
@@ -157,7 +150,7 @@ command_result run_command(std::vector<std::string> args,
   bool killed = false;
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      until - std::chrono::steady_clock::now());
+        until - std::chrono::steady_clock::now());
     if (left <= 0ms) {
       ::kill(child, SIGKILL);
       killed = true;
@@ -165,41 +158,35 @@ command_result run_command(std::vector<std::string> args,
     }
     pollfd pfd{fds[0], POLLIN, 0};
     int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR)
-      continue;
-    if (ready <= 0)
-      continue; // the deadline check above ends the loop
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue; // the deadline check above ends the loop
     char buffer[4096];
     auto n = ::read(fds[0], buffer, sizeof(buffer));
-    if (n <= 0)
-      break; // end of output
+    if (n <= 0) break; // end of output
     result.output.append(buffer, static_cast<std::size_t>(n));
   }
   ::close(fds[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
-  if (!killed && WIFEXITED(status))
-    result.exit_code = WEXITSTATUS(status);
+  if (!killed && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   return result;
 }
 
 server_process::server_process(std::vector<std::string> extra_args) {
   std::signal(SIGPIPE, SIG_IGN);
   static std::atomic<int> counter{0};
-  admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-"
-                 + std::to_string(counter.fetch_add(1));
+  admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-" +
+                 std::to_string(counter.fetch_add(1));
   std::string why;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    if (start_once(extra_args, why))
-      return;
+    if (start_once(extra_args, why)) return;
   }
   throw std::runtime_error("the server did not start: " + why);
 }
 
 server_process::~server_process() {
   stop();
-  if (!log_path_.empty())
-    ::unlink(log_path_.c_str());
+  if (!log_path_.empty()) ::unlink(log_path_.c_str());
 }
 
 bool server_process::start_once(const std::vector<std::string>& extra_args,
@@ -208,7 +195,7 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   if (log_path_.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern =
-      std::string{tmp && *tmp ? tmp : "/tmp"} + "/rsv-e2e-XXXXXX";
+        std::string{tmp && *tmp ? tmp : "/tmp"} + "/rsv-e2e-XXXXXX";
     std::vector<char> name(pattern.begin(), pattern.end());
     name.push_back('\0');
     int fd = ::mkstemp(name.data());
@@ -241,24 +228,23 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   exit_code_ = -1;
 
   // Up when our process says it listens on our port and /ready says 200.
-  const auto listening = "listening on 127.0.0.1:" + std::to_string(port_) + " ";
+  const auto listening =
+      "listening on 127.0.0.1:" + std::to_string(port_) + " ";
   auto deadline = std::chrono::steady_clock::now() + 15s;
   bool bound = false;
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      why = "the process exited during start (port " + std::to_string(port_)
-            + "):\n" + log();
+      why = "the process exited during start (port " + std::to_string(port_) +
+            "):\n" + log();
       return false;
     }
-    if (!bound)
-      bound = log().find(listening) != std::string::npos;
+    if (!bound) bound = log().find(listening) != std::string::npos;
     if (bound) {
       try {
         http_connection probe(port_, 1s);
-        if (probe.get("/ready").status == 200)
-          return true;
+        if (probe.get("/ready").status == 200) return true;
       } catch (const std::exception&) {
         // not yet
       }
@@ -273,15 +259,13 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
 }
 
 int server_process::stop(std::chrono::milliseconds deadline) {
-  if (pid_ <= 0)
-    return exit_code_;
+  if (pid_ <= 0) return exit_code_;
   ::kill(pid_, SIGTERM);
   auto until = std::chrono::steady_clock::now() + deadline;
   int status = 0;
   while (true) {
     auto done = ::waitpid(pid_, &status, WNOHANG);
-    if (done == pid_)
-      break;
+    if (done == pid_) break;
     if (done < 0 && errno != EINTR) {
       pid_ = -1;
       exit_code_ = -1;
@@ -312,15 +296,15 @@ std::string server_process::log() const {
 
 std::optional<std::string> http_response::header(std::string_view name) const {
   for (const auto& [key, value] : headers)
-    if (iequals(key, name))
-      return value;
+    if (iequals(key, name)) return value;
   return std::nullopt;
 }
 
 json http_response::body_json() const {
   auto parsed = json::parse(body, nullptr, false);
   if (parsed.is_discarded())
-    throw std::runtime_error("response body is not JSON: " + body.substr(0, 500));
+    throw std::runtime_error("response body is not JSON: " +
+                             body.substr(0, 500));
   return parsed;
 }
 
@@ -328,9 +312,9 @@ std::ostream& operator<<(std::ostream& os, const http_response& response) {
   os << "HTTP " << response.status;
   for (const auto& [name, value] : response.headers)
     os << "\n  " << name << ": " << value;
-  os << "\n  " << (response.body.size() > 2000
-                     ? response.body.substr(0, 2000) + "..."
-                     : response.body);
+  os << "\n  "
+     << (response.body.size() > 2000 ? response.body.substr(0, 2000) + "..."
+                                     : response.body);
   return os;
 }
 
@@ -352,12 +336,12 @@ struct http_connection::impl {
     beast::error_code result;
     stream.expires_after(timeout);
     stream.async_connect(
-      tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
-      [&](beast::error_code ec) { result = ec; });
+        tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
+        [&](beast::error_code ec) { result = ec; });
     run_one(ioc);
     if (result)
-      throw std::runtime_error("connect to port " + std::to_string(port)
-                               + ": " + result.message());
+      throw std::runtime_error("connect to port " + std::to_string(port) +
+                               ": " + result.message());
     stream.socket().set_option(tcp::no_delay(true));
     open = true;
     ++connects;
@@ -366,8 +350,7 @@ struct http_connection::impl {
   beast::tcp_stream& stream() { return *holder; }
 
   void shut() {
-    if (!holder)
-      return;
+    if (!holder) return;
     auto& stream = *holder;
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -378,7 +361,7 @@ struct http_connection::impl {
 
 http_connection::http_connection(unsigned short port,
                                  std::chrono::milliseconds timeout)
-  : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_unique<impl>()) {
   impl_->port = port;
   impl_->timeout = timeout;
   impl_->connect();
@@ -405,8 +388,7 @@ http_response http_connection::request(std::string_view method,
                                        const headers_t& headers,
                                        std::string body) {
   auto& s = *impl_;
-  if (!s.open)
-    s.connect();
+  if (!s.open) s.connect();
   bhttp::request<bhttp::string_body> req;
   req.version(11);
   beast::string_view method_view{method.data(), method.size()};
@@ -421,8 +403,7 @@ http_response http_connection::request(std::string_view method,
     req.insert(name, value);
   bool has_body = !body.empty();
   req.body() = std::move(body);
-  if (has_body || verb == bhttp::verb::post)
-    req.prepare_payload();
+  if (has_body || verb == bhttp::verb::post) req.prepare_payload();
 
   beast::error_code result;
   s.stream().expires_after(s.timeout);
@@ -431,28 +412,26 @@ http_response http_connection::request(std::string_view method,
   run_one(s.ioc);
   if (result) {
     s.shut();
-    throw std::runtime_error(std::string{method} + " " + std::string{target}
-                             + ": write: " + result.message());
+    throw std::runtime_error(std::string{method} + " " + std::string{target} +
+                             ": write: " + result.message());
   }
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(256 * 1024 * 1024);
   parser.header_limit(64 * 1024);
   // A response to a HEAD request has no body.
-  if (verb == bhttp::verb::head)
-    parser.skip(true);
+  if (verb == bhttp::verb::head) parser.skip(true);
   s.stream().expires_after(s.timeout);
   bhttp::async_read(s.stream(), s.buffer, parser,
                     [&](beast::error_code ec, std::size_t) { result = ec; });
   run_one(s.ioc);
   if (result) {
     s.shut();
-    throw std::runtime_error(std::string{method} + " " + std::string{target}
-                             + ": read: " + result.message());
+    throw std::runtime_error(std::string{method} + " " + std::string{target} +
+                             ": read: " + result.message());
   }
   auto message = parser.release();
   auto response = from_beast(message);
-  if (!response.keep_alive)
-    s.shut();
+  if (!response.keep_alive) s.shut();
   return response;
 }
 
@@ -492,15 +471,14 @@ struct raw_connection::impl {
 };
 
 raw_connection::raw_connection(unsigned short port)
-  : impl_(std::make_unique<impl>()) {
+    : impl_(std::make_unique<impl>()) {
   beast::error_code result;
   impl_->stream.expires_after(5s);
   impl_->stream.async_connect(
-    tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
-    [&](beast::error_code ec) { result = ec; });
+      tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
+      [&](beast::error_code ec) { result = ec; });
   run_one(impl_->ioc);
-  if (result)
-    throw std::runtime_error("connect: " + result.message());
+  if (result) throw std::runtime_error("connect: " + result.message());
   impl_->stream.socket().set_option(tcp::no_delay(true));
 }
 
@@ -536,7 +514,8 @@ raw_connection::read_response(std::chrono::milliseconds timeout) {
                     [&](beast::error_code ec, std::size_t) { result = ec; });
   run_one(impl_->ioc);
   if (result) {
-    impl_->error = result == beast::error::timeout ? "timeout" : result.message();
+    impl_->error =
+        result == beast::error::timeout ? "timeout" : result.message();
     return std::nullopt;
   }
   impl_->error.clear();
@@ -549,7 +528,7 @@ bool raw_connection::wait_closed(std::chrono::milliseconds timeout) {
   char scratch[4096];
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      until - std::chrono::steady_clock::now());
+        until - std::chrono::steady_clock::now());
     if (left <= 0ms) {
       impl_->error = "still open";
       return false;
@@ -557,9 +536,8 @@ bool raw_connection::wait_closed(std::chrono::milliseconds timeout) {
     beast::error_code result;
     impl_->stream.expires_after(left);
     impl_->stream.async_read_some(
-      net::buffer(scratch), [&](beast::error_code ec, std::size_t) {
-        result = ec;
-      });
+        net::buffer(scratch),
+        [&](beast::error_code ec, std::size_t) { result = ec; });
     run_one(impl_->ioc);
     if (result == beast::error::timeout) {
       impl_->error = "still open";
@@ -584,25 +562,27 @@ headers_t bearer(std::string_view token) {
 
 std::string unique_email(std::string_view tag) {
   static std::atomic<int> counter{0};
-  return std::string{tag} + "-" + std::to_string(::getpid()) + "-"
-         + std::to_string(counter.fetch_add(1)) + "@e2e.example";
+  return std::string{tag} + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(counter.fetch_add(1)) + "@e2e.example";
 }
 
 customer new_customer(http_connection& http, std::string_view tag) {
   customer who;
   who.email = unique_email(tag);
   who.password = "correct horse battery staple";
-  auto created = http.post("/v1/customers", {{"email", who.email},
-                                             {"password", who.password}});
+  auto created = http.post("/v1/customers",
+                           {{"email", who.email}, {"password", who.password}});
   if (created.status != 201)
-    throw std::runtime_error("POST /v1/customers: " + std::to_string(created.status)
-                             + " " + created.body);
+    throw std::runtime_error(
+        "POST /v1/customers: " + std::to_string(created.status) + " " +
+        created.body);
   who.id = created.body_json().at("customer_id").get<std::string>();
-  auto session = http.post("/v1/sessions", {{"email", who.email},
-                                            {"password", who.password}});
+  auto session = http.post("/v1/sessions",
+                           {{"email", who.email}, {"password", who.password}});
   if (session.status != 201)
-    throw std::runtime_error("POST /v1/sessions: " + std::to_string(session.status)
-                             + " " + session.body);
+    throw std::runtime_error(
+        "POST /v1/sessions: " + std::to_string(session.status) + " " +
+        session.body);
   who.token = session.body_json().at("token").get<std::string>();
   return who;
 }
@@ -613,8 +593,7 @@ json section_json(std::string id, std::int64_t price_cents,
   json out_rows = json::array();
   for (auto& [label, seats] : rows)
     out_rows.push_back({{"label", label}, {"seats", seats}});
-  if (name.empty())
-    name = "Section " + id;
+  if (name.empty()) name = "Section " + id;
   return {{"id", std::move(id)},
           {"name", std::move(name)},
           {"price_cents", price_cents},
@@ -626,8 +605,7 @@ json event_json(std::string id, std::vector<json> sections,
   json body = {{"name", "Event " + id},
                {"starts_at", std::move(starts_at)},
                {"sections", std::move(sections)}};
-  if (!id.empty())
-    body["id"] = std::move(id);
+  if (!id.empty()) body["id"] = std::move(id);
   return body;
 }
 
@@ -635,8 +613,9 @@ json create_event(http_connection& http, const std::string& admin_token,
                   const json& body) {
   auto response = http.post("/v1/events", body, admin_token);
   if (response.status != 201)
-    throw std::runtime_error("POST /v1/events: " + std::to_string(response.status)
-                             + " " + response.body);
+    throw std::runtime_error(
+        "POST /v1/events: " + std::to_string(response.status) + " " +
+        response.body);
   return response.body_json();
 }
 
@@ -664,26 +643,24 @@ http_response hold_quantity(http_connection& http, const customer& who,
 
 std::string seat_map::status(const std::string& id) const {
   for (const auto& [seat, status] : seats)
-    if (seat == id)
-      return status;
+    if (seat == id) return status;
   return "<absent>";
 }
 
 std::vector<std::string> seat_map::with_status(std::string_view status) const {
   std::vector<std::string> out;
   for (const auto& [seat, state] : seats)
-    if (state == status)
-      out.push_back(seat);
+    if (state == status) out.push_back(seat);
   return out;
 }
 
 seat_map get_seat_map(http_connection& http, const std::string& event_id,
                       const std::string& section_id) {
-  auto response = http.get("/v1/events/" + event_id + "/sections/" + section_id
-                           + "/seats");
+  auto response =
+      http.get("/v1/events/" + event_id + "/sections/" + section_id + "/seats");
   if (response.status != 200)
-    throw std::runtime_error("GET seats: " + std::to_string(response.status)
-                             + " " + response.body);
+    throw std::runtime_error("GET seats: " + std::to_string(response.status) +
+                             " " + response.body);
   auto body = response.body_json();
   if (body.at("event_id") != event_id || body.at("section_id") != section_id)
     throw std::runtime_error("seat map of another section: " + response.body);
@@ -705,8 +682,8 @@ counts section_counts(http_connection& http, const std::string& event_id,
                       const std::string& section_id) {
   auto response = http.get("/v1/events/" + event_id);
   if (response.status != 200)
-    throw std::runtime_error("GET event: " + std::to_string(response.status)
-                             + " " + response.body);
+    throw std::runtime_error("GET event: " + std::to_string(response.status) +
+                             " " + response.body);
   auto body = response.body_json();
   for (const auto& section : body.at("sections"))
     if (section.at("id") == section_id)
@@ -720,18 +697,16 @@ std::optional<std::chrono::system_clock::time_point>
 parse_time(std::string_view text) {
   // YYYY-MM-DDTHH:MM:SS[.fraction]Z
   auto digits = [&](std::size_t at, std::size_t n) -> std::optional<int> {
-    if (at + n > text.size())
-      return std::nullopt;
+    if (at + n > text.size()) return std::nullopt;
     int value = 0;
     for (std::size_t i = at; i < at + n; ++i) {
-      if (text[i] < '0' || text[i] > '9')
-        return std::nullopt;
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
       value = value * 10 + (text[i] - '0');
     }
     return value;
   };
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T'
-      || text[13] != ':' || text[16] != ':' || text.back() != 'Z')
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+      text[13] != ':' || text[16] != ':' || text.back() != 'Z')
     return std::nullopt;
   auto year = digits(0, 4), month = digits(5, 2), day = digits(8, 2),
        hour = digits(11, 2), minute = digits(14, 2), second = digits(17, 2);
@@ -743,15 +718,13 @@ parse_time(std::string_view text) {
     ++at;
     std::int64_t scale = 100'000'000;
     while (at < text.size() - 1) {
-      if (text[at] < '0' || text[at] > '9')
-        return std::nullopt;
+      if (text[at] < '0' || text[at] > '9') return std::nullopt;
       fraction += std::chrono::nanoseconds((text[at] - '0') * scale);
       scale /= 10;
       ++at;
     }
   }
-  if (at != text.size() - 1)
-    return std::nullopt;
+  if (at != text.size() - 1) return std::nullopt;
   std::tm tm{};
   tm.tm_year = *year - 1900;
   tm.tm_mon = *month - 1;
@@ -760,9 +733,9 @@ parse_time(std::string_view text) {
   tm.tm_min = *minute;
   tm.tm_sec = *second;
   auto seconds = ::timegm(&tm);
-  return std::chrono::system_clock::from_time_t(seconds)
-         + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-           fraction);
+  return std::chrono::system_clock::from_time_t(seconds) +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             fraction);
 }
 
 ::testing::AssertionResult is_problem(const http_response& response,
@@ -772,20 +745,18 @@ parse_time(std::string_view text) {
            << "expected problem " << status << " " << code << ": " << why
            << "\n got " << response;
   };
-  if (response.status != status)
-    return fail("wrong status");
+  if (response.status != status) return fail("wrong status");
   auto type = response.header("Content-Type").value_or("");
   if (type.rfind("application/problem+json", 0) != 0)
     return fail("Content-Type is not application/problem+json");
   auto body = json::parse(response.body, nullptr, false);
   if (body.is_discarded() || !body.is_object())
     return fail("body is not a JSON object");
-  if (body.value("code", json{}) != code)
-    return fail("wrong code");
+  if (body.value("code", json{}) != code) return fail("wrong code");
   if (body.value("type", json{}) != "urn:rsv:problem:" + std::string{code})
     return fail("wrong type");
-  if (!body.contains("title") || !body["title"].is_string()
-      || body["title"].get<std::string>().empty())
+  if (!body.contains("title") || !body["title"].is_string() ||
+      body["title"].get<std::string>().empty())
     return fail("no title");
   if (!body.contains("detail") || !body["detail"].is_string())
     return fail("no detail");
@@ -799,10 +770,8 @@ bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds interval) {
   auto until = std::chrono::steady_clock::now() + deadline;
   while (true) {
-    if (condition())
-      return true;
-    if (std::chrono::steady_clock::now() >= until)
-      return false;
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
     std::this_thread::sleep_for(interval); // poll interval, not a sync
   }
 }
@@ -816,8 +785,7 @@ void server_test::SetUp() {
 
 void server_test::TearDown() {
   http_.reset();
-  if (!server_)
-    return;
+  if (!server_) return;
   int code = server_->stop();
   EXPECT_EQ(code, 0) << "the server did not exit 0 on SIGTERM";
   if (HasFailure())

@@ -8,16 +8,15 @@
 
 #include <chrono>
 #include <functional>
+#include <gtest/gtest.h>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <sys/types.h>
 
 namespace rsv::e2e {
 
@@ -54,8 +53,7 @@ public:
   std::string log() const;
 
 private:
-  bool start_once(const std::vector<std::string>& extra_args,
-                  std::string& why);
+  bool start_once(const std::vector<std::string>& extra_args, std::string& why);
 
   pid_t pid_ = -1;
   unsigned short port_ = 0;
