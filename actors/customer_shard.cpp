@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 #include <unordered_map>
 
 namespace rsv {
@@ -10,7 +11,7 @@ namespace rsv {
 namespace {
 
 /// An idempotency key's record: in progress until the request finishes.
-struct idempotency_record {
+struct key_state {
   std::string fingerprint;
   bool finished = false;
   stored_response response;
@@ -21,7 +22,7 @@ struct idempotency_record {
 struct customer_data {
   std::unordered_map<std::string, int64_t> seats_by_event; // held + booked
   std::vector<booking_view> bookings; // in confirmation order
-  std::unordered_map<std::string, idempotency_record> idempotency;
+  std::unordered_map<std::string, key_state> idempotency;
 };
 
 struct shard_state {
@@ -38,8 +39,8 @@ constexpr auto purge_interval = std::chrono::seconds(60);
 caf::actor spawn_customer_shard(caf::actor_system& system,
                                 const runtime_deps& deps) {
   auto clock = deps.clock;
-  auto metrics = deps.metrics;
-  auto behavior = [clock, metrics](shard_self* self) -> caf::behavior {
+  auto store = deps.store;
+  auto behavior = [clock, store](shard_self* self) -> caf::behavior {
     self->delayed_send(self, purge_interval, purge_tick_atom::value);
     return {
         [=](reserve_quota_request& req) {
@@ -67,12 +68,18 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           auto& customer = self->state.customers[msg.customer_id];
           customer.seats_by_event = std::move(msg.seats_by_event);
           customer.bookings = std::move(msg.bookings);
+          for (auto& recorded : msg.idempotency) {
+            auto& record = customer.idempotency[recorded.key];
+            record.fingerprint = std::move(recorded.fingerprint);
+            record.finished = true;
+            record.response = std::move(recorded.response);
+            record.finished_at_ms = recorded.created_at_ms;
+          }
         },
-        [=](const release_quota& msg) {
-          auto customer = self->state.customers.find(msg.customer_id);
-          if (customer == self->state.customers.end()) return;
-          auto& used = customer->second.seats_by_event[msg.event_id];
-          used = std::max<int64_t>(0, used - msg.seats);
+        [=](const adjust_quota& msg) {
+          auto& used = self->state.customers[msg.customer_id]
+                           .seats_by_event[msg.event_id];
+          used = std::max<int64_t>(0, used + msg.seats);
         },
         [=](booking_changed& msg) {
           auto& bookings = self->state.customers[msg.customer_id].bookings;
@@ -122,8 +129,19 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
             return;
           }
           it->second.finished = true;
-          it->second.response = std::move(msg.response);
+          it->second.response = msg.response;
           it->second.finished_at_ms = clock->now_ms();
+          if (msg.written) return; // committed with the change it answers
+          // An answer without a change (a 4xx) is written on its own. The
+          // client already has it; if this write is lost, a retry after a
+          // crash runs again and meets the same refusal or a fresh outcome.
+          idempotency_record record{msg.customer_id, msg.key, msg.fingerprint,
+                                    std::move(msg.response),
+                                    it->second.finished_at_ms};
+          store->put_idempotency(record, [](caf::error err) {
+            if (err)
+              spdlog::warn("idempotency record not stored: {}", describe(err));
+          });
         },
         [=](purge_tick_atom) {
           auto cutoff =

@@ -67,6 +67,21 @@ private:
 
 // -- section actor ----------------------------------------------------------
 
+/// Lets a section actor write the answer to a request with an
+/// Idempotency-Key in the same transaction as the change it answers: the
+/// front end passes how it renders the answer, the actor renders it before
+/// the commit and marks the capture written.
+template <class View>
+struct idempotency_capture {
+  std::string key;
+  std::string fingerprint;
+  std::function<stored_response(const View&)> render;
+  std::shared_ptr<std::atomic<bool>> written;
+};
+
+template <class View>
+using idempotency_capture_ptr = std::shared_ptr<const idempotency_capture<View>>;
+
 /// Hold named seats (`seat_ids` non-empty) or the best `quantity` seats.
 /// `quota_reserved` says a customer shard has counted these seats against the
 /// customer's per-event limit and must be told when they are given back.
@@ -76,6 +91,7 @@ struct hold_request {
   uint32_t quantity = 0;
   bool quota_reserved = false;
   reply_fn<hold_view> reply;
+  idempotency_capture_ptr<hold_view> idempotency = nullptr; // may be null
 };
 
 struct get_hold_request {
@@ -96,6 +112,7 @@ struct book_request {
   std::string customer_id;
   uint32_t slot = 0; // the hold's slot
   reply_fn<booking_view> reply;
+  idempotency_capture_ptr<booking_view> idempotency = nullptr; // may be null
 };
 
 struct get_booking_request {
@@ -114,6 +131,12 @@ struct seat_map_request {
   reply_fn<seat_map_view> reply;
 };
 
+/// A section's holds as the store has them, after a failed write of its own
+/// (see store::load_section).
+struct section_reloaded {
+  caf::expected<std::vector<recorded_hold>> holds;
+};
+
 // -- customer shard actor -----------------------------------------------------
 
 /// Count `seats` against the customer's limit in the event, then forward
@@ -130,13 +153,15 @@ struct load_customer {
   std::string customer_id;
   std::unordered_map<std::string, int64_t> seats_by_event;
   std::vector<booking_view> bookings; // oldest first
+  std::vector<idempotency_record> idempotency;
 };
 
-/// Seats that stopped counting against a customer's limit.
-struct release_quota {
+/// Seats that started (positive) or stopped (negative) counting against a
+/// customer's limit outside reserve_quota_request.
+struct adjust_quota {
   std::string customer_id;
   std::string event_id;
-  uint32_t seats = 0;
+  int64_t seats = 0;
 };
 
 /// A booking was confirmed or cancelled: keeps `GET /v1/bookings` current.
@@ -148,13 +173,6 @@ struct booking_changed {
 struct list_bookings_request {
   std::string customer_id;
   reply_fn<std::vector<booking_view>> reply;
-};
-
-/// A stored answer to an idempotent request.
-struct stored_response {
-  unsigned status = 0;
-  std::string body;
-  std::string location;
 };
 
 /// What to do with a request that carries an Idempotency-Key.
@@ -171,13 +189,15 @@ struct idempotency_begin {
 };
 
 /// The request finished: keep its answer (status < 500) or forget the key
-/// (5xx, so that a retry runs again).
+/// (5xx, so that a retry runs again). A kept answer that no change carried
+/// into the store (`written` false) is written by the shard.
 struct idempotency_finish {
   std::string customer_id;
   std::string key;
   std::string fingerprint;
   stored_response response;
   bool keep = false;
+  bool written = false;
 };
 
 // -- accounts actor -----------------------------------------------------------
@@ -227,8 +247,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::book_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_booking_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::cancel_booking_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::seat_map_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::section_reloaded)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::reserve_quota_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::release_quota)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::adjust_quota)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::booking_changed)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::list_bookings_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_begin)
@@ -244,6 +265,10 @@ namespace rsv {
 
 /// Timer message of a section actor: expire the holds that are due.
 using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
+/// A write of the section failed: its memory may be ahead of the store.
+using store_failed_atom = caf::atom_constant<caf::atom("st_failed")>;
+/// Timer message of a stale section: try loading it again.
+using reload_atom = caf::atom_constant<caf::atom("reload")>;
 /// Timer message of a customer shard: purge idempotency records past 24 h.
 using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
 

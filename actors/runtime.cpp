@@ -69,6 +69,11 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
       }
     }
   }
+  for (auto& record : state.idempotency) {
+    auto& customer = customers[record.customer_id];
+    customer.customer_id = record.customer_id;
+    customer.idempotency.push_back(std::move(record));
+  }
   caf::anon_send(accounts_, load_customers{std::move(state.customers)});
   for (auto& [id, customer] : customers) {
     std::sort(customer.bookings.begin(), customer.bookings.end(),

@@ -8,57 +8,116 @@ namespace rsv {
 
 namespace {
 
-/// The state of a section actor: the seats and a flag for its one timer.
+/// The state of a section actor: the seats, a flag for its one timer, and
+/// whether its memory may be ahead of the store.
+///
+/// Reconciling after a failed write: the section reloads itself from the
+/// store rather than retrying the write. A failed commit may still have
+/// committed (the connection can die after COMMIT reached the server), and
+/// later changes in memory may build on the failed one; only the store knows
+/// which, so the store is asked. Until the reload arrives the section is
+/// stale and answers every request 503, so that nothing is told from memory
+/// that the store may lack. The store orders the load after every write the
+/// section queued before it, so the load sees their outcome.
 struct section_actor_state {
   std::unique_ptr<section_state> seats;
   bool timer_pending = false;
+  bool stale = false;          // a write failed; a reload is due
+  bool reload_pending = false; // a load_section is under way
+  millis reload_backoff_ms = 0;
   static inline const char* name = "section";
 };
 
 using section_self = caf::stateful_actor<section_actor_state>;
 
-/// What a committed change means outside the section: metrics, the
-/// customer's limit, the change sink. Runs in the store's acknowledgement,
+constexpr millis reload_backoff_min_ms = 100;
+constexpr millis reload_backoff_max_ms = 5'000;
+
+/// What a committed change means outside the section: the change sink and
+/// the counters of committed changes. Runs in the store's acknowledgement,
 /// which may be on another thread, so it only touches thread-safe things.
 struct after_commit {
+  runtime_deps deps;
+
+  void operator()(const seat_change& change) const {
+    deps.sink->publish(change);
+    auto& m = *deps.metrics;
+    switch (change.kind) {
+    case change_kind::hold_created:
+      m.holds_created.Increment();
+      break;
+    case change_kind::hold_released:
+      m.holds_released.Increment();
+      break;
+    case change_kind::hold_expired:
+      m.holds_expired.Increment();
+      break;
+    case change_kind::booking_confirmed:
+      m.bookings_confirmed.Increment();
+      break;
+    case change_kind::booking_cancelled:
+      m.bookings_cancelled.Increment();
+      break;
+    }
+  }
+};
+
+/// What a change means at once, when it is applied in memory: the active
+/// holds gauge and the customer's limit follow memory, and a reload after a
+/// failed write corrects both by the difference it finds.
+struct on_apply {
   runtime_deps deps;
   std::shared_ptr<const customer_shards> shards;
   bool customer_limit = false;
 
   void operator()(const seat_change& change) const {
-    deps.sink->publish(change);
-    auto& m = *deps.metrics;
-    auto seats = static_cast<uint32_t>(change.seat_indexes.size());
+    auto& active = deps.metrics->holds_active;
     bool gives_back = false;
     switch (change.kind) {
     case change_kind::hold_created:
-      m.holds_created.Increment();
-      m.holds_active.Increment();
+      active.Increment();
       break;
     case change_kind::hold_released:
-      m.holds_released.Increment();
-      m.holds_active.Decrement();
-      gives_back = true;
-      break;
     case change_kind::hold_expired:
-      m.holds_expired.Increment();
-      m.holds_active.Decrement();
+      active.Decrement();
       gives_back = true;
       break;
     case change_kind::booking_confirmed:
-      m.bookings_confirmed.Increment();
-      m.holds_active.Decrement();
+      active.Decrement();
       break;
     case change_kind::booking_cancelled:
-      m.bookings_cancelled.Increment();
       gives_back = true;
       break;
     }
     if (gives_back && customer_limit)
-      caf::anon_send(shards->for_customer(change.customer_id),
-                     release_quota{change.customer_id, change.event_id, seats});
+      caf::anon_send(
+          shards->for_customer(change.customer_id),
+          adjust_quota{change.customer_id, change.event_id,
+                       -static_cast<int64_t>(change.seat_indexes.size())});
   }
 };
+
+/// Attaches the answer of an idempotent request to the change that answers
+/// it, so that both commit in one transaction.
+template <class View>
+void attach_idempotency(const idempotency_capture_ptr<View>& capture,
+                        const View& view, seat_change& change) {
+  if (!capture) return;
+  auto record = std::make_shared<idempotency_record>();
+  record->customer_id = change.customer_id;
+  record->key = capture->key;
+  record->fingerprint = capture->fingerprint;
+  record->response = capture->render(view);
+  record->created_at_ms = change.at_ms;
+  change.idempotency = std::move(record);
+  capture->written->store(true);
+}
+
+caf::error stale_error() {
+  return make_error(errc::unavailable,
+                    std::string{"this section is reloading after a failed "
+                                "write; retry shortly"});
+}
 
 } // namespace
 
@@ -77,40 +136,40 @@ caf::actor spawn_section(caf::actor_system& system,
     self->state.seats->restore(std::move(*restored));
     deps.metrics->holds_active.Increment(
         static_cast<double>(self->state.seats->active_holds()));
-    // Holds that expired while the node was down expire now (and are
-    // written by finish() below).
-    self->state.seats->expire_due(deps.clock->now_ms());
-    entry->publish(self->state.seats->counts());
     deps.metrics->section_actors_live.Increment();
     auto metrics = deps.metrics;
     self->attach_functor([metrics](const caf::error&) {
       metrics->section_actors_live.Decrement();
     });
-    after_commit committed{deps, shards, customer_limit};
+    after_commit committed{deps};
+    on_apply applied{deps, shards, customer_limit};
 
     // Persists a change; `then` runs with the store's verdict. The counts are
     // published first, so that a client that reads the event right after
-    // its answer sees its own change.
-    auto commit = [self, entry, deps,
-                   committed](seat_change change,
-                              std::function<void(caf::error)> then) {
+    // its answer sees its own change. A failed write makes the section stale.
+    auto commit = [self, entry, deps, committed,
+                   applied](seat_change change,
+                            std::function<void(caf::error)> then) {
+      applied(change);
       entry->publish(self->state.seats->counts());
-      deps.store->append(
-          change, [committed, change, then = std::move(then)](caf::error err) {
-            if (!err)
-              committed(change);
-            else
-              spdlog::warn("store write failed: {} of event {} section {} slot "
-                           "{}: {}",
-                           to_string(change.kind), change.event_id,
-                           change.section_id, change.slot, describe(err));
-            then(std::move(err));
-          });
+      auto me = caf::actor_cast<caf::actor>(self);
+      deps.store->append(change, [committed, change, me,
+                                  then = std::move(then)](caf::error err) {
+        if (!err) {
+          committed(change);
+        } else {
+          spdlog::warn("store write failed: {} of event {} section {} slot "
+                       "{}: {}",
+                       to_string(change.kind), change.event_id,
+                       change.section_id, change.slot, describe(err));
+          caf::anon_send(me, store_failed_atom::value);
+        }
+        then(std::move(err));
+      });
     };
 
     // Persists the holds that expired before or during the last operation.
-    // No client waits for these; a failed write is retried by expiry again
-    // only in a durable store (the store issue), here it is logged by count.
+    // No client waits for these; a failed one makes the section reload.
     auto flush_expired = [self, commit] {
       for (auto& change : self->state.seats->take_expired())
         commit(std::move(change), [](caf::error) {});
@@ -128,8 +187,10 @@ caf::actor spawn_section(caf::actor_system& system,
       }
     };
 
-    // Before and after every message: expire what is due, publish counts.
-    auto finish = [self, entry, flush_expired, arm_timer] {
+    // After every message: expire what is due, publish counts.
+    auto finish = [self, entry, deps, flush_expired, arm_timer] {
+      if (self->state.stale) return;
+      self->state.seats->expire_due(deps.clock->now_ms());
       flush_expired();
       entry->publish(self->state.seats->counts());
       arm_timer();
@@ -138,8 +199,10 @@ caf::actor spawn_section(caf::actor_system& system,
     // Answers an operation: errors and no-op outcomes at once, changes only
     // after the store acknowledged them. `notify` runs after the commit and
     // before the answer, so that what it tells is visible to the client's
-    // next request.
-    auto answer = [commit](auto result, auto reply, auto notify) {
+    // next request. `capture`, when set, puts the request's idempotency
+    // record into the change's transaction.
+    auto answer = [commit](auto result, auto reply, auto notify,
+                           const auto& capture) {
       if (!result) {
         reply(std::move(result.error()));
         return;
@@ -148,6 +211,7 @@ caf::actor spawn_section(caf::actor_system& system,
         reply(std::move(result->view));
         return;
       }
+      attach_idempotency(capture, result->view, *result->change);
       commit(std::move(*result->change),
              [reply, notify,
               view = std::move(result->view)](caf::error err) mutable {
@@ -160,6 +224,8 @@ caf::actor spawn_section(caf::actor_system& system,
              });
     };
     auto nothing = [](const auto&) {};
+    const idempotency_capture_ptr<hold_view> no_hold_capture;
+    const idempotency_capture_ptr<booking_view> no_booking_capture;
     // Keeps the customer's `GET /v1/bookings` current.
     auto tell_shard = [shards](const std::string& customer_id) {
       return [shard = shards->for_customer(customer_id),
@@ -168,69 +234,159 @@ caf::actor spawn_section(caf::actor_system& system,
       };
     };
 
+    auto request_reload = [self, entry, deps] {
+      self->state.reload_pending = true;
+      auto me = caf::actor_cast<caf::actor>(self);
+      deps.store->load_section(
+          entry->layout->section_no,
+          [me](caf::expected<std::vector<recorded_hold>> holds) {
+            caf::anon_send(me, section_reloaded{std::move(holds)});
+          });
+    };
+
+    // Swaps in the recorded state and corrects, by the difference, what
+    // followed memory: the active holds gauge, the customers' limits and
+    // their bookings lists.
+    auto adopt = [self, entry, deps, shards, hold_ttl_ms,
+                  customer_limit](std::vector<recorded_hold> holds) {
+      auto fresh = std::make_unique<section_state>(entry->layout, hold_ttl_ms);
+      fresh->restore(std::move(holds));
+      auto& old = *self->state.seats;
+      deps.metrics->holds_active.Increment(
+          static_cast<double>(fresh->active_holds()) -
+          static_cast<double>(old.active_holds()));
+      if (customer_limit) {
+        auto before = old.seats_by_customer();
+        auto after = fresh->seats_by_customer();
+        for (const auto& [customer, seats] : before)
+          after[customer] -= seats;
+        for (const auto& [customer, delta] : after)
+          if (delta != 0)
+            caf::anon_send(shards->for_customer(customer),
+                           adjust_quota{customer, entry->layout->event_id,
+                                        delta});
+      }
+      for (auto& [customer, booking] : fresh->bookings())
+        caf::anon_send(shards->for_customer(customer),
+                       booking_changed{customer, std::move(booking)});
+      self->state.seats = std::move(fresh);
+    };
+
+    // Every request of a stale section is answered 503 at once.
+    auto refuse_if_stale = [self](const auto& reply) {
+      if (!self->state.stale) return false;
+      reply(stale_error());
+      return true;
+    };
+
     finish();
     return {
         [=](hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          auto count = req.seat_ids.empty()
+                           ? req.quantity
+                           : static_cast<uint32_t>(req.seat_ids.size());
+          auto give_back = [&] {
+            if (req.quota_reserved)
+              self->send(shards->for_customer(req.customer_id),
+                         adjust_quota{req.customer_id, entry->layout->event_id,
+                                      -static_cast<int64_t>(count)});
+          };
+          if (refuse_if_stale(req.reply)) {
+            give_back();
+            return;
+          }
           auto now = deps.clock->now_ms();
           auto& seats = *self->state.seats;
           auto result =
               req.seat_ids.empty()
                   ? seats.hold_best(req.customer_id, req.quantity, now)
                   : seats.hold_seats(req.customer_id, req.seat_ids, now);
-          if (!result && req.quota_reserved) {
-            auto count = req.seat_ids.empty()
-                             ? req.quantity
-                             : static_cast<uint32_t>(req.seat_ids.size());
-            self->send(
-                shards->for_customer(req.customer_id),
-                release_quota{req.customer_id, entry->layout->event_id, count});
-          }
-          answer(std::move(result), req.reply, nothing);
+          if (!result) give_back();
+          answer(std::move(result), req.reply, nothing, req.idempotency);
           finish();
         },
         [=](get_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           self->state.seats->expire_due(deps.clock->now_ms());
           req.reply(self->state.seats->get_hold(req.customer_id, req.slot));
           finish();
         },
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           answer(self->state.seats->release_hold(req.customer_id, req.slot,
                                                  deps.clock->now_ms()),
-                 req.reply, nothing);
+                 req.reply, nothing, no_hold_capture);
           finish();
         },
         [=](book_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           answer(self->state.seats->book(req.customer_id, req.slot,
                                          deps.clock->now_ms()),
-                 req.reply, tell_shard(req.customer_id));
+                 req.reply, tell_shard(req.customer_id), req.idempotency);
           finish();
         },
         [=](get_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           self->state.seats->expire_due(deps.clock->now_ms());
           req.reply(self->state.seats->get_booking(req.customer_id, req.slot));
           finish();
         },
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           answer(self->state.seats->cancel_booking(req.customer_id, req.slot,
                                                    deps.clock->now_ms()),
-                 req.reply, tell_shard(req.customer_id));
+                 req.reply, tell_shard(req.customer_id), no_booking_capture);
           finish();
         },
         [=](seat_map_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          if (refuse_if_stale(req.reply)) return;
           self->state.seats->expire_due(deps.clock->now_ms());
           req.reply(self->state.seats->seat_map());
           finish();
         },
         [=](expire_tick_atom) {
           self->state.timer_pending = false;
-          self->state.seats->expire_due(deps.clock->now_ms());
+          finish();
+        },
+        [=](store_failed_atom) {
+          if (self->state.stale) return; // a reload is already coming
+          spdlog::warn("section {} of event {} reloads from the store after a "
+                       "failed write",
+                       entry->layout->section_id, entry->layout->event_id);
+          self->state.stale = true;
+          self->state.reload_backoff_ms = 0;
+          deps.metrics->section_reloads.Increment();
+          request_reload();
+        },
+        [=](reload_atom) {
+          if (self->state.stale && !self->state.reload_pending)
+            request_reload();
+        },
+        [=](section_reloaded& msg) {
+          self->state.reload_pending = false;
+          if (!msg.holds) {
+            auto& backoff = self->state.reload_backoff_ms;
+            backoff = std::clamp<millis>(backoff * 2, reload_backoff_min_ms,
+                                         reload_backoff_max_ms);
+            spdlog::warn("section {} of event {}: reload failed, again in {} "
+                         "ms: {}",
+                         entry->layout->section_id, entry->layout->event_id,
+                         backoff, describe(msg.holds.error()));
+            self->delayed_send(self, std::chrono::milliseconds(backoff),
+                               reload_atom::value);
+            return;
+          }
+          adopt(std::move(*msg.holds));
+          self->state.stale = false;
+          spdlog::info("section {} of event {} reloaded from the store",
+                       entry->layout->section_id, entry->layout->event_id);
           finish();
         },
     };

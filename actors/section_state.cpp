@@ -72,6 +72,25 @@ std::size_t section_state::active_holds() const {
   return count;
 }
 
+std::unordered_map<std::string, int64_t>
+section_state::seats_by_customer() const {
+  std::unordered_map<std::string, int64_t> seats;
+  for (const auto& hold : holds_)
+    if (hold.status == hold_status::active ||
+        (hold.status == hold_status::booked && !hold.cancelled))
+      seats[hold.customer_id] += static_cast<int64_t>(hold.seats.size());
+  return seats;
+}
+
+std::vector<std::pair<std::string, booking_view>>
+section_state::bookings() const {
+  std::vector<std::pair<std::string, booking_view>> out;
+  for (uint32_t slot = 0; slot < holds_.size(); ++slot)
+    if (holds_[slot].status == hold_status::booked)
+      out.emplace_back(holds_[slot].customer_id, booking_of(slot));
+  return out;
+}
+
 seat_status section_state::status_of(uint32_t seat) const {
   auto owner = owner_[seat];
   if (owner == 0) return seat_status::free;

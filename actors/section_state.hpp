@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace rsv {
@@ -86,6 +87,14 @@ public:
   /// Holds now active (after restore: before expire_due).
   std::size_t active_holds() const;
   seat_map_view seat_map() const;
+
+  /// Seats each customer holds or has booked here: what counts against the
+  /// per-customer limit.
+  std::unordered_map<std::string, int64_t> seats_by_customer() const;
+
+  /// Every booking of the section, confirmed or cancelled, in slot order,
+  /// with its customer.
+  std::vector<std::pair<std::string, booking_view>> bookings() const;
   const section_layout& layout() const { return *layout_; }
   std::size_t hold_count() const { return holds_.size(); }
 

@@ -35,6 +35,9 @@ domain_metrics::domain_metrics(prometheus::Registry& registry)
       requests_shed(counter(registry, "rsv_requests_shed_total",
                             "Requests answered 503 because a section's queue "
                             "was full")),
+      section_reloads(counter(registry, "rsv_section_reloads_total",
+                              "Sections reloaded from the store after one of "
+                              "their writes failed")),
       holds_active(gauge(registry, "rsv_holds_active", "Holds now active")),
       section_actors_live(gauge(registry, "rsv_section_actors_live",
                                 "Section actors running on this node")),

@@ -19,6 +19,7 @@ struct domain_metrics {
   prometheus::Counter& bookings_confirmed;
   prometheus::Counter& bookings_cancelled;
   prometheus::Counter& requests_shed; // answered 503 because a queue was full
+  prometheus::Counter& section_reloads; // after a failed write
   prometheus::Gauge& holds_active;
   prometheus::Gauge& section_actors_live;
   prometheus::Gauge& events;

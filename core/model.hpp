@@ -138,6 +138,24 @@ enum class change_kind : uint8_t {
 
 const char* to_string(change_kind kind);
 
+/// An answer to a request that carried an Idempotency-Key.
+struct stored_response {
+  unsigned status = 0;
+  std::string body;
+  std::string location;
+};
+
+/// A customer's idempotency key with the answer it gets again for 24 hours.
+/// The answer to a request that changed seats is written in the transaction
+/// of that change, so a retry after a crash is answered, not run again.
+struct idempotency_record {
+  std::string customer_id;
+  std::string key;
+  std::string fingerprint; // hash of method, target and body
+  stored_response response;
+  millis created_at_ms = 0;
+};
+
 struct seat_change {
   change_kind kind = change_kind::hold_created;
   std::string event_id;
@@ -149,6 +167,8 @@ struct seat_change {
   millis at_ms = 0;
   millis expires_at_ms = 0;
   int64_t amount_cents = 0;
+  /// Set when the change answers a request with an Idempotency-Key.
+  std::shared_ptr<const idempotency_record> idempotency;
 };
 
 } // namespace rsv

@@ -13,12 +13,22 @@
 
 namespace rsv::http {
 
+/// The Idempotency-Key of a request that runs, and whether its answer was
+/// written with the change it reports.
+struct idempotency_scope {
+  std::string key;
+  std::string fingerprint;
+  std::shared_ptr<std::atomic<bool>> written =
+      std::make_shared<std::atomic<bool>>(false);
+};
+
 /// One request on its way through the API.
 struct api::context {
   api_request req;
   route_match match;
   respond_fn done;
   std::string customer_id; // set by require_customer
+  std::shared_ptr<const idempotency_scope> idempotency; // set by idempotent
 };
 
 namespace {
@@ -72,6 +82,25 @@ reply_fn<T> answer(respond_fn done, Render render) {
     else
       done(render(*result));
   }};
+}
+
+/// What a section actor needs to write the answer of an idempotent request
+/// with the change: `render` is the very function that makes the answer.
+template <class View, class Render>
+idempotency_capture_ptr<View>
+capture_for(const std::shared_ptr<const idempotency_scope>& scope,
+            Render render) {
+  if (!scope) return nullptr;
+  auto capture = std::make_shared<idempotency_capture<View>>();
+  capture->key = scope->key;
+  capture->fingerprint = scope->fingerprint;
+  capture->written = scope->written;
+  capture->render = [render](const View& view) {
+    auto response = render(view);
+    return stored_response{response.status, std::move(response.body),
+                           location_of(response)};
+  };
+  return capture;
 }
 
 } // namespace
@@ -231,14 +260,20 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
     case kind::proceed: {
       // The real outcome is recorded even when the client has already
       // been told 503 by its deadline: a retry then learns what happened.
+      auto scope = std::make_shared<idempotency_scope>();
+      scope->key = c.req.idempotency_key;
+      scope->fingerprint = fingerprint;
+      c.idempotency = scope;
       auto inner = std::move(c.done);
-      c.done = [shard, customer = c.customer_id, key = c.req.idempotency_key,
-                fingerprint, inner](api_response response) {
+      c.done = [shard, customer = c.customer_id, scope,
+                inner](api_response response) {
         stored_response stored{response.status, response.body,
                                location_of(response)};
-        caf::anon_send(shard, idempotency_finish{customer, key, fingerprint,
-                                                 std::move(stored),
-                                                 response.status < 500});
+        caf::anon_send(shard,
+                       idempotency_finish{customer, scope->key,
+                                          scope->fingerprint, std::move(stored),
+                                          response.status < 500,
+                                          scope->written->load()});
         inner(std::move(response));
       };
       body(c);
@@ -475,11 +510,15 @@ void api::create_hold(context& ctx) {
                      "this section is overloaded; retry shortly"));
       return;
     }
-    hold_request hold{c.customer_id, std::move(body->seats), body->quantity,
-                      false, answer<hold_view>(c.done, [](const hold_view& h) {
-                        return created(render_hold(h),
-                                       "/v1/holds/" + h.hold_id);
-                      })};
+    auto render = [](const hold_view& h) {
+      return created(render_hold(h), "/v1/holds/" + h.hold_id);
+    };
+    hold_request hold{c.customer_id,
+                      std::move(body->seats),
+                      body->quantity,
+                      false,
+                      answer<hold_view>(c.done, render),
+                      capture_for<hold_view>(c.idempotency, render)};
     if (event->def.max_seats_per_customer)
       caf::anon_send(rt_.shard_for(c.customer_id),
                      reserve_quota_request{event->def.id,
@@ -556,13 +595,14 @@ void api::create_booking(context& ctx) {
     auto ref = parse_hold_id(*hold_id);
     auto section = owner_of(rt_.dir(), ref, c.done, no_such_hold());
     if (!section) return;
-    caf::anon_send(
-        section->actor,
-        book_request{c.customer_id, ref->slot,
-                     answer<booking_view>(c.done, [](const booking_view& b) {
-                       return created(render_booking(b),
-                                      "/v1/bookings/" + b.booking_id);
-                     })});
+    auto render = [](const booking_view& b) {
+      return created(render_booking(b), "/v1/bookings/" + b.booking_id);
+    };
+    caf::anon_send(section->actor,
+                   book_request{c.customer_id, ref->slot,
+                                answer<booking_view>(c.done, render),
+                                capture_for<booking_view>(c.idempotency,
+                                                          render)});
   });
 }
 

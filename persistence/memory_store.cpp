@@ -33,8 +33,57 @@ void memory_store::create_customer(const customer_record&, store_ack done) {
   done(outcome(failing_));
 }
 
-void memory_store::append(const seat_change&, store_ack done) {
+void memory_store::append(const seat_change& change, store_ack done) {
+  if (failing_ || !keep_holds_) {
+    done(outcome(failing_));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto& hold = holds_[change.section_no][change.slot];
+    switch (change.kind) {
+    case change_kind::hold_created:
+      hold.slot = change.slot;
+      hold.customer_id = change.customer_id;
+      hold.seats = change.seat_indexes;
+      hold.expires_at_ms = change.expires_at_ms;
+      break;
+    case change_kind::hold_released:
+      hold.status = hold_status::released;
+      break;
+    case change_kind::hold_expired:
+      hold.status = hold_status::expired;
+      break;
+    case change_kind::booking_confirmed:
+      hold.status = hold_status::booked;
+      hold.booked_at_ms = change.at_ms;
+      break;
+    case change_kind::booking_cancelled:
+      hold.cancelled = true;
+      break;
+    }
+  }
+  done({});
+}
+
+void memory_store::put_idempotency(const idempotency_record&, store_ack done) {
   done(outcome(failing_));
+}
+
+void memory_store::load_section(uint32_t section_no, section_loaded done) {
+  if (failing_ || !keep_holds_) {
+    done(make_error(errc::unavailable,
+                    std::string{failing_ ? "store failing"
+                                         : "the memory store keeps no holds"}));
+    return;
+  }
+  std::vector<recorded_hold> holds;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    for (const auto& [slot, hold] : holds_[section_no])
+      holds.push_back(hold);
+  }
+  done(std::move(holds));
 }
 
 service_state memory_store::health() const {

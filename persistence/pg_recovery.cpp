@@ -1,4 +1,5 @@
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/pg_handles.hpp"
 #include "persistence/recovery.hpp"
 
@@ -35,6 +36,55 @@ hold_status status_of(const std::string& text) {
 }
 
 } // namespace
+
+namespace pg {
+
+caf::expected<holds_by_section> read_holds(PGconn* conn,
+                                           const layout_map& layouts,
+                                           std::optional<uint32_t> section_no) {
+  std::string sql =
+      "SELECT h.section_no, h.slot, h.customer_id, array_to_string(h.seats, "
+      "','), h.status, (extract(epoch FROM h.expires_at) * 1000)::bigint, "
+      "coalesce((extract(epoch FROM b.created_at) * 1000)::bigint, 0), "
+      "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
+      "USING (section_no, slot)";
+  if (section_no) sql += " WHERE h.section_no = " + std::to_string(*section_no);
+  result_ptr holds{PQexec(conn, sql.c_str())};
+  if (PQresultStatus(holds.get()) != PGRES_TUPLES_OK)
+    return make_error(errc::unavailable,
+                      std::string{"reading holds: "} + PQerrorMessage(conn));
+  holds_by_section out;
+  for (int row = 0; row < PQntuples(holds.get()); ++row) {
+    auto no = static_cast<uint32_t>(int_at(holds.get(), row, 0));
+    auto layout = layouts.find(no);
+    if (layout == layouts.end())
+      return make_error(errc::unavailable,
+                        std::string{"a hold of an unknown section"});
+    recorded_hold hold;
+    hold.slot = static_cast<uint32_t>(int_at(holds.get(), row, 1));
+    hold.customer_id = text_at(holds.get(), row, 2);
+    auto seats = text_at(holds.get(), row, 3);
+    for (std::size_t start = 0; start < seats.size();) {
+      auto end = seats.find(',', start);
+      if (end == std::string::npos) end = seats.size();
+      auto index = layout->second->seat_index(seats.substr(start, end - start));
+      if (!index)
+        return make_error(errc::unavailable,
+                          "hold " + std::to_string(hold.slot) +
+                              " names a seat its section lacks");
+      hold.seats.push_back(*index);
+      start = end + 1;
+    }
+    hold.status = status_of(text_at(holds.get(), row, 4));
+    hold.expires_at_ms = int_at(holds.get(), row, 5);
+    hold.booked_at_ms = int_at(holds.get(), row, 6);
+    hold.cancelled = text_at(holds.get(), row, 7) == "cancelled";
+    out[no].push_back(std::move(hold));
+  }
+  return out;
+}
+
+} // namespace pg
 
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   conn_ptr conn{PQconnectdb(dsn.c_str())};
@@ -75,7 +125,7 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   }
 
   // Section layouts turn recorded seat ids back into indexes.
-  std::unordered_map<uint32_t, std::shared_ptr<const section_layout>> layouts;
+  pg::layout_map layouts;
   auto sections = query("SELECT section_no, event_id, id, name, price_cents, "
                         "rows::text FROM sections ORDER BY event_id, position");
   if (!ok(sections)) return fail("reading sections");
@@ -113,39 +163,29 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
         {text_at(customers.get(), row, 0), text_at(customers.get(), row, 1),
          text_at(customers.get(), row, 2), int_at(customers.get(), row, 3)});
 
-  auto holds = query(
-      "SELECT h.section_no, h.slot, h.customer_id, array_to_string(h.seats, "
-      "','), h.status, (extract(epoch FROM h.expires_at) * 1000)::bigint, "
-      "coalesce((extract(epoch FROM b.created_at) * 1000)::bigint, 0), "
-      "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
-      "USING (section_no, slot)");
-  if (!ok(holds)) return fail("reading holds");
-  for (int row = 0; row < PQntuples(holds.get()); ++row) {
-    auto no = static_cast<uint32_t>(int_at(holds.get(), row, 0));
-    auto layout = layouts.find(no);
-    if (layout == layouts.end())
-      return make_error(errc::unavailable,
-                        std::string{"a hold of an unknown section"});
-    recorded_hold hold;
-    hold.slot = static_cast<uint32_t>(int_at(holds.get(), row, 1));
-    hold.customer_id = text_at(holds.get(), row, 2);
-    auto seats = text_at(holds.get(), row, 3);
-    for (std::size_t start = 0; start < seats.size();) {
-      auto end = seats.find(',', start);
-      if (end == std::string::npos) end = seats.size();
-      auto index = layout->second->seat_index(seats.substr(start, end - start));
-      if (!index)
-        return make_error(errc::unavailable,
-                          "hold " + std::to_string(hold.slot) +
-                              " names a seat its section lacks");
-      hold.seats.push_back(*index);
-      start = end + 1;
-    }
-    hold.status = status_of(text_at(holds.get(), row, 4));
-    hold.expires_at_ms = int_at(holds.get(), row, 5);
-    hold.booked_at_ms = int_at(holds.get(), row, 6);
-    hold.cancelled = text_at(holds.get(), row, 7) == "cancelled";
-    state.holds[no].push_back(std::move(hold));
+  auto holds = pg::read_holds(conn.get(), layouts, std::nullopt);
+  if (!holds) return holds.error();
+  state.holds = std::move(*holds);
+
+  // Answers to idempotent requests, for as long as they are replayed.
+  auto records = query(
+      ("SELECT customer_id, key, fingerprint, status, body, location, "
+       "(extract(epoch FROM created_at) * 1000)::bigint FROM "
+       "idempotency_records WHERE created_at > now() - interval '" +
+       std::to_string(limits::idempotency_ttl_seconds) + " seconds'")
+          .c_str());
+  if (!ok(records)) return fail("reading idempotency records");
+  for (int row = 0; row < PQntuples(records.get()); ++row) {
+    idempotency_record record;
+    record.customer_id = text_at(records.get(), row, 0);
+    record.key = text_at(records.get(), row, 1);
+    record.fingerprint = text_at(records.get(), row, 2);
+    record.response.status =
+        static_cast<unsigned>(int_at(records.get(), row, 3));
+    record.response.body = text_at(records.get(), row, 4);
+    record.response.location = text_at(records.get(), row, 5);
+    record.created_at_ms = int_at(records.get(), row, 6);
+    state.idempotency.push_back(std::move(record));
   }
   return state;
 }

@@ -1,9 +1,11 @@
 #include "persistence/pg_store.hpp"
 
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/pg_handles.hpp"
 
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <deque>
 #include <mutex>
@@ -22,9 +24,19 @@ struct event_write {
   std::vector<uint32_t> section_nos;
 };
 
+/// A read of one section's holds, ordered after the writes queued before it.
+struct section_load {
+  uint32_t section_no = 0;
+  section_loaded done;
+};
+
 struct pending_write {
-  std::variant<event_write, customer_record, seat_change> what;
-  store_ack done;
+  std::variant<event_write, customer_record, seat_change, idempotency_record,
+               section_load>
+      what;
+  store_ack done; // empty for a section_load, which answers through its own
+
+  bool is_load() const { return std::holds_alternative<section_load>(what); }
 };
 
 using pg::conn_ptr;
@@ -51,7 +63,8 @@ struct pg_store::impl {
   // Writer thread only: the connection, and the layouts that turn seat
   // indexes into seat ids.
   conn_ptr conn;
-  std::unordered_map<uint32_t, std::shared_ptr<const section_layout>> layouts;
+  pg::layout_map layouts;
+  std::chrono::steady_clock::time_point next_purge{};
   std::thread writer;
 
   // Group commit at work: rows per transaction and the time COMMIT takes.
@@ -125,8 +138,36 @@ struct pg_store::impl {
     return true;
   }
 
+  void render_idempotency(const idempotency_record& record, std::string& sql) {
+    // A record the node forgot (past 24 h in memory, not yet purged here)
+    // is simply replaced.
+    sql += "INSERT INTO idempotency_records VALUES (" +
+           literal(record.customer_id) + ", " + literal(record.key) + ", " +
+           literal(record.fingerprint) + ", " +
+           std::to_string(record.response.status) + ", " +
+           literal(record.response.body) + ", " +
+           literal(record.response.location) + ", " +
+           timestamp(record.created_at_ms) +
+           ") ON CONFLICT (customer_id, key) DO UPDATE SET fingerprint = "
+           "EXCLUDED.fingerprint, status = EXCLUDED.status, body = "
+           "EXCLUDED.body, location = EXCLUDED.location, created_at = "
+           "EXCLUDED.created_at;\n";
+  }
+
   /// Appends the SQL of one write; false when it cannot be written at all.
   bool render(const pending_write& write, std::string& sql) {
+    if (const auto* record = std::get_if<idempotency_record>(&write.what)) {
+      render_idempotency(*record, sql);
+      return true;
+    }
+    if (!render_change(write, sql)) return false;
+    if (const auto* change = std::get_if<seat_change>(&write.what);
+        change != nullptr && change->idempotency)
+      render_idempotency(*change->idempotency, sql);
+    return true;
+  }
+
+  bool render_change(const pending_write& write, std::string& sql) {
     if (const auto* event = std::get_if<event_write>(&write.what)) {
       const auto& def = event->def;
       sql += "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
@@ -244,6 +285,48 @@ struct pg_store::impl {
     state = connect() ? service_state::ok : service_state::down;
   }
 
+  /// Answers a section load; while the database is unreachable, with the
+  /// error (the section retries).
+  void load(section_load& request) {
+    if (!conn && !connect()) {
+      state = service_state::down;
+      request.done(make_error(errc::unavailable,
+                              std::string{"PostgreSQL is unreachable"}));
+      return;
+    }
+    auto holds = pg::read_holds(conn.get(), layouts, request.section_no);
+    if (!holds) {
+      if (PQstatus(conn.get()) != CONNECTION_OK) {
+        state = service_state::down;
+        conn.reset();
+      }
+      request.done(holds.error());
+      return;
+    }
+    state = service_state::ok;
+    request.done(std::move((*holds)[request.section_no]));
+  }
+
+  /// Deletes idempotency records past their 24 hours, at most every ten
+  /// minutes and a bounded number per statement, so that the table stays
+  /// small without a long-running DELETE in the write path.
+  void purge_if_due() {
+    auto now = std::chrono::steady_clock::now();
+    if (!conn || now < next_purge) return;
+    next_purge = now + std::chrono::minutes(10);
+    auto sql = "DELETE FROM idempotency_records WHERE ctid IN (SELECT ctid "
+               "FROM idempotency_records WHERE created_at < now() - "
+               "interval '" +
+               std::to_string(limits::idempotency_ttl_seconds) +
+               " seconds' LIMIT 50000)";
+    result_ptr purged{PQexec(conn.get(), sql.c_str())};
+    if (PQresultStatus(purged.get()) != PGRES_COMMAND_OK)
+      spdlog::warn("purging idempotency records: {}",
+                   PQerrorMessage(conn.get()));
+    else if (auto n = std::atoi(PQcmdTuples(purged.get())); n > 0)
+      spdlog::info("purged {} idempotency records older than 24 h", n);
+  }
+
   void run() {
     state = connect() ? service_state::ok : service_state::down;
     std::vector<pending_write> batch;
@@ -254,14 +337,29 @@ struct pg_store::impl {
                            [this] { return stopping || !queue.empty(); })) {
           lock.unlock();
           check_connection();
+          purge_if_due();
           continue;
         }
         if (queue.empty() && stopping) return;
-        while (!queue.empty() && batch.size() < config.batch_rows_max) {
+        // A section load is a barrier: it runs alone, after the writes
+        // before it, so that it reads what they left.
+        if (queue.front().is_load()) {
           batch.push_back(std::move(queue.front()));
           queue.pop_front();
+        } else {
+          while (!queue.empty() && !queue.front().is_load() &&
+                 batch.size() < config.batch_rows_max) {
+            batch.push_back(std::move(queue.front()));
+            queue.pop_front();
+          }
         }
       }
+      if (batch.front().is_load()) {
+        load(std::get<section_load>(batch.front().what));
+        batch.clear();
+        continue;
+      }
+      purge_if_due();
       if (!conn && !connect()) {
         state = service_state::down;
         // No client waits on an unreachable database: fail the batch now,
@@ -328,6 +426,25 @@ void pg_store::create_customer(const customer_record& record, store_ack done) {
 
 void pg_store::append(const seat_change& change, store_ack done) {
   impl_->push({change, std::move(done)});
+}
+
+void pg_store::put_idempotency(const idempotency_record& record,
+                               store_ack done) {
+  impl_->push({record, std::move(done)});
+}
+
+void pg_store::load_section(uint32_t section_no, section_loaded done) {
+  // The queue's bound does not apply: a load replaces writes, it does not
+  // add to them, and a section must be able to recover.
+  {
+    std::lock_guard<std::mutex> guard{impl_->mutex};
+    if (!impl_->stopping) {
+      impl_->queue.push_back({section_load{section_no, std::move(done)}, {}});
+      impl_->wake.notify_one();
+      return;
+    }
+  }
+  done(make_error(errc::unavailable, std::string{"the store is stopping"}));
 }
 
 void pg_store::learn(const std::vector<recovered_event>& events) {

@@ -43,6 +43,9 @@ public:
                     store_ack done) override;
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
+  void put_idempotency(const idempotency_record& record,
+                       store_ack done) override;
+  void load_section(uint32_t section_no, section_loaded done) override;
   service_state health() const override;
 
   /// Teaches the writer the layouts of recovered events, so that it can

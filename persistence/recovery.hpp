@@ -25,6 +25,8 @@ struct recovered_state {
   std::vector<customer_record> customers;
   /// Every recorded hold, with its booking, by section number.
   std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
+  /// Idempotency records younger than 24 hours.
+  std::vector<idempotency_record> idempotency;
   uint32_t next_section_no = 0;
 };
 

@@ -4,8 +4,13 @@
 
 #include <atomic>
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 #include <string>
 
 namespace rsv {
@@ -18,6 +23,10 @@ const char* to_string(service_state state);
 /// write is durable (as durable as the store is); anything else means it is
 /// not and the client must not be told success.
 using store_ack = std::function<void(caf::error)>;
+
+/// Answers load_section: the section's holds as recorded, or why not.
+using section_loaded =
+    std::function<void(caf::expected<std::vector<recorded_hold>>)>;
 
 /// A customer account as the store keeps it.
 struct customer_record {
@@ -49,29 +58,50 @@ public:
   virtual void create_customer(const customer_record& record,
                                store_ack done) = 0;
 
+  /// Writes a change, with the idempotency record it carries if any, in one
+  /// transaction.
   virtual void append(const seat_change& change, store_ack done) = 0;
+
+  /// Writes an idempotency record that no change carries (a 4xx answer).
+  virtual void put_idempotency(const idempotency_record& record,
+                               store_ack done) = 0;
+
+  /// Reads one section's recorded holds, after every write appended before
+  /// this call has been acknowledged: what a section actor reloads when a
+  /// write of its own failed and its memory may be ahead of the store.
+  virtual void load_section(uint32_t section_no, section_loaded done) = 0;
 
   virtual service_state health() const = 0;
 };
 
 /// Keeps nothing beyond the process: every write is acknowledged at once.
 /// The actor core runs against it in tests and in `--store memory` mode.
-/// Tests can make it fail writes to check that no client is told success.
+/// Tests can make it fail writes to check that no client is told success;
+/// with `keep_holds` it records the holds it acknowledged, so that a section
+/// can reload from it as it would from PostgreSQL.
 class memory_store final : public store {
 public:
+  explicit memory_store(bool keep_holds = false) : keep_holds_(keep_holds) {}
   const char* name() const override { return "memory"; }
   bool durable() const override { return false; }
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
                     store_ack done) override;
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
+  void put_idempotency(const idempotency_record& record,
+                       store_ack done) override;
+  void load_section(uint32_t section_no, section_loaded done) override;
   service_state health() const override;
 
-  /// While failing, every write is answered with errc::unavailable.
+  /// While failing, every write and load is answered with errc::unavailable.
   void set_failing(bool failing) { failing_ = failing; }
 
 private:
+  const bool keep_holds_;
   std::atomic<bool> failing_{false};
+  std::mutex mutex_;
+  // section_no -> slot -> hold; only with keep_holds_. Guarded by mutex_.
+  std::unordered_map<uint32_t, std::map<uint32_t, recorded_hold>> holds_;
 };
 
 } // namespace rsv

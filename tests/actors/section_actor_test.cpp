@@ -163,7 +163,8 @@ protected:
 
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> system;
-  std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
+  // Keeps holds, so that a section can reload from it after a failure.
+  std::shared_ptr<memory_store> store = std::make_shared<memory_store>(true);
   std::shared_ptr<counting_change_sink> sink =
       std::make_shared<counting_change_sink>();
   std::shared_ptr<manual_clock> clock =
@@ -266,6 +267,47 @@ TEST_F(section_actor_test, a_store_failure_is_never_reported_as_success) {
   caf::anon_send(rt->registry(), create_event_request{def, reply.fn()});
   EXPECT_EQ(code_of(reply.get().error()), errc::unavailable);
   EXPECT_FALSE(rt->dir().find_event("another"));
+}
+
+TEST_F(section_actor_test, a_failed_write_makes_the_section_reload_the_store) {
+  auto event = create_event(two_sections(3));
+  auto floor = event->find_section("floor");
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"A-1"}));
+  auto bobs = hold(*event, "floor", "bob", {"A-5"});
+  ASSERT_TRUE(bobs);
+  auto booking = book("bob", bobs->hold_id);
+  ASSERT_TRUE(booking);
+
+  store->set_failing(true);
+  // Applied in memory, refused by the store: the client hears 503...
+  auto lost = hold(*event, "floor", "alice", {"A-2"});
+  EXPECT_EQ(code_of(lost.error()), errc::unavailable);
+  auto not_cancelled = cancel("bob", booking->booking_id);
+  EXPECT_EQ(code_of(not_cancelled.error()), errc::unavailable);
+  // ...and until the store answers, the section answers 503 to everyone
+  // rather than tell what the store may not have.
+  EXPECT_EQ(code_of(get_hold("alice", bobs->hold_id).error()),
+            errc::unavailable);
+  EXPECT_EQ(code_of(hold(*event, "floor", "carol", {"A-3"}).error()),
+            errc::unavailable);
+
+  store->set_failing(false);
+  // The reload brings back what the store has: A-2 free, bob's booking.
+  ASSERT_TRUE(eventually([&] {
+    return static_cast<bool>(hold(*event, "floor", "carol", {"A-2"}));
+  }));
+  auto kept = book("bob", bobs->hold_id); // booking again is not a change
+  EXPECT_EQ(code_of(kept.error()), errc::hold_booked);
+  auto listed = bookings_of("bob");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].status, booking_status::confirmed);
+  EXPECT_EQ(floor->counts().held, 2u);   // alice's A-1 and carol's A-2
+  EXPECT_EQ(floor->counts().booked, 1u); // bob's A-5
+  EXPECT_EQ(floor->counts().free, 17u);
+  // alice's limit (3) counts only what the store has: A-1, then two more.
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"B-1", "B-2"}));
+  EXPECT_EQ(code_of(hold(*event, "balcony", "alice", {"A-9"}).error()),
+            errc::limit_exceeded);
 }
 
 TEST_F(section_actor_test, a_request_that_dies_unanswered_answers_unavailable) {

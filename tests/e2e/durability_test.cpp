@@ -130,5 +130,61 @@ TEST_F(durability_test, acknowledged_changes_survive_kill_minus_nine) {
       << metrics.substr(metrics.find("rsv_store_commit_seconds_count"), 40);
 }
 
+TEST_F(durability_test, idempotent_answers_are_replayed_after_kill_minus_nine) {
+  auto node = std::make_unique<server_process>(args());
+  http_connection http{node->port()};
+  create_event(http, node->admin_token(),
+               event_json("gala", {section_json("floor", 1000, {{"A", 10}})}));
+  auto ann = new_customer(http, "ann");
+  auto bob = new_customer(http, "bob");
+  json hold_body = {
+      {"event_id", "gala"}, {"section_id", "floor"}, {"seats", {"A-1"}}};
+  headers_t hold_key{{"Idempotency-Key", "hold-1"}};
+  auto held = http.post("/v1/holds", hold_body, ann.token, hold_key);
+  ASSERT_EQ(held.status, 201u) << held;
+  json book_body = {{"hold_id", held.body_json()["hold_id"]}};
+  headers_t book_key{{"Idempotency-Key", "book-1"}};
+  auto booked = http.post("/v1/bookings", book_body, ann.token, book_key);
+  ASSERT_EQ(booked.status, 201u) << booked;
+  // A refusal is kept too; it is written after the answer, so wait for it.
+  headers_t taken_key{{"Idempotency-Key", "taken-1"}};
+  auto taken = http.post("/v1/holds", hold_body, bob.token, taken_key);
+  ASSERT_EQ(taken.status, 409u) << taken;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto count = run_command({"psql", "-X", "-At", "-d", database_, "-c",
+                                  "SELECT count(*) FROM idempotency_records"});
+        return count.exit_code == 0 && count.output == "3\n";
+      },
+      10s));
+
+  ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
+  node->stop();
+  node = std::make_unique<server_process>(args());
+  http_connection again{node->port()};
+
+  // The same requests are answered, not run again: byte for byte.
+  auto replayed = again.post("/v1/holds", hold_body, ann.token, hold_key);
+  EXPECT_EQ(replayed.status, 201u) << replayed;
+  EXPECT_EQ(replayed.body, held.body);
+  EXPECT_EQ(replayed.header("Location"), held.header("Location"));
+  EXPECT_EQ(replayed.header("Idempotent-Replayed"), "true");
+  auto rebooked = again.post("/v1/bookings", book_body, ann.token, book_key);
+  EXPECT_EQ(rebooked.status, 201u) << rebooked;
+  EXPECT_EQ(rebooked.body, booked.body);
+  auto refused = again.post("/v1/holds", hold_body, bob.token, taken_key);
+  EXPECT_EQ(refused.status, 409u) << refused;
+  EXPECT_EQ(refused.body, taken.body);
+  // Nothing ran twice: one seat booked, nothing held.
+  auto counts = section_counts(again, "gala", "floor");
+  EXPECT_EQ(counts.booked, 1);
+  EXPECT_EQ(counts.held, 0);
+  // The key is still bound to its request, and to its customer only.
+  json other = {
+      {"event_id", "gala"}, {"section_id", "floor"}, {"seats", {"A-2"}}};
+  EXPECT_EQ(again.post("/v1/holds", other, ann.token, hold_key).status, 422u);
+  EXPECT_EQ(again.post("/v1/holds", other, bob.token, hold_key).status, 201u);
+}
+
 } // namespace
 } // namespace rsv::e2e

@@ -111,6 +111,20 @@ namespace {
 /// standard output and error into `out_fd`; the child dies with this
 /// process. Answers its pid.
 pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
+  // A bare name is looked up in PATH here, before fork, as execvp would.
+  if (!args.empty() && args[0].find('/') == std::string::npos) {
+    const char* path = std::getenv("PATH");
+    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
+    while (!dirs.empty()) {
+      auto dir = dirs.substr(0, dirs.find(':'));
+      dirs.remove_prefix(std::min(dirs.size(), dir.size() + 1));
+      auto candidate = std::string{dir.empty() ? "." : dir} + "/" + args[0];
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        args[0] = candidate;
+        break;
+      }
+    }
+  }
   std::vector<char*> argv;
   for (auto& arg : args)
     argv.push_back(arg.data());

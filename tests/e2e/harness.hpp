@@ -65,8 +65,8 @@ private:
 /// A port that was free a moment ago (bound to 0, read, closed).
 unsigned short pick_free_port();
 
-/// Runs a command (no shell), stdout and stderr together; kills it at the
-/// deadline (exit_code -1 then).
+/// Runs a command (no shell; a bare name is found in PATH), stdout and
+/// stderr together; kills it at the deadline (exit_code -1 then).
 struct command_result {
   int exit_code = -1;
   std::string output;

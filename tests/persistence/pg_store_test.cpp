@@ -221,6 +221,92 @@ TEST_F(pg_store_test, what_was_acknowledged_is_what_recovery_reads) {
   EXPECT_TRUE(balcony[0].cancelled);
 }
 
+TEST_F(pg_store_test, an_idempotency_record_commits_with_its_change) {
+  auto record = std::make_shared<idempotency_record>();
+  record->customer_id = "cus_a";
+  record->key = "key-1";
+  record->fingerprint = "fp";
+  record->response = {201, R"({"hold_id":"hld_0_0"})", "/v1/holds/hld_0_0"};
+  record->created_at_ms = start_ms;
+  auto held = change(change_kind::hold_created, 0, 0, {0});
+  held.idempotency = record;
+  // A change that the database refuses (a seat index the layout lacks is
+  // not refused, an unknown section is): its record must not stay either.
+  auto refused = change(change_kind::hold_created, 7, 0, {0});
+  auto other = std::make_shared<idempotency_record>(*record);
+  other->key = "key-2";
+  refused.idempotency = other;
+  acks acked;
+  store_->append(held, acked.expect());
+  store_->append(refused, acked.expect());
+  store_->put_idempotency({"cus_b", "key-3", "fp3", {409, "{}", ""}, start_ms},
+                          acked.expect());
+  auto errors = acked.wait();
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_FALSE(errors[0]);
+  EXPECT_TRUE(errors[1]);
+  EXPECT_FALSE(errors[2]);
+  EXPECT_EQ(psql("SELECT customer_id, key, status, location FROM "
+                 "idempotency_records ORDER BY key"),
+            "cus_a|key-1|201|/v1/holds/hld_0_0\ncus_b|key-3|409|\n");
+
+  // Recovery reads the records that are younger than 24 hours.
+  psql("UPDATE idempotency_records SET created_at = now()");
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  ASSERT_EQ(state->idempotency.size(), 2u);
+  auto first = state->idempotency[0].key == "key-1" ? state->idempotency[0]
+                                                    : state->idempotency[1];
+  EXPECT_EQ(first.customer_id, "cus_a");
+  EXPECT_EQ(first.fingerprint, "fp");
+  EXPECT_EQ(first.response.body, R"({"hold_id":"hld_0_0"})");
+  EXPECT_EQ(first.response.location, "/v1/holds/hld_0_0");
+}
+
+TEST_F(pg_store_test, records_past_24_hours_are_purged_and_not_recovered) {
+  psql("INSERT INTO idempotency_records VALUES ('cus_a', 'old', 'fp', 201, "
+       "'{}', '', now() - interval '25 hours'), ('cus_a', 'young', 'fp', 201, "
+       "'{}', '', now() - interval '23 hours')");
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  ASSERT_EQ(state->idempotency.size(), 1u);
+  EXPECT_EQ(state->idempotency[0].key, "young");
+  // A writer purges when it starts and every ten minutes after.
+  pg_store another{{dsn_}};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (psql("SELECT count(*) FROM idempotency_records") != "1\n" &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(psql("SELECT key FROM idempotency_records"), "young\n");
+}
+
+TEST_F(pg_store_test, a_section_load_reads_what_the_writes_before_it_left) {
+  acks acked;
+  for (uint32_t slot = 0; slot < 50; ++slot)
+    store_->append(change(change_kind::hold_created, 0, slot, {slot}),
+                   acked.expect());
+  store_->append(change(change_kind::booking_confirmed, 0, 7, {7}),
+                 acked.expect());
+  store_->append(change(change_kind::hold_created, 1, 0, {0}), acked.expect());
+  // Queued right behind the writes, without waiting for them.
+  std::promise<caf::expected<std::vector<recorded_hold>>> loaded;
+  store_->load_section(0, [&](caf::expected<std::vector<recorded_hold>> h) {
+    loaded.set_value(std::move(h));
+  });
+  auto future = loaded.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(30)),
+            std::future_status::ready);
+  auto holds = future.get();
+  ASSERT_TRUE(holds) << describe(holds.error());
+  ASSERT_EQ(holds->size(), 50u);
+  auto booked = std::count_if(holds->begin(), holds->end(), [](const auto& h) {
+    return h.status == hold_status::booked;
+  });
+  EXPECT_EQ(booked, 1);
+  for (const auto& err : acked.wait())
+    EXPECT_FALSE(err) << describe(err);
+}
+
 TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
   pg_store store{{"host=127.0.0.1 port=1 connect_timeout=2"}};
   acks acked;
@@ -229,6 +315,14 @@ TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
   store.create_customer({"cus_1", "a@b.example", "h", 0}, acked.expect());
   for (const auto& err : acked.wait())
     EXPECT_EQ(code_of(err), errc::unavailable);
+  std::promise<caf::expected<std::vector<recorded_hold>>> loaded;
+  store.load_section(0, [&](caf::expected<std::vector<recorded_hold>> holds) {
+    loaded.set_value(std::move(holds));
+  });
+  auto future = loaded.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(30)),
+            std::future_status::ready);
+  EXPECT_EQ(code_of(future.get().error()), errc::unavailable);
   EXPECT_EQ(store.health(), service_state::down);
 }
 
