@@ -199,8 +199,12 @@ int serve(const serve_config& cfg) {
             reply_fn<std::shared_ptr<const event_entry>>{
                 [&created](
                     caf::expected<std::shared_ptr<const event_entry>> e) {
-                  created.set_value(e ? (*e)->def.id + " created"
-                                      : describe(e.error()));
+                  if (e)
+                    created.set_value((*e)->def.id + " created");
+                  else if (code_of(e.error()) == errc::event_exists)
+                    created.set_value("recorded earlier, kept as it is");
+                  else
+                    created.set_value(describe(e.error()));
                 }}});
     if (future.wait_for(std::chrono::seconds(10)) !=
         std::future_status::ready) {
