@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -23,6 +24,10 @@ struct result_deleter {
 
 using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+/// Connects (blocking) with `dsn` (empty: libpq's PG* variables), adding
+/// timeouts and keepalives unless the DSN sets its own. Check PQstatus.
+conn_ptr connect(const std::string& dsn);
 
 using layout_map =
     std::unordered_map<uint32_t, std::shared_ptr<const section_layout>>;

@@ -35,7 +35,7 @@ caf::expected<result_ptr> exec(PGconn* conn, const std::string& sql,
 } // namespace
 
 caf::expected<migration_report> apply_migrations(const std::string& dsn) {
-  conn_ptr conn{PQconnectdb(dsn.c_str())};
+  auto conn = pg::connect(dsn);
   if (PQstatus(conn.get()) != CONNECTION_OK)
     return pg_error("connecting to PostgreSQL", conn.get());
   auto quiet = exec(conn.get(), "SET client_min_messages = warning",

@@ -87,7 +87,7 @@ caf::expected<holds_by_section> read_holds(PGconn* conn,
 } // namespace pg
 
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
-  conn_ptr conn{PQconnectdb(dsn.c_str())};
+  auto conn = pg::connect(dsn);
   auto fail = [&](const std::string& what) {
     return make_error(errc::unavailable,
                       what + ": " + PQerrorMessage(conn.get()));

@@ -122,7 +122,7 @@ struct pg_store::impl {
   }
 
   bool connect() {
-    conn.reset(PQconnectdb(config.dsn.c_str()));
+    conn = pg::connect(config.dsn);
     if (PQstatus(conn.get()) != CONNECTION_OK) {
       spdlog::warn("PostgreSQL unreachable: {}", PQerrorMessage(conn.get()));
       conn.reset();
