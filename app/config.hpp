@@ -13,6 +13,7 @@ struct serve_config {
   std::string admin_token;
   std::string store = "memory";
   std::string pg_dsn;
+  std::string pg_batch_encoding = "multirow"; // or "statements"
   std::string kafka_brokers;
   std::string redis_url;
   std::size_t io_threads = 2;

@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
                    "libpq connection string (else libpq's PG* variables)")
       ->envname("RSV_PG_DSN");
   serve
+      ->add_option("--pg-batch-encoding", cfg.pg_batch_encoding,
+                   "how a group commit becomes SQL: multirow (one statement "
+                   "per kind of row) or statements (one per write)")
+      ->envname("RSV_PG_BATCH_ENCODING")
+      ->check(CLI::IsMember({"multirow", "statements"}))
+      ->capture_default_str();
+  serve
       ->add_option("--kafka-brokers", cfg.kafka_brokers,
                    "Kafka bootstrap servers (empty: Kafka disabled)")
       ->envname("RSV_KAFKA_BROKERS");

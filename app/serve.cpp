@@ -147,6 +147,9 @@ int serve(const serve_config& cfg) {
     recovered = std::move(*loaded);
     pg_store_config pg_cfg;
     pg_cfg.dsn = cfg.pg_dsn;
+    pg_cfg.encoding = cfg.pg_batch_encoding == "statements"
+                          ? batch_encoding::statements
+                          : batch_encoding::multirow;
     pg_cfg.registry = registry;
     auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);

@@ -9,6 +9,10 @@
 
 namespace rsv {
 
+/// How a batch becomes SQL: one statement per write, or one multi-row
+/// statement per kind of row (docs/benchmarks.md compares them).
+enum class batch_encoding { statements, multirow };
+
 struct pg_store_config {
   std::string dsn; // empty: libpq's PG* variables
   /// Rows per transaction at most: bounds a batch's latency and the size of
@@ -19,6 +23,7 @@ struct pg_store_config {
   std::size_t queue_max = 200'000;
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
+  batch_encoding encoding = batch_encoding::multirow;
   /// Where rsv_store_batch_rows and rsv_store_commit_seconds go; may be null.
   std::shared_ptr<prometheus::Registry> registry = nullptr;
 };

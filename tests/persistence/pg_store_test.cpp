@@ -307,6 +307,83 @@ TEST_F(pg_store_test, a_section_load_reads_what_the_writes_before_it_left) {
     EXPECT_FALSE(err) << describe(err);
 }
 
+// Both encodings must leave the same rows, however the writes fall into
+// batches: a mixed workload from one thread, appended without waiting, so
+// that batches mix every kind of row.
+TEST_F(pg_store_test, both_batch_encodings_leave_the_same_rows) {
+  for (auto encoding : {batch_encoding::statements, batch_encoding::multirow}) {
+    bool multirow = encoding == batch_encoding::multirow;
+    uint32_t section = multirow ? 3 : 2;
+    pg_store_config config{dsn_};
+    config.encoding = encoding;
+    pg_store store{config};
+    event_def def;
+    def.id = multirow ? "multirow" : "statements";
+    def.name = def.id;
+    def.starts_at_ms = start_ms;
+    def.sections.push_back({"floor", "Floor", 100, {{"A", 400}}});
+    acks acked;
+    store.create_event(def, {section}, acked.expect());
+    auto at = [&](change_kind kind, uint32_t slot) {
+      auto c = change(kind, 0, slot, {slot});
+      c.event_id = def.id;
+      c.section_no = section;
+      return c;
+    };
+    for (uint32_t slot = 0; slot < 400; ++slot) {
+      auto created = at(change_kind::hold_created, slot);
+      if (slot % 10 == 0) {
+        // Some keys twice in a batch: the last answer wins.
+        auto record = std::make_shared<idempotency_record>();
+        record->customer_id = "cus_" + def.id;
+        record->key = "key-" + std::to_string(slot % 30);
+        record->fingerprint = "fp";
+        record->response = {201, std::to_string(slot), ""};
+        record->created_at_ms = start_ms;
+        created.idempotency = record;
+      }
+      store.append(created, acked.expect());
+      switch (slot % 4) {
+      case 1:
+        store.append(at(change_kind::hold_released, slot), acked.expect());
+        break;
+      case 2:
+        store.append(at(change_kind::hold_expired, slot), acked.expect());
+        break;
+      case 3:
+        store.append(at(change_kind::booking_confirmed, slot), acked.expect());
+        if (slot % 8 == 7)
+          store.append(at(change_kind::booking_cancelled, slot),
+                       acked.expect());
+        break;
+      default:
+        break;
+      }
+    }
+    for (const auto& err : acked.wait())
+      ASSERT_FALSE(err) << describe(err);
+    auto where = " WHERE section_no = " + std::to_string(section);
+    EXPECT_EQ(psql("SELECT status, count(*) FROM holds" + where +
+                   " GROUP BY status ORDER BY status"),
+              "active|100\nbooked|100\nexpired|100\nreleased|100\n")
+        << def.id;
+    EXPECT_EQ(psql("SELECT status, count(*) FROM bookings" + where +
+                   " GROUP BY status ORDER BY status"),
+              "cancelled|50\nconfirmed|50\n")
+        << def.id;
+    EXPECT_EQ(psql("SELECT count(*) FROM bookings" + where +
+                   " AND (status = 'cancelled') <> (cancelled_at IS NOT NULL)"),
+              "0\n");
+    EXPECT_EQ(psql("SELECT seats[1] FROM holds" + where + " AND slot = 123"),
+              "A-124\n");
+    // key-10 was written for slots 10, 40, ..., 370: the last is kept.
+    EXPECT_EQ(psql("SELECT body FROM idempotency_records WHERE customer_id = "
+                   "'cus_" +
+                   def.id + "' AND key = 'key-10'"),
+              "370\n");
+  }
+}
+
 TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
   pg_store store{{"host=127.0.0.1 port=1 connect_timeout=2"}};
   acks acked;
