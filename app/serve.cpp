@@ -130,6 +130,7 @@ int serve(const serve_config& cfg) {
   auto registry = std::make_shared<prometheus::Registry>();
   runtime_deps deps;
   recovered_state recovered;
+  auto recovery_started = std::chrono::steady_clock::now();
   if (postgres) {
     // Migrations and recovery happen before the node listens: until then
     // nothing is served, so nothing can disagree with the database.
@@ -138,7 +139,7 @@ int serve(const serve_config& cfg) {
       spdlog::critical("migrations failed: {}", describe(migrated.error()));
       return 1;
     }
-    auto started = std::chrono::steady_clock::now();
+    recovery_started = std::chrono::steady_clock::now();
     auto loaded = load_recorded_state(cfg.pg_dsn);
     if (!loaded) {
       spdlog::critical("recovery failed: {}", describe(loaded.error()));
@@ -154,10 +155,19 @@ int serve(const serve_config& cfg) {
     auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);
     deps.store = pg;
-    spdlog::info("read {} events, {} customers from PostgreSQL in {} ms",
-                 recovered.events.size(), recovered.customers.size(),
+    std::size_t holds = 0;
+    std::size_t active = 0;
+    for (const auto& section : recovered.holds)
+      for (const auto& hold : section.second) {
+        ++holds;
+        active += hold.status == hold_status::active ? 1 : 0;
+      }
+    spdlog::info("read {} events, {} customers, {} holds ({} active) from "
+                 "PostgreSQL in {} ms",
+                 recovered.events.size(), recovered.customers.size(), holds,
+                 active,
                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - started)
+                     std::chrono::steady_clock::now() - recovery_started)
                      .count());
   } else {
     deps.store = std::make_shared<memory_store>();
@@ -172,7 +182,11 @@ int serve(const serve_config& cfg) {
       spdlog::critical("recovery failed: {}", describe(restored.error()));
       return 1;
     }
-    spdlog::info("recovered {} events", *restored);
+    // From reading to serving state: what a restart after a crash costs.
+    spdlog::info("recovered {} events in {} ms", *restored,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - recovery_started)
+                     .count());
   }
 
   http::api_config api_cfg;
