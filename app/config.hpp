@@ -14,6 +14,7 @@ struct serve_config {
   std::string store = "memory";
   std::string pg_dsn;
   std::string pg_batch_encoding = "multirow"; // or "statements"
+  std::size_t pg_writers = 2;
   std::string kafka_brokers;
   std::string redis_url;
   std::size_t io_threads = 2;

@@ -96,6 +96,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"multirow", "statements"}))
       ->capture_default_str();
   serve
+      ->add_option("--pg-writers", cfg.pg_writers,
+                   "PostgreSQL writer connections, each committing its own "
+                   "batches (sections are spread over them)")
+      ->envname("RSV_PG_WRITERS")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  serve
       ->add_option("--kafka-brokers", cfg.kafka_brokers,
                    "Kafka bootstrap servers (empty: Kafka disabled)")
       ->envname("RSV_KAFKA_BROKERS");

@@ -151,6 +151,7 @@ int serve(const serve_config& cfg) {
     pg_cfg.encoding = cfg.pg_batch_encoding == "statements"
                           ? batch_encoding::statements
                           : batch_encoding::multirow;
+    pg_cfg.writers = cfg.pg_writers;
     pg_cfg.registry = registry;
     auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);

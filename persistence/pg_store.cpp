@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <prometheus/histogram.h>
+#include <shared_mutex>
 #include <spdlog/spdlog.h>
 #include <thread>
 #include <unordered_map>
@@ -53,26 +54,10 @@ std::string timestamp(millis ms) {
 
 } // namespace
 
-/// The writer thread and what it shares with callers.
-struct pg_store::impl {
-  pg_store_config config;
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<pending_write> queue; // guarded by mutex
-  bool stopping = false;           // guarded by mutex
-  std::atomic<service_state> state{service_state::down};
-  // Writer thread only: the connection, and the layouts that turn seat
-  // indexes into seat ids.
-  conn_ptr conn;
-  pg::layout_map layouts;
-  std::chrono::steady_clock::time_point next_purge{};
-  std::thread writer;
-
-  // Group commit at work: rows per transaction and the time COMMIT takes.
-  prometheus::Histogram* batch_rows = nullptr;
-  prometheus::Histogram* commit_seconds = nullptr;
-
-  explicit impl(pg_store_config cfg) : config(std::move(cfg)) {
+/// What every writer shares: the configuration, the metrics, and the
+/// layouts that turn seat indexes into seat ids.
+struct shared_state {
+  explicit shared_state(pg_store_config cfg) : config(std::move(cfg)) {
     if (config.registry) {
       batch_rows =
           &prometheus::BuildHistogram()
@@ -90,17 +75,60 @@ struct pg_store::impl {
                             0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
                             0.25, 0.5, 1, 2.5, 5});
     }
-    writer = std::thread([this] { run(); });
   }
 
-  ~impl() {
+  std::shared_ptr<const section_layout> layout(uint32_t section_no) {
+    std::shared_lock<std::shared_mutex> guard{layouts_mutex};
+    auto it = layouts.find(section_no);
+    return it == layouts.end() ? nullptr : it->second;
+  }
+
+  void learn(std::shared_ptr<const section_layout> layout) {
+    std::unique_lock<std::shared_mutex> guard{layouts_mutex};
+    layouts[layout->section_no] = std::move(layout);
+  }
+
+  pg_store_config config;
+  // Group commit at work: rows per transaction and the time COMMIT takes.
+  prometheus::Histogram* batch_rows = nullptr;
+  prometheus::Histogram* commit_seconds = nullptr;
+
+private:
+  std::shared_mutex layouts_mutex;
+  pg::layout_map layouts; // guarded by layouts_mutex
+};
+
+/// One writer: a connection, its queue and the thread that commits it.
+/// A section's writes and loads always go to the same writer, so they
+/// commit in the order the section made them.
+struct writer {
+  writer(shared_state& shared_state, bool purge_idempotency)
+      : shared(shared_state), config(shared_state.config),
+        purges(purge_idempotency) {
+    thread = std::thread([this] { run(); });
+  }
+
+  ~writer() {
     {
       std::lock_guard<std::mutex> guard{mutex};
       stopping = true;
     }
     wake.notify_all();
-    writer.join();
+    thread.join();
   }
+
+  shared_state& shared;
+  const pg_store_config& config;
+  const bool purges; // this writer deletes old idempotency records
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<pending_write> queue; // guarded by mutex
+  bool stopping = false;           // guarded by mutex
+  std::atomic<service_state> state{service_state::down};
+  // Writer thread only.
+  conn_ptr conn;
+  std::chrono::steady_clock::time_point next_purge{};
+  std::thread thread;
 
   void push(pending_write write) {
     {
@@ -151,12 +179,12 @@ struct pg_store::impl {
   /// A hold's seats as a text[] literal of seat ids; nullopt for a section
   /// the writer does not know.
   std::optional<std::string> seat_array(const seat_change& change) {
-    auto layout = layouts.find(change.section_no);
-    if (layout == layouts.end()) return std::nullopt;
+    auto layout = shared.layout(change.section_no);
+    if (!layout) return std::nullopt;
     std::string seats = "{";
     for (auto index : change.seat_indexes) {
       if (seats.size() > 1) seats += ',';
-      seats += layout->second->seat_id(index);
+      seats += layout->seat_id(index);
     }
     seats += "}";
     return seats;
@@ -368,14 +396,6 @@ struct pg_store::impl {
     return make_error(errc::unavailable, "PostgreSQL: " + message);
   }
 
-  /// Remembers the layouts of events this batch wrote, for later holds.
-  void learn_layouts(const pending_write& write) {
-    if (const auto* event = std::get_if<event_write>(&write.what))
-      for (std::size_t i = 0; i < event->def.sections.size(); ++i)
-        layouts[event->section_nos[i]] = section_layout::make(
-            event->def.id, event->def.sections[i], event->section_nos[i]);
-  }
-
   /// While idle, once a second: is the database still there? Keeps
   /// /health true when no writes come, and reconnects before they do.
   void check_connection() {
@@ -399,6 +419,9 @@ struct pg_store::impl {
                               std::string{"PostgreSQL is unreachable"}));
       return;
     }
+    pg::layout_map layouts;
+    if (auto layout = shared.layout(request.section_no))
+      layouts[request.section_no] = layout;
     auto holds = pg::read_holds(conn.get(), layouts, request.section_no);
     if (!holds) {
       if (PQstatus(conn.get()) != CONNECTION_OK) {
@@ -417,7 +440,7 @@ struct pg_store::impl {
   /// small without a long-running DELETE in the write path.
   void purge_if_due() {
     auto now = std::chrono::steady_clock::now();
-    if (!conn || now < next_purge) return;
+    if (!purges || !conn || now < next_purge) return;
     next_purge = now + std::chrono::minutes(10);
     auto sql = "DELETE FROM idempotency_records WHERE ctid IN (SELECT ctid "
                "FROM idempotency_records WHERE created_at < now() - "
@@ -479,18 +502,17 @@ struct pg_store::impl {
                       [this] { return stopping; });
         continue;
       }
-      for (auto& write : batch)
-        learn_layouts(write);
       std::vector<const pending_write*> all;
       for (const auto& write : batch)
         all.push_back(&write);
       auto started = std::chrono::steady_clock::now();
       auto err = commit(all);
-      if (batch_rows != nullptr) {
-        batch_rows->Observe(static_cast<double>(all.size()));
-        commit_seconds->Observe(std::chrono::duration<double>(
-                                    std::chrono::steady_clock::now() - started)
-                                    .count());
+      if (shared.batch_rows != nullptr) {
+        shared.batch_rows->Observe(static_cast<double>(all.size()));
+        shared.commit_seconds->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                          started)
+                .count());
       }
       if (!err) {
         state = service_state::ok;
@@ -515,6 +537,23 @@ struct pg_store::impl {
   }
 };
 
+/// The writers, and which one a write goes to.
+struct pg_store::impl {
+  explicit impl(pg_store_config config) : shared(std::move(config)) {
+    auto count = std::max<std::size_t>(1, shared.config.writers);
+    for (std::size_t i = 0; i < count; ++i)
+      writers.push_back(std::make_unique<writer>(shared, i == 0));
+  }
+
+  /// A section's writes and loads: always the same writer, so in order.
+  writer& for_section(uint32_t section_no) {
+    return *writers[section_no % writers.size()];
+  }
+
+  shared_state shared;
+  std::vector<std::unique_ptr<writer>> writers;
+};
+
 pg_store::pg_store(pg_store_config config)
     : impl_(std::make_unique<impl>(std::move(config))) {}
 
@@ -522,30 +561,38 @@ pg_store::~pg_store() = default;
 
 void pg_store::create_event(const event_def& def,
                             std::vector<uint32_t> section_nos, store_ack done) {
-  impl_->push({event_write{def, std::move(section_nos)}, std::move(done)});
+  // Every writer may write this event's holds later: learn the layouts now.
+  // The event's sections take requests only after this write is
+  // acknowledged, so no hold comes before its event.
+  for (std::size_t i = 0; i < def.sections.size(); ++i)
+    impl_->shared.learn(
+        section_layout::make(def.id, def.sections[i], section_nos[i]));
+  impl_->writers[0]->push(
+      {event_write{def, std::move(section_nos)}, std::move(done)});
 }
 
 void pg_store::create_customer(const customer_record& record, store_ack done) {
-  impl_->push({record, std::move(done)});
+  impl_->writers[0]->push({record, std::move(done)});
 }
 
 void pg_store::append(const seat_change& change, store_ack done) {
-  impl_->push({change, std::move(done)});
+  impl_->for_section(change.section_no).push({change, std::move(done)});
 }
 
 void pg_store::put_idempotency(const idempotency_record& record,
                                store_ack done) {
-  impl_->push({record, std::move(done)});
+  impl_->writers[0]->push({record, std::move(done)});
 }
 
 void pg_store::load_section(uint32_t section_no, section_loaded done) {
   // The queue's bound does not apply: a load replaces writes, it does not
   // add to them, and a section must be able to recover.
+  auto& w = impl_->for_section(section_no);
   {
-    std::lock_guard<std::mutex> guard{impl_->mutex};
-    if (!impl_->stopping) {
-      impl_->queue.push_back({section_load{section_no, std::move(done)}, {}});
-      impl_->wake.notify_one();
+    std::lock_guard<std::mutex> guard{w.mutex};
+    if (!w.stopping) {
+      w.queue.push_back({section_load{section_no, std::move(done)}, {}});
+      w.wake.notify_one();
       return;
     }
   }
@@ -553,16 +600,16 @@ void pg_store::load_section(uint32_t section_no, section_loaded done) {
 }
 
 void pg_store::learn(const std::vector<recovered_event>& events) {
-  // The writer reads layouts only after taking a batch under the mutex, so
-  // holding it here orders these writes before any use.
-  std::lock_guard<std::mutex> guard{impl_->mutex};
   for (const auto& event : events)
     for (const auto& layout : event.layouts)
-      impl_->layouts[layout->section_no] = layout;
+      impl_->shared.learn(layout);
 }
 
 service_state pg_store::health() const {
-  return impl_->state.load();
+  // Down when any writer is: its sections cannot write.
+  for (const auto& w : impl_->writers)
+    if (w->state.load() != service_state::ok) return service_state::down;
+  return service_state::ok;
 }
 
 } // namespace rsv

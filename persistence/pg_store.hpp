@@ -18,12 +18,16 @@ struct pg_store_config {
   /// Rows per transaction at most: bounds a batch's latency and the size of
   /// its one statement text.
   std::size_t batch_rows_max = 2000;
-  /// Writes waiting for a writer at most; beyond it `append` answers
+  /// Writes waiting for each writer at most; beyond it `append` answers
   /// unavailable at once instead of queueing without bound.
   std::size_t queue_max = 200'000;
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
   batch_encoding encoding = batch_encoding::multirow;
+  /// Writer connections, each committing its own batches; sections are
+  /// spread over them by number. Several let one batch's commit wait on
+  /// the disk while the next is written (docs/benchmarks.md).
+  std::size_t writers = 1;
   /// Where rsv_store_batch_rows and rsv_store_commit_seconds go; may be null.
   std::shared_ptr<prometheus::Registry> registry = nullptr;
 };
@@ -31,12 +35,14 @@ struct pg_store_config {
 /// The durable store: group commit into PostgreSQL.
 ///
 /// Callers (section actors, the registry, the accounts actor) hand writes to
-/// `append` and friends, which only queue them. One writer thread owns the
-/// libpq connection: it takes everything queued (up to batch_rows_max),
-/// writes it as one transaction in one round trip, and acknowledges every
-/// write of the batch after COMMIT returns (synchronous_commit = on), or
-/// with errc::unavailable when the transaction failed. While one batch
-/// commits, the next one gathers: that is the group commit. Thread-safe.
+/// `append` and friends, which only queue them. Each writer thread owns one
+/// libpq connection: it takes everything queued for it (up to
+/// batch_rows_max), writes it as one transaction in one round trip, and
+/// acknowledges every write of the batch after COMMIT returns
+/// (synchronous_commit = on), or with errc::unavailable when the
+/// transaction failed. While one batch commits, the next one gathers: that
+/// is the group commit. A section always writes through the same writer, so
+/// its changes commit in order. Thread-safe.
 class pg_store final : public store {
 public:
   explicit pg_store(pg_store_config config);

@@ -48,7 +48,11 @@ protected:
   void SetUp() override {
     fresh_database::SetUp();
     ASSERT_TRUE(apply_migrations(dsn_));
-    store_ = std::make_unique<pg_store>(pg_store_config{dsn_});
+    // Two writers: the floor (section 0) and the balcony (1) commit through
+    // different connections.
+    pg_store_config config{dsn_};
+    config.writers = 2;
+    store_ = std::make_unique<pg_store>(config);
     event_def def;
     def.id = "concert";
     def.name = "Concert";
@@ -316,6 +320,7 @@ TEST_F(pg_store_test, both_batch_encodings_leave_the_same_rows) {
     uint32_t section = multirow ? 3 : 2;
     pg_store_config config{dsn_};
     config.encoding = encoding;
+    config.writers = multirow ? 3 : 1;
     pg_store store{config};
     event_def def;
     def.id = multirow ? "multirow" : "statements";
