@@ -15,6 +15,7 @@
 #include "load.hpp"
 #include "pg_cluster.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 namespace rsv::e2e {
@@ -238,7 +239,11 @@ protected:
     load.join();
     if (once_back) once_back();
     record.ops = load.operations();
-    std::cout << "[   info   ] PostgreSQL down for "
+    std::chrono::milliseconds slowest{0};
+    for (const auto& op : record.ops)
+      slowest = std::max(slowest, op.latency());
+    std::cout << "[   info   ] slowest answer to the load " << slowest.count()
+              << " ms; PostgreSQL down for "
               << std::chrono::duration_cast<std::chrono::milliseconds>(
                      record.ended - record.began)
                      .count()
@@ -303,11 +308,16 @@ TEST_F(outage_test, every_request_is_answered_in_time_and_writes_resume) {
       << violations.size() << " violations:" << as_lines(violations);
 }
 
-// Fails with the server of this commit: a write whose commit failed stays
-// in the section's memory (the rework that reloads a section from PostgreSQL
-// after a failed commit is under way). A release that was answered 503 frees
-// the seats in memory only, another customer is then answered 201 for them,
-// and after a restart both holds are active on the same seats: sold twice.
+// KNOWN FAILURE, a server bug this test is right about: a write whose
+// commit failed stays in the section's memory (the rework that reloads a
+// section from PostgreSQL after a failed commit is under way). A release or
+// cancellation answered 503 frees the seats in memory only; another
+// customer is then answered 201 for them, so PostgreSQL holds both (view
+// seat_state lists the seat twice), and the restarted server aborts in
+// recovery (actors/section_state.cpp:48, "two records claim one seat"): it
+// cannot start again. Before the restart the server also contradicts
+// itself: a hold "booked" with no booking in GET /v1/bookings, a booking
+// "cancelled" by id and "confirmed" in the list.
 TEST_F(outage_test, acknowledged_changes_survive_the_outage_and_a_restart) {
   // One customer's hold and booking in section q, released and cancelled
   // while PostgreSQL is down (both 503: may or may not have happened); once
@@ -380,10 +390,11 @@ TEST_F(outage_test, acknowledged_changes_survive_the_outage_and_a_restart) {
   check("after the server restarted");
 }
 
-// Fails with the server of this commit, for the reason above: the retry of
-// a release or cancellation that was answered 503 is answered 204 or 200
-// from memory, and the change is gone after a restart; the retry of a
-// booking is answered 409 hold_booked for a booking PostgreSQL never had.
+// KNOWN FAILURE, for the reason above: the retry of a cancellation that
+// was answered 503 is answered 200 from memory (a release, 204) though
+// PostgreSQL never got the change, and the retry of a booking is answered
+// 409 hold_booked for a booking PostgreSQL never had; the restart then
+// fails as above.
 TEST_F(outage_test, retries_after_the_outage_tell_what_happened) {
   outage_record record;
   run_through_outage(record);
