@@ -91,7 +91,7 @@ protected:
   void TearDown() override {
     http_.reset();
     if (node_) {
-      node_->stop();
+      EXPECT_EQ(node_->stop(), 0) << "the server did not exit 0 on SIGTERM";
       if (HasFailure())
         std::cerr << "---- server log ----\n"
                   << node_->log() << "---- end of server log ----\n";
