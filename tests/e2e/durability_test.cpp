@@ -4,7 +4,6 @@
 #include "harness.hpp"
 
 #include <csignal>
-#include <cstdlib>
 #include <gtest/gtest.h>
 
 namespace rsv::e2e {
@@ -12,24 +11,9 @@ namespace {
 
 class durability_test : public ::testing::Test {
 protected:
-  void SetUp() override {
-    ASSERT_NE(std::getenv("PGHOST"), nullptr)
-        << "needs PostgreSQL: run through scripts/test (pg_virtualenv)";
-    database_ = "rsv_e2e_" + std::to_string(::getpid()) + "_" +
-                std::to_string(counter_++);
-    ASSERT_EQ(std::system(("createdb " + database_).c_str()), 0);
-  }
+  std::vector<std::string> args() const { return database_.server_args(); }
 
-  void TearDown() override {
-    std::system(("dropdb --force --if-exists " + database_).c_str());
-  }
-
-  std::vector<std::string> args() const {
-    return {"--store", "postgres", "--pg-dsn", "dbname=" + database_};
-  }
-
-  static inline int counter_ = 0;
-  std::string database_;
+  scratch_database database_;
 };
 
 TEST_F(durability_test, acknowledged_changes_survive_kill_minus_nine) {
@@ -152,8 +136,8 @@ TEST_F(durability_test, idempotent_answers_are_replayed_after_kill_minus_nine) {
   ASSERT_EQ(taken.status, 409u) << taken;
   ASSERT_TRUE(eventually(
       [&] {
-        auto count = run_command({"psql", "-X", "-At", "-d", database_, "-c",
-                                  "SELECT count(*) FROM idempotency_records"});
+        auto count = run_psql(database_.conninfo(),
+                              "SELECT count(*) FROM idempotency_records");
         return count.exit_code == 0 && count.output == "3\n";
       },
       10s));

@@ -16,9 +16,11 @@
 #include <ctime>
 #include <fcntl.h>
 #include <fstream>
+#include <grp.h>
 #include <iostream>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sstream>
 #include <stdexcept>
 #include <sys/prctl.h>
@@ -105,26 +107,36 @@ std::string server_binary() {
   return binary;
 }
 
-namespace {
+os_account find_account(const std::string& name) {
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(),
+                   &found) != 0 ||
+      found == nullptr)
+    throw std::runtime_error("no user account " + name);
+  return {found->pw_uid, found->pw_gid};
+}
 
-/// Starts `args` as a child process with standard input from /dev/null and
-/// standard output and error into `out_fd`; the child dies with this
-/// process. Answers its pid.
-pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
-  // A bare name is looked up in PATH here, before fork, as execvp would.
-  if (!args.empty() && args[0].find('/') == std::string::npos) {
-    const char* path = std::getenv("PATH");
-    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
-    while (!dirs.empty()) {
-      auto dir = dirs.substr(0, dirs.find(':'));
-      dirs.remove_prefix(std::min(dirs.size(), dir.size() + 1));
-      auto candidate = std::string{dir.empty() ? "." : dir} + "/" + args[0];
-      if (::access(candidate.c_str(), X_OK) == 0) {
-        args[0] = candidate;
-        break;
-      }
-    }
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  std::size_t begin = 0;
+  while (begin <= dirs.size()) {
+    auto end = dirs.find(':', begin);
+    if (end == std::string::npos) end = dirs.size();
+    auto dir = dirs.substr(begin, end - begin);
+    auto candidate = (dir.empty() ? std::string{"."} : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    begin = end + 1;
   }
+  throw std::runtime_error(name + " is not in PATH");
+}
+
+pid_t spawn_child(std::vector<std::string> args, int out_fd,
+                  const std::optional<os_account>& as) {
+  if (!args.empty() && args[0].find('/') == std::string::npos)
+    args[0] = find_program(args[0]);
   std::vector<char*> argv;
   for (auto& arg : args)
     argv.push_back(arg.data());
@@ -137,7 +149,11 @@ pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
   if (child < 0)
     throw std::runtime_error("fork: " + std::string{std::strerror(errno)});
   if (child == 0) {
-    // Only async-signal-safe calls until exec.
+    // Only async-signal-safe calls until exec. The account changes first:
+    // a change of user clears the parent-death signal.
+    if (as && (::setgroups(0, nullptr) != 0 || ::setgid(as->gid) != 0 ||
+               ::setuid(as->uid) != 0))
+      ::_exit(126);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     ::dup2(null_fd, 0);
@@ -150,14 +166,28 @@ pid_t spawn_child(std::vector<std::string>& args, int out_fd) {
   return child;
 }
 
-} // namespace
+std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  int status = 0;
+  while (true) {
+    auto done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) return -1; // not our child (any more)
+    if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+    std::this_thread::sleep_for(5ms); // poll interval
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
 
 command_result run_command(std::vector<std::string> args,
-                           std::chrono::milliseconds deadline) {
+                           std::chrono::milliseconds deadline,
+                           const std::optional<os_account>& as) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     throw std::runtime_error("pipe: " + std::string{std::strerror(errno)});
-  pid_t child = spawn_child(args, fds[1]);
+  pid_t child = spawn_child(std::move(args), fds[1], as);
   ::close(fds[1]);
   command_result result;
   auto until = std::chrono::steady_clock::now() + deadline;
@@ -275,35 +305,42 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
 int server_process::stop(std::chrono::milliseconds deadline) {
   if (pid_ <= 0) return exit_code_;
   ::kill(pid_, SIGTERM);
-  auto until = std::chrono::steady_clock::now() + deadline;
-  int status = 0;
-  while (true) {
-    auto done = ::waitpid(pid_, &status, WNOHANG);
-    if (done == pid_) break;
-    if (done < 0 && errno != EINTR) {
-      pid_ = -1;
-      exit_code_ = -1;
-      return exit_code_;
-    }
-    if (std::chrono::steady_clock::now() >= until) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-      exit_code_ = -1;
-      return exit_code_;
-    }
-    std::this_thread::sleep_for(5ms); // poll interval
+  auto code = wait_child(pid_, deadline);
+  if (!code) {
+    ::kill(pid_, SIGKILL);
+    wait_child(pid_, 30s);
   }
   pid_ = -1;
-  if (WIFEXITED(status))
-    exit_code_ = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    exit_code_ = 128 + WTERMSIG(status);
+  exit_code_ = code.value_or(-1);
   return exit_code_;
 }
 
 std::string server_process::log() const {
   return log_path_.empty() ? std::string{} : read_file(log_path_);
+}
+
+// -- PostgreSQL ---------------------------------------------------------------
+
+command_result run_psql(const std::string& conninfo, const std::string& sql) {
+  return run_command({find_program("psql"), "--no-psqlrc", "--quiet",
+                      "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1",
+                      "--dbname=" + conninfo, "--command=" + sql});
+}
+
+scratch_database::scratch_database() {
+  if (std::getenv("PGHOST") == nullptr)
+    throw std::runtime_error(
+        "needs PostgreSQL: run through scripts/test (pg_virtualenv)");
+  static std::atomic<int> counter{0};
+  name_ = "rsv_e2e_" + std::to_string(::getpid()) + "_" +
+          std::to_string(counter.fetch_add(1));
+  auto created = run_command({find_program("createdb"), name_});
+  if (created.exit_code != 0)
+    throw std::runtime_error("createdb " + name_ + ": " + created.output);
+}
+
+scratch_database::~scratch_database() {
+  run_command({find_program("dropdb"), "--force", "--if-exists", name_});
 }
 
 // -- http_response ------------------------------------------------------------

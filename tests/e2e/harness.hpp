@@ -65,6 +65,32 @@ private:
 /// A port that was free a moment ago (bound to 0, read, closed).
 unsigned short pick_free_port();
 
+// -- child processes ----------------------------------------------------------
+
+/// A user account that a child process can run as: tests that run as root
+/// start PostgreSQL as its owner, since PostgreSQL refuses to run as root.
+struct os_account {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+/// The account of that name; throws when there is none.
+os_account find_account(const std::string& name);
+
+/// The absolute path of `name` in PATH; throws when it is not there.
+std::string find_program(const std::string& name);
+
+/// Starts `args` (args[0] an absolute path) as a child process, as `as` when
+/// given, with standard input from /dev/null and standard output and error
+/// into `out_fd`. The child gets SIGKILL when the calling thread ends, so
+/// nothing outlives a test that crashed. Answers its pid; throws on failure.
+pid_t spawn_child(std::vector<std::string> args, int out_fd,
+                  const std::optional<os_account>& as = std::nullopt);
+
+/// Waits at most `deadline` for the child to end and reaps it: its exit
+/// code, or 128 + signal when a signal ended it; nullopt while it runs.
+std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds deadline);
+
 /// Runs a command (no shell; a bare name is found in PATH), stdout and
 /// stderr together; kills it at the deadline (exit_code -1 then).
 struct command_result {
@@ -72,10 +98,41 @@ struct command_result {
   std::string output;
 };
 command_result run_command(std::vector<std::string> args,
-                           std::chrono::milliseconds deadline = 20s);
+                           std::chrono::milliseconds deadline = 20s,
+                           const std::optional<os_account>& as = std::nullopt);
 
 /// The server binary from RSV_BINARY; throws when unset.
 std::string server_binary();
+
+// -- PostgreSQL ---------------------------------------------------------------
+
+/// Runs SQL with psql against `conninfo` (libpq's PG* variables fill in what
+/// it leaves out), stopping at the first error; the output is unaligned
+/// tuples only, one row a line, columns separated by '|'.
+command_result run_psql(const std::string& conninfo, const std::string& sql);
+
+/// A fresh database on the PostgreSQL of libpq's PG* variables (the one
+/// scripts/test starts with pg_virtualenv), dropped with this object.
+class scratch_database {
+public:
+  /// Creates it; throws when PGHOST is unset or createdb fails.
+  scratch_database();
+  ~scratch_database();
+
+  scratch_database(const scratch_database&) = delete;
+  scratch_database& operator=(const scratch_database&) = delete;
+
+  const std::string& name() const { return name_; }
+  /// libpq's connection string of this database.
+  std::string conninfo() const { return "dbname=" + name_; }
+  /// `serve` flags for a server on this database.
+  std::vector<std::string> server_args() const {
+    return {"--store", "postgres", "--pg-dsn", conninfo()};
+  }
+
+private:
+  std::string name_;
+};
 
 // -- HTTP ---------------------------------------------------------------------
 

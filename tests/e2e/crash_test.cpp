@@ -1,0 +1,131 @@
+// Acknowledged means durable, under load: eight clients hold, book, release
+// and cancel at once against the real binary with --store postgres (the
+// PostgreSQL of scripts/test), the process gets SIGKILL at a kill point, and
+// a new process on the same database must show every change a client was
+// answered 2xx for, nothing that contradicts an answer, no seat taken twice,
+// and counts that add up.
+//
+// Each kill point runs on a fresh database and is bounded in time; the
+// clients take connection errors as indeterminate outcomes and stop.
+
+#include "harness.hpp"
+#include "load.hpp"
+
+#include <csignal>
+#include <functional>
+#include <iostream>
+
+namespace rsv::e2e {
+namespace {
+
+struct kill_point {
+  std::string name;
+  load_config::plan plan;
+  /// The server is killed as soon as the load's progress satisfies this.
+  std::function<bool(const load_progress&)> reached;
+};
+
+void PrintTo(const kill_point& point, std::ostream* out) {
+  *out << point.name;
+}
+
+class crash_test : public ::testing::TestWithParam<kill_point> {};
+
+json crash_event() {
+  auto body = event_json(
+      "crash",
+      {section_json("floor", 5000,
+                    {{"A", 30}, {"B", 30}, {"C", 30}, {"D", 30}}),
+       section_json("left", 3000, {{"A", 20}, {"B", 20}, {"C", 20}}),
+       section_json("right", 3000, {{"A", 20}, {"B", 20}, {"C", 20}})});
+  // No hold expires while the test runs: every status comes from a client.
+  body["hold_ttl_seconds"] = 600;
+  return body;
+}
+
+TEST_P(crash_test, acknowledged_changes_survive_kill_minus_nine) {
+  const auto& point = GetParam();
+  scratch_database database;
+  auto args = database.server_args();
+  args.insert(args.end(), {"--request-timeout-ms", "5000"});
+  auto node = std::make_unique<server_process>(args);
+  http_connection http{node->port()};
+  create_event(http, node->admin_token(), crash_event());
+
+  load_config config;
+  config.event_id = "crash";
+  for (const auto* section : {"floor", "left", "right"})
+    config.sections[section] = get_seat_map(http, "crash", section).order;
+  for (int i = 0; i < 8; ++i)
+    config.customers.push_back(new_customer(http, "crash"));
+  config.what = point.plan;
+  config.duration_max = 20s;
+  config.seed = static_cast<unsigned>(std::hash<std::string>{}(point.name));
+
+  load_generator load(node->port(), config);
+  load.start();
+  bool reached = load.wait_for(point.reached, 20s);
+  // No goodbye: the process dies with requests in flight.
+  ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
+  auto at_kill = load.progress();
+  node->stop();
+  auto killed_log = node->log();
+  load.join();
+  ASSERT_TRUE(reached) << "the kill point was never reached: "
+                       << at_kill.acknowledged << " acknowledged, "
+                       << at_kill.bookings_acknowledged << " bookings";
+  auto ops = load.operations();
+  std::cout << "[   info   ] killed at " << at_kill.acknowledged
+            << " acknowledged (" << at_kill.bookings_acknowledged
+            << " bookings); " << summary(ops) << "\n";
+
+  node = std::make_unique<server_process>(args);
+  http_connection again{node->port()};
+  auto violations = check_consistent(ops, observe(again, config, ops));
+  auto in_store = check_store(database.conninfo(), config.event_id);
+  violations.insert(violations.end(), in_store.begin(), in_store.end());
+  EXPECT_TRUE(violations.empty())
+      << violations.size()
+      << " violations after the restart:" << as_lines(violations);
+
+  // The recovered node takes writes, and its new ids are new.
+  auto fresh = hold_quantity(again, config.customers[0], "crash", "floor", 1);
+  ASSERT_TRUE(fresh.status == 201 ||
+              is_problem(fresh, 409, "insufficient_seats"))
+      << fresh;
+  if (fresh.status == 201) {
+    for (const auto& op : ops)
+      EXPECT_NE(op.hold_id, fresh.body_json()["hold_id"]) << op.describe();
+  }
+
+  EXPECT_EQ(node->stop(), 0) << "the restarted server did not exit 0";
+  if (HasFailure())
+    std::cerr << "---- log of the killed server ----\n"
+              << killed_log << "---- log of the restarted server ----\n"
+              << node->log() << "---- end of logs ----\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    kill_points, crash_test,
+    ::testing::Values(
+        // Requests of every client in flight: the first answer has just
+        // arrived.
+        kill_point{"as_the_load_starts", load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 1; }},
+        kill_point{"after_20_acknowledged", load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 20; }},
+        kill_point{
+            "after_200_acknowledged", load_config::plan::mixed,
+            [](const load_progress& p) { return p.acknowledged >= 200; }},
+        // All clients book their holds at once (40 bookings): killed after
+        // the tenth.
+        kill_point{"in_a_booking_burst", load_config::plan::hold_then_book,
+                   [](const load_progress& p) {
+                     return p.bookings_acknowledged >= 10;
+                   }}),
+    [](const ::testing::TestParamInfo<kill_point>& point) {
+      return point.param.name;
+    });
+
+} // namespace
+} // namespace rsv::e2e
