@@ -248,12 +248,16 @@ int serve(const serve_config& cfg) {
   if (!drained)
     spdlog::warn("requests still in flight at the shutdown deadline");
   // Order matters: no new work from I/O threads, then no new work from the
-  // hashing pool, then the actors finish (their late answers land in the
-  // stopped io_contexts and are dropped), then the rest goes.
+  // hashing pool, then the actors finish and the store commits what it has
+  // queued (their late answers land in the stopped io_contexts and are
+  // dropped), then the rest goes.
   server->stop();
   api->stop();
   rt.reset();
   system.await_all_actors_done();
+  // The store's last acknowledgements answer requests through the I/O
+  // threads' io_contexts: deliver them while those still exist.
+  deps.store->close();
   api.reset();
   server.reset();
   spdlog::info("stopped");

@@ -168,12 +168,12 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   state.holds = std::move(*holds);
 
   // Answers to idempotent requests, for as long as they are replayed.
-  auto records = query(
-      ("SELECT customer_id, key, fingerprint, status, body, location, "
-       "(extract(epoch FROM created_at) * 1000)::bigint FROM "
-       "idempotency_records WHERE created_at > now() - interval '" +
-       std::to_string(limits::idempotency_ttl_seconds) + " seconds'")
-          .c_str());
+  auto records =
+      query(("SELECT customer_id, key, fingerprint, status, body, location, "
+             "(extract(epoch FROM created_at) * 1000)::bigint FROM "
+             "idempotency_records WHERE created_at > now() - interval '" +
+             std::to_string(limits::idempotency_ttl_seconds) + " seconds'")
+                .c_str());
   if (!ok(records)) return fail("reading idempotency records");
   for (int row = 0; row < PQntuples(records.get()); ++row) {
     idempotency_record record;

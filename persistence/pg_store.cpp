@@ -108,13 +108,16 @@ struct writer {
     thread = std::thread([this] { run(); });
   }
 
-  ~writer() {
+  ~writer() { stop(); }
+
+  /// Commits what is queued, then ends the thread; later pushes fail.
+  void stop() {
     {
       std::lock_guard<std::mutex> guard{mutex};
       stopping = true;
     }
     wake.notify_all();
-    thread.join();
+    if (thread.joinable()) thread.join();
   }
 
   shared_state& shared;
@@ -131,16 +134,20 @@ struct writer {
   std::thread thread;
 
   void push(pending_write write) {
+    bool stopped = false;
     {
       std::lock_guard<std::mutex> guard{mutex};
+      stopped = stopping;
       if (queue.size() < config.queue_max && !stopping) {
         queue.push_back(std::move(write));
         wake.notify_one();
         return;
       }
     }
-    write.done(make_error(errc::unavailable,
-                          std::string{"the store's write queue is full"}));
+    write.done(
+        make_error(errc::unavailable,
+                   std::string{stopped ? "the store is closed"
+                                       : "the store's write queue is full"}));
   }
 
   std::string literal(const std::string& text) {
@@ -603,6 +610,11 @@ void pg_store::learn(const std::vector<recovered_event>& events) {
   for (const auto& event : events)
     for (const auto& layout : event.layouts)
       impl_->shared.learn(layout);
+}
+
+void pg_store::close() {
+  for (auto& w : impl_->writers)
+    w->stop();
 }
 
 service_state pg_store::health() const {

@@ -58,6 +58,7 @@ public:
                        store_ack done) override;
   void load_section(uint32_t section_no, section_loaded done) override;
   service_state health() const override;
+  void close() override;
 
   /// Teaches the writer the layouts of recovered events, so that it can
   /// write their holds' seat ids. Call before the node serves.

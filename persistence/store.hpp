@@ -9,9 +9,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
-#include <string>
 
 namespace rsv {
 
@@ -72,6 +72,11 @@ public:
   virtual void load_section(uint32_t section_no, section_loaded done) = 0;
 
   virtual service_state health() const = 0;
+
+  /// Stops taking writes, commits what is queued and acknowledges every
+  /// write, then returns (blocking). Later writes are answered unavailable.
+  /// Called at shutdown while the acknowledgements can still be delivered.
+  virtual void close() {}
 };
 
 /// Keeps nothing beyond the process: every write is acknowledged at once.
