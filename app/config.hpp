@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace rsv::app {
 
@@ -16,6 +17,10 @@ struct serve_config {
   std::string pg_batch_encoding = "multirow"; // or "statements"
   std::size_t pg_writers = 2;
   std::string kafka_brokers;
+  std::string kafka_topic = "reservation-events";
+  std::vector<std::string> kafka_properties; // NAME=VALUE
+  int kafka_linger_ms = 5;
+  std::string node_id; // empty: the host name
   std::string redis_url;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;

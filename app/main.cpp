@@ -107,6 +107,29 @@ int main(int argc, char** argv) {
                    "Kafka bootstrap servers (empty: Kafka disabled)")
       ->envname("RSV_KAFKA_BROKERS");
   serve
+      ->add_option("--kafka-topic", cfg.kafka_topic,
+                   "topic of the change events (docs/events.md)")
+      ->envname("RSV_KAFKA_TOPIC")
+      ->capture_default_str();
+  serve
+      ->add_option("--kafka-property", cfg.kafka_properties,
+                   "a librdkafka setting NAME=VALUE, repeatable, e.g. "
+                   "security.protocol=SASL_SSL (docs/operations.md); in the "
+                   "variable, separated by commas")
+      ->envname("RSV_KAFKA_PROPERTIES")
+      ->delimiter(',');
+  serve
+      ->add_option("--kafka-linger-ms", cfg.kafka_linger_ms,
+                   "how long the relay's producer waits to fill a batch")
+      ->envname("RSV_KAFKA_LINGER_MS")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  serve
+      ->add_option("--node-id", cfg.node_id,
+                   "this node's name in the outbox (distinct per node; "
+                   "default: the host name)")
+      ->envname("RSV_NODE_ID");
+  serve
       ->add_option("--redis-url", cfg.redis_url,
                    "redis://host:port (empty: Redis disabled)")
       ->envname("RSV_REDIS_URL");

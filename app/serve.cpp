@@ -5,6 +5,7 @@
 #include "core/metrics.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+#include "messaging/kafka_relay.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
@@ -14,6 +15,7 @@
 #include <future>
 #include <iostream>
 #include <pthread.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -85,10 +87,36 @@ int serve(const serve_config& cfg) {
     spdlog::critical("libsodium failed to initialise");
     return 1;
   }
-  if (!cfg.kafka_brokers.empty() || !cfg.redis_url.empty()) {
-    spdlog::critical("--kafka-brokers and --redis-url are not supported by "
-                     "this build yet; leave them empty");
+  if (!cfg.redis_url.empty()) {
+    spdlog::critical("--redis-url is not supported by this build yet; leave "
+                     "it empty");
     return 2;
+  }
+  bool kafka = !cfg.kafka_brokers.empty();
+  if (kafka && cfg.store != "postgres") {
+    // The relay reads the outbox, which is a PostgreSQL table written in
+    // the transaction of each change: without it there is nothing durable
+    // to relay from.
+    spdlog::critical("--kafka-brokers needs --store postgres: change events "
+                     "go through the outbox table");
+    return 2;
+  }
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+  for (const auto& property : cfg.kafka_properties) {
+    auto equals = property.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      spdlog::critical("--kafka-property {}: expected NAME=VALUE", property);
+      return 2;
+    }
+    kafka_properties.emplace_back(property.substr(0, equals),
+                                  property.substr(equals + 1));
+  }
+  auto node_id = cfg.node_id;
+  if (node_id.empty()) {
+    char name[256] = {};
+    node_id = gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0'
+                  ? std::string{name}
+                  : std::string{"node"};
   }
   std::string host;
   unsigned short port = 0;
@@ -130,6 +158,7 @@ int serve(const serve_config& cfg) {
   auto registry = std::make_shared<prometheus::Registry>();
   runtime_deps deps;
   recovered_state recovered;
+  std::shared_ptr<kafka_relay> relay;
   auto recovery_started = std::chrono::steady_clock::now();
   if (postgres) {
     // Migrations and recovery happen before the node listens: until then
@@ -153,6 +182,29 @@ int serve(const serve_config& cfg) {
                           : batch_encoding::multirow;
     pg_cfg.writers = cfg.pg_writers;
     pg_cfg.registry = registry;
+    if (kafka) {
+      kafka_relay_config relay_cfg;
+      relay_cfg.brokers = cfg.kafka_brokers;
+      relay_cfg.topic = cfg.kafka_topic;
+      relay_cfg.properties = kafka_properties;
+      relay_cfg.linger_ms = cfg.kafka_linger_ms;
+      relay_cfg.registry = registry;
+      relay = std::make_shared<kafka_relay>(std::move(relay_cfg),
+                                            make_pg_outbox_reader(cfg.pg_dsn));
+      pg_cfg.outbox_node = node_id;
+      pg_cfg.on_outbox_commit = [weak = std::weak_ptr<kafka_relay>(relay)] {
+        if (auto r = weak.lock()) r->poke();
+      };
+    }
+    if (relay) {
+      if (auto err = relay->start()) {
+        spdlog::critical("{}", describe(err));
+        return 2;
+      }
+      spdlog::info("relaying change events to Kafka topic {} at {} (outbox "
+                   "streams {}/*)",
+                   cfg.kafka_topic, cfg.kafka_brokers, node_id);
+    }
     auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);
     deps.store = pg;
@@ -196,6 +248,7 @@ int serve(const serve_config& cfg) {
   api_cfg.session_ttl_seconds = cfg.session_ttl_seconds;
   api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
   api_cfg.hash_threads = 1;
+  if (relay) api_cfg.kafka_health = [relay] { return relay->health(); };
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
   http::server_config server_cfg{host, port, cfg.io_threads,
@@ -258,6 +311,9 @@ int serve(const serve_config& cfg) {
   // The store's last acknowledgements answer requests through the I/O
   // threads' io_contexts: deliver them while those still exist.
   deps.store->close();
+  // Everything is committed: give the relay a moment to hand the last rows
+  // to Kafka. What it does not finish stays in the outbox for next time.
+  if (relay) relay->stop(std::chrono::seconds(5));
   api.reset();
   server.reset();
   spdlog::info("stopped");

@@ -2,6 +2,7 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "persistence/outbox.hpp"
 #include "persistence/pg_handles.hpp"
 
 #include <condition_variable>
@@ -102,9 +103,11 @@ private:
 /// A section's writes and loads always go to the same writer, so they
 /// commit in the order the section made them.
 struct writer {
-  writer(shared_state& shared_state, bool purge_idempotency)
-      : shared(shared_state), config(shared_state.config),
-        purges(purge_idempotency) {
+  writer(shared_state& shared_state, std::size_t index)
+      : shared(shared_state), config(shared_state.config), purges(index == 0),
+        stream(config.outbox_node.empty()
+                   ? std::string{}
+                   : config.outbox_node + '/' + std::to_string(index)) {
     thread = std::thread([this] { run(); });
   }
 
@@ -123,6 +126,7 @@ struct writer {
   shared_state& shared;
   const pg_store_config& config;
   const bool purges; // this writer deletes old idempotency records
+  const std::string stream; // its outbox stream; empty: no outbox
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<pending_write> queue; // guarded by mutex
@@ -131,6 +135,11 @@ struct writer {
   // Writer thread only.
   conn_ptr conn;
   std::chrono::steady_clock::time_point next_purge{};
+  // The next outbox row's number in this stream, and the newest row's
+  // time: rows are numbered in commit order and their times never go back,
+  // which is the order the relay reads them in.
+  int64_t next_outbox_seq = 1;
+  millis last_outbox_ms = 0;
   std::thread thread;
 
   void push(pending_write write) {
@@ -171,6 +180,50 @@ struct writer {
       conn.reset();
       return false;
     }
+    if (!stream.empty()) {
+      // A transaction whose connection died may have committed its row:
+      // continue after whatever the stream has.
+      auto sql = "SELECT coalesce(max(seq), 0) FROM outbox WHERE stream = " +
+                 literal(stream);
+      result_ptr last{PQexec(conn.get(), sql.c_str())};
+      if (PQresultStatus(last.get()) != PGRES_TUPLES_OK) {
+        spdlog::warn("PostgreSQL: reading outbox stream {}: {}", stream,
+                     PQerrorMessage(conn.get()));
+        conn.reset();
+        return false;
+      }
+      next_outbox_seq = std::max<int64_t>(
+          next_outbox_seq, std::atoll(PQgetvalue(last.get(), 0, 0)) + 1);
+    }
+    return true;
+  }
+
+  /// The outbox row of a batch: the Kafka records of its changes, or
+  /// nothing when it has none (customers, idempotency records). False when
+  /// a change's section is unknown.
+  bool render_outbox(const std::vector<const pending_write*>& batch,
+                     std::string& sql, millis& created_ms) {
+    std::string payload;
+    int64_t records = 0;
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    for (const auto* write : batch) {
+      if (const auto* event = std::get_if<event_write>(&write->what)) {
+        render_outbox_record(event->def, now_ms, payload);
+        ++records;
+      } else if (const auto* change = std::get_if<seat_change>(&write->what)) {
+        auto layout = shared.layout(change->section_no);
+        if (!layout) return false;
+        render_outbox_record(*change, *layout, payload);
+        ++records;
+      }
+    }
+    if (records == 0) return true;
+    created_ms = std::max(now_ms, last_outbox_ms);
+    sql += "INSERT INTO outbox VALUES (" + literal(stream) + ", " +
+           std::to_string(next_outbox_seq) + ", " + timestamp(created_ms) +
+           ", " + std::to_string(records) + ", " + literal(payload) + ");\n";
     return true;
   }
 
@@ -391,12 +444,22 @@ struct writer {
       for (const auto* write : batch)
         rendered = rendered && render(*write, sql);
     }
+    millis outbox_ms = 0;
+    if (rendered && !stream.empty())
+      rendered = render_outbox(batch, sql, outbox_ms);
     if (!rendered)
       return make_error(errc::unavailable,
                         std::string{"write for an unknown section"});
     sql += "COMMIT;";
     result_ptr result{PQexec(conn.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) == PGRES_COMMAND_OK) return {};
+    if (PQresultStatus(result.get()) == PGRES_COMMAND_OK) {
+      if (outbox_ms != 0) {
+        ++next_outbox_seq;
+        last_outbox_ms = outbox_ms;
+        if (config.on_outbox_commit) config.on_outbox_commit();
+      }
+      return {};
+    }
     std::string message = PQerrorMessage(conn.get());
     // The transaction is aborted; end it so the connection can go on.
     result_ptr rollback{PQexec(conn.get(), "ROLLBACK")};
@@ -549,7 +612,7 @@ struct pg_store::impl {
   explicit impl(pg_store_config config) : shared(std::move(config)) {
     auto count = std::max<std::size_t>(1, shared.config.writers);
     for (std::size_t i = 0; i < count; ++i)
-      writers.push_back(std::make_unique<writer>(shared, i == 0));
+      writers.push_back(std::make_unique<writer>(shared, i));
   }
 
   /// A section's writes and loads: always the same writer, so in order.

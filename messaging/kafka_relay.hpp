@@ -1,0 +1,74 @@
+#pragma once
+
+#include "persistence/outbox.hpp"
+#include "persistence/store.hpp"
+
+#include <caf/error.hpp>
+#include <chrono>
+#include <memory>
+#include <prometheus/registry.h>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rsv {
+
+struct kafka_relay_config {
+  std::string brokers; // bootstrap.servers
+  std::string topic = "reservation-events";
+  /// Further librdkafka settings, e.g. security.protocol=SASL_SSL for MSK
+  /// (docs/operations.md). They win over the defaults below, except that
+  /// idempotence and acks=all cannot be turned off.
+  std::vector<std::pair<std::string, std::string>> properties;
+  /// How long librdkafka waits to fill a batch; measured in
+  /// docs/benchmarks.md.
+  int linger_ms = 5;
+  std::string compression = "lz4";
+  /// A delivery not acknowledged within this is failed and produced again
+  /// from the outbox: it bounds how long a round can wait on dead brokers.
+  int message_timeout_ms = 10'000;
+  /// Outbox rows per round: produced together, then removed together.
+  std::size_t rows_per_round = 500;
+  /// Where the rsv_relay_* metrics go; may be null.
+  std::shared_ptr<prometheus::Registry> registry;
+};
+
+/// The outbox relay: reads the outbox in commit order, produces every record
+/// to Kafka (idempotent producer, acks=all), and removes a row only after
+/// every one of its records has a successful delivery report. After a crash
+/// it starts again from the rows still there, so delivery is at least once;
+/// every record carries its unique id (header `id` and field `id`) so that
+/// consumers drop the rare duplicate.
+///
+/// Lifecycle: `start` (validates the configuration and starts the relay's
+/// thread, which owns the librdkafka producer and the outbox connection),
+/// `poke` from any thread when rows committed, `stop` at shutdown. `health`
+/// from any thread. Blocking work happens only on the relay's thread.
+class kafka_relay {
+public:
+  kafka_relay(kafka_relay_config config, std::unique_ptr<outbox_reader> outbox);
+  ~kafka_relay();
+  kafka_relay(const kafka_relay&) = delete;
+  kafka_relay& operator=(const kafka_relay&) = delete;
+
+  /// Creates the producer and starts relaying. An error for settings
+  /// librdkafka refuses.
+  caf::error start();
+
+  /// New rows were committed: relay them now rather than at the next poll.
+  void poke();
+
+  /// ok while the brokers acknowledge deliveries (or answer while idle),
+  /// down while they do not.
+  service_state health() const;
+
+  /// Relays what the outbox has for at most `drain`, then stops the thread.
+  void stop(std::chrono::milliseconds drain);
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rsv

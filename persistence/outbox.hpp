@@ -1,0 +1,78 @@
+#pragma once
+
+// The transactional outbox (docs/events.md): how a committed change becomes
+// a Kafka record. The writer renders records into the transaction of the
+// change (pg_store); a relay reads them back in commit order and deletes
+// them once Kafka has them (messaging/kafka_relay).
+
+#include "core/model.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rsv {
+
+/// The Kafka record of one change: `id` is unique per change and the same
+/// every time the change is rendered, so consumers drop duplicates by it;
+/// `key` is `event_id/section_id`, so one section's records share a
+/// partition; `value` is the JSON documented in docs/events.md.
+struct outbox_record {
+  std::string_view id;
+  std::string_view key;
+  std::string_view value;
+};
+
+/// Appends the record of `change` to `payload` as one line. `layout` turns
+/// seat indexes into seat ids.
+void render_outbox_record(const seat_change& change,
+                          const section_layout& layout, std::string& payload);
+
+/// Appends the record of a new event (`event.created`) to `payload`.
+void render_outbox_record(const event_def& def, millis at_ms,
+                          std::string& payload);
+
+/// The records of a payload, in order; views into `payload`. Lines that are
+/// not records (which the writer never writes) are skipped.
+std::vector<outbox_record> split_outbox_records(std::string_view payload);
+
+/// One committed batch's records, as the outbox table keeps them.
+struct outbox_row {
+  std::string stream; // `<node id>/<writer>`
+  int64_t seq = 0;    // commit order within the stream
+  millis created_at_ms = 0;
+  std::string payload;
+};
+
+/// What the relay has not delivered yet.
+struct outbox_backlog {
+  int64_t rows = 0;
+  int64_t records = 0;
+  millis oldest_created_at_ms = 0; // 0 when empty
+};
+
+/// The relay's side of the outbox. Blocking calls, for one thread (the
+/// relay's own): implementations hold one database connection.
+class outbox_reader {
+public:
+  virtual ~outbox_reader() = default;
+
+  /// The oldest rows not yet removed, at most `max_rows`, in commit order
+  /// within each stream. Empty while another node relays (only one node
+  /// holds the relay lease) or the outbox is empty.
+  virtual caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) = 0;
+
+  /// Removes rows whose every record Kafka acknowledged.
+  virtual caf::error remove(const std::vector<outbox_row>& rows) = 0;
+
+  virtual caf::expected<outbox_backlog> backlog() = 0;
+};
+
+/// The outbox in PostgreSQL, reached with `dsn` (empty: libpq's PG*
+/// variables). Connects lazily and reconnects after failures.
+std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn);
+
+} // namespace rsv
