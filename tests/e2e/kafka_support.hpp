@@ -1,0 +1,80 @@
+#pragma once
+
+// Kafka for end-to-end tests: the project's own Kafka-protocol broker
+// (rsv-kafka-broker, librdkafka's mock cluster) as a child process, the
+// independent client kcat to read what reached it, and what PostgreSQL says
+// should have.
+
+#include "harness.hpp"
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace rsv::e2e {
+
+/// One rsv-kafka-broker child process (path: RSV_KAFKA_BROKER), killed with
+/// this object. `down` and `up` take its brokers away and back (SIGUSR1,
+/// SIGUSR2) while it keeps what it stored.
+class kafka_broker {
+public:
+  /// Starts it and waits for its bootstrap line; throws on failure.
+  explicit kafka_broker(int partitions = 6);
+  ~kafka_broker();
+
+  kafka_broker(const kafka_broker&) = delete;
+  kafka_broker& operator=(const kafka_broker&) = delete;
+
+  const std::string& bootstrap() const { return bootstrap_; }
+  /// Each waits until the program reports it done; throws after 10 s.
+  void down();
+  void up();
+  std::string log() const;
+
+private:
+  void signal_and_wait(int signal, const std::string& line);
+
+  pid_t pid_ = -1;
+  std::string log_path_;
+  std::string bootstrap_;
+  std::size_t reports_ = 0; // "brokers=" lines seen so far
+};
+
+/// A record as kcat consumed it.
+struct consumed_record {
+  int partition = 0;
+  long long offset = 0;
+  std::string key;
+  std::string id_header; // the record's `id` header
+  json value;            // its value, parsed
+};
+
+/// Every record of `topic` from the beginning, partition by partition in
+/// offset order (kcat -C -e); throws when kcat fails.
+std::vector<consumed_record> consume_all(const std::string& bootstrap,
+                                         const std::string& topic);
+
+/// The ids of the change records that the committed state in PostgreSQL
+/// implies: an event.created per event, a hold.created per hold, a
+/// hold.released or hold.expired per hold in that status, a
+/// booking.confirmed per booking and a booking.cancelled per cancelled one.
+std::set<std::string> committed_change_ids(const std::string& conninfo);
+
+/// Checks consumed records against the committed ids, one line per
+/// violation: after dropping duplicates by id, one record per committed
+/// change and none other; the id header is the value's id; every record of
+/// a key in one partition; per key, times never go back; per hold, created
+/// comes first and booking.confirmed before booking.cancelled.
+std::vector<std::string>
+check_records(const std::vector<consumed_record>& records,
+              const std::set<std::string>& committed);
+
+/// Polls kcat until the topic holds every committed id, or the deadline;
+/// answers the last consumption.
+std::vector<consumed_record>
+consume_until_complete(const std::string& bootstrap, const std::string& topic,
+                       const std::string& conninfo,
+                       std::chrono::milliseconds deadline);
+
+} // namespace rsv::e2e

@@ -1,0 +1,226 @@
+// Change events through the transactional outbox, end to end: the real
+// binary on the PostgreSQL of scripts/test, the project's Kafka-protocol
+// broker (rsv-kafka-broker), and kcat, an independent client, reading what
+// arrived. Every committed change must arrive (checked against the tables in
+// PostgreSQL), once after dropping duplicates by id, in order per section;
+// across kill -9 of the server and an outage of the broker.
+
+#include "harness.hpp"
+#include "kafka_support.hpp"
+#include "load.hpp"
+
+#include <csignal>
+#include <iostream>
+#include <sstream>
+
+namespace rsv::e2e {
+namespace {
+
+const std::string topic = "reservation-events";
+
+json kafka_event() {
+  auto body = event_json(
+      "kafka",
+      {section_json("floor", 5000, {{"A", 30}, {"B", 30}, {"C", 30}}),
+       section_json("left", 3000, {{"A", 20}, {"B", 20}}),
+       section_json("right", 3000, {{"A", 20}, {"B", 20}})});
+  body["hold_ttl_seconds"] = 600;
+  return body;
+}
+
+/// The value of one sample in /metrics text, e.g.
+/// `rsv_relay_lag{unit="rows"}`; nullopt when absent.
+std::optional<double> metric(http_connection& http, const std::string& name) {
+  auto response = http.get("/metrics");
+  std::istringstream in{response.body};
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return std::nullopt;
+}
+
+class kafka_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    broker_ = std::make_unique<kafka_broker>();
+    start_server();
+    create_event(*http_, node_->admin_token(), kafka_event());
+    config_.event_id = "kafka";
+    for (const auto* section : {"floor", "left", "right"})
+      config_.sections[section] = get_seat_map(*http_, "kafka", section).order;
+    for (int i = 0; i < 6; ++i)
+      config_.customers.push_back(new_customer(*http_, "kafka"));
+    config_.what = load_config::plan::mixed;
+    config_.requests_max = 120;
+    config_.duration_max = 20s;
+  }
+
+  void TearDown() override {
+    http_.reset();
+    if (node_) EXPECT_EQ(node_->stop(), 0) << "no exit 0 on SIGTERM";
+    if (HasFailure()) {
+      if (node_) std::cerr << "---- server log ----\n" << node_->log();
+      std::cerr << "---- broker log ----\n" << broker_->log() << "----\n";
+    }
+  }
+
+  void start_server() {
+    auto args = database_.server_args();
+    args.insert(args.end(), {"--kafka-brokers", broker_->bootstrap(),
+                             "--node-id", "kafka-test"});
+    node_ = std::make_unique<server_process>(args);
+    http_ = std::make_unique<http_connection>(node_->port());
+  }
+
+  /// Runs the load to its end and answers every operation.
+  std::vector<operation> run_load(unsigned seed) {
+    auto config = config_;
+    config.seed = seed;
+    load_generator load(node_->port(), config);
+    load.start();
+    load.join();
+    return load.operations();
+  }
+
+  /// Every committed change reaches the topic, and the relay empties the
+  /// outbox behind it.
+  void expect_everything_arrived() {
+    auto records = consume_until_complete(broker_->bootstrap(), topic,
+                                          database_.conninfo(), 30s);
+    auto committed = committed_change_ids(database_.conninfo());
+    auto violations = check_records(records, committed);
+    EXPECT_TRUE(violations.empty()) << violations.size() << " violations in "
+                                    << records.size() << " records:"
+                                    << as_lines(violations);
+    EXPECT_GT(committed.size(), 50u) << "the load committed little";
+    std::cout << "[   info   ] " << committed.size() << " committed changes, "
+              << records.size() << " records consumed\n";
+    EXPECT_TRUE(eventually(
+        [&] {
+          auto left = run_psql(database_.conninfo(),
+                               "SELECT count(*) FROM outbox");
+          return left.exit_code == 0 && left.output == "0\n";
+        },
+        10s))
+        << "relayed rows were not trimmed from the outbox";
+  }
+
+  scratch_database database_;
+  std::unique_ptr<kafka_broker> broker_;
+  std::unique_ptr<server_process> node_;
+  std::unique_ptr<http_connection> http_;
+  load_config config_;
+};
+
+TEST_F(kafka_test, every_committed_change_arrives_once_and_in_order) {
+  auto ops = run_load(11);
+  std::cout << "[   info   ] " << summary(ops) << "\n";
+  // Each kind of change, so that every record type is checked.
+  auto seen = [&](op_kind kind) {
+    for (const auto& op : ops)
+      if (op.kind == kind && op.result == outcome::acknowledged) return true;
+    return false;
+  };
+  EXPECT_TRUE(seen(op_kind::book) && seen(op_kind::release) &&
+              seen(op_kind::cancel))
+      << "the load lacked bookings, releases or cancellations";
+  expect_everything_arrived();
+  if (HasFailure()) return;
+
+  // What a consumer reads about a hold is what the API said about it.
+  auto records = consume_all(broker_->bootstrap(), topic);
+  for (const auto& op : ops) {
+    if (op.kind != op_kind::hold_seats || op.status != 201) continue;
+    auto id = op.body.value("hold_id", std::string{}) + ":hold.created";
+    const consumed_record* found = nullptr;
+    for (const auto& record : records)
+      if (record.value.value("id", std::string{}) == id) found = &record;
+    ASSERT_NE(found, nullptr) << id;
+    EXPECT_EQ(found->value["seats"], op.body["seats"]) << id;
+    EXPECT_EQ(found->value["total_cents"], op.body["total_cents"]) << id;
+    EXPECT_EQ(found->value["expires_at"], op.body["expires_at"]) << id;
+    EXPECT_EQ(found->value["customer_id"],
+              config_.customers[static_cast<std::size_t>(op.client)].id)
+        << id;
+    EXPECT_EQ(found->key, "kafka/" + op.section_id) << id;
+    break;
+  }
+  auto health = http_->get("/health");
+  EXPECT_EQ(health.status, 200u) << health;
+  EXPECT_EQ(health.body_json()["services"]["kafka"], "ok") << health;
+}
+
+TEST_F(kafka_test, kill_minus_nine_while_relaying_loses_nothing) {
+  {
+    auto config = config_;
+    config.seed = 21;
+    load_generator load(node_->port(), config);
+    load.start();
+    ASSERT_TRUE(load.wait_for(
+        [](const load_progress& p) { return p.acknowledged >= 150; }, 20s));
+    // Mid-load: the relay has rows in flight, the outbox has more.
+    ASSERT_EQ(::kill(node_->pid(), SIGKILL), 0);
+    node_->stop();
+    load.join();
+  }
+  http_.reset();
+  start_server();
+  // The restarted node relays what the dead one left, and its own.
+  auto ops = run_load(22);
+  std::cout << "[   info   ] after the restart: " << summary(ops) << "\n";
+  expect_everything_arrived();
+}
+
+TEST_F(kafka_test, bookings_go_on_while_the_broker_is_down) {
+  broker_->down();
+  // /health tells, /ready does not: bookings do not need Kafka.
+  http_response health;
+  EXPECT_TRUE(eventually(
+      [&] {
+        health = http_->get("/health");
+        return health.status == 503;
+      },
+      15s))
+      << "/health did not report Kafka down: " << health;
+  EXPECT_EQ(health.body_json()["services"]["kafka"], "down") << health;
+  EXPECT_EQ(health.body_json()["services"]["store"], "ok") << health;
+  EXPECT_EQ(http_->get("/ready").status, 200u);
+
+  auto ops = run_load(31);
+  std::cout << "[   info   ] while the broker was down: " << summary(ops)
+            << "\n";
+  int acknowledged = 0;
+  for (const auto& op : ops) {
+    EXPECT_TRUE(op.status != 0 && op.status < 500)
+        << "a request failed while only Kafka was down: " << op.describe();
+    acknowledged += op.result == outcome::acknowledged ? 1 : 0;
+  }
+  EXPECT_GT(acknowledged, 100);
+  // The changes wait in the outbox, and /metrics shows how many.
+  std::optional<double> lag;
+  EXPECT_TRUE(eventually(
+      [&] {
+        lag = metric(*http_, "rsv_relay_lag{unit=\"rows\"}");
+        return lag && *lag > 0;
+      },
+      5s))
+      << "rsv_relay_lag{unit=\"rows\"} did not show the backlog";
+  auto records_lag = metric(*http_, "rsv_relay_lag{unit=\"records\"}");
+  EXPECT_TRUE(records_lag && *records_lag >= *lag);
+
+  broker_->up();
+  expect_everything_arrived();
+  EXPECT_TRUE(eventually([&] { return http_->get("/health").status == 200; },
+                         15s))
+      << "/health did not recover";
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto rows = metric(*http_, "rsv_relay_lag{unit=\"rows\"}");
+        return rows && *rows == 0;
+      },
+      5s))
+      << "the relay lag did not return to 0";
+}
+
+} // namespace
+} // namespace rsv::e2e
