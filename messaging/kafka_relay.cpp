@@ -278,6 +278,9 @@ struct kafka_relay::impl {
                     std::chrono::seconds(5);
     while (round.outstanding > 0) {
       rd_kafka_poll(producer.get(), 50);
+      // A round can wait long on brokers that are gone: the backlog the
+      // operator sees must not wait with it.
+      refresh_backlog_if_due();
       if (steady::now() > deadline || past_drain_deadline()) {
         rd_kafka_purge(producer.get(),
                        RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -315,6 +318,13 @@ struct kafka_relay::impl {
         spdlog::error("kafka: {}", describe(err));
     }
     return ok;
+  }
+
+  void refresh_backlog_if_due() {
+    auto now = steady::now();
+    if (now < next_backlog) return;
+    next_backlog = now + std::chrono::seconds(1);
+    refresh_backlog();
   }
 
   void refresh_backlog() {
@@ -364,10 +374,7 @@ struct kafka_relay::impl {
       }
       if (draining && steady::now() >= drain_deadline) break;
       auto now = steady::now();
-      if (now >= next_backlog) {
-        next_backlog = now + std::chrono::seconds(1);
-        refresh_backlog();
-      }
+      refresh_backlog_if_due();
       if (!producer) {
         if (auto err = make_producer()) spdlog::error("kafka: {}", describe(err));
         if (!producer && idle(std::chrono::seconds(1)) && draining) break;

@@ -32,10 +32,10 @@ struct pg_store_config {
   /// The transactional outbox (docs/events.md): when not empty, every
   /// transaction also writes its changes' Kafka records as one outbox row
   /// of stream `<outbox_node>/<writer>`. Empty: no outbox (Kafka disabled).
-  std::string outbox_node;
+  std::string outbox_node = {};
   /// Called on a writer thread after a transaction with an outbox row
   /// committed, so that the relay need not poll; must not block.
-  std::function<void()> on_outbox_commit;
+  std::function<void()> on_outbox_commit = {};
   /// Where rsv_store_batch_rows and rsv_store_commit_seconds go; may be null.
   std::shared_ptr<prometheus::Registry> registry = nullptr;
 };

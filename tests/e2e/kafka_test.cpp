@@ -57,7 +57,9 @@ protected:
 
   void TearDown() override {
     http_.reset();
-    if (node_) EXPECT_EQ(node_->stop(), 0) << "no exit 0 on SIGTERM";
+    if (node_) {
+      EXPECT_EQ(node_->stop(), 0) << "no exit 0 on SIGTERM";
+    }
     if (HasFailure()) {
       if (node_) std::cerr << "---- server log ----\n" << node_->log();
       std::cerr << "---- broker log ----\n" << broker_->log() << "----\n";
