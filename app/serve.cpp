@@ -15,10 +15,10 @@
 #include <future>
 #include <iostream>
 #include <pthread.h>
-#include <unistd.h>
 #include <sodium.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 namespace rsv::app {
 

@@ -129,7 +129,8 @@ struct kafka_relay::impl {
     auto& round = *ticket->round;
     --round.outstanding;
     if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (round.failed++ == 0) round.first_error = rd_kafka_err2str(message->err);
+      if (round.failed++ == 0)
+        round.first_error = rd_kafka_err2str(message->err);
       return;
     }
     --round.rows[ticket->row].outstanding;
@@ -205,8 +206,8 @@ struct kafka_relay::impl {
       return make_error(errc::validation_failed,
                         std::string{"kafka producer: "} + errstr);
     }
-    topic_ptr handle{rd_kafka_topic_new(rk.get(), config.topic.c_str(),
-                                        nullptr)};
+    topic_ptr handle{
+        rd_kafka_topic_new(rk.get(), config.topic.c_str(), nullptr)};
     if (!handle)
       return make_error(errc::validation_failed,
                         "kafka topic " + config.topic + ": " +
@@ -294,9 +295,9 @@ struct kafka_relay::impl {
       if (records_relayed != nullptr) {
         records_relayed->Increment(static_cast<double>(total));
         for (const auto& row : round.rows)
-          delivery_seconds->Observe(
-              static_cast<double>(std::max<millis>(0, now - row.created_at_ms)) /
-              1000.0);
+          delivery_seconds->Observe(static_cast<double>(std::max<millis>(
+                                        0, now - row.created_at_ms)) /
+                                    1000.0);
       }
     } else {
       brokers_up = false;
@@ -314,8 +315,7 @@ struct kafka_relay::impl {
                     reason);
       topic.reset();
       producer.reset();
-      if (auto err = make_producer())
-        spdlog::error("kafka: {}", describe(err));
+      if (auto err = make_producer()) spdlog::error("kafka: {}", describe(err));
     }
     return ok;
   }
@@ -332,12 +332,11 @@ struct kafka_relay::impl {
     if (!backlog || lag_rows == nullptr) return;
     lag_rows->Set(static_cast<double>(backlog->rows));
     lag_records->Set(static_cast<double>(backlog->records));
-    lag_seconds->Set(
-        backlog->rows == 0
-            ? 0.0
-            : static_cast<double>(
-                  std::max<millis>(0, now_ms() - backlog->oldest_created_at_ms)) /
-                  1000.0);
+    lag_seconds->Set(backlog->rows == 0
+                         ? 0.0
+                         : static_cast<double>(std::max<millis>(
+                               0, now_ms() - backlog->oldest_created_at_ms)) /
+                               1000.0);
   }
 
   /// While nothing is delivered, ask the brokers now and then whether they
@@ -376,7 +375,8 @@ struct kafka_relay::impl {
       auto now = steady::now();
       refresh_backlog_if_due();
       if (!producer) {
-        if (auto err = make_producer()) spdlog::error("kafka: {}", describe(err));
+        if (auto err = make_producer())
+          spdlog::error("kafka: {}", describe(err));
         if (!producer && idle(std::chrono::seconds(1)) && draining) break;
         continue;
       }
@@ -419,7 +419,9 @@ kafka_relay::kafka_relay(kafka_relay_config config,
                          std::unique_ptr<outbox_reader> outbox)
     : impl_(std::make_unique<impl>(std::move(config), std::move(outbox))) {}
 
-kafka_relay::~kafka_relay() { stop(std::chrono::milliseconds(0)); }
+kafka_relay::~kafka_relay() {
+  stop(std::chrono::milliseconds(0));
+}
 
 caf::error kafka_relay::start() {
   if (auto err = impl_->make_producer()) return err;

@@ -154,9 +154,9 @@ public:
       row.stream = PQgetvalue(result.get(), i, 0);
       row.seq = std::atoll(PQgetvalue(result.get(), i, 1));
       row.created_at_ms = std::atoll(PQgetvalue(result.get(), i, 2));
-      row.payload.assign(PQgetvalue(result.get(), i, 3),
-                         static_cast<std::size_t>(
-                             PQgetlength(result.get(), i, 3)));
+      row.payload.assign(
+          PQgetvalue(result.get(), i, 3),
+          static_cast<std::size_t>(PQgetlength(result.get(), i, 3)));
       rows.push_back(std::move(row));
     }
     return rows;
@@ -180,10 +180,10 @@ public:
 
   caf::expected<outbox_backlog> backlog() override {
     if (auto err = ensure_connected()) return err;
-    result_ptr result{PQexec(
-        conn_.get(), "SELECT count(*), coalesce(sum(records), 0), "
-                     "coalesce((extract(epoch FROM min(created_at)) * "
-                     "1000)::bigint, 0) FROM outbox")};
+    result_ptr result{PQexec(conn_.get(),
+                             "SELECT count(*), coalesce(sum(records), 0), "
+                             "coalesce((extract(epoch FROM min(created_at)) * "
+                             "1000)::bigint, 0) FROM outbox")};
     if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
       return lost("measuring the outbox");
     return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
@@ -211,10 +211,10 @@ private:
   }
 
   void try_lease() {
-    result_ptr lock{PQexec(conn_.get(),
-                           (std::string{"SELECT pg_try_advisory_lock("} +
-                            relay_lock_key + ")")
-                               .c_str())};
+    result_ptr lock{PQexec(
+        conn_.get(),
+        (std::string{"SELECT pg_try_advisory_lock("} + relay_lock_key + ")")
+            .c_str())};
     bool was = leader_;
     leader_ = PQresultStatus(lock.get()) == PGRES_TUPLES_OK &&
               std::string_view{PQgetvalue(lock.get(), 0, 0)} == "t";

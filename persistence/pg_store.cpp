@@ -125,7 +125,7 @@ struct writer {
 
   shared_state& shared;
   const pg_store_config& config;
-  const bool purges; // this writer deletes old idempotency records
+  const bool purges;        // this writer deletes old idempotency records
   const std::string stream; // its outbox stream; empty: no outbox
   std::mutex mutex;
   std::condition_variable wake;

@@ -55,9 +55,8 @@ kafka_broker::kafka_broker(int partitions) {
   if (fd < 0)
     throw std::runtime_error("mkstemp: " + std::string{std::strerror(errno)});
   log_path_ = name.data();
-  pid_ = spawn_child({broker_binary(), "--partitions",
-                      std::to_string(partitions)},
-                     fd);
+  pid_ = spawn_child(
+      {broker_binary(), "--partitions", std::to_string(partitions)}, fd);
   ::close(fd);
   bool started = eventually(
       [&] {
@@ -84,7 +83,9 @@ kafka_broker::~kafka_broker() {
   if (!log_path_.empty()) ::unlink(log_path_.c_str());
 }
 
-std::string kafka_broker::log() const { return slurp(log_path_); }
+std::string kafka_broker::log() const {
+  return slurp(log_path_);
+}
 
 void kafka_broker::signal_and_wait(int signal, const std::string& line) {
   auto before = reports_;
@@ -106,22 +107,25 @@ void kafka_broker::signal_and_wait(int signal, const std::string& line) {
       },
       10s);
   if (!done)
-    throw std::runtime_error("rsv-kafka-broker did not report " + line +
-                             ": " + log());
+    throw std::runtime_error("rsv-kafka-broker did not report " + line + ": " +
+                             log());
 }
 
-void kafka_broker::down() { signal_and_wait(SIGUSR1, "brokers=down"); }
-void kafka_broker::up() { signal_and_wait(SIGUSR2, "brokers=up"); }
+void kafka_broker::down() {
+  signal_and_wait(SIGUSR1, "brokers=down");
+}
+void kafka_broker::up() {
+  signal_and_wait(SIGUSR2, "brokers=up");
+}
 
 std::vector<consumed_record> consume_all(const std::string& bootstrap,
                                          const std::string& topic) {
   // -e: exit at the end of every partition; -J: one JSON envelope a line
   // with partition, offset, key, headers and payload; -q: nothing else.
-  auto result =
-      run_command({find_program("kcat"), "-C", "-b", bootstrap, "-t", topic,
-                   "-o", "beginning", "-e", "-J", "-q", "-X",
-                   "topic.metadata.refresh.interval.ms=1000"},
-                  30s);
+  auto result = run_command({find_program("kcat"), "-C", "-b", bootstrap, "-t",
+                             topic, "-o", "beginning", "-e", "-J", "-q", "-X",
+                             "topic.metadata.refresh.interval.ms=1000"},
+                            30s);
   if (result.exit_code != 0)
     throw std::runtime_error("kcat -C: exit " +
                              std::to_string(result.exit_code) + ": " +
@@ -165,8 +169,7 @@ std::set<std::string> committed_change_ids(const std::string& conninfo) {
     SELECT 'bkg_' || to_hex(section_no) || '_' || to_hex(slot) ||
            ':booking.cancelled' FROM bookings WHERE status = 'cancelled'
   )sql");
-  if (result.exit_code != 0)
-    throw std::runtime_error("psql: " + result.output);
+  if (result.exit_code != 0) throw std::runtime_error("psql: " + result.output);
   std::set<std::string> ids;
   for (const auto& line : lines_of(result.output))
     if (!line.empty()) ids.insert(line);
@@ -233,7 +236,8 @@ check_records(const std::vector<consumed_record>& records,
     }
   }
   for (const auto& id : committed)
-    if (!seen.count(id)) out.push_back("committed change " + id + " is missing");
+    if (!seen.count(id))
+      out.push_back("committed change " + id + " is missing");
   return out;
 }
 

@@ -20,10 +20,9 @@ const std::string topic = "reservation-events";
 
 json kafka_event() {
   auto body = event_json(
-      "kafka",
-      {section_json("floor", 5000, {{"A", 30}, {"B", 30}, {"C", 30}}),
-       section_json("left", 3000, {{"A", 20}, {"B", 20}}),
-       section_json("right", 3000, {{"A", 20}, {"B", 20}})});
+      "kafka", {section_json("floor", 5000, {{"A", 30}, {"B", 30}, {"C", 30}}),
+                section_json("left", 3000, {{"A", 20}, {"B", 20}}),
+                section_json("right", 3000, {{"A", 20}, {"B", 20}})});
   body["hold_ttl_seconds"] = 600;
   return body;
 }
@@ -91,16 +90,16 @@ protected:
                                           database_.conninfo(), 30s);
     auto committed = committed_change_ids(database_.conninfo());
     auto violations = check_records(records, committed);
-    EXPECT_TRUE(violations.empty()) << violations.size() << " violations in "
-                                    << records.size() << " records:"
-                                    << as_lines(violations);
+    EXPECT_TRUE(violations.empty())
+        << violations.size() << " violations in " << records.size()
+        << " records:" << as_lines(violations);
     EXPECT_GT(committed.size(), 50u) << "the load committed little";
     std::cout << "[   info   ] " << committed.size() << " committed changes, "
               << records.size() << " records consumed\n";
     EXPECT_TRUE(eventually(
         [&] {
-          auto left = run_psql(database_.conninfo(),
-                               "SELECT count(*) FROM outbox");
+          auto left =
+              run_psql(database_.conninfo(), "SELECT count(*) FROM outbox");
           return left.exit_code == 0 && left.output == "0\n";
         },
         10s))
@@ -212,8 +211,8 @@ TEST_F(kafka_test, bookings_go_on_while_the_broker_is_down) {
 
   broker_->up();
   expect_everything_arrived();
-  EXPECT_TRUE(eventually([&] { return http_->get("/health").status == 200; },
-                         15s))
+  EXPECT_TRUE(
+      eventually([&] { return http_->get("/health").status == 200; }, 15s))
       << "/health did not recover";
   EXPECT_TRUE(eventually(
       [&] {

@@ -22,7 +22,7 @@ TEST_F(migrations_test, an_empty_database_gets_every_table) {
                      "FROM information_schema.tables WHERE table_schema = "
                      "'public'");
   EXPECT_EQ(tables, "bookings,customers,events,holds,idempotency_records,"
-                    "schema_migrations,seat_state,sections\n");
+                    "outbox,schema_migrations,seat_state,sections\n");
 }
 
 TEST_F(migrations_test, applying_again_changes_nothing) {

@@ -1,5 +1,6 @@
 #include "core/errc.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/outbox.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
 #include "tests/persistence/pg_test_support.hpp"
@@ -7,6 +8,8 @@
 #include <algorithm>
 #include <future>
 #include <gtest/gtest.h>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 namespace rsv {
@@ -406,6 +409,177 @@ TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
             std::future_status::ready);
   EXPECT_EQ(code_of(future.get().error()), errc::unavailable);
   EXPECT_EQ(store.health(), service_state::down);
+}
+
+} // namespace
+} // namespace rsv
+
+namespace rsv {
+namespace {
+
+/// The outbox of the store's writers (docs/events.md): every committed
+/// change has its record in an outbox row of its transaction, rows are
+/// numbered in commit order per stream, and the relay's reader gets them
+/// back in that order and removes what it is told.
+class outbox_test : public test::fresh_database {
+protected:
+  void SetUp() override {
+    fresh_database::SetUp();
+    ASSERT_TRUE(apply_migrations(dsn_));
+  }
+
+  std::unique_ptr<pg_store> open_store() {
+    pg_store_config config{dsn_};
+    config.writers = 2;
+    config.outbox_node = "node-a";
+    config.on_outbox_commit = [this] { ++pokes_; };
+    auto store = std::make_unique<pg_store>(config);
+    if (!event_written_) {
+      event_def def;
+      def.id = "gala";
+      def.name = "Gala";
+      def.starts_at_ms = start_ms;
+      def.hold_ttl_seconds = 600;
+      def.sections.push_back({"stalls", "Stalls", 4000, {{"A", 10}}});
+      def.sections.push_back({"circle", "Circle", 2500, {{"A", 10}}});
+      acks created;
+      store->create_event(def, {0, 1}, created.expect());
+      EXPECT_FALSE(created.wait().at(0));
+      event_written_ = true;
+    } else {
+      event_def def;
+      def.id = "gala";
+      def.sections.push_back({"stalls", "Stalls", 4000, {{"A", 10}}});
+      def.sections.push_back({"circle", "Circle", 2500, {{"A", 10}}});
+      recovered_event event;
+      event.def = def;
+      event.section_nos = {0, 1};
+      for (uint32_t i = 0; i < 2; ++i)
+        event.layouts.push_back(
+            section_layout::make(def.id, def.sections[i], i));
+      store->learn({event});
+    }
+    return store;
+  }
+
+  static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
+                            std::vector<uint32_t> seats) {
+    seat_change c;
+    c.kind = kind;
+    c.event_id = "gala";
+    c.section_id = section == 0 ? "stalls" : "circle";
+    c.section_no = section;
+    c.slot = slot;
+    c.customer_id = "cus_b";
+    c.seat_indexes = std::move(seats);
+    c.at_ms = start_ms + slot;
+    c.expires_at_ms = start_ms + 600'000;
+    c.amount_cents = 4000 * static_cast<int64_t>(c.seat_indexes.size());
+    return c;
+  }
+
+  std::atomic<int> pokes_{0};
+  bool event_written_ = false;
+};
+
+TEST_F(outbox_test, committed_changes_have_their_records_in_commit_order) {
+  auto store = open_store();
+  acks acked;
+  store->append(change(change_kind::hold_created, 0, 0, {0, 1}),
+                acked.expect());
+  store->append(change(change_kind::hold_created, 1, 0, {4}), acked.expect());
+  store->append(change(change_kind::booking_confirmed, 0, 0, {0, 1}),
+                acked.expect());
+  store->append(change(change_kind::booking_cancelled, 0, 0, {0, 1}),
+                acked.expect());
+  for (const auto& err : acked.wait())
+    EXPECT_FALSE(err) << describe(err);
+  EXPECT_GT(pokes_.load(), 0) << "the relay was never woken";
+
+  auto reader = make_pg_outbox_reader(dsn_);
+  auto rows = reader->read(100);
+  ASSERT_TRUE(rows) << describe(rows.error());
+  std::vector<std::string> ids;
+  std::map<std::string, int64_t> last_seq;
+  for (const auto& row : *rows) {
+    // Within a stream, seq only grows in the order read.
+    auto [it, fresh] = last_seq.emplace(row.stream, row.seq);
+    if (!fresh) {
+      EXPECT_GT(row.seq, it->second) << row.stream;
+    }
+    it->second = row.seq;
+    for (const auto& record : split_outbox_records(row.payload)) {
+      ids.emplace_back(record.id);
+      auto value = nlohmann::json::parse(record.value);
+      EXPECT_EQ(value["id"], std::string{record.id});
+      if (value["type"] != "event.created") {
+        EXPECT_EQ(std::string{record.key},
+                  "gala/" + value["section_id"].get<std::string>());
+      }
+      if (value["id"] == "hld_0_0:hold.created") {
+        EXPECT_EQ(value["seats"], nlohmann::json::array({"A-1", "A-2"}));
+        EXPECT_EQ(value["total_cents"], 8000);
+        EXPECT_EQ(value["customer_id"], "cus_b");
+      }
+    }
+  }
+  EXPECT_EQ(psql("SELECT DISTINCT stream FROM outbox ORDER BY 1"),
+            "node-a/0\nnode-a/1\n");
+  // The floor's changes in the order it made them, the event before all.
+  auto position = [&](const std::string& id) {
+    return std::find(ids.begin(), ids.end(), id) - ids.begin();
+  };
+  ASSERT_EQ(ids.size(), 5u);
+  EXPECT_EQ(position("evt_gala:event.created"), 0);
+  EXPECT_LT(position("hld_0_0:hold.created"),
+            position("bkg_0_0:booking.confirmed"));
+  EXPECT_LT(position("bkg_0_0:booking.confirmed"),
+            position("bkg_0_0:booking.cancelled"));
+  EXPECT_LT(position("hld_1_0:hold.created"), static_cast<long>(ids.size()));
+
+  auto backlog = reader->backlog();
+  ASSERT_TRUE(backlog);
+  EXPECT_EQ(backlog->rows, static_cast<int64_t>(rows->size()));
+  EXPECT_EQ(backlog->records, 5);
+  ASSERT_FALSE(reader->remove(*rows));
+  EXPECT_EQ(psql("SELECT count(*) FROM outbox"), "0\n");
+}
+
+TEST_F(outbox_test, a_new_store_continues_each_stream_after_its_last_row) {
+  {
+    auto store = open_store();
+    acks acked;
+    store->append(change(change_kind::hold_created, 0, 0, {0}), acked.expect());
+    store->append(change(change_kind::hold_created, 0, 1, {1}), acked.expect());
+    for (const auto& err : acked.wait())
+      ASSERT_FALSE(err);
+    store->close();
+  }
+  auto before = psql("SELECT max(seq) FROM outbox WHERE stream = 'node-a/0'");
+  auto store = open_store();
+  acks acked;
+  store->append(change(change_kind::hold_created, 0, 2, {2}), acked.expect());
+  for (const auto& err : acked.wait())
+    ASSERT_FALSE(err);
+  // A restarted node must not reuse a number: that row would be refused.
+  EXPECT_EQ(psql("SELECT max(seq) FROM outbox WHERE stream = 'node-a/0'"),
+            std::to_string(std::stoll(before) + 1) + "\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "3\n");
+}
+
+TEST_F(outbox_test, without_an_outbox_node_nothing_is_written_to_it) {
+  pg_store_config config{dsn_};
+  pg_store store{config};
+  event_def def;
+  def.id = "quiet";
+  def.name = "Quiet";
+  def.starts_at_ms = start_ms;
+  def.hold_ttl_seconds = 600;
+  def.sections.push_back({"stalls", "Stalls", 4000, {{"A", 10}}});
+  acks acked;
+  store.create_event(def, {7}, acked.expect());
+  ASSERT_FALSE(acked.wait().at(0));
+  EXPECT_EQ(psql("SELECT count(*) FROM outbox"), "0\n");
 }
 
 } // namespace
