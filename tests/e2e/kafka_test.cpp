@@ -151,6 +151,38 @@ TEST_F(kafka_test, every_committed_change_arrives_once_and_in_order) {
   EXPECT_EQ(health.body_json()["services"]["kafka"], "ok") << health;
 }
 
+// Expiry is the one change no client asks for: the section's timer makes
+// it, and it must reach Kafka like the others.
+TEST_F(kafka_test, a_hold_left_to_expire_becomes_a_hold_expired_record) {
+  auto body = event_json("brief", {section_json("stalls", 2500, {{"A", 10}})});
+  body["hold_ttl_seconds"] = 30; // the contract's minimum
+  create_event(*http_, node_->admin_token(), body);
+  auto held = hold_seats(*http_, config_.customers[0], "brief", "stalls",
+                         {"A-4", "A-5"});
+  ASSERT_EQ(held.status, 201u) << held;
+  auto hold_id = held.body_json()["hold_id"].get<std::string>();
+  const consumed_record* expired = nullptr;
+  std::vector<consumed_record> records;
+  EXPECT_TRUE(eventually(
+      [&] {
+        records = consume_all(broker_->bootstrap(), topic);
+        for (const auto& record : records)
+          if (record.id_header == hold_id + ":hold.expired")
+            expired = &record;
+        return expired != nullptr;
+      },
+      45s, 500ms))
+      << "no hold.expired record for " << hold_id;
+  if (expired == nullptr) return;
+  EXPECT_EQ(expired->key, "brief/stalls");
+  EXPECT_EQ(expired->value["seats"], json::array({"A-4", "A-5"}));
+  EXPECT_EQ(expired->value["total_cents"], 5000);
+  EXPECT_EQ(expired->value["customer_id"], config_.customers[0].id);
+  auto violations =
+      check_records(records, committed_change_ids(database_.conninfo()));
+  EXPECT_TRUE(violations.empty()) << as_lines(violations);
+}
+
 TEST_F(kafka_test, kill_minus_nine_while_relaying_loses_nothing) {
   {
     auto config = config_;
