@@ -31,13 +31,50 @@ struct awaited {
   }
 };
 
-/// A node's actors against the memory store with a manual clock.
+/// Forwards to a memory store and counts the section loads it has answered
+/// (the memory store answers in the call), so that a test that saw a load
+/// counted while the store was failing knows that the load failed.
+class load_counting_store final : public store {
+public:
+  explicit load_counting_store(std::shared_ptr<memory_store> inner)
+      : inner_(std::move(inner)) {}
+  const char* name() const override { return inner_->name(); }
+  bool durable() const override { return inner_->durable(); }
+  void create_event(const event_def& def, std::vector<uint32_t> section_nos,
+                    store_ack done) override {
+    inner_->create_event(def, std::move(section_nos), std::move(done));
+  }
+  void create_customer(const customer_record& record, store_ack done) override {
+    inner_->create_customer(record, std::move(done));
+  }
+  void append(const seat_change& change, store_ack done) override {
+    inner_->append(change, std::move(done));
+  }
+  void put_idempotency(const idempotency_record& record,
+                       store_ack done) override {
+    inner_->put_idempotency(record, std::move(done));
+  }
+  void load_section(uint32_t section_no, section_loaded done) override {
+    inner_->load_section(section_no, std::move(done));
+    loads_.fetch_add(1);
+  }
+  service_state health() const override { return inner_->health(); }
+
+  int loads() const { return loads_.load(); }
+
+private:
+  std::shared_ptr<memory_store> inner_;
+  std::atomic<int> loads_{0};
+};
+
+/// A node's actors against the memory store (its loads counted) with a manual
+/// clock.
 class section_actor_test : public ::testing::Test {
 protected:
   section_actor_test() {
     cfg.set("scheduler.max-threads", 2);
     system = std::make_unique<caf::actor_system>(cfg);
-    deps.store = store;
+    deps.store = counted;
     deps.sink = sink;
     deps.clock = clock;
     deps.metrics = domain_metrics::make_detached();
@@ -167,6 +204,8 @@ protected:
   std::unique_ptr<caf::actor_system> system;
   // Keeps holds, so that a section can reload from it after a failure.
   std::shared_ptr<memory_store> store = std::make_shared<memory_store>(true);
+  std::shared_ptr<load_counting_store> counted =
+      std::make_shared<load_counting_store>(store);
   std::shared_ptr<counting_change_sink> sink =
       std::make_shared<counting_change_sink>();
   std::shared_ptr<manual_clock> clock =
@@ -312,48 +351,30 @@ TEST_F(section_actor_test, a_failed_write_makes_the_section_reload_the_store) {
             errc::limit_exceeded);
 }
 
-/// Forwards to a memory store and counts the section loads asked of it.
-class load_counting_store final : public store {
-public:
-  explicit load_counting_store(std::shared_ptr<memory_store> inner)
-      : inner_(std::move(inner)) {}
-  const char* name() const override { return inner_->name(); }
-  bool durable() const override { return inner_->durable(); }
-  void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done) override {
-    inner_->create_event(def, std::move(section_nos), std::move(done));
-  }
-  void create_customer(const customer_record& record, store_ack done) override {
-    inner_->create_customer(record, std::move(done));
-  }
-  void append(const seat_change& change, store_ack done) override {
-    inner_->append(change, std::move(done));
-  }
-  void put_idempotency(const idempotency_record& record,
-                       store_ack done) override {
-    inner_->put_idempotency(record, std::move(done));
-  }
-  void load_section(uint32_t section_no, section_loaded done) override {
-    loads_.fetch_add(1);
-    inner_->load_section(section_no, std::move(done));
-  }
-  service_state health() const override { return inner_->health(); }
-
-  int loads() const { return loads_.load(); }
-
-private:
-  std::shared_ptr<memory_store> inner_;
-  std::atomic<int> loads_{0};
-};
+TEST_F(section_actor_test, an_idle_stale_section_reloads_on_its_timer) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto floor = event->find_section("floor");
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"A-1"}));
+  store->set_failing(true);
+  EXPECT_EQ(code_of(hold(*event, "floor", "bob", {"A-2"}).error()),
+            errc::unavailable);
+  // Memory counted bob's A-2 before the store refused it; the section's
+  // own load after the failure is refused too.
+  EXPECT_EQ(floor->counts().held, 2u);
+  ASSERT_TRUE(eventually([&] { return counted->loads() >= 1; }));
+  store->set_failing(false);
+  // Nobody asks the section, yet within its backoff (at most a second) it
+  // reloads and publishes the counts the store has: alice's A-1 only.
+  ASSERT_TRUE(eventually([&] { return floor->counts().held == 1; }));
+}
 
 /// The actors with a reload timer of a minute, far beyond the tests'
 /// deadlines: a stale section that comes back within them was brought back
-/// by a request, not by the timer. The store counts the loads.
+/// by a request, not by the timer.
 class section_actor_reload_test : public section_actor_test {
 protected:
   section_actor_reload_test() {
     rt.reset();
-    deps.store = counted;
     deps.reload.backoff_first_ms = 60'000;
     deps.reload.backoff_max_ms = 60'000;
     rt = std::make_unique<runtime>(*system, deps, 4);
@@ -376,9 +397,6 @@ protected:
     ASSERT_EQ(code_of(refused.error()), errc::unavailable);
     ASSERT_TRUE(eventually([&] { return counted->loads() >= 1; }));
   }
-
-  std::shared_ptr<load_counting_store> counted =
-      std::make_shared<load_counting_store>(store);
 };
 
 TEST_F(section_actor_reload_test,
