@@ -269,11 +269,8 @@ protected:
                  0ms),
         50ms);
     record.serving = since(back);
-    ASSERT_TRUE(serving) << "sections not serving "
-                         << std::chrono::duration_cast<std::chrono::seconds>(
-                                serving_limit)
-                                .count()
-                         << " s after PostgreSQL's start, without a restart "
+    ASSERT_TRUE(serving) << "sections not serving " << record.serving.count()
+                         << " ms after PostgreSQL's start, without a restart "
                             "of the server:"
                          << as_lines(not_serving);
     if (once_back) once_back();
@@ -303,7 +300,10 @@ protected:
                       std::to_string(event.status) + " " + event.body);
         continue;
       }
-      for (const auto& section : event.body_json().at("sections")) {
+      // Kept in a variable: a range-for over a member of a temporary would
+      // iterate over a destroyed object.
+      auto event_body = event.body_json();
+      for (const auto& section : event_body.at("sections")) {
         auto id = section.at("id").get<std::string>();
         auto seats =
             http_->get("/v1/events/" + event_id + "/sections/" + id + "/seats");
