@@ -267,8 +267,7 @@ namespace rsv {
 using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
 /// A write of the section failed: its memory may be ahead of the store.
 using store_failed_atom = caf::atom_constant<caf::atom("st_failed")>;
-/// Timer message of a stale section: try loading it again. Sent with the
-/// timer's number (uint64_t); only the section's latest timer counts.
+/// Timer message of a stale section: try loading it again.
 using reload_atom = caf::atom_constant<caf::atom("reload")>;
 /// Timer message of a customer shard: purge idempotency records past 24 h.
 using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;

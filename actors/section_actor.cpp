@@ -32,9 +32,11 @@ struct section_actor_state {
   millis reload_backoff_ms = 0;
   // When the last load failed: a request may start the next one a gap later.
   std::chrono::steady_clock::time_point reload_failed_at{};
-  // Numbers the reload timers; only the latest one counts, so that a timer
-  // armed before a request's reload failed does not add a load of its own.
-  uint64_t reload_timer_id = 0;
+  // When the timer is to retry, after the backoff of the last failed load.
+  std::chrono::steady_clock::time_point reload_due_at{};
+  // One reload timer at a time, however many loads failed meanwhile (each
+  // request may start one): a timer that fires early waits for the rest.
+  bool reload_timer_pending = false;
   static inline const char* name = "section";
 };
 
@@ -271,9 +273,9 @@ caf::actor spawn_section(caf::actor_system& system,
           after[customer] -= seats;
         for (const auto& [customer, delta] : after)
           if (delta != 0)
-            caf::anon_send(shards->for_customer(customer),
-                           adjust_quota{customer, entry->layout->event_id,
-                                        delta});
+            caf::anon_send(
+                shards->for_customer(customer),
+                adjust_quota{customer, entry->layout->event_id, delta});
       }
       for (auto& [customer, booking] : fresh->bookings())
         caf::anon_send(shards->for_customer(customer),
@@ -389,10 +391,21 @@ caf::actor spawn_section(caf::actor_system& system,
           deps.metrics->section_reloads.Increment();
           request_reload();
         },
-        [=](reload_atom, uint64_t timer_id) {
+        [=](reload_atom) {
           auto& st = self->state;
-          if (st.stale && !st.reload_pending && timer_id == st.reload_timer_id)
-            request_reload();
+          st.reload_timer_pending = false;
+          // Not stale: reloaded meanwhile. A load under way: its failure
+          // arms the timer again.
+          if (!st.stale || st.reload_pending) return;
+          auto now = std::chrono::steady_clock::now();
+          if (now < st.reload_due_at) {
+            // A request's load failed after this timer was armed.
+            st.reload_timer_pending = true;
+            self->delayed_send(self, st.reload_due_at - now,
+                               reload_atom::value);
+            return;
+          }
+          request_reload();
         },
         [=](section_reloaded& msg) {
           auto& st = self->state;
@@ -402,14 +415,17 @@ caf::actor spawn_section(caf::actor_system& system,
             st.reload_backoff_ms = std::clamp<millis>(st.reload_backoff_ms * 2,
                                                       policy.backoff_first_ms,
                                                       policy.backoff_max_ms);
+            auto backoff = std::chrono::milliseconds(st.reload_backoff_ms);
             st.reload_failed_at = std::chrono::steady_clock::now();
+            st.reload_due_at = st.reload_failed_at + backoff;
             spdlog::warn("section {} of event {}: reload failed, again at the "
                          "next request or in {} ms: {}",
                          entry->layout->section_id, entry->layout->event_id,
                          st.reload_backoff_ms, describe(msg.holds.error()));
-            self->delayed_send(self,
-                               std::chrono::milliseconds(st.reload_backoff_ms),
-                               reload_atom::value, ++st.reload_timer_id);
+            if (!st.reload_timer_pending) {
+              st.reload_timer_pending = true;
+              self->delayed_send(self, backoff, reload_atom::value);
+            }
             return;
           }
           adopt(std::move(*msg.holds));
