@@ -3,6 +3,7 @@
 #include "actors/directory.hpp"
 #include "actors/protocol.hpp"
 #include "core/clock.hpp"
+#include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "messaging/change_sink.hpp"
 #include "persistence/recovery.hpp"
@@ -16,13 +17,31 @@
 
 namespace rsv {
 
+/// How a stale section (one whose write failed) retries loading itself from
+/// the store; the reasons for the defaults are in core/limits.hpp. Times are
+/// real (steady) time, not the domain clock: they pace calls to the store.
+/// Tests stretch the timer to tell a reload that a request started from one
+/// that the timer started.
+struct reload_policy {
+  /// A request starts a load if no load is under way and the last failed one
+  /// is at least this long ago.
+  millis request_gap_ms = limits::section_reload_gap_ms;
+  /// The timer of an idle stale section: the first retry after
+  /// `backoff_first_ms`, each next one after twice as long, up to
+  /// `backoff_max_ms`.
+  millis backoff_first_ms = limits::section_reload_gap_ms;
+  millis backoff_max_ms = limits::section_reload_backoff_max_ms;
+};
+
 /// What the actors are built on: the store they write through, the sink that
-/// receives committed changes, the clock and the metrics.
+/// receives committed changes, the clock, the metrics, and how stale sections
+/// retry their reload.
 struct runtime_deps {
   std::shared_ptr<rsv::store> store;
   std::shared_ptr<rsv::change_sink> sink;
   std::shared_ptr<clock_source> clock;
   std::shared_ptr<domain_metrics> metrics;
+  reload_policy reload;
 };
 
 /// The customer shard actors: customer-scoped state (per-event seat counts

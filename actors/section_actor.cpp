@@ -1,5 +1,6 @@
 #include "actors/runtime.hpp"
 #include "actors/section_state.hpp"
+#include "core/assert.hpp"
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -19,19 +20,27 @@ namespace {
 /// stale and answers every request 503, so that nothing is told from memory
 /// that the store may lack. The store orders the load after every write the
 /// section queued before it, so the load sees their outcome.
+///
+/// While the store cannot answer, a failed load is retried when a request
+/// arrives (the section is wanted; at most one load per `request_gap_ms`) and
+/// on a backoff timer (for idle sections), never more than one load at once.
 struct section_actor_state {
   std::unique_ptr<section_state> seats;
   bool timer_pending = false;
   bool stale = false;          // a write failed; a reload is due
   bool reload_pending = false; // a load_section is under way
   millis reload_backoff_ms = 0;
+  // When the last load failed: a request may start the next one a gap later.
+  std::chrono::steady_clock::time_point reload_failed_at{};
+  // When the timer is to retry, after the backoff of the last failed load.
+  std::chrono::steady_clock::time_point reload_due_at{};
+  // One reload timer at a time, however many loads failed meanwhile (each
+  // request may start one): a timer that fires early waits for the rest.
+  bool reload_timer_pending = false;
   static inline const char* name = "section";
 };
 
 using section_self = caf::stateful_actor<section_actor_state>;
-
-constexpr millis reload_backoff_min_ms = 100;
-constexpr millis reload_backoff_max_ms = 5'000;
 
 /// What a committed change means outside the section: the change sink and
 /// the counters of committed changes. Runs in the store's acknowledgement,
@@ -235,6 +244,8 @@ caf::actor spawn_section(caf::actor_system& system,
     };
 
     auto request_reload = [self, entry, deps] {
+      RSV_ASSERT(!self->state.reload_pending,
+                 "at most one load of a section at a time");
       self->state.reload_pending = true;
       auto me = caf::actor_cast<caf::actor>(self);
       deps.store->load_section(
@@ -262,9 +273,9 @@ caf::actor spawn_section(caf::actor_system& system,
           after[customer] -= seats;
         for (const auto& [customer, delta] : after)
           if (delta != 0)
-            caf::anon_send(shards->for_customer(customer),
-                           adjust_quota{customer, entry->layout->event_id,
-                                        delta});
+            caf::anon_send(
+                shards->for_customer(customer),
+                adjust_quota{customer, entry->layout->event_id, delta});
       }
       for (auto& [customer, booking] : fresh->bookings())
         caf::anon_send(shards->for_customer(customer),
@@ -272,10 +283,25 @@ caf::actor spawn_section(caf::actor_system& system,
       self->state.seats = std::move(fresh);
     };
 
-    // Every request of a stale section is answered 503 at once.
-    auto refuse_if_stale = [self](const auto& reply) {
+    // A request to a stale section means a customer wants it now: rather
+    // than leave them 503 until the timer (up to its maximum backoff after
+    // the store is back), load at once, unless a load is under way or the
+    // last one failed less than a gap ago, so that a down store sees at most
+    // one load per section per gap however many requests arrive.
+    auto reload_if_due = [self, deps, request_reload] {
+      auto& st = self->state;
+      if (st.reload_pending) return;
+      auto gap = std::chrono::milliseconds(deps.reload.request_gap_ms);
+      if (std::chrono::steady_clock::now() - st.reload_failed_at < gap) return;
+      request_reload();
+    };
+
+    // Every request of a stale section is answered 503 at once; it does not
+    // wait for the reload it may start.
+    auto refuse_if_stale = [self, reload_if_due](const auto& reply) {
       if (!self->state.stale) return false;
       reply(stale_error());
+      reload_if_due();
       return true;
     };
 
@@ -366,21 +392,40 @@ caf::actor spawn_section(caf::actor_system& system,
           request_reload();
         },
         [=](reload_atom) {
-          if (self->state.stale && !self->state.reload_pending)
-            request_reload();
+          auto& st = self->state;
+          st.reload_timer_pending = false;
+          // Not stale: reloaded meanwhile. A load under way: its failure
+          // arms the timer again.
+          if (!st.stale || st.reload_pending) return;
+          auto now = std::chrono::steady_clock::now();
+          if (now < st.reload_due_at) {
+            // A request's load failed after this timer was armed.
+            st.reload_timer_pending = true;
+            self->delayed_send(self, st.reload_due_at - now,
+                               reload_atom::value);
+            return;
+          }
+          request_reload();
         },
         [=](section_reloaded& msg) {
-          self->state.reload_pending = false;
+          auto& st = self->state;
+          st.reload_pending = false;
           if (!msg.holds) {
-            auto& backoff = self->state.reload_backoff_ms;
-            backoff = std::clamp<millis>(backoff * 2, reload_backoff_min_ms,
-                                         reload_backoff_max_ms);
-            spdlog::warn("section {} of event {}: reload failed, again in {} "
-                         "ms: {}",
+            const auto& policy = deps.reload;
+            st.reload_backoff_ms = std::clamp<millis>(st.reload_backoff_ms * 2,
+                                                      policy.backoff_first_ms,
+                                                      policy.backoff_max_ms);
+            auto backoff = std::chrono::milliseconds(st.reload_backoff_ms);
+            st.reload_failed_at = std::chrono::steady_clock::now();
+            st.reload_due_at = st.reload_failed_at + backoff;
+            spdlog::warn("section {} of event {}: reload failed, again at the "
+                         "next request or in {} ms: {}",
                          entry->layout->section_id, entry->layout->event_id,
-                         backoff, describe(msg.holds.error()));
-            self->delayed_send(self, std::chrono::milliseconds(backoff),
-                               reload_atom::value);
+                         st.reload_backoff_ms, describe(msg.holds.error()));
+            if (!st.reload_timer_pending) {
+              st.reload_timer_pending = true;
+              self->delayed_send(self, backoff, reload_atom::value);
+            }
             return;
           }
           adopt(std::move(*msg.holds));

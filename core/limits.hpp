@@ -50,6 +50,21 @@ constexpr int64_t max_seats_per_customer_max = 1'000'000;
 // without bound during an on-sale stampede.
 constexpr std::size_t section_mailbox_max = 20'000;
 
+// A section whose write failed is stale: it answers 503 until it has
+// reloaded itself from the store (actors/section_actor.cpp). A request to a
+// stale section starts a load at once, unless one is under way or one failed
+// less than the gap ago: a customer who retries is served as soon as the
+// database is back, while a down database sees at most one load in flight
+// per section and at most one per gap (the store queues loads beyond its
+// write bound, so this is their bound). Idle stale sections retry on a
+// timer, from the gap doubling up to the maximum. The maximum is 1 s, not
+// more, because it is how long an idle section may go on answering 503
+// after the database is back; each failed load costs a connection attempt
+// on the section's writer, refused at once while the server is down: an idle
+// stale section adds one a second, one that is asked at most ten.
+constexpr int64_t section_reload_gap_ms = 100;
+constexpr int64_t section_reload_backoff_max_ms = 1000;
+
 // How long an HTTP request may wait for the actors before it is answered
 // 503 (the default of --request-timeout-ms).
 constexpr int64_t request_timeout_ms_default = 5000;

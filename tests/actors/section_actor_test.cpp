@@ -2,7 +2,9 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 
+#include <atomic>
 #include <caf/all.hpp>
+#include <chrono>
 #include <future>
 #include <gtest/gtest.h>
 
@@ -29,13 +31,50 @@ struct awaited {
   }
 };
 
-/// A node's actors against the memory store with a manual clock.
+/// Forwards to a memory store and counts the section loads it has answered
+/// (the memory store answers in the call), so that a test that saw a load
+/// counted while the store was failing knows that the load failed.
+class load_counting_store final : public store {
+public:
+  explicit load_counting_store(std::shared_ptr<memory_store> inner)
+      : inner_(std::move(inner)) {}
+  const char* name() const override { return inner_->name(); }
+  bool durable() const override { return inner_->durable(); }
+  void create_event(const event_def& def, std::vector<uint32_t> section_nos,
+                    store_ack done) override {
+    inner_->create_event(def, std::move(section_nos), std::move(done));
+  }
+  void create_customer(const customer_record& record, store_ack done) override {
+    inner_->create_customer(record, std::move(done));
+  }
+  void append(const seat_change& change, store_ack done) override {
+    inner_->append(change, std::move(done));
+  }
+  void put_idempotency(const idempotency_record& record,
+                       store_ack done) override {
+    inner_->put_idempotency(record, std::move(done));
+  }
+  void load_section(uint32_t section_no, section_loaded done) override {
+    inner_->load_section(section_no, std::move(done));
+    loads_.fetch_add(1);
+  }
+  service_state health() const override { return inner_->health(); }
+
+  int loads() const { return loads_.load(); }
+
+private:
+  std::shared_ptr<memory_store> inner_;
+  std::atomic<int> loads_{0};
+};
+
+/// A node's actors against the memory store (its loads counted) with a manual
+/// clock.
 class section_actor_test : public ::testing::Test {
 protected:
   section_actor_test() {
     cfg.set("scheduler.max-threads", 2);
     system = std::make_unique<caf::actor_system>(cfg);
-    deps.store = store;
+    deps.store = counted;
     deps.sink = sink;
     deps.clock = clock;
     deps.metrics = domain_metrics::make_detached();
@@ -165,6 +204,8 @@ protected:
   std::unique_ptr<caf::actor_system> system;
   // Keeps holds, so that a section can reload from it after a failure.
   std::shared_ptr<memory_store> store = std::make_shared<memory_store>(true);
+  std::shared_ptr<load_counting_store> counted =
+      std::make_shared<load_counting_store>(store);
   std::shared_ptr<counting_change_sink> sink =
       std::make_shared<counting_change_sink>();
   std::shared_ptr<manual_clock> clock =
@@ -308,6 +349,108 @@ TEST_F(section_actor_test, a_failed_write_makes_the_section_reload_the_store) {
   ASSERT_TRUE(hold(*event, "floor", "alice", {"B-1", "B-2"}));
   EXPECT_EQ(code_of(hold(*event, "balcony", "alice", {"A-9"}).error()),
             errc::limit_exceeded);
+}
+
+TEST_F(section_actor_test, an_idle_stale_section_reloads_on_its_timer) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto floor = event->find_section("floor");
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"A-1"}));
+  store->set_failing(true);
+  EXPECT_EQ(code_of(hold(*event, "floor", "bob", {"A-2"}).error()),
+            errc::unavailable);
+  // Memory counted bob's A-2 before the store refused it; the section's
+  // own load after the failure is refused too.
+  EXPECT_EQ(floor->counts().held, 2u);
+  ASSERT_TRUE(eventually([&] { return counted->loads() >= 1; }));
+  store->set_failing(false);
+  // Nobody asks the section, yet within its backoff (at most a second) it
+  // reloads and publishes the counts the store has: alice's A-1 only.
+  ASSERT_TRUE(eventually([&] { return floor->counts().held == 1; }));
+}
+
+/// The actors with a reload timer of a minute, far beyond the tests'
+/// deadlines: a stale section that comes back within them was brought back
+/// by a request, not by the timer.
+class section_actor_reload_test : public section_actor_test {
+protected:
+  section_actor_reload_test() {
+    rt.reset();
+    deps.reload.backoff_first_ms = 60'000;
+    deps.reload.backoff_max_ms = 60'000;
+    rt = std::make_unique<runtime>(*system, deps, 4);
+  }
+
+  caf::expected<seat_map_view> seat_map_of(const event_entry& event,
+                                           const std::string& section_id) {
+    auto section = event.find_section(section_id);
+    awaited<seat_map_view> reply;
+    section->queued.fetch_add(1);
+    caf::anon_send(section->actor, seat_map_request{reply.fn()});
+    return reply.get();
+  }
+
+  /// Makes floor stale: a hold the store refuses, and the section's own
+  /// load after it refused too.
+  void make_floor_stale(const event_entry& event) {
+    store->set_failing(true);
+    auto refused = hold(event, "floor", "bob", {"A-2"});
+    ASSERT_EQ(code_of(refused.error()), errc::unavailable);
+    ASSERT_TRUE(eventually([&] { return counted->loads() >= 1; }));
+  }
+};
+
+TEST_F(section_actor_reload_test,
+       a_request_brings_a_stale_section_back_at_once) {
+  auto event = create_event(two_sections(std::nullopt));
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"A-1"}));
+  make_floor_stale(*event);
+  if (HasFatalFailure()) return;
+  store->set_failing(false);
+
+  // The store is back, but only the timer (a minute away) or a request can
+  // tell the section. The request that finds it stale is answered 503 at
+  // once rather than held until the reload it starts.
+  auto first = seat_map_of(*event, "floor");
+  ASSERT_FALSE(first);
+  EXPECT_EQ(code_of(first.error()), errc::unavailable);
+  // Within the deadline, far from the minute of the timer, requests bring
+  // it back, with what the store has: alice's A-1, not bob's refused A-2.
+  caf::expected<seat_map_view> map = first;
+  ASSERT_TRUE(eventually([&] {
+    map = seat_map_of(*event, "floor");
+    return static_cast<bool>(map);
+  })) << "the section still answers "
+      << to_string(map.error());
+  EXPECT_EQ(map->statuses.at(0), seat_status::held);
+  EXPECT_EQ(map->statuses.at(1), seat_status::free);
+  EXPECT_EQ(event->find_section("floor")->counts().held, 1u);
+  ASSERT_TRUE(hold(*event, "floor", "carol", {"A-2"}));
+}
+
+TEST_F(section_actor_reload_test, requests_do_not_hammer_a_store_that_is_down) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto started = std::chrono::steady_clock::now();
+  make_floor_stale(*event);
+  if (HasFatalFailure()) return;
+  // Requests as fast as the section answers them (503) retry the load, with
+  // the timer a minute away...
+  int requests = 0;
+  ASSERT_TRUE(eventually([&] {
+    ++requests;
+    EXPECT_EQ(code_of(seat_map_of(*event, "floor").error()), errc::unavailable);
+    return counted->loads() >= 4;
+  })) << counted->loads()
+      << " loads for " << requests << " requests";
+  // ...but each load starts 100 ms or more after the last one failed, so
+  // however fast the requests came there is at most one load per 100 ms.
+  auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+  EXPECT_LE(counted->loads(), 1 + elapsed_ms / deps.reload.request_gap_ms)
+      << requests << " requests in " << elapsed_ms << " ms";
+  EXPECT_GT(requests, counted->loads()) << "the requests were not faster";
+  // Other sections never wrote, so they neither load nor refuse.
+  EXPECT_TRUE(seat_map_of(*event, "balcony"));
 }
 
 TEST_F(section_actor_test, a_request_that_dies_unanswered_answers_unavailable) {
