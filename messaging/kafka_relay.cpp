@@ -121,6 +121,8 @@ struct kafka_relay::impl {
   steady::time_point next_backlog{};
   steady::time_point next_probe{};
   steady::time_point quiet_logs_until{};
+  steady::time_point next_trim{};
+  std::size_t untrimmed_rows = 0; // delivered, not yet deleted
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message,
                           void*) {
@@ -390,6 +392,7 @@ struct kafka_relay::impl {
         if (idle(std::chrono::milliseconds(500)) && draining) break;
         continue;
       }
+      trim_if_due(false);
       if (rows->empty()) {
         if (draining) break;
         if (now >= next_probe) {
@@ -402,16 +405,44 @@ struct kafka_relay::impl {
       if (relay_round(*rows)) {
         backoff = std::chrono::milliseconds(0);
         next_probe = steady::now() + std::chrono::seconds(1);
-        if (auto err = outbox->remove(*rows))
-          spdlog::warn("outbox relay: {} (the rows will be relayed again)",
-                       describe(err));
+        outbox->delivered(*rows);
+        untrimmed_rows += rows->size();
+        // A round per commit would cost a read per commit; a short pause
+        // lets a few commits gather into one round (the producer's linger
+        // batches again). A full round goes on at once: there is more.
+        if (rows->size() < config.rows_per_round && !draining)
+          pause(std::chrono::milliseconds(config.round_gap_ms));
         continue;
       }
       backoff = std::clamp(backoff * 2, std::chrono::milliseconds(100),
                            std::chrono::milliseconds(2000));
       if (idle(backoff) && steady::now() >= drain_deadline) break;
     }
+    trim_if_due(true);
     if (producer) rd_kafka_flush(producer.get(), 1000);
+  }
+
+  /// Deletes delivered rows in one statement every 250 ms or 1,000 rows,
+  /// instead of one per round.
+  void trim_if_due(bool now_anyway) {
+    auto now = steady::now();
+    if (untrimmed_rows == 0 ||
+        (!now_anyway && untrimmed_rows < 1000 && now < next_trim))
+      return;
+    next_trim = now + std::chrono::milliseconds(250);
+    if (auto err = outbox->trim()) {
+      spdlog::warn("outbox relay: {} (the rows are relayed again if the "
+                   "node restarts before they are deleted)",
+                   describe(err));
+      return;
+    }
+    untrimmed_rows = 0;
+  }
+
+  /// Waits `how_long` unless stopping; pokes do not cut it short.
+  void pause(std::chrono::milliseconds how_long) {
+    std::unique_lock<std::mutex> lock{mutex};
+    wake.wait_for(lock, how_long, [this] { return stopping; });
   }
 };
 

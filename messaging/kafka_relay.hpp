@@ -27,8 +27,12 @@ struct kafka_relay_config {
   /// A delivery not acknowledged within this is failed and produced again
   /// from the outbox: it bounds how long a round can wait on dead brokers.
   int message_timeout_ms = 10'000;
-  /// Outbox rows per round: produced together, then removed together.
+  /// Outbox rows per round: produced together, acknowledged together.
   std::size_t rows_per_round = 500;
+  /// After a round that was not full, how long to let commits gather
+  /// before the next: bounds the rounds (and outbox reads) to a few hundred
+  /// a second at the cost of that much latency.
+  int round_gap_ms = 5;
   /// Where the rsv_relay_* metrics go; may be null.
   std::shared_ptr<prometheus::Registry> registry;
 };

@@ -4,8 +4,10 @@
 #include "core/ids.hpp"
 #include "persistence/pg_handles.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
-#include <nlohmann/json.hpp>
+#include <map>
 #include <spdlog/spdlog.h>
 
 namespace rsv {
@@ -28,17 +30,73 @@ const char* type_of(change_kind kind) {
   return "unknown";
 }
 
+/// A JSON string literal of `text`, escaped as RFC 8259 requires.
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+/// Writes one JSON object by hand: an outbox record is rendered for every
+/// change on the writer's thread, and building an nlohmann tree for it
+/// cost more than the rest of the record's way to Kafka.
+class json_object {
+public:
+  explicit json_object(std::string& out) : out_(out) { out_ += '{'; }
+  ~json_object() { out_ += '}'; }
+  json_object(const json_object&) = delete;
+  json_object& operator=(const json_object&) = delete;
+
+  json_object& string(std::string_view name, std::string_view value) {
+    key(name);
+    append_json_string(out_, value);
+    return *this;
+  }
+  json_object& number(std::string_view name, int64_t value) {
+    key(name);
+    out_ += std::to_string(value);
+    return *this;
+  }
+  /// A member whose value the caller writes next, as JSON.
+  std::string& raw(std::string_view name) {
+    key(name);
+    return out_;
+  }
+
+private:
+  void key(std::string_view name) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    append_json_string(out_, name);
+    out_ += ':';
+  }
+
+  std::string& out_;
+  bool first_ = true;
+};
+
 /// A line is `id \t key \t value`: the relay needs the id and the key of
 /// every record, and reading them from the front of the line costs less
-/// than parsing the JSON. A dumped JSON value never contains a raw tab.
-void append_line(std::string_view id, std::string_view key,
-                 const nlohmann::json& value, std::string& payload) {
+/// than parsing the JSON. A JSON value never contains a raw tab or newline
+/// (control characters are escaped).
+void begin_line(std::string_view id, std::string_view key,
+                std::string& payload) {
   payload.append(id);
   payload += '\t';
   payload.append(key);
   payload += '\t';
-  payload += value.dump();
-  payload += '\n';
 }
 
 } // namespace
@@ -48,52 +106,68 @@ void render_outbox_record(const seat_change& change,
   bool booking = change.kind == change_kind::booking_confirmed ||
                  change.kind == change_kind::booking_cancelled;
   record_ref ref{change.section_no, change.slot};
-  auto record_id = booking ? make_booking_id(ref) : make_hold_id(ref);
+  auto hold_id = make_hold_id(ref);
+  auto booking_id = booking ? make_booking_id(ref) : std::string{};
   // A slot sees each kind of change at most once, so the record id of the
   // change is its hold or booking id and its type.
   const char* type = type_of(change.kind);
-  auto id = record_id + ':' + type;
-  auto seats = nlohmann::json::array();
-  for (auto index : change.seat_indexes)
-    seats.push_back(layout.seat_id(index));
-  nlohmann::json value{{"id", id},
-                       {"type", type},
-                       {"occurred_at", format_rfc3339(change.at_ms)},
-                       {"event_id", change.event_id},
-                       {"section_id", change.section_id},
-                       {"seats", std::move(seats)},
-                       {"customer_id", change.customer_id},
-                       {"hold_id", make_hold_id(ref)},
-                       {"total_cents", change.amount_cents},
-                       {"currency_unit", "cents"}};
-  if (booking) value["booking_id"] = record_id;
-  if (change.kind == change_kind::hold_created)
-    value["expires_at"] = format_rfc3339(change.expires_at_ms);
-  append_line(id, change.event_id + '/' + change.section_id, value, payload);
+  auto id = (booking ? booking_id : hold_id) + ':' + type;
+  begin_line(id, change.event_id + '/' + change.section_id, payload);
+  {
+    json_object value{payload};
+    if (booking) value.string("booking_id", booking_id);
+    value.string("currency_unit", "cents")
+        .string("customer_id", change.customer_id)
+        .string("event_id", change.event_id);
+    if (change.kind == change_kind::hold_created)
+      value.string("expires_at", format_rfc3339(change.expires_at_ms));
+    value.string("hold_id", hold_id)
+        .string("id", id)
+        .string("occurred_at", format_rfc3339(change.at_ms));
+    auto& seats = value.raw("seats");
+    seats += '[';
+    for (std::size_t i = 0; i < change.seat_indexes.size(); ++i) {
+      if (i > 0) seats += ',';
+      append_json_string(seats, layout.seat_id(change.seat_indexes[i]));
+    }
+    seats += ']';
+    value.string("section_id", change.section_id)
+        .number("total_cents", change.amount_cents)
+        .string("type", type);
+  }
+  payload += '\n';
 }
 
 void render_outbox_record(const event_def& def, millis at_ms,
                           std::string& payload) {
   auto id = "evt_" + def.id + ":event.created";
-  auto sections = nlohmann::json::array();
-  for (const auto& section : def.sections) {
-    uint64_t seats = 0;
-    for (const auto& row : section.rows)
-      seats += row.seats;
-    sections.push_back({{"section_id", section.id},
-                        {"name", section.name},
-                        {"price_cents", section.price_cents},
-                        {"capacity", seats}});
-  }
-  nlohmann::json value{{"id", id},
-                       {"type", "event.created"},
-                       {"occurred_at", format_rfc3339(at_ms)},
-                       {"event_id", def.id},
-                       {"name", def.name},
-                       {"starts_at", format_rfc3339(def.starts_at_ms)},
-                       {"sections", std::move(sections)}};
   // An event has no section: its record is keyed by the event alone.
-  append_line(id, def.id, value, payload);
+  begin_line(id, def.id, payload);
+  {
+    json_object value{payload};
+    value.string("event_id", def.id)
+        .string("id", id)
+        .string("name", def.name)
+        .string("occurred_at", format_rfc3339(at_ms));
+    auto& sections = value.raw("sections");
+    sections += '[';
+    for (std::size_t i = 0; i < def.sections.size(); ++i) {
+      const auto& section = def.sections[i];
+      int64_t seats = 0;
+      for (const auto& row : section.rows)
+        seats += row.seats;
+      if (i > 0) sections += ',';
+      json_object item{sections};
+      item.number("capacity", seats)
+          .string("name", section.name)
+          .number("price_cents", section.price_cents)
+          .string("section_id", section.id);
+    }
+    sections += ']';
+    value.string("starts_at", format_rfc3339(def.starts_at_ms))
+        .string("type", "event.created");
+  }
+  payload += '\n';
 }
 
 std::vector<outbox_record> split_outbox_records(std::string_view payload) {
@@ -139,9 +213,10 @@ public:
     if (!leader_) return std::vector<outbox_row>{};
     // created_at only grows within a stream (the writer makes sure), so
     // this order is seq order within each stream.
-    auto sql = "SELECT stream, seq, (extract(epoch FROM created_at) * "
-               "1000)::bigint, payload FROM outbox ORDER BY created_at, "
-               "stream, seq LIMIT " +
+    auto sql = "SELECT o.stream, o.seq, (extract(epoch FROM o.created_at) * "
+               "1000)::bigint, o.payload FROM outbox o" +
+               after_marks() +
+               " ORDER BY o.created_at, o.stream, o.seq LIMIT " +
                std::to_string(max_rows);
     result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
@@ -162,16 +237,26 @@ public:
     return rows;
   }
 
-  caf::error remove(const std::vector<outbox_row>& rows) override {
-    if (rows.empty()) return {};
-    if (auto err = ensure_connected()) return err;
-    std::string sql = "DELETE FROM outbox o USING (VALUES ";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (i > 0) sql += ',';
-      sql += '(' + literal(rows[i].stream) + ", " +
-             std::to_string(rows[i].seq) + "::bigint)";
+  void delivered(const std::vector<outbox_row>& rows) override {
+    for (const auto& row : rows) {
+      auto& mark = marks_[row.stream];
+      mark = std::max(mark, row.seq);
     }
-    sql += ") AS d (stream, seq) WHERE o.stream = d.stream AND o.seq = d.seq";
+  }
+
+  caf::error trim() override {
+    if (marks_.empty()) return {};
+    if (auto err = ensure_connected()) return err;
+    // Rows up to a stream's mark were all delivered: they are read in seq
+    // order, and a round is acknowledged only when all of it was.
+    std::string sql = "DELETE FROM outbox o USING (VALUES ";
+    bool first = true;
+    for (const auto& [stream, seq] : marks_) {
+      if (!first) sql += ',';
+      first = false;
+      sql += '(' + literal(stream) + ", " + std::to_string(seq) + "::bigint)";
+    }
+    sql += ") AS d (stream, seq) WHERE o.stream = d.stream AND o.seq <= d.seq";
     result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
       return lost("trimming the outbox");
@@ -180,10 +265,11 @@ public:
 
   caf::expected<outbox_backlog> backlog() override {
     if (auto err = ensure_connected()) return err;
-    result_ptr result{PQexec(conn_.get(),
-                             "SELECT count(*), coalesce(sum(records), 0), "
-                             "coalesce((extract(epoch FROM min(created_at)) * "
-                             "1000)::bigint, 0) FROM outbox")};
+    auto sql = "SELECT count(*), coalesce(sum(o.records), 0), "
+               "coalesce((extract(epoch FROM min(o.created_at)) * "
+               "1000)::bigint, 0) FROM outbox o" +
+               after_marks();
+    result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
       return lost("measuring the outbox");
     return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
@@ -192,6 +278,20 @@ public:
   }
 
 private:
+  /// The condition that skips delivered rows not yet deleted.
+  std::string after_marks() {
+    if (marks_.empty()) return {};
+    std::string sql = " LEFT JOIN (VALUES ";
+    bool first = true;
+    for (const auto& [stream, seq] : marks_) {
+      if (!first) sql += ',';
+      first = false;
+      sql += '(' + literal(stream) + ", " + std::to_string(seq) + "::bigint)";
+    }
+    return sql + ") AS m (stream, seq) ON m.stream = o.stream WHERE o.seq > "
+                 "coalesce(m.seq, 0)";
+  }
+
   caf::error ensure_connected() {
     if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) {
       if (!leader_) try_lease();
@@ -203,8 +303,12 @@ private:
       conn_.reset();
       return err;
     }
-    // Never wait long on the database: the relay retries.
-    result_ptr set{PQexec(conn_.get(), "SET statement_timeout = 10000")};
+    // Never wait long on the database: the relay retries. Its deletes need
+    // no flush to disk: a delete that is lost only means rows relayed
+    // again, which consumers drop by id; waiting for the flush would double
+    // the fsyncs of a busy node.
+    result_ptr set{PQexec(conn_.get(), "SET statement_timeout = 10000; "
+                                       "SET synchronous_commit = off")};
     leader_ = false;
     try_lease();
     return {};
@@ -218,7 +322,12 @@ private:
     bool was = leader_;
     leader_ = PQresultStatus(lock.get()) == PGRES_TUPLES_OK &&
               std::string_view{PQgetvalue(lock.get(), 0, 0)} == "t";
-    if (leader_ && !was) spdlog::info("this node relays the outbox");
+    if (leader_ && !was) {
+      // Another node may have relayed and deleted meanwhile: start from
+      // what the table has.
+      marks_.clear();
+      spdlog::info("this node relays the outbox");
+    }
   }
 
   caf::error lost(std::string_view what) {
@@ -240,6 +349,8 @@ private:
   std::string dsn_;
   conn_ptr conn_;
   bool leader_ = false;
+  // stream -> the last row delivered; rows up to it await `trim`.
+  std::map<std::string, int64_t> marks_;
 };
 
 } // namespace

@@ -56,18 +56,29 @@ struct outbox_backlog {
 
 /// The relay's side of the outbox. Blocking calls, for one thread (the
 /// relay's own): implementations hold one database connection.
+///
+/// Delivered rows are deleted in batches (`trim`), not one statement per
+/// round: until then the reader remembers, per stream, the last row it was
+/// told was delivered, and reads after it.
 class outbox_reader {
 public:
   virtual ~outbox_reader() = default;
 
-  /// The oldest rows not yet removed, at most `max_rows`, in commit order
+  /// The oldest rows not yet delivered, at most `max_rows`, in commit order
   /// within each stream. Empty while another node relays (only one node
-  /// holds the relay lease) or the outbox is empty.
+  /// holds the relay lease) or nothing waits.
   virtual caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) = 0;
 
-  /// Removes rows whose every record Kafka acknowledged.
-  virtual caf::error remove(const std::vector<outbox_row>& rows) = 0;
+  /// Kafka acknowledged every record of `rows`: they are not read again,
+  /// and the next `trim` deletes them.
+  virtual void delivered(const std::vector<outbox_row>& rows) = 0;
 
+  /// Deletes the delivered rows. Should the delete be lost (a crash, a
+  /// connection that died), they are read and produced again: a duplicate,
+  /// never a loss.
+  virtual caf::error trim() = 0;
+
+  /// What waits beyond the delivered rows.
   virtual caf::expected<outbox_backlog> backlog() = 0;
 };
 

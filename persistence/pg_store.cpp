@@ -192,8 +192,16 @@ struct writer {
         conn.reset();
         return false;
       }
+      // The relay deletes delivered rows, so the table may not show how far
+      // the stream got: numbers start no lower than the clock in
+      // microseconds, which a restarted node has passed (a relay on another
+      // node skips numbers it saw delivered).
+      auto clock_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
       next_outbox_seq = std::max<int64_t>(
-          next_outbox_seq, std::atoll(PQgetvalue(last.get(), 0, 0)) + 1);
+          {next_outbox_seq, std::atoll(PQgetvalue(last.get(), 0, 0)) + 1,
+           static_cast<int64_t>(clock_us)});
     }
     return true;
   }
