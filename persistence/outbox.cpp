@@ -249,14 +249,9 @@ public:
     if (auto err = ensure_connected()) return err;
     // Rows up to a stream's mark were all delivered: they are read in seq
     // order, and a round is acknowledged only when all of it was.
-    std::string sql = "DELETE FROM outbox o USING (VALUES ";
-    bool first = true;
-    for (const auto& [stream, seq] : marks_) {
-      if (!first) sql += ',';
-      first = false;
-      sql += '(' + literal(stream) + ", " + std::to_string(seq) + "::bigint)";
-    }
-    sql += ") AS d (stream, seq) WHERE o.stream = d.stream AND o.seq <= d.seq";
+    auto sql = "DELETE FROM outbox o USING " + marks_table() +
+               " AS d (stream, seq) WHERE o.stream = d.stream AND o.seq <= "
+               "d.seq";
     result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
       return lost("trimming the outbox");
@@ -281,15 +276,21 @@ private:
   /// The condition that skips delivered rows not yet deleted.
   std::string after_marks() {
     if (marks_.empty()) return {};
-    std::string sql = " LEFT JOIN (VALUES ";
+    return " LEFT JOIN " + marks_table() +
+           " AS m (stream, seq) ON m.stream = o.stream WHERE o.seq > "
+           "coalesce(m.seq, 0)";
+  }
+
+  /// The marks as a VALUES list of (stream, seq); marks_ is not empty.
+  std::string marks_table() {
+    std::string sql = "(VALUES ";
     bool first = true;
     for (const auto& [stream, seq] : marks_) {
       if (!first) sql += ',';
       first = false;
       sql += '(' + literal(stream) + ", " + std::to_string(seq) + "::bigint)";
     }
-    return sql + ") AS m (stream, seq) ON m.stream = o.stream WHERE o.seq > "
-                 "coalesce(m.seq, 0)";
+    return sql + ')';
   }
 
   caf::error ensure_connected() {
