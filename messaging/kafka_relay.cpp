@@ -89,7 +89,8 @@ struct kafka_relay::impl {
     delivery_seconds =
         &prometheus::BuildHistogram()
              .Name("rsv_relay_delivery_seconds")
-             .Help("From an outbox row's commit to Kafka's acknowledgement "
+             .Help("From an outbox row's write (its batch's COMMIT follows) to "
+                   "Kafka's acknowledgement "
                    "of its last record")
              .Register(registry)
              .Add({}, prometheus::Histogram::BucketBoundaries{
