@@ -184,6 +184,10 @@ struct kafka_relay::impl {
         {"message.timeout.ms", std::to_string(config.message_timeout_ms)},
         // The same partition for a key as Java clients choose.
         {"partitioner", "murmur2_random"},
+        // Nagle's algorithm holds small produce requests back until the
+        // previous one is acknowledged: with delayed ACKs that is tens of
+        // milliseconds per round, and linger.ms already batches.
+        {"socket.nagle.disable", "true"},
     };
     for (const auto& property : config.properties)
       settings.push_back(property);
