@@ -14,7 +14,7 @@ struct serve_config {
   std::string admin_token;
   std::string store = "memory";
   std::string pg_dsn;
-  std::string pg_batch_encoding = "multirow"; // or "statements"
+  std::string pg_batch_encoding = "multirow"; // or "statements", "pipeline"
   std::size_t pg_writers = 2;
   std::string kafka_brokers;
   std::string kafka_topic = "reservation-events";

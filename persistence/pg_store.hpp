@@ -10,9 +10,11 @@
 
 namespace rsv {
 
-/// How a batch becomes SQL: one statement per write, or one multi-row
-/// statement per kind of row (docs/benchmarks.md compares them).
-enum class batch_encoding { statements, multirow };
+/// How a batch becomes SQL: one text statement per write; one multi-row
+/// text statement per kind of row; or prepared statements taking one array
+/// per column (unnest), one execute per kind of row, sent in libpq's
+/// pipeline mode (docs/benchmarks.md compares them).
+enum class batch_encoding { statements, multirow, pipeline };
 
 struct pg_store_config {
   std::string dsn; // empty: libpq's PG* variables

@@ -314,81 +314,124 @@ TEST_F(pg_store_test, a_section_load_reads_what_the_writes_before_it_left) {
     EXPECT_FALSE(err) << describe(err);
 }
 
-// Both encodings must leave the same rows, however the writes fall into
+// Every encoding must leave the same rows, however the writes fall into
 // batches: a mixed workload from one thread, appended without waiting, so
-// that batches mix every kind of row.
-TEST_F(pg_store_test, both_batch_encodings_leave_the_same_rows) {
-  for (auto encoding : {batch_encoding::statements, batch_encoding::multirow}) {
-    bool multirow = encoding == batch_encoding::multirow;
-    uint32_t section = multirow ? 3 : 2;
-    pg_store_config config{dsn_};
-    config.encoding = encoding;
-    config.writers = multirow ? 3 : 1;
-    pg_store store{config};
-    event_def def;
-    def.id = multirow ? "multirow" : "statements";
-    def.name = def.id;
-    def.starts_at_ms = start_ms;
-    def.sections.push_back({"floor", "Floor", 100, {{"A", 400}}});
-    acks acked;
-    store.create_event(def, {section}, acked.expect());
-    auto at = [&](change_kind kind, uint32_t slot) {
-      auto c = change(kind, 0, slot, {slot});
-      c.event_id = def.id;
-      c.section_no = section;
-      return c;
-    };
-    for (uint32_t slot = 0; slot < 400; ++slot) {
-      auto created = at(change_kind::hold_created, slot);
-      if (slot % 10 == 0) {
-        // Some keys twice in a batch: the last answer wins.
-        auto record = std::make_shared<idempotency_record>();
-        record->customer_id = "cus_" + def.id;
-        record->key = "key-" + std::to_string(slot % 30);
-        record->fingerprint = "fp";
-        record->response = {201, std::to_string(slot), ""};
-        record->created_at_ms = start_ms;
-        created.idempotency = record;
-      }
-      store.append(created, acked.expect());
-      switch (slot % 4) {
-      case 1:
-        store.append(at(change_kind::hold_released, slot), acked.expect());
-        break;
-      case 2:
-        store.append(at(change_kind::hold_expired, slot), acked.expect());
-        break;
-      case 3:
-        store.append(at(change_kind::booking_confirmed, slot), acked.expect());
-        if (slot % 8 == 7)
-          store.append(at(change_kind::booking_cancelled, slot),
+// that batches mix every kind of row. With an outbox, every change has its
+// record.
+TEST_F(pg_store_test, every_batch_encoding_leaves_the_same_rows) {
+  struct variant {
+    batch_encoding encoding;
+    const char* name;
+    std::size_t writers;
+  };
+  uint32_t section = 2;
+  for (auto [encoding, name, writers] :
+       {variant{batch_encoding::statements, "statements", 1},
+        variant{batch_encoding::multirow, "multirow", 3},
+        variant{batch_encoding::pipeline, "pipeline", 2}}) {
+    for (bool outbox : {false, true}) {
+      pg_store_config config{dsn_};
+      config.encoding = encoding;
+      config.writers = writers;
+      event_def def;
+      def.id = std::string{name} + (outbox ? "-outbox" : "");
+      if (outbox) config.outbox_node = def.id;
+      pg_store store{config};
+      def.name = def.id;
+      def.starts_at_ms = start_ms;
+      // A quote and a comma in a name: text that must stay data.
+      def.sections.push_back({"floor", "Floor \"1\", left", 100, {{"A", 400}}});
+      acks acked;
+      store.create_event(def, {section}, acked.expect());
+      // As on the node: a section takes writes once its event is written,
+      // which may be through another writer.
+      ASSERT_FALSE(acked.wait().at(0)) << def.id;
+      auto at = [&](change_kind kind, uint32_t slot) {
+        auto c = change(kind, 0, slot, {slot});
+        c.event_id = def.id;
+        c.section_no = section;
+        return c;
+      };
+      for (uint32_t slot = 0; slot < 400; ++slot) {
+        auto created = at(change_kind::hold_created, slot);
+        if (slot % 10 == 0) {
+          // Some keys twice in a batch: the last answer wins.
+          auto record = std::make_shared<idempotency_record>();
+          record->customer_id = "cus_" + def.id;
+          record->key = "key-" + std::to_string(slot % 30);
+          record->fingerprint = "fp";
+          record->response = {201, std::to_string(slot), "/v1/\"x\",{y}"};
+          record->created_at_ms = start_ms;
+          created.idempotency = record;
+        }
+        store.append(created, acked.expect());
+        switch (slot % 4) {
+        case 1:
+          store.append(at(change_kind::hold_released, slot), acked.expect());
+          break;
+        case 2:
+          store.append(at(change_kind::hold_expired, slot), acked.expect());
+          break;
+        case 3:
+          store.append(at(change_kind::booking_confirmed, slot),
                        acked.expect());
-        break;
-      default:
-        break;
+          if (slot % 8 == 7)
+            store.append(at(change_kind::booking_cancelled, slot),
+                         acked.expect());
+          break;
+        default:
+          break;
+        }
       }
+      store.create_customer({"cus_" + def.id, def.id + "@b.example",
+                             "hash \"with\" quotes", start_ms},
+                            acked.expect());
+      for (const auto& err : acked.wait())
+        ASSERT_FALSE(err) << def.id << ": " << describe(err);
+      auto where = " WHERE section_no = " + std::to_string(section);
+      EXPECT_EQ(psql("SELECT status, count(*) FROM holds" + where +
+                     " GROUP BY status ORDER BY status"),
+                "active|100\nbooked|100\nexpired|100\nreleased|100\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT status, count(*) FROM bookings" + where +
+                     " GROUP BY status ORDER BY status"),
+                "cancelled|50\nconfirmed|50\n")
+          << def.id;
+      EXPECT_EQ(
+          psql("SELECT count(*) FROM bookings" + where +
+               " AND (status = 'cancelled') <> (cancelled_at IS NOT NULL)"),
+          "0\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT seats[1], created_at = to_timestamp(" +
+                     std::to_string(start_ms / 1000) + ") FROM holds" + where +
+                     " AND slot = 123"),
+                "A-124|t\n")
+          << def.id;
+      // key-10 was written for slots 10, 40, ..., 370: the last is kept.
+      EXPECT_EQ(psql("SELECT body, location FROM idempotency_records WHERE "
+                     "customer_id = 'cus_" +
+                     def.id + "' AND key = 'key-10'"),
+                "370|/v1/\"x\",{y}\n")
+          << def.id;
+      // Slots 0, 10, ..., 390 wrote keys key-0, key-10 and key-20 only.
+      EXPECT_EQ(psql("SELECT count(*) FROM idempotency_records WHERE "
+                     "customer_id = 'cus_" +
+                     def.id + "'"),
+                "3\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT password_hash FROM customers WHERE id = 'cus_" +
+                     def.id + "'"),
+                "hash \"with\" quotes\n")
+          << def.id;
+      // The outbox: one record per change (400 holds, 100 releases, 100
+      // expiries, 100 bookings, 50 cancellations) and the event's.
+      EXPECT_EQ(psql("SELECT coalesce(sum(records), 0) FROM outbox WHERE "
+                     "stream LIKE '" +
+                     def.id + "/%'"),
+                outbox ? "751\n" : "0\n")
+          << def.id;
+      ++section;
     }
-    for (const auto& err : acked.wait())
-      ASSERT_FALSE(err) << describe(err);
-    auto where = " WHERE section_no = " + std::to_string(section);
-    EXPECT_EQ(psql("SELECT status, count(*) FROM holds" + where +
-                   " GROUP BY status ORDER BY status"),
-              "active|100\nbooked|100\nexpired|100\nreleased|100\n")
-        << def.id;
-    EXPECT_EQ(psql("SELECT status, count(*) FROM bookings" + where +
-                   " GROUP BY status ORDER BY status"),
-              "cancelled|50\nconfirmed|50\n")
-        << def.id;
-    EXPECT_EQ(psql("SELECT count(*) FROM bookings" + where +
-                   " AND (status = 'cancelled') <> (cancelled_at IS NOT NULL)"),
-              "0\n");
-    EXPECT_EQ(psql("SELECT seats[1] FROM holds" + where + " AND slot = 123"),
-              "A-124\n");
-    // key-10 was written for slots 10, 40, ..., 370: the last is kept.
-    EXPECT_EQ(psql("SELECT body FROM idempotency_records WHERE customer_id = "
-                   "'cus_" +
-                   def.id + "' AND key = 'key-10'"),
-              "370\n");
   }
 }
 
