@@ -89,7 +89,7 @@ private:
 /// One prepared statement of the pipeline encoding: its rows as one array
 /// per column, which unnest() turns back into rows.
 struct unnest_rows {
-  explicit unnest_rows(std::size_t columns) : columns(columns) {}
+  explicit unnest_rows(std::size_t column_count) : columns(column_count) {}
   std::vector<array_param> columns;
   std::size_t rows = 0;
 };
@@ -681,10 +681,10 @@ struct writer {
                                            nullptr, 0) == 1;
       sent += queued ? 1 : 0;
     };
-    auto send = [&](const prepared_statement& statement, unnest_rows& rows) {
-      if (rows.rows == 0) return;
+    auto send = [&](const prepared_statement& statement, unnest_rows& of) {
+      if (of.rows == 0) return;
       std::vector<const char*> values;
-      for (auto& column : rows.columns)
+      for (auto& column : of.columns)
         values.push_back(column.c_str());
       queued = queued &&
                PQsendQueryPrepared(c, statement.name, statement.params,
