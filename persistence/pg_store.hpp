@@ -26,7 +26,7 @@ struct pg_store_config {
   std::size_t queue_max = 200'000;
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
-  batch_encoding encoding = batch_encoding::multirow;
+  batch_encoding encoding = batch_encoding::pipeline;
   /// Writer connections, each committing its own batches; sections are
   /// spread over them by number. Several let one batch's commit wait on
   /// the disk while the next is written (docs/benchmarks.md).
