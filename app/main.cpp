@@ -91,9 +91,10 @@ int main(int argc, char** argv) {
   serve
       ->add_option("--pg-batch-encoding", cfg.pg_batch_encoding,
                    "how a group commit becomes SQL: multirow (one statement "
-                   "per kind of row) or statements (one per write)")
+                   "per kind of row), pipeline (prepared statements in "
+                   "libpq's pipeline mode) or statements (one per write)")
       ->envname("RSV_PG_BATCH_ENCODING")
-      ->check(CLI::IsMember({"multirow", "statements"}))
+      ->check(CLI::IsMember({"multirow", "pipeline", "statements"}))
       ->capture_default_str();
   serve
       ->add_option("--pg-writers", cfg.pg_writers,

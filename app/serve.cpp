@@ -177,9 +177,10 @@ int serve(const serve_config& cfg) {
     recovered = std::move(*loaded);
     pg_store_config pg_cfg;
     pg_cfg.dsn = cfg.pg_dsn;
-    pg_cfg.encoding = cfg.pg_batch_encoding == "statements"
-                          ? batch_encoding::statements
-                          : batch_encoding::multirow;
+    pg_cfg.encoding =
+        cfg.pg_batch_encoding == "statements" ? batch_encoding::statements
+        : cfg.pg_batch_encoding == "multirow" ? batch_encoding::multirow
+                                              : batch_encoding::pipeline;
     pg_cfg.writers = cfg.pg_writers;
     pg_cfg.registry = registry;
     if (kafka) {

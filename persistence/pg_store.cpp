@@ -5,6 +5,7 @@
 #include "persistence/outbox.hpp"
 #include "persistence/pg_handles.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <prometheus/histogram.h>
 #include <shared_mutex>
 #include <spdlog/spdlog.h>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -52,6 +54,104 @@ std::string timestamp(millis ms) {
                 static_cast<long long>(ms % 1000));
   return buf;
 }
+
+/// A PostgreSQL array literal in text format, for one array parameter of
+/// the pipeline encoding. Every element is quoted, so that commas, braces
+/// and quotes inside it stay data.
+class array_param {
+public:
+  void add(std::string_view text) {
+    text_ += text_.empty() ? "{\"" : ",\"";
+    for (char c : text) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+  }
+  void add(int64_t number) {
+    text_ += text_.empty() ? "{" : ",";
+    text_ += std::to_string(number);
+  }
+  /// The literal; an array that was never added to is empty, not absent.
+  const char* c_str() {
+    if (!closed_) {
+      text_ = text_.empty() ? "{}" : text_ + '}';
+      closed_ = true;
+    }
+    return text_.c_str();
+  }
+
+private:
+  std::string text_;
+  bool closed_ = false;
+};
+
+/// One prepared statement of the pipeline encoding: its rows as one array
+/// per column, which unnest() turns back into rows.
+struct unnest_rows {
+  explicit unnest_rows(std::size_t column_count) : columns(column_count) {}
+  std::vector<array_param> columns;
+  std::size_t rows = 0;
+};
+
+/// The pipeline encoding's statements, prepared on every connection. Each
+/// takes one array per column, so a batch executes each at most once,
+/// whatever its size; timestamps travel as milliseconds since the epoch.
+struct prepared_statement {
+  const char* name;
+  int params;
+  const char* sql;
+};
+
+constexpr prepared_statement insert_holds{
+    "rsv_insert_holds", 6,
+    "INSERT INTO holds SELECT v.section_no, v.slot, v.customer_id, "
+    "v.seats::text[], 'active', to_timestamp(v.at_ms / 1000.0), "
+    "to_timestamp(v.expires_ms / 1000.0), to_timestamp(v.at_ms / 1000.0) "
+    "FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], $5::int8[], "
+    "$6::int8[]) AS v (section_no, slot, customer_id, seats, at_ms, "
+    "expires_ms)"};
+constexpr prepared_statement update_statuses{
+    "rsv_update_statuses", 4,
+    "UPDATE holds h SET status = v.status, updated_at = to_timestamp(v.at_ms "
+    "/ 1000.0) FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) AS "
+    "v (section_no, slot, status, at_ms) WHERE h.section_no = v.section_no "
+    "AND h.slot = v.slot"};
+constexpr prepared_statement insert_bookings{
+    "rsv_insert_bookings", 5,
+    "INSERT INTO bookings SELECT v.section_no, v.slot, v.customer_id, "
+    "'confirmed', v.total_cents, to_timestamp(v.at_ms / 1000.0), NULL FROM "
+    "unnest($1::int[], $2::int[], $3::text[], $4::int8[], $5::int8[]) AS v "
+    "(section_no, slot, customer_id, total_cents, at_ms)"};
+constexpr prepared_statement cancel_bookings{
+    "rsv_cancel_bookings", 3,
+    "UPDATE bookings b SET status = 'cancelled', cancelled_at = "
+    "to_timestamp(v.at_ms / 1000.0) FROM unnest($1::int[], $2::int[], "
+    "$3::int8[]) AS v (section_no, slot, at_ms) WHERE b.section_no = "
+    "v.section_no AND b.slot = v.slot"};
+constexpr prepared_statement insert_customers{
+    "rsv_insert_customers", 4,
+    "INSERT INTO customers SELECT v.id, v.email, v.password_hash, "
+    "to_timestamp(v.at_ms / 1000.0) FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::int8[]) AS v (id, email, password_hash, at_ms)"};
+constexpr prepared_statement upsert_idempotency{
+    "rsv_upsert_idempotency", 7,
+    "INSERT INTO idempotency_records SELECT v.customer_id, v.key, "
+    "v.fingerprint, v.status, v.body, v.location, to_timestamp(v.at_ms / "
+    "1000.0) FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+    "$5::text[], $6::text[], $7::int8[]) AS v (customer_id, key, "
+    "fingerprint, status, body, location, at_ms) ON CONFLICT (customer_id, "
+    "key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, status = "
+    "EXCLUDED.status, body = EXCLUDED.body, location = EXCLUDED.location, "
+    "created_at = EXCLUDED.created_at"};
+constexpr prepared_statement insert_outbox{
+    "rsv_insert_outbox", 5,
+    "INSERT INTO outbox VALUES ($1, $2::int8, to_timestamp($3::int8 / "
+    "1000.0), $4::int, $5)"};
+
+constexpr prepared_statement pipeline_statements[] = {
+    insert_holds,     update_statuses,    insert_bookings, cancel_bookings,
+    insert_customers, upsert_idempotency, insert_outbox};
 
 } // namespace
 
@@ -180,6 +280,20 @@ struct writer {
       conn.reset();
       return false;
     }
+    // Prepared statements live as long as their connection: a new
+    // connection prepares them again.
+    if (config.encoding == batch_encoding::pipeline) {
+      for (const auto& statement : pipeline_statements) {
+        result_ptr prepared{PQprepare(conn.get(), statement.name, statement.sql,
+                                      statement.params, nullptr)};
+        if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
+          spdlog::warn("PostgreSQL: preparing {}: {}", statement.name,
+                       PQerrorMessage(conn.get()));
+          conn.reset();
+          return false;
+        }
+      }
+    }
     if (!stream.empty()) {
       // A transaction whose connection died may have committed its row:
       // continue after whatever the stream has.
@@ -213,6 +327,19 @@ struct writer {
                      std::string& sql, millis& created_ms) {
     std::string payload;
     int64_t records = 0;
+    if (!outbox_payload(batch, payload, records, created_ms)) return false;
+    if (records == 0) return true;
+    sql += "INSERT INTO outbox VALUES (" + literal(stream) + ", " +
+           std::to_string(next_outbox_seq) + ", " + timestamp(created_ms) +
+           ", " + std::to_string(records) + ", " + literal(payload) + ");\n";
+    return true;
+  }
+
+  /// The records of a batch's outbox row and its time; no records when it
+  /// has none. False when a change's section is unknown.
+  bool outbox_payload(const std::vector<const pending_write*>& batch,
+                      std::string& payload, int64_t& records,
+                      millis& created_ms) {
     auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
@@ -227,11 +354,7 @@ struct writer {
         ++records;
       }
     }
-    if (records == 0) return true;
-    created_ms = std::max(now_ms, last_outbox_ms);
-    sql += "INSERT INTO outbox VALUES (" + literal(stream) + ", " +
-           std::to_string(next_outbox_seq) + ", " + timestamp(created_ms) +
-           ", " + std::to_string(records) + ", " + literal(payload) + ");\n";
+    if (records > 0) created_ms = std::max(now_ms, last_outbox_ms);
     return true;
   }
 
@@ -442,8 +565,211 @@ struct writer {
     return true;
   }
 
+  /// A batch's rows for the pipeline encoding: one set of column arrays per
+  /// prepared statement.
+  struct pipeline_rows {
+    unnest_rows customers{4}, holds{6}, statuses{4}, bookings{5}, cancels{3},
+        records{7};
+  };
+
+  /// Sorts a batch's rows into their statements. The statements run in the
+  /// order of render_multirow (customers, which depend on nothing, first),
+  /// for the same reasons. False when a hold's section is unknown.
+  bool gather_pipeline(const std::vector<const pending_write*>& batch,
+                       pipeline_rows& out) {
+    std::vector<const idempotency_record*> records;
+    auto key = [](unnest_rows& rows, const seat_change& change) {
+      rows.columns[0].add(int64_t{change.section_no});
+      rows.columns[1].add(int64_t{change.slot});
+      ++rows.rows;
+    };
+    auto status = [&](const seat_change& change, std::string_view to) {
+      key(out.statuses, change);
+      out.statuses.columns[2].add(to);
+      out.statuses.columns[3].add(change.at_ms);
+    };
+    for (const auto* write : batch) {
+      if (const auto* record = std::get_if<idempotency_record>(&write->what)) {
+        records.push_back(record);
+        continue;
+      }
+      if (const auto* customer = std::get_if<customer_record>(&write->what)) {
+        auto& columns = out.customers.columns;
+        columns[0].add(customer->customer_id);
+        columns[1].add(customer->email);
+        columns[2].add(customer->password_hash);
+        columns[3].add(customer->created_at_ms);
+        ++out.customers.rows;
+        continue;
+      }
+      const auto& change = std::get<seat_change>(write->what);
+      switch (change.kind) {
+      case change_kind::hold_created: {
+        auto seats = seat_array(change);
+        if (!seats) return false;
+        key(out.holds, change);
+        auto& columns = out.holds.columns;
+        columns[2].add(change.customer_id);
+        columns[3].add(*seats);
+        columns[4].add(change.at_ms);
+        columns[5].add(change.expires_at_ms);
+        break;
+      }
+      case change_kind::hold_released:
+        status(change, "released");
+        break;
+      case change_kind::hold_expired:
+        status(change, "expired");
+        break;
+      case change_kind::booking_confirmed: {
+        status(change, "booked");
+        key(out.bookings, change);
+        auto& columns = out.bookings.columns;
+        columns[2].add(change.customer_id);
+        columns[3].add(change.amount_cents);
+        columns[4].add(change.at_ms);
+        break;
+      }
+      case change_kind::booking_cancelled:
+        key(out.cancels, change);
+        out.cancels.columns[2].add(change.at_ms);
+        break;
+      }
+      if (change.idempotency) records.push_back(change.idempotency.get());
+    }
+    // One row per key: ON CONFLICT cannot touch a row twice in a statement.
+    std::unordered_map<std::string, const idempotency_record*> latest;
+    for (auto it = records.rbegin(); it != records.rend(); ++it) {
+      if (!latest.emplace((*it)->customer_id + '\n' + (*it)->key, *it).second)
+        continue;
+      const auto& record = **it;
+      auto& columns = out.records.columns;
+      columns[0].add(record.customer_id);
+      columns[1].add(record.key);
+      columns[2].add(record.fingerprint);
+      columns[3].add(int64_t{record.response.status});
+      columns[4].add(record.response.body);
+      columns[5].add(record.response.location);
+      columns[6].add(record.created_at_ms);
+      ++out.records.rows;
+    }
+    return true;
+  }
+
+  /// Writes `batch` as prepared statements in libpq's pipeline mode: BEGIN,
+  /// one execute per kind of row, the outbox row, COMMIT and a sync go out
+  /// together, and the results come back in one round trip. Parameters
+  /// travel as parameters, so nothing is escaped into SQL text.
+  caf::error commit_pipeline(const std::vector<const pending_write*>& batch) {
+    pipeline_rows rows;
+    std::string payload;
+    int64_t records = 0;
+    millis outbox_ms = 0;
+    if (!gather_pipeline(batch, rows) ||
+        (!stream.empty() &&
+         !outbox_payload(batch, payload, records, outbox_ms)))
+      return make_error(errc::unavailable,
+                        std::string{"write for an unknown section"});
+    auto* c = conn.get();
+    if (PQenterPipelineMode(c) != 1)
+      return make_error(errc::unavailable,
+                        "PostgreSQL: " + std::string{PQerrorMessage(c)});
+    int sent = 0;
+    bool queued = true;
+    auto send_text = [&](const char* sql) {
+      queued = queued && PQsendQueryParams(c, sql, 0, nullptr, nullptr, nullptr,
+                                           nullptr, 0) == 1;
+      sent += queued ? 1 : 0;
+    };
+    auto send = [&](const prepared_statement& statement, unnest_rows& of) {
+      if (of.rows == 0) return;
+      std::vector<const char*> values;
+      for (auto& column : of.columns)
+        values.push_back(column.c_str());
+      queued = queued &&
+               PQsendQueryPrepared(c, statement.name, statement.params,
+                                   values.data(), nullptr, nullptr, 0) == 1;
+      sent += queued ? 1 : 0;
+    };
+    send_text("BEGIN");
+    send(insert_customers, rows.customers);
+    send(insert_holds, rows.holds);
+    send(update_statuses, rows.statuses);
+    send(insert_bookings, rows.bookings);
+    send(cancel_bookings, rows.cancels);
+    send(upsert_idempotency, rows.records);
+    if (records > 0 && queued) {
+      auto seq = std::to_string(next_outbox_seq);
+      auto at = std::to_string(outbox_ms);
+      auto count = std::to_string(records);
+      const char* values[] = {stream.c_str(), seq.c_str(), at.c_str(),
+                              count.c_str(), payload.c_str()};
+      queued = PQsendQueryPrepared(c, insert_outbox.name, insert_outbox.params,
+                                   values, nullptr, nullptr, 0) == 1;
+      sent += queued ? 1 : 0;
+    }
+    send_text("COMMIT");
+    queued = queued && PQpipelineSync(c) == 1;
+    if (!queued) {
+      // libpq could not even queue the pipeline: the connection is unusable
+      // (results may be half read), so drop it as a lost one.
+      std::string message = PQerrorMessage(c);
+      conn.reset();
+      return make_error(errc::unavailable, "PostgreSQL: " + message);
+    }
+    // Every statement's results end with a null; after an error the rest
+    // come back as PGRES_PIPELINE_ABORTED, and the sync closes the pipeline.
+    std::string message;
+    bool committed = false;
+    for (int i = 0; i < sent; ++i) {
+      while (result_ptr result{PQgetResult(c)}) {
+        auto status = PQresultStatus(result.get());
+        if (status == PGRES_COMMAND_OK) {
+          committed = i == sent - 1 &&
+                      std::string_view{PQcmdStatus(result.get())} == "COMMIT";
+        } else if (message.empty()) {
+          message = status == PGRES_PIPELINE_ABORTED
+                        ? std::string{"pipeline aborted"}
+                        : std::string{PQresultErrorMessage(result.get())};
+        }
+      }
+    }
+    result_ptr sync{PQgetResult(c)};
+    bool synced = PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC;
+    if (!synced || PQexitPipelineMode(c) != 1) {
+      if (message.empty()) message = PQerrorMessage(c);
+      conn.reset();
+      return make_error(errc::unavailable, "PostgreSQL: " + message);
+    }
+    if (committed && message.empty()) {
+      if (outbox_ms != 0) {
+        ++next_outbox_seq;
+        last_outbox_ms = outbox_ms;
+        if (config.on_outbox_commit) config.on_outbox_commit();
+      }
+      return {};
+    }
+    if (message.empty()) message = "COMMIT did not commit";
+    // The failed statement left the transaction aborted; end it so the
+    // connection can go on.
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+      result_ptr rollback{PQexec(c, "ROLLBACK")};
+    }
+    return make_error(errc::unavailable, "PostgreSQL: " + message);
+  }
+
   /// Writes `batch` in one transaction; answers the error, if any.
   caf::error commit(const std::vector<const pending_write*>& batch) {
+    if (!conn)
+      return make_error(errc::unavailable,
+                        std::string{"PostgreSQL connection lost"});
+    // Events (rare: an administrator creates them) have no prepared
+    // statement: a batch with one goes as text.
+    if (config.encoding == batch_encoding::pipeline &&
+        std::none_of(batch.begin(), batch.end(), [](const auto* write) {
+          return std::holds_alternative<event_write>(write->what);
+        }))
+      return commit_pipeline(batch);
     std::string sql = "BEGIN;\n";
     bool rendered = true;
     if (config.encoding == batch_encoding::multirow && batch.size() > 1) {

@@ -10,9 +10,11 @@
 
 namespace rsv {
 
-/// How a batch becomes SQL: one statement per write, or one multi-row
-/// statement per kind of row (docs/benchmarks.md compares them).
-enum class batch_encoding { statements, multirow };
+/// How a batch becomes SQL: one text statement per write; one multi-row
+/// text statement per kind of row; or prepared statements taking one array
+/// per column (unnest), one execute per kind of row, sent in libpq's
+/// pipeline mode (docs/benchmarks.md compares them).
+enum class batch_encoding { statements, multirow, pipeline };
 
 struct pg_store_config {
   std::string dsn; // empty: libpq's PG* variables
@@ -24,7 +26,7 @@ struct pg_store_config {
   std::size_t queue_max = 200'000;
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
-  batch_encoding encoding = batch_encoding::multirow;
+  batch_encoding encoding = batch_encoding::pipeline;
   /// Writer connections, each committing its own batches; sections are
   /// spread over them by number. Several let one batch's commit wait on
   /// the disk while the next is written (docs/benchmarks.md).

@@ -68,6 +68,20 @@ protected:
     ASSERT_FALSE(created.wait().at(0));
   }
 
+  /// The concert's layouts, for a second store on the fixture's database.
+  static recovered_event recovered_floor() {
+    recovered_event event;
+    event.def.id = "concert";
+    event.def.sections.push_back(
+        {"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
+    event.def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
+    event.section_nos = {0, 1};
+    for (uint32_t i = 0; i < 2; ++i)
+      event.layouts.push_back(
+          section_layout::make("concert", event.def.sections[i], i));
+    return event;
+  }
+
   static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
                             std::vector<uint32_t> seats,
                             std::string customer = "cus_a") {
@@ -153,21 +167,36 @@ TEST_F(pg_store_test, a_hold_booked_and_cancelled_in_one_batch_ends_cancelled) {
 }
 
 TEST_F(pg_store_test, a_refused_write_does_not_fail_its_neighbours) {
-  acks acked;
-  customer_record ann{"cus_1", "ann@example.org", "$argon2id$x", start_ms};
-  customer_record again{"cus_2", "ann@example.org", "$argon2id$y", start_ms};
-  store_->create_customer(ann, acked.expect());
-  store_->append(change(change_kind::hold_created, 0, 0, {0}), acked.expect());
-  store_->create_customer(again, acked.expect());
-  store_->append(change(change_kind::hold_created, 0, 1, {1}), acked.expect());
-  auto errors = acked.wait();
-  ASSERT_EQ(errors.size(), 4u);
-  EXPECT_FALSE(errors[0]);
-  EXPECT_FALSE(errors[1]);
-  EXPECT_EQ(code_of(errors[2]), errc::unavailable);
-  EXPECT_FALSE(errors[3]);
-  EXPECT_EQ(psql("SELECT id FROM customers"), "cus_1\n");
-  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "2\n");
+  // Each encoding retries the writes of a failed batch one by one.
+  uint32_t slot = 0;
+  for (auto encoding : {batch_encoding::statements, batch_encoding::multirow,
+                        batch_encoding::pipeline}) {
+    pg_store_config config{dsn_};
+    config.encoding = encoding;
+    pg_store store{config};
+    store.learn({recovered_floor()});
+    acks acked;
+    auto id = std::to_string(slot);
+    customer_record ann{"cus_" + id, "ann" + id + "@example.org", "$argon2id$x",
+                        start_ms};
+    customer_record again{"cus_again" + id, ann.email, "$argon2id$y", start_ms};
+    store.create_customer(ann, acked.expect());
+    store.append(change(change_kind::hold_created, 0, slot, {slot}),
+                 acked.expect());
+    store.create_customer(again, acked.expect());
+    store.append(change(change_kind::hold_created, 0, slot + 1, {slot + 1}),
+                 acked.expect());
+    auto errors = acked.wait();
+    ASSERT_EQ(errors.size(), 4u);
+    EXPECT_FALSE(errors[0]) << id;
+    EXPECT_FALSE(errors[1]) << id;
+    EXPECT_EQ(code_of(errors[2]), errc::unavailable) << id;
+    EXPECT_FALSE(errors[3]) << id;
+    slot += 2;
+  }
+  EXPECT_EQ(psql("SELECT string_agg(id, ',' ORDER BY id) FROM customers"),
+            "cus_0,cus_2,cus_4\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "6\n");
 }
 
 TEST_F(pg_store_test, what_was_acknowledged_is_what_recovery_reads) {
@@ -314,81 +343,124 @@ TEST_F(pg_store_test, a_section_load_reads_what_the_writes_before_it_left) {
     EXPECT_FALSE(err) << describe(err);
 }
 
-// Both encodings must leave the same rows, however the writes fall into
+// Every encoding must leave the same rows, however the writes fall into
 // batches: a mixed workload from one thread, appended without waiting, so
-// that batches mix every kind of row.
-TEST_F(pg_store_test, both_batch_encodings_leave_the_same_rows) {
-  for (auto encoding : {batch_encoding::statements, batch_encoding::multirow}) {
-    bool multirow = encoding == batch_encoding::multirow;
-    uint32_t section = multirow ? 3 : 2;
-    pg_store_config config{dsn_};
-    config.encoding = encoding;
-    config.writers = multirow ? 3 : 1;
-    pg_store store{config};
-    event_def def;
-    def.id = multirow ? "multirow" : "statements";
-    def.name = def.id;
-    def.starts_at_ms = start_ms;
-    def.sections.push_back({"floor", "Floor", 100, {{"A", 400}}});
-    acks acked;
-    store.create_event(def, {section}, acked.expect());
-    auto at = [&](change_kind kind, uint32_t slot) {
-      auto c = change(kind, 0, slot, {slot});
-      c.event_id = def.id;
-      c.section_no = section;
-      return c;
-    };
-    for (uint32_t slot = 0; slot < 400; ++slot) {
-      auto created = at(change_kind::hold_created, slot);
-      if (slot % 10 == 0) {
-        // Some keys twice in a batch: the last answer wins.
-        auto record = std::make_shared<idempotency_record>();
-        record->customer_id = "cus_" + def.id;
-        record->key = "key-" + std::to_string(slot % 30);
-        record->fingerprint = "fp";
-        record->response = {201, std::to_string(slot), ""};
-        record->created_at_ms = start_ms;
-        created.idempotency = record;
-      }
-      store.append(created, acked.expect());
-      switch (slot % 4) {
-      case 1:
-        store.append(at(change_kind::hold_released, slot), acked.expect());
-        break;
-      case 2:
-        store.append(at(change_kind::hold_expired, slot), acked.expect());
-        break;
-      case 3:
-        store.append(at(change_kind::booking_confirmed, slot), acked.expect());
-        if (slot % 8 == 7)
-          store.append(at(change_kind::booking_cancelled, slot),
+// that batches mix every kind of row. With an outbox, every change has its
+// record.
+TEST_F(pg_store_test, every_batch_encoding_leaves_the_same_rows) {
+  struct variant {
+    batch_encoding encoding;
+    const char* name;
+    std::size_t writers;
+  };
+  uint32_t section = 2;
+  for (auto [encoding, name, writers] :
+       {variant{batch_encoding::statements, "statements", 1},
+        variant{batch_encoding::multirow, "multirow", 3},
+        variant{batch_encoding::pipeline, "pipeline", 2}}) {
+    for (bool outbox : {false, true}) {
+      pg_store_config config{dsn_};
+      config.encoding = encoding;
+      config.writers = writers;
+      event_def def;
+      def.id = std::string{name} + (outbox ? "-outbox" : "");
+      if (outbox) config.outbox_node = def.id;
+      pg_store store{config};
+      def.name = def.id;
+      def.starts_at_ms = start_ms;
+      // A quote and a comma in a name: text that must stay data.
+      def.sections.push_back({"floor", "Floor \"1\", left", 100, {{"A", 400}}});
+      acks acked;
+      store.create_event(def, {section}, acked.expect());
+      // As on the node: a section takes writes once its event is written,
+      // which may be through another writer.
+      ASSERT_FALSE(acked.wait().at(0)) << def.id;
+      auto at = [&](change_kind kind, uint32_t slot) {
+        auto c = change(kind, 0, slot, {slot});
+        c.event_id = def.id;
+        c.section_no = section;
+        return c;
+      };
+      for (uint32_t slot = 0; slot < 400; ++slot) {
+        auto created = at(change_kind::hold_created, slot);
+        if (slot % 10 == 0) {
+          // Some keys twice in a batch: the last answer wins.
+          auto record = std::make_shared<idempotency_record>();
+          record->customer_id = "cus_" + def.id;
+          record->key = "key-" + std::to_string(slot % 30);
+          record->fingerprint = "fp";
+          record->response = {201, std::to_string(slot), "/v1/\"x\",{y}"};
+          record->created_at_ms = start_ms;
+          created.idempotency = record;
+        }
+        store.append(created, acked.expect());
+        switch (slot % 4) {
+        case 1:
+          store.append(at(change_kind::hold_released, slot), acked.expect());
+          break;
+        case 2:
+          store.append(at(change_kind::hold_expired, slot), acked.expect());
+          break;
+        case 3:
+          store.append(at(change_kind::booking_confirmed, slot),
                        acked.expect());
-        break;
-      default:
-        break;
+          if (slot % 8 == 7)
+            store.append(at(change_kind::booking_cancelled, slot),
+                         acked.expect());
+          break;
+        default:
+          break;
+        }
       }
+      store.create_customer({"cus_" + def.id, def.id + "@b.example",
+                             "hash \"with\" quotes", start_ms},
+                            acked.expect());
+      for (const auto& err : acked.wait())
+        ASSERT_FALSE(err) << def.id << ": " << describe(err);
+      auto where = " WHERE section_no = " + std::to_string(section);
+      EXPECT_EQ(psql("SELECT status, count(*) FROM holds" + where +
+                     " GROUP BY status ORDER BY status"),
+                "active|100\nbooked|100\nexpired|100\nreleased|100\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT status, count(*) FROM bookings" + where +
+                     " GROUP BY status ORDER BY status"),
+                "cancelled|50\nconfirmed|50\n")
+          << def.id;
+      EXPECT_EQ(
+          psql("SELECT count(*) FROM bookings" + where +
+               " AND (status = 'cancelled') <> (cancelled_at IS NOT NULL)"),
+          "0\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT seats[1], created_at = to_timestamp(" +
+                     std::to_string(start_ms / 1000) + ") FROM holds" + where +
+                     " AND slot = 123"),
+                "A-124|t\n")
+          << def.id;
+      // key-10 was written for slots 10, 40, ..., 370: the last is kept.
+      EXPECT_EQ(psql("SELECT body, location FROM idempotency_records WHERE "
+                     "customer_id = 'cus_" +
+                     def.id + "' AND key = 'key-10'"),
+                "370|/v1/\"x\",{y}\n")
+          << def.id;
+      // Slots 0, 10, ..., 390 wrote keys key-0, key-10 and key-20 only.
+      EXPECT_EQ(psql("SELECT count(*) FROM idempotency_records WHERE "
+                     "customer_id = 'cus_" +
+                     def.id + "'"),
+                "3\n")
+          << def.id;
+      EXPECT_EQ(psql("SELECT password_hash FROM customers WHERE id = 'cus_" +
+                     def.id + "'"),
+                "hash \"with\" quotes\n")
+          << def.id;
+      // The outbox: one record per change (400 holds, 100 releases, 100
+      // expiries, 100 bookings, 50 cancellations) and the event's.
+      EXPECT_EQ(psql("SELECT coalesce(sum(records), 0) FROM outbox WHERE "
+                     "stream LIKE '" +
+                     def.id + "/%'"),
+                outbox ? "751\n" : "0\n")
+          << def.id;
+      ++section;
     }
-    for (const auto& err : acked.wait())
-      ASSERT_FALSE(err) << describe(err);
-    auto where = " WHERE section_no = " + std::to_string(section);
-    EXPECT_EQ(psql("SELECT status, count(*) FROM holds" + where +
-                   " GROUP BY status ORDER BY status"),
-              "active|100\nbooked|100\nexpired|100\nreleased|100\n")
-        << def.id;
-    EXPECT_EQ(psql("SELECT status, count(*) FROM bookings" + where +
-                   " GROUP BY status ORDER BY status"),
-              "cancelled|50\nconfirmed|50\n")
-        << def.id;
-    EXPECT_EQ(psql("SELECT count(*) FROM bookings" + where +
-                   " AND (status = 'cancelled') <> (cancelled_at IS NOT NULL)"),
-              "0\n");
-    EXPECT_EQ(psql("SELECT seats[1] FROM holds" + where + " AND slot = 123"),
-              "A-124\n");
-    // key-10 was written for slots 10, 40, ..., 370: the last is kept.
-    EXPECT_EQ(psql("SELECT body FROM idempotency_records WHERE customer_id = "
-                   "'cus_" +
-                   def.id + "' AND key = 'key-10'"),
-              "370\n");
   }
 }
 
