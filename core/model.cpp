@@ -65,6 +65,13 @@ const char* to_string(hold_status status) {
   return "unknown";
 }
 
+bool listed_before(const booking_view& a, const booking_view& b) {
+  // A total order: two bookings never share an id.
+  if (a.created_at_ms != b.created_at_ms)
+    return a.created_at_ms > b.created_at_ms;
+  return a.booking_id < b.booking_id;
+}
+
 const char* to_string(booking_status status) {
   return status == booking_status::confirmed ? "confirmed" : "cancelled";
 }

@@ -2,6 +2,7 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <caf/all.hpp>
 #include <chrono>
@@ -451,6 +452,54 @@ TEST_F(section_actor_reload_test, requests_do_not_hammer_a_store_that_is_down) {
   EXPECT_GT(requests, counted->loads()) << "the requests were not faster";
   // Other sections never wrote, so they neither load nor refuse.
   EXPECT_TRUE(seat_map_of(*event, "balcony"));
+}
+
+// Two bookings of one millisecond must list in one order whichever section
+// answered first and whether the list was built live or read back at a
+// restart: a client comparing the list before and after sees no change.
+TEST_F(section_actor_test, bookings_of_one_millisecond_list_in_one_order) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto ids_of = [](const std::vector<booking_view>& bookings) {
+    std::vector<std::string> ids;
+    for (const auto& booking : bookings)
+      ids.push_back(booking.booking_id);
+    return ids;
+  };
+  auto on_floor = hold(*event, "floor", "alice", {"A-1"});
+  auto on_balcony = hold(*event, "balcony", "alice", {"A-1"});
+  ASSERT_TRUE(on_floor && on_balcony);
+  // The clock stands still: both bookings are made in the same millisecond,
+  // the later section first.
+  auto second = book("alice", on_balcony->hold_id);
+  auto first = book("alice", on_floor->hold_id);
+  ASSERT_TRUE(first && second);
+  ASSERT_EQ(first->created_at_ms, second->created_at_ms);
+  auto same_ms =
+      std::vector<std::string>{first->booking_id, second->booking_id};
+  std::sort(same_ms.begin(), same_ms.end());
+  EXPECT_EQ(ids_of(bookings_of("alice")), same_ms) << "live";
+
+  // A later booking lists first.
+  clock->advance_ms(1);
+  auto later_hold = hold(*event, "floor", "alice", {"A-2"});
+  ASSERT_TRUE(later_hold);
+  auto later = book("alice", later_hold->hold_id);
+  ASSERT_TRUE(later);
+  auto live = bookings_of("alice");
+  auto expected = std::vector<std::string>{later->booking_id};
+  expected.insert(expected.end(), same_ms.begin(), same_ms.end());
+  EXPECT_EQ(ids_of(live), expected) << "live";
+
+  // Recovery hands the shard the recorded bookings in whatever order the
+  // database returned them.
+  for (auto order :
+       {live, std::vector<booking_view>(live.rbegin(), live.rend())}) {
+    load_customer recovered;
+    recovered.customer_id = "alice";
+    recovered.bookings = std::move(order);
+    caf::anon_send(rt->shard_for("alice"), std::move(recovered));
+    EXPECT_EQ(ids_of(bookings_of("alice")), expected) << "after recovery";
+  }
 }
 
 TEST_F(section_actor_test, a_request_that_dies_unanswered_answers_unavailable) {
