@@ -2,7 +2,6 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 
-#include <algorithm>
 #include <atomic>
 #include <caf/all.hpp>
 #include <chrono>
@@ -469,14 +468,15 @@ TEST_F(section_actor_test, bookings_of_one_millisecond_list_in_one_order) {
   auto on_balcony = hold(*event, "balcony", "alice", {"A-1"});
   ASSERT_TRUE(on_floor && on_balcony);
   // The clock stands still: both bookings are made in the same millisecond,
-  // the later section first.
-  auto second = book("alice", on_balcony->hold_id);
-  auto first = book("alice", on_floor->hold_id);
-  ASSERT_TRUE(first && second);
-  ASSERT_EQ(first->created_at_ms, second->created_at_ms);
-  auto same_ms =
-      std::vector<std::string>{first->booking_id, second->booking_id};
-  std::sort(same_ms.begin(), same_ms.end());
+  // the balcony's first.
+  auto on_balcony_booked = book("alice", on_balcony->hold_id);
+  auto on_floor_booked = book("alice", on_floor->hold_id);
+  ASSERT_TRUE(on_floor_booked && on_balcony_booked);
+  ASSERT_EQ(on_floor_booked->created_at_ms, on_balcony_booked->created_at_ms);
+  // Ties by section number, highest first: the balcony (section 1) before
+  // the floor (section 0), whichever was booked first.
+  auto same_ms = std::vector<std::string>{on_balcony_booked->booking_id,
+                                          on_floor_booked->booking_id};
   EXPECT_EQ(ids_of(bookings_of("alice")), same_ms) << "live";
 
   // A later booking lists first.
