@@ -21,7 +21,7 @@ struct key_state {
 /// Everything the node keeps per customer.
 struct customer_data {
   std::unordered_map<std::string, int64_t> seats_by_event; // held + booked
-  std::vector<booking_view> bookings; // in confirmation order
+  std::vector<booking_view> bookings; // sorted by listed_before
   std::unordered_map<std::string, key_state> idempotency;
 };
 
@@ -68,6 +68,10 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           auto& customer = self->state.customers[msg.customer_id];
           customer.seats_by_event = std::move(msg.seats_by_event);
           customer.bookings = std::move(msg.bookings);
+          // Recovery reads bookings in no particular order; keeping the list
+          // sorted here makes it the one a live node shows.
+          std::sort(customer.bookings.begin(), customer.bookings.end(),
+                    listed_before);
           for (auto& recorded : msg.idempotency) {
             auto& record = customer.idempotency[recorded.key];
             record.fingerprint = std::move(recorded.fingerprint);
@@ -86,18 +90,19 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           auto same = [&](const booking_view& b) {
             return b.booking_id == msg.booking.booking_id;
           };
+          // Sorted, not appended: the answers of different sections arrive
+          // in any order, and a reload tells a booking again.
           auto it = std::find_if(bookings.begin(), bookings.end(), same);
-          if (it != bookings.end())
-            *it = std::move(msg.booking);
-          else
-            bookings.push_back(std::move(msg.booking));
+          if (it != bookings.end()) bookings.erase(it);
+          auto at = std::upper_bound(bookings.begin(), bookings.end(),
+                                     msg.booking, listed_before);
+          bookings.insert(at, std::move(msg.booking));
         },
         [=](list_bookings_request& req) {
           std::vector<booking_view> result;
           auto customer = self->state.customers.find(req.customer_id);
           if (customer != self->state.customers.end())
-            result.assign(customer->second.bookings.rbegin(),
-                          customer->second.bookings.rend());
+            result = customer->second.bookings;
           req.reply(std::move(result));
         },
         [=](idempotency_begin& req) {

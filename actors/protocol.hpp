@@ -152,7 +152,7 @@ struct reserve_quota_request {
 struct load_customer {
   std::string customer_id;
   std::unordered_map<std::string, int64_t> seats_by_event;
-  std::vector<booking_view> bookings; // oldest first
+  std::vector<booking_view> bookings; // in any order: the shard sorts them
   std::vector<idempotency_record> idempotency;
 };
 

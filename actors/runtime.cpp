@@ -75,13 +75,9 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
     customer.idempotency.push_back(std::move(record));
   }
   caf::anon_send(accounts_, load_customers{std::move(state.customers)});
-  for (auto& [id, customer] : customers) {
-    std::sort(customer.bookings.begin(), customer.bookings.end(),
-              [](const booking_view& a, const booking_view& b) {
-                return a.created_at_ms < b.created_at_ms;
-              });
+  // The shard sorts each customer's bookings into their listing order.
+  for (auto& [id, customer] : customers)
     caf::anon_send(shards_->for_customer(id), std::move(customer));
-  }
   recover_events_request request;
   request.events = std::move(state.events);
   request.holds = std::move(state.holds);

@@ -228,7 +228,7 @@ int serve(const serve_config& cfg) {
   }
   deps.sink = std::make_shared<counting_change_sink>();
   deps.clock = std::make_shared<system_clock_source>();
-  deps.metrics = std::make_shared<domain_metrics>(*registry);
+  deps.metrics = std::make_shared<domain_metrics>(registry);
   auto rt = std::make_unique<runtime>(system, deps, cfg.customer_shards);
   if (postgres) {
     auto restored = rt->recover(std::move(recovered));
@@ -308,6 +308,11 @@ int serve(const serve_config& cfg) {
   server->stop();
   api->stop();
   rt.reset();
+  // Returns once every actor has unregistered, which CAF 0.17 does before it
+  // runs the actor's exit functors: those still run on CAF's workers until
+  // `system` is destroyed, last. So what they touch must be owned by them
+  // (the section actors' functor holds the domain metrics, which hold the
+  // registry), never borrowed from a local of this function.
   system.await_all_actors_done();
   // The store's last acknowledgements answer requests through the I/O
   // threads' io_contexts: deliver them while those still exist.

@@ -21,33 +21,32 @@ prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name,
 
 } // namespace
 
-domain_metrics::domain_metrics(prometheus::Registry& registry)
-    : holds_created(counter(registry, "rsv_holds_created_total",
+domain_metrics::domain_metrics(std::shared_ptr<prometheus::Registry> registry)
+    : registry_(std::move(registry)),
+      holds_created(counter(*registry_, "rsv_holds_created_total",
                             "Holds created and acknowledged")),
-      holds_released(counter(registry, "rsv_holds_released_total",
+      holds_released(counter(*registry_, "rsv_holds_released_total",
                              "Holds released by their customer")),
-      holds_expired(counter(registry, "rsv_holds_expired_total",
+      holds_expired(counter(*registry_, "rsv_holds_expired_total",
                             "Holds that reached their expiry")),
-      bookings_confirmed(counter(registry, "rsv_bookings_confirmed_total",
+      bookings_confirmed(counter(*registry_, "rsv_bookings_confirmed_total",
                                  "Bookings confirmed")),
-      bookings_cancelled(counter(registry, "rsv_bookings_cancelled_total",
+      bookings_cancelled(counter(*registry_, "rsv_bookings_cancelled_total",
                                  "Bookings cancelled")),
-      requests_shed(counter(registry, "rsv_requests_shed_total",
+      requests_shed(counter(*registry_, "rsv_requests_shed_total",
                             "Requests answered 503 because a section's queue "
                             "was full")),
-      section_reloads(counter(registry, "rsv_section_reloads_total",
+      section_reloads(counter(*registry_, "rsv_section_reloads_total",
                               "Sections reloaded from the store after one of "
                               "their writes failed")),
-      holds_active(gauge(registry, "rsv_holds_active", "Holds now active")),
-      section_actors_live(gauge(registry, "rsv_section_actors_live",
+      holds_active(gauge(*registry_, "rsv_holds_active", "Holds now active")),
+      section_actors_live(gauge(*registry_, "rsv_section_actors_live",
                                 "Section actors running on this node")),
-      events(gauge(registry, "rsv_events", "Events known to this node")) {}
+      events(gauge(*registry_, "rsv_events", "Events known to this node")) {}
 
 std::shared_ptr<domain_metrics> domain_metrics::make_detached() {
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto result = std::make_shared<domain_metrics>(*registry);
-  result->owned_registry_ = std::move(registry);
-  return result;
+  return std::make_shared<domain_metrics>(
+      std::make_shared<prometheus::Registry>());
 }
 
 } // namespace rsv

@@ -10,15 +10,24 @@ namespace rsv {
 /// The domain's Prometheus metrics. Created once per process with the
 /// registry that `/metrics` serialises; section actors update them from
 /// scheduler threads (prometheus-cpp counters and gauges are atomic).
+///
+/// Owns (shares) its registry: the references below point into it, and
+/// copies of this object outlive the code that made them (an actor's exit
+/// functor runs on a CAF worker after `await_all_actors_done` returned).
 struct domain_metrics {
-  explicit domain_metrics(prometheus::Registry& registry);
+private:
+  // First: initialised before the references into it are taken.
+  std::shared_ptr<prometheus::Registry> registry_;
+
+public:
+  explicit domain_metrics(std::shared_ptr<prometheus::Registry> registry);
 
   prometheus::Counter& holds_created;
   prometheus::Counter& holds_released;
   prometheus::Counter& holds_expired;
   prometheus::Counter& bookings_confirmed;
   prometheus::Counter& bookings_cancelled;
-  prometheus::Counter& requests_shed; // answered 503 because a queue was full
+  prometheus::Counter& requests_shed;   // answered 503 because a queue was full
   prometheus::Counter& section_reloads; // after a failed write
   prometheus::Gauge& holds_active;
   prometheus::Gauge& section_actors_live;
@@ -26,9 +35,6 @@ struct domain_metrics {
 
   /// A registry and metrics for tests that do not look at them.
   static std::shared_ptr<domain_metrics> make_detached();
-
-private:
-  std::shared_ptr<prometheus::Registry> owned_registry_;
 };
 
 } // namespace rsv

@@ -65,6 +65,22 @@ const char* to_string(hold_status status) {
   return "unknown";
 }
 
+bool listed_before(const booking_view& a, const booking_view& b) {
+  if (a.created_at_ms != b.created_at_ms)
+    return a.created_at_ms > b.created_at_ms;
+  // Ties by the record behind the id, numerically (the id spells it in
+  // variable-length hex), highest first: within a section a later hold has
+  // a higher slot. A total order, since two bookings never share an id.
+  auto ref_a = parse_booking_id(a.booking_id);
+  auto ref_b = parse_booking_id(b.booking_id);
+  if (ref_a && ref_b) {
+    if (ref_a->section_no != ref_b->section_no)
+      return ref_a->section_no > ref_b->section_no;
+    return ref_a->slot > ref_b->slot;
+  }
+  return a.booking_id > b.booking_id;
+}
+
 const char* to_string(booking_status status) {
   return status == booking_status::confirmed ? "confirmed" : "cancelled";
 }

@@ -99,6 +99,12 @@ struct booking_view {
   millis created_at_ms = 0;
 };
 
+/// The order of `GET /v1/bookings`: newest first, and bookings of the same
+/// millisecond by the section and slot of their id, highest first, so that
+/// the list is the same however the bookings reached memory (live, after a
+/// section reload, after a restart).
+bool listed_before(const booking_view& a, const booking_view& b);
+
 /// A section's seat statuses in dense index order, with the layout needed to
 /// name them.
 struct seat_map_view {

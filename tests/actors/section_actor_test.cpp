@@ -453,6 +453,55 @@ TEST_F(section_actor_reload_test, requests_do_not_hammer_a_store_that_is_down) {
   EXPECT_TRUE(seat_map_of(*event, "balcony"));
 }
 
+// Two bookings of one millisecond must list in one order whichever section
+// answered first and whether the list was built live or read back at a
+// restart: a client comparing the list before and after sees no change.
+TEST_F(section_actor_test, bookings_of_one_millisecond_list_in_one_order) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto ids_of = [](const std::vector<booking_view>& bookings) {
+    std::vector<std::string> ids;
+    for (const auto& booking : bookings)
+      ids.push_back(booking.booking_id);
+    return ids;
+  };
+  auto on_floor = hold(*event, "floor", "alice", {"A-1"});
+  auto on_balcony = hold(*event, "balcony", "alice", {"A-1"});
+  ASSERT_TRUE(on_floor && on_balcony);
+  // The clock stands still: both bookings are made in the same millisecond,
+  // the balcony's first.
+  auto on_balcony_booked = book("alice", on_balcony->hold_id);
+  auto on_floor_booked = book("alice", on_floor->hold_id);
+  ASSERT_TRUE(on_floor_booked && on_balcony_booked);
+  ASSERT_EQ(on_floor_booked->created_at_ms, on_balcony_booked->created_at_ms);
+  // Ties by section number, highest first: the balcony (section 1) before
+  // the floor (section 0), whichever was booked first.
+  auto same_ms = std::vector<std::string>{on_balcony_booked->booking_id,
+                                          on_floor_booked->booking_id};
+  EXPECT_EQ(ids_of(bookings_of("alice")), same_ms) << "live";
+
+  // A later booking lists first.
+  clock->advance_ms(1);
+  auto later_hold = hold(*event, "floor", "alice", {"A-2"});
+  ASSERT_TRUE(later_hold);
+  auto later = book("alice", later_hold->hold_id);
+  ASSERT_TRUE(later);
+  auto live = bookings_of("alice");
+  auto expected = std::vector<std::string>{later->booking_id};
+  expected.insert(expected.end(), same_ms.begin(), same_ms.end());
+  EXPECT_EQ(ids_of(live), expected) << "live";
+
+  // Recovery hands the shard the recorded bookings in whatever order the
+  // database returned them.
+  for (auto order :
+       {live, std::vector<booking_view>(live.rbegin(), live.rend())}) {
+    load_customer recovered;
+    recovered.customer_id = "alice";
+    recovered.bookings = std::move(order);
+    caf::anon_send(rt->shard_for("alice"), std::move(recovered));
+    EXPECT_EQ(ids_of(bookings_of("alice")), expected) << "after recovery";
+  }
+}
+
 TEST_F(section_actor_test, a_request_that_dies_unanswered_answers_unavailable) {
   awaited<hold_view> reply;
   { auto dropped = reply.fn(); }

@@ -488,5 +488,58 @@ TEST_F(outage_test, retries_after_the_outage_tell_what_happened) {
       << changed.size() << " differences:" << as_lines(changed);
 }
 
+// SIGTERM while sections are stale (their writes failed, their reloads fail
+// or are on their way, their retry timers armed) must still exit 0: the
+// teardown of a node that went through an outage once aborted (SIGABRT, heap
+// corruption). Alternates between a stop while PostgreSQL is down and one
+// right after it was started again, a few rounds, bounded in time.
+TEST_F(outage_test, sigterm_with_stale_sections_exits_0) {
+  constexpr int rounds = 4;
+  const auto until = clock_type::now() + 90s;
+  for (int round = 0; round < rounds && clock_type::now() < until; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto load_cfg = config_;
+    load_cfg.seed = 42 + static_cast<unsigned>(round);
+    load_cfg.duration_max = 20s;
+    load_generator load(node_->port(), load_cfg);
+    load.start();
+    ASSERT_TRUE(load.wait_for(
+        [](const load_progress& p) { return p.acknowledged >= 20; }, 20s))
+        << "no load before the outage";
+    {
+      pg_restart_guard restart{*cluster_};
+      cluster_->stop();
+      // Writes to every section that has seats to give: each goes stale and
+      // retries its reload on a timer.
+      for (const auto* section : {"p", "q"}) {
+        auto write = timed(
+            [&] { return hold_quantity(*http_, prober_, "probe", section, 1); },
+            "a write while PostgreSQL is down");
+        EXPECT_TRUE(is_problem(write, 503, "unavailable")) << write;
+      }
+      auto answered = load.progress().answered;
+      EXPECT_TRUE(load.wait_for(
+          [&](const load_progress& p) {
+            return p.answered >= answered + 4 * clients;
+          },
+          10s))
+          << "the load got few answers while PostgreSQL was down";
+      // Requests to stale sections start reloads that fail and arm timers.
+      for (const auto* section : {"p", "q"})
+        http_->get(std::string{"/v1/events/probe/sections/"} + section +
+                   "/seats");
+      if (round % 2 == 1) cluster_->start(); // reloads on their way
+      load.request_stop();
+      http_.reset();
+      EXPECT_EQ(node_->stop(), 0)
+          << "the server did not exit 0 on SIGTERM with stale sections";
+      load.join();
+      if (HasFailure()) return; // TearDown shows the stopped server's log
+    }
+    node_ = std::make_unique<server_process>(server_args());
+    http_ = std::make_unique<http_connection>(node_->port());
+  }
+}
+
 } // namespace
 } // namespace rsv::e2e
