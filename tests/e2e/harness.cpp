@@ -100,6 +100,19 @@ unsigned short pick_free_port() {
   return ntohs(addr.sin_port);
 }
 
+std::string make_temp_file(std::string_view prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string{tmp && *tmp ? tmp : "/tmp"} + "/" +
+                        std::string{prefix} + "-XXXXXX";
+  std::vector<char> name(pattern.begin(), pattern.end());
+  name.push_back('\0');
+  int fd = ::mkstemp(name.data());
+  if (fd < 0)
+    throw std::runtime_error("mkstemp: " + std::string{std::strerror(errno)});
+  ::close(fd);
+  return name.data();
+}
+
 std::string server_binary() {
   const char* binary = std::getenv("RSV_BINARY");
   if (binary == nullptr || *binary == '\0')
@@ -236,18 +249,7 @@ server_process::~server_process() {
 bool server_process::start_once(const std::vector<std::string>& extra_args,
                                 std::string& why) {
   auto binary = server_binary();
-  if (log_path_.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string pattern =
-        std::string{tmp && *tmp ? tmp : "/tmp"} + "/rsv-e2e-XXXXXX";
-    std::vector<char> name(pattern.begin(), pattern.end());
-    name.push_back('\0');
-    int fd = ::mkstemp(name.data());
-    if (fd < 0)
-      throw std::runtime_error("mkstemp: " + std::string{std::strerror(errno)});
-    ::close(fd);
-    log_path_ = name.data();
-  }
+  if (log_path_.empty()) log_path_ = make_temp_file("rsv-e2e");
   port_ = pick_free_port();
   std::vector<std::string> args{binary,
                                 "serve",

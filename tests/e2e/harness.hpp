@@ -101,6 +101,10 @@ command_result run_command(std::vector<std::string> args,
                            std::chrono::milliseconds deadline = 20s,
                            const std::optional<os_account>& as = std::nullopt);
 
+/// Creates an empty file `$TMPDIR/<prefix>-XXXXXX` (TMPDIR defaults to
+/// /tmp) and answers its path; throws on failure.
+std::string make_temp_file(std::string_view prefix);
+
 /// The server binary from RSV_BINARY; throws when unset.
 std::string server_binary();
 

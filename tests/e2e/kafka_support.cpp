@@ -46,15 +46,10 @@ int stage_of(const std::string& type) {
 } // namespace
 
 kafka_broker::kafka_broker(int partitions) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string{tmp && *tmp ? tmp : "/tmp"} + "/rsv-kafka-XXXXXX";
-  std::vector<char> name(pattern.begin(), pattern.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());
+  log_path_ = make_temp_file("rsv-kafka");
+  int fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   if (fd < 0)
-    throw std::runtime_error("mkstemp: " + std::string{std::strerror(errno)});
-  log_path_ = name.data();
+    throw std::runtime_error("open " + log_path_ + ": " + std::strerror(errno));
   pid_ = spawn_child(
       {broker_binary(), "--partitions", std::to_string(partitions)}, fd);
   ::close(fd);

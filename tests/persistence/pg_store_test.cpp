@@ -17,6 +17,26 @@ namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
 
+/// A change of a hold in `section_id` (number `section`), priced per seat.
+seat_change make_change(change_kind kind, std::string event_id,
+                        std::string section_id, uint32_t section, uint32_t slot,
+                        std::vector<uint32_t> seats, std::string customer,
+                        int64_t seat_price_cents, millis at_ms = start_ms) {
+  seat_change c;
+  c.kind = kind;
+  c.event_id = std::move(event_id);
+  c.section_id = std::move(section_id);
+  c.section_no = section;
+  c.slot = slot;
+  c.customer_id = std::move(customer);
+  c.seat_indexes = std::move(seats);
+  c.at_ms = at_ms;
+  c.expires_at_ms = start_ms + 600'000;
+  c.amount_cents =
+      seat_price_cents * static_cast<int64_t>(c.seat_indexes.size());
+  return c;
+}
+
 /// Collects acknowledgements; waits for them with a deadline.
 class acks {
 public:
@@ -85,18 +105,9 @@ protected:
   static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
                             std::vector<uint32_t> seats,
                             std::string customer = "cus_a") {
-    seat_change c;
-    c.kind = kind;
-    c.event_id = "concert";
-    c.section_id = section == 0 ? "floor" : "balcony";
-    c.section_no = section;
-    c.slot = slot;
-    c.customer_id = std::move(customer);
-    c.seat_indexes = std::move(seats);
-    c.at_ms = start_ms;
-    c.expires_at_ms = start_ms + 600'000;
-    c.amount_cents = 5000 * static_cast<int64_t>(c.seat_indexes.size());
-    return c;
+    return make_change(kind, "concert", section == 0 ? "floor" : "balcony",
+                       section, slot, std::move(seats), std::move(customer),
+                       5000);
   }
 
   std::unique_ptr<pg_store> store_;
@@ -540,18 +551,9 @@ protected:
 
   static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
                             std::vector<uint32_t> seats) {
-    seat_change c;
-    c.kind = kind;
-    c.event_id = "gala";
-    c.section_id = section == 0 ? "stalls" : "circle";
-    c.section_no = section;
-    c.slot = slot;
-    c.customer_id = "cus_b";
-    c.seat_indexes = std::move(seats);
-    c.at_ms = start_ms + slot;
-    c.expires_at_ms = start_ms + 600'000;
-    c.amount_cents = 4000 * static_cast<int64_t>(c.seat_indexes.size());
-    return c;
+    return make_change(kind, "gala", section == 0 ? "stalls" : "circle",
+                       section, slot, std::move(seats), "cus_b", 4000,
+                       start_ms + slot);
   }
 
   std::atomic<int> pokes_{0};
