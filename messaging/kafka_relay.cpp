@@ -378,7 +378,7 @@ struct kafka_relay::impl {
         draining = stopping;
         poked = false;
       }
-      if (draining && steady::now() >= drain_deadline) break;
+      if (past_drain_deadline()) break;
       auto now = steady::now();
       refresh_backlog_if_due();
       if (!producer) {
@@ -421,7 +421,8 @@ struct kafka_relay::impl {
       }
       backoff = std::clamp(backoff * 2, std::chrono::milliseconds(100),
                            std::chrono::milliseconds(2000));
-      if (idle(backoff) && steady::now() >= drain_deadline) break;
+      idle(backoff);
+      if (past_drain_deadline()) break;
     }
     trim_if_due(true);
     if (producer) rd_kafka_flush(producer.get(), 1000);

@@ -341,10 +341,7 @@ private:
   }
 
   std::string literal(const std::string& text) {
-    char* escaped = PQescapeLiteral(conn_.get(), text.data(), text.size());
-    std::string out = escaped != nullptr ? escaped : "NULL";
-    PQfreemem(escaped);
-    return out;
+    return pg::literal(conn_.get(), text);
   }
 
   std::string dsn_;

@@ -20,4 +20,11 @@ conn_ptr connect(const std::string& dsn) {
   return conn_ptr{PQconnectdbParams(keywords, values, 1)};
 }
 
+std::string literal(PGconn* conn, const std::string& text) {
+  char* escaped = PQescapeLiteral(conn, text.data(), text.size());
+  std::string out = escaped != nullptr ? escaped : "NULL";
+  PQfreemem(escaped);
+  return out;
+}
+
 } // namespace rsv::pg

@@ -29,6 +29,10 @@ using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 /// timeouts and keepalives unless the DSN sets its own. Check PQstatus.
 conn_ptr connect(const std::string& dsn);
 
+/// `text` as an SQL string literal, quoted and escaped for `conn`'s
+/// encoding (PQescapeLiteral); NULL if libpq cannot escape it.
+std::string literal(PGconn* conn, const std::string& text);
+
 using layout_map =
     std::unordered_map<uint32_t, std::shared_ptr<const section_layout>>;
 using holds_by_section =

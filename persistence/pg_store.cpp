@@ -260,10 +260,7 @@ struct writer {
   }
 
   std::string literal(const std::string& text) {
-    char* escaped = PQescapeLiteral(conn.get(), text.data(), text.size());
-    std::string out = escaped != nullptr ? escaped : "NULL";
-    PQfreemem(escaped);
-    return out;
+    return pg::literal(conn.get(), text);
   }
 
   bool connect() {
@@ -333,6 +330,16 @@ struct writer {
            std::to_string(next_outbox_seq) + ", " + timestamp(created_ms) +
            ", " + std::to_string(records) + ", " + literal(payload) + ");\n";
     return true;
+  }
+
+  /// A transaction committed; `outbox_ms` is its outbox row's time, 0 when
+  /// it had none. The stream's next row takes the next number, and the
+  /// relay is woken.
+  void outbox_committed(millis outbox_ms) {
+    if (outbox_ms == 0) return;
+    ++next_outbox_seq;
+    last_outbox_ms = outbox_ms;
+    if (config.on_outbox_commit) config.on_outbox_commit();
   }
 
   /// The records of a batch's outbox row and its time; no records when it
@@ -742,11 +749,7 @@ struct writer {
       return make_error(errc::unavailable, "PostgreSQL: " + message);
     }
     if (committed && message.empty()) {
-      if (outbox_ms != 0) {
-        ++next_outbox_seq;
-        last_outbox_ms = outbox_ms;
-        if (config.on_outbox_commit) config.on_outbox_commit();
-      }
+      outbox_committed(outbox_ms);
       return {};
     }
     if (message.empty()) message = "COMMIT did not commit";
@@ -787,11 +790,7 @@ struct writer {
     sql += "COMMIT;";
     result_ptr result{PQexec(conn.get(), sql.c_str())};
     if (PQresultStatus(result.get()) == PGRES_COMMAND_OK) {
-      if (outbox_ms != 0) {
-        ++next_outbox_seq;
-        last_outbox_ms = outbox_ms;
-        if (config.on_outbox_commit) config.on_outbox_commit();
-      }
+      outbox_committed(outbox_ms);
       return {};
     }
     std::string message = PQerrorMessage(conn.get());
