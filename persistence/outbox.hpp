@@ -26,8 +26,9 @@ struct outbox_record {
   std::string_view value;
 };
 
-/// Appends the record of `change` to `payload` as one line. `layout` turns
-/// seat indexes into seat ids.
+/// Appends the stored form of `change`'s record to `payload`: a short line
+/// the relay expands into the record (`expand_outbox_payload`). `layout`
+/// turns seat indexes into seat ids.
 void render_outbox_record(const seat_change& change,
                           const section_layout& layout, std::string& payload);
 
@@ -35,8 +36,12 @@ void render_outbox_record(const seat_change& change,
 void render_outbox_record(const event_def& def, millis at_ms,
                           std::string& payload);
 
-/// The records of a payload, in order; views into `payload`. Lines that are
-/// not records (which the writer never writes) are skipped.
+/// The record lines of a stored payload: each stored change line expanded
+/// into `id \t key \t value`, record lines kept as they are.
+std::string expand_outbox_payload(std::string_view stored);
+
+/// The records of an expanded payload, in order; views into `payload`. Lines
+/// that are not records (which the writer never writes) are skipped.
 std::vector<outbox_record> split_outbox_records(std::string_view payload);
 
 /// One committed batch's records, as the outbox table keeps them.
@@ -44,7 +49,7 @@ struct outbox_row {
   std::string stream; // `<node id>/<writer>`
   int64_t seq = 0;    // commit order within the stream
   millis created_at_ms = 0;
-  std::string payload;
+  std::string payload; // record lines, as `read` returns it: expanded
 };
 
 /// What the relay has not delivered yet.
