@@ -32,7 +32,9 @@ struct serve_config {
   std::string token_secret;
   int64_t session_ttl_seconds = 24 * 3600;
   int64_t request_timeout_ms = 5000;
+  // Below ECS's default stop timeout of 30 s (docs/operations.md).
   int64_t shutdown_timeout_seconds = 25;
+  int64_t shutdown_delay_ms = 0;
   std::size_t password_hash_memory_kib = 19 * 1024;
   unsigned long long password_hash_ops = 2;
   bool demo = false;

@@ -179,9 +179,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--shutdown-timeout-seconds", cfg.shutdown_timeout_seconds,
-                   "On SIGTERM, how long requests in flight may take")
+                   "On SIGTERM, the deadline of the whole shutdown (delay, "
+                   "requests in progress, last commits, Kafka relay); past "
+                   "it the exit code is 1. Keep it below the "
+                   "orchestrator's stop timeout")
       ->envname("RSV_SHUTDOWN_TIMEOUT_SECONDS")
-      ->check(CLI::Range(0, 600))
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
+  serve
+      ->add_option("--shutdown-delay-ms", cfg.shutdown_delay_ms,
+                   "On SIGTERM, how long to keep serving (with /ready "
+                   "answering 503) before the listener closes, for load "
+                   "balancers that only learn from /ready")
+      ->envname("RSV_SHUTDOWN_DELAY_MS")
+      ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
   serve
       ->add_option("--password-hash-memory-kib", cfg.password_hash_memory_kib,

@@ -10,8 +10,11 @@
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
+#include <chrono>
 #include <csignal>
+#include <ctime>
 #include <future>
 #include <iostream>
 #include <pthread.h>
@@ -132,6 +135,15 @@ int serve(const serve_config& cfg) {
                  "not accepted by other nodes");
   } else if (token_secret.size() < 32) {
     spdlog::critical("--token-secret must have at least 32 bytes");
+    return 2;
+  }
+  if (cfg.shutdown_delay_ms > 0 &&
+      cfg.shutdown_delay_ms >= cfg.shutdown_timeout_seconds * 1000) {
+    // The delay is part of the shutdown deadline; requests in progress and
+    // the last commits need time after it.
+    spdlog::critical("--shutdown-delay-ms ({}) must be below "
+                     "--shutdown-timeout-seconds ({} s)",
+                     cfg.shutdown_delay_ms, cfg.shutdown_timeout_seconds);
     return 2;
   }
   if (cfg.admin_token.empty())
@@ -293,14 +305,40 @@ int serve(const serve_config& cfg) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  spdlog::info("signal {}: draining (at most {} s)", signal_number,
-               cfg.shutdown_timeout_seconds);
+  // One deadline for the whole shutdown (docs/operations.md, "Shutdown"):
+  // the drain delay, requests in progress, the last commits and the relay
+  // share it, so that the process is gone before the orchestrator's own
+  // stop timeout sends SIGKILL.
+  using steady = std::chrono::steady_clock;
+  auto stop_began = steady::now();
+  auto until = stop_began + std::chrono::seconds(cfg.shutdown_timeout_seconds);
+  auto remaining = [&until] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        until - steady::now()));
+  };
+  spdlog::info("signal {}: draining (at most {} s); /ready answers 503",
+               signal_number, cfg.shutdown_timeout_seconds);
   api->set_ready(false);
+  if (cfg.shutdown_delay_ms > 0) {
+    // Still serving as before while load balancers see /ready fail. A
+    // second signal ends the wait.
+    spdlog::info("serving {} ms more before the listener closes",
+                 cfg.shutdown_delay_ms);
+    auto delay_until =
+        stop_began + std::chrono::milliseconds(cfg.shutdown_delay_ms);
+    while (steady::now() < delay_until) {
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+          delay_until - steady::now());
+      timespec wait{static_cast<time_t>(left.count() / 1'000'000'000),
+                    static_cast<long>(left.count() % 1'000'000'000)};
+      if (sigtimedwait(&signals, nullptr, &wait) > 0) break; // a signal
+    }
+  }
   server->stop_accepting();
-  bool drained =
-      server->drain(std::chrono::seconds(cfg.shutdown_timeout_seconds));
-  if (!drained)
-    spdlog::warn("requests still in flight at the shutdown deadline");
+  // 100 ms without a new request: a client that got a keep-alive answer
+  // just before the drain began has sent its next request by then.
+  auto unanswered = server->drain(remaining(), std::chrono::milliseconds(100));
   // Order matters: no new work from I/O threads, then no new work from the
   // hashing pool, then the actors finish and the store commits what it has
   // queued (their late answers land in the stopped io_contexts and are
@@ -317,12 +355,37 @@ int serve(const serve_config& cfg) {
   // The store's last acknowledgements answer requests through the I/O
   // threads' io_contexts: deliver them while those still exist.
   deps.store->close();
-  // Everything is committed: give the relay a moment to hand the last rows
-  // to Kafka. What it does not finish stays in the outbox for next time.
-  if (relay) relay->stop(std::chrono::seconds(5));
+  // Everything is committed: the relay hands the rest of the outbox to
+  // Kafka in the time left. What it does not finish stays in the outbox
+  // and is relayed after the next start.
+  kafka_relay::stop_report relayed{true, 0};
+  if (relay) relayed = relay->stop(remaining());
   api.reset();
   server.reset();
-  spdlog::info("stopped");
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  steady::now() - stop_began)
+                  .count();
+  if (unanswered > 0 || !relayed.flushed) {
+    std::string left;
+    if (unanswered > 0)
+      left += std::to_string(unanswered) +
+              " requests in progress were not answered";
+    if (!relayed.flushed) {
+      if (!left.empty()) left += "; ";
+      left += relayed.rows_left >= 0
+                  ? std::to_string(relayed.rows_left) +
+                        " outbox rows were not relayed to Kafka"
+                  : std::string{"the outbox could not be read"};
+      left += " (they stay in the outbox: the next start relays them)";
+    }
+    spdlog::error("stopped after {} ms, past the shutdown deadline of {} s: "
+                  "{}",
+                  took, cfg.shutdown_timeout_seconds, left);
+    return 1;
+  }
+  spdlog::info("stopped after {} ms: every request answered, every change "
+               "committed{}",
+               took, relay ? " and relayed to Kafka" : "");
   return 0;
 }
 

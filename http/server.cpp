@@ -2,12 +2,14 @@
 
 #include "core/limits.hpp"
 #include "http/problem.hpp"
+#include "http/request_mapping.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <future>
 #include <limits>
 #include <optional>
 #include <prometheus/counter.h>
@@ -86,7 +88,11 @@ struct server::shared_state {
   server_config config;
   http_metrics metrics;
   std::atomic<int64_t> connections{0};
+  /// Requests from their first byte until their answer is written (or the
+  /// connection fails): what a drain waits for.
   std::atomic<int64_t> requests_in_progress{0};
+  /// steady_clock ticks of the latest request's first byte.
+  std::atomic<int64_t> last_request_started{0};
   std::atomic<bool> draining{false};
 
   shared_state(api& h, server_config c, prometheus::Registry& registry)
@@ -95,26 +101,9 @@ struct server::shared_state {
 
 namespace {
 
-method to_method(bhttp::verb verb) {
-  switch (verb) {
-  case bhttp::verb::get:
-    return method::get;
-  case bhttp::verb::post:
-    return method::post;
-  case bhttp::verb::delete_:
-    return method::del;
-  default:
-    return method::other;
-  }
-}
-
-std::size_t body_limit_for(const bhttp::request_parser<bhttp::string_body>& p) {
-  const auto& req = p.get();
-  auto target = req.target();
-  auto path = target.substr(0, target.find('?'));
-  if (req.method() == bhttp::verb::post && path == "/v1/events")
-    return limits::event_body_bytes_max;
-  return limits::body_bytes_max;
+std::size_t
+route_body_limit(const bhttp::request_parser<bhttp::string_body>& p) {
+  return body_limit_for(p.get().method(), p.get().target());
 }
 
 /// One client connection, served by one I/O thread.
@@ -128,6 +117,7 @@ public:
   }
 
   ~session() {
+    end_request();
     shared_->connections.fetch_sub(1);
     shared_->metrics.connections().Decrement();
   }
@@ -142,10 +132,9 @@ private:
   /// Waits for the first byte of the next request with the keep-alive idle
   /// timeout; from then on the header must arrive within the header timeout.
   void read_header() {
-    if (shared_->draining) {
-      close();
-      return;
-    }
+    // Also while draining: a request on a connection kept alive before the
+    // drain began, or on one accepted just before the listener closed, is
+    // served (and answered with Connection: close).
     if (buffer_.size() > 0) {
       read_header_now();
       return;
@@ -165,6 +154,7 @@ private:
   }
 
   void read_header_now() {
+    begin_request();
     parser_.emplace();
     parser_->header_limit(limits::header_bytes_max);
     // No body limit yet: the route, known after the header, sets it, and a
@@ -187,7 +177,7 @@ private:
       close(); // end of stream, timeout, garbage: nothing to answer
       return;
     }
-    auto limit = body_limit_for(*parser_);
+    auto limit = route_body_limit(*parser_);
     auto length = parser_->content_length();
     if (length && *length > limit) {
       fail_and_close(too_large(limit));
@@ -228,7 +218,7 @@ private:
 
   void on_body(beast::error_code ec, std::size_t) {
     if (ec == bhttp::error::body_limit) {
-      fail_and_close(too_large(body_limit_for(*parser_)));
+      fail_and_close(too_large(route_body_limit(*parser_)));
       return;
     }
     if (ec) {
@@ -248,22 +238,10 @@ private:
     stream_.expires_never();
     auto message = parser_->release();
     keep_alive_ = message.keep_alive();
-    api_request req;
-    req.verb = to_method(message.method());
-    req.method_text = std::string{message.method_string()};
-    req.target = std::string{message.target()};
-    req.content_type = std::string{message[bhttp::field::content_type]};
-    req.authorization = std::string{message[bhttp::field::authorization]};
-    if (auto key = message.find("Idempotency-Key"); key != message.end()) {
-      req.has_idempotency_key = true;
-      req.idempotency_key = std::string{key->value()};
-    }
-    req.admission_token = std::string{message["X-Admission-Token"]};
-    req.body = std::move(message.body());
+    auto req = to_api_request(std::move(message));
     started_ = std::chrono::steady_clock::now();
     auto generation = ++generation_;
     waiting_ = true;
-    shared_->requests_in_progress.fetch_add(1);
     deadline_.expires_after(
         std::chrono::milliseconds(shared_->config.request_timeout_ms));
     deadline_.async_wait([weak = weak_from_this(),
@@ -293,7 +271,6 @@ private:
       return; // a late answer to a request already answered 503
     waiting_ = false;
     deadline_.cancel();
-    shared_->requests_in_progress.fetch_sub(1);
     auto elapsed = std::chrono::duration<double>(
                        std::chrono::steady_clock::now() - started_)
                        .count();
@@ -323,6 +300,7 @@ private:
     bhttp::async_write(
         stream_, response_,
         [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+          self->end_request();
           if (ec || !keep)
             self->close();
           else
@@ -330,15 +308,28 @@ private:
         });
   }
 
+  /// A request has begun (its first byte is here): a drain waits for it.
+  void begin_request() {
+    if (in_request_) return;
+    in_request_ = true;
+    shared_->requests_in_progress.fetch_add(1);
+    shared_->last_request_started.store(
+        std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+
+  void end_request() {
+    if (!in_request_) return;
+    in_request_ = false;
+    shared_->requests_in_progress.fetch_sub(1);
+  }
+
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.socket().close(ec);
     deadline_.cancel();
-    if (waiting_) {
-      waiting_ = false;
-      shared_->requests_in_progress.fetch_sub(1);
-    }
+    waiting_ = false;
+    end_request();
   }
 
   beast::tcp_stream stream_;
@@ -350,6 +341,7 @@ private:
   std::chrono::steady_clock::time_point started_;
   uint64_t generation_ = 0;
   bool waiting_ = false;
+  bool in_request_ = false;
   bool keep_alive_ = true;
 };
 
@@ -404,45 +396,87 @@ caf::expected<unsigned short> server::start() {
   return port;
 }
 
+void server::start_session(tcp::socket socket) {
+  if (shared_->connections.load() >=
+      static_cast<int64_t>(limits::connections_max)) {
+    beast::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  std::make_shared<session>(std::move(socket), shared_)->start();
+}
+
 void server::accept_next() {
   if (!acceptor_ || !acceptor_->is_open()) return;
   auto& target = *contexts_[next_context_++ % contexts_.size()];
-  acceptor_->async_accept(
-      target, [this](beast::error_code ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted) return;
-        if (!ec) {
-          if (shared_->connections.load() >=
-              static_cast<int64_t>(limits::connections_max)) {
-            beast::error_code ignored;
-            socket.close(ignored);
-          } else {
-            socket.set_option(tcp::no_delay(true), ec);
-            std::make_shared<session>(std::move(socket), shared_)->start();
-          }
-        } else {
-          spdlog::warn("accept failed: {}", ec.message());
-        }
-        accept_next();
-      });
+  acceptor_->async_accept(target,
+                          [this](beast::error_code ec, tcp::socket socket) {
+                            if (ec == asio::error::operation_aborted) return;
+                            if (!ec) {
+                              start_session(std::move(socket));
+                            } else {
+                              spdlog::warn("accept failed: {}", ec.message());
+                            }
+                            accept_next();
+                          });
 }
 
 void server::stop_accepting() {
-  if (!acceptor_) return;
-  asio::dispatch(*contexts_[0], [acceptor = acceptor_.get()] {
+  if (!acceptor_ || listener_closed_) return;
+  listener_closed_ = true;
+  // Connections the kernel has completed but this process has not taken
+  // yet would be reset by the close: take them first (without blocking),
+  // so that a client that got through before the listener closed is
+  // served; then close, and new connections are refused.
+  auto close_listener = [this] {
     beast::error_code ec;
-    acceptor->close(ec);
+    acceptor_->cancel(ec);
+    acceptor_->non_blocking(true, ec);
+    for (std::size_t taken = 0; !ec && taken < limits::connections_max;
+         ++taken) {
+      tcp::socket socket{*contexts_[next_context_++ % contexts_.size()]};
+      acceptor_->accept(socket, ec);
+      if (!ec) start_session(std::move(socket));
+    }
+    acceptor_->close(ec);
+  };
+  if (threads_.empty()) {
+    close_listener(); // never started: no I/O thread owns the acceptor
+    return;
+  }
+  // On the acceptor's own thread; the caller waits, so that no answer says
+  // Connection: close (drain) while a client could still connect and be
+  // reset by the close.
+  auto closed = std::make_shared<std::promise<void>>();
+  auto future = closed->get_future();
+  asio::dispatch(*contexts_[0], [close_listener, closed] {
+    close_listener();
+    closed->set_value();
   });
+  if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+    spdlog::warn("the listener did not close within 5 s");
 }
 
-bool server::drain(std::chrono::milliseconds deadline) {
+int64_t server::drain(std::chrono::milliseconds deadline,
+                      std::chrono::milliseconds quiet) {
   shared_->draining = true;
   auto until = std::chrono::steady_clock::now() + deadline;
-  // Bounded wait for in-flight requests; each check is cheap and the loop
-  // ends at the deadline whatever happens.
-  while (shared_->requests_in_progress.load() > 0 &&
+  auto quiet_since_last_request = [&] {
+    auto last = std::chrono::steady_clock::time_point{
+        std::chrono::steady_clock::duration{
+            shared_->last_request_started.load()}};
+    return std::chrono::steady_clock::now() - last >= quiet;
+  };
+  // Bounded wait for requests in progress; each check is cheap and the loop
+  // ends at the deadline whatever happens. The quiet time covers a client
+  // whose next request on a kept-alive connection is on its way.
+  while ((shared_->requests_in_progress.load() > 0 ||
+          !quiet_since_last_request()) &&
          std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return shared_->requests_in_progress.load() == 0;
+  return shared_->requests_in_progress.load();
 }
 
 } // namespace rsv::http

@@ -32,8 +32,9 @@ class http_metrics;
 /// the answer is dispatched back to the connection's io_context, and a
 /// per-request deadline answers 503 if it does not come in time.
 ///
-/// Lifecycle: construct, start() on the main thread, stop_accepting() and
-/// drain() on SIGTERM, stop(), then destroy once no actor can answer.
+/// Lifecycle: construct, start() on the main thread; on SIGTERM
+/// stop_accepting() and drain() (docs/operations.md, "Shutdown"); stop(),
+/// then destroy once no actor can answer.
 class server {
 public:
   server(server_config config, api& handler,
@@ -45,12 +46,19 @@ public:
   /// Binds, listens and starts the I/O threads; answers the bound port.
   caf::expected<unsigned short> start();
 
-  /// Closes the listening socket: new connections are refused.
+  /// Takes the connections already waiting in the listen queue, then
+  /// closes the listening socket: new connections are refused. Returns
+  /// once it is closed. Main thread only.
   void stop_accepting();
 
-  /// Waits until no request is in progress, at most `deadline`; answers
-  /// whether everything finished. Idle keep-alive connections are closed.
-  bool drain(std::chrono::milliseconds deadline);
+  /// From now on every answer says Connection: close. Waits until no
+  /// request is in progress (from its first byte until its answer is
+  /// written) and none began for `quiet`, at most `deadline`. Answers how
+  /// many requests are still in progress (0: everything was answered).
+  /// Idle keep-alive connections stay open until stop(); a request that
+  /// arrives on one meanwhile is served.
+  int64_t drain(std::chrono::milliseconds deadline,
+                std::chrono::milliseconds quiet);
 
   /// Stops the I/O threads. The io_contexts stay alive until destruction,
   /// so answers that actors send later are queued and dropped, never sent
@@ -61,13 +69,15 @@ public:
 
 private:
   void accept_next();
+  void start_session(boost::asio::ip::tcp::socket socket);
 
   server_config config_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::thread> threads_;
   std::shared_ptr<shared_state> shared_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
-  std::size_t next_context_ = 0;
+  std::size_t next_context_ = 0; // the acceptor's thread only
+  bool listener_closed_ = false; // the main thread only
 };
 
 } // namespace rsv::http

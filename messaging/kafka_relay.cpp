@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <librdkafka/rdkafka.h>
 #include <mutex>
+#include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -115,6 +116,9 @@ struct kafka_relay::impl {
   bool stopping = false; // guarded by mutex
   steady::time_point drain_deadline{};
   std::thread thread;
+  // Written by the relay thread before it ends, read after the join.
+  bool flushed = false;
+  std::optional<kafka_relay::stop_report> report;
 
   // Relay thread only (and start(), before the thread exists).
   producer_ptr producer;
@@ -399,7 +403,10 @@ struct kafka_relay::impl {
       }
       trim_if_due(false);
       if (rows->empty()) {
-        if (draining) break;
+        if (draining) {
+          flushed = true;
+          break;
+        }
         if (now >= next_probe) {
           next_probe = now + std::chrono::seconds(1);
           probe_brokers();
@@ -478,7 +485,7 @@ service_state kafka_relay::health() const {
   return impl_->brokers_up.load() ? service_state::ok : service_state::down;
 }
 
-void kafka_relay::stop(std::chrono::milliseconds drain) {
+kafka_relay::stop_report kafka_relay::stop(std::chrono::milliseconds drain) {
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
     if (!impl_->stopping) {
@@ -487,7 +494,20 @@ void kafka_relay::stop(std::chrono::milliseconds drain) {
     }
   }
   impl_->wake.notify_one();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  bool ran = impl_->thread.joinable();
+  if (ran) impl_->thread.join();
+  if (!impl_->report) {
+    // The thread has ended: the outbox connection is this thread's now.
+    stop_report report;
+    report.flushed = impl_->flushed;
+    report.rows_left = report.flushed ? 0 : -1;
+    if (ran && !report.flushed) {
+      auto backlog = impl_->outbox->backlog();
+      report.rows_left = backlog ? backlog->rows : -1;
+    }
+    impl_->report = report;
+  }
+  return *impl_->report;
 }
 
 } // namespace rsv

@@ -66,8 +66,18 @@ public:
   /// down while they do not.
   service_state health() const;
 
+  /// How a stop ended: `flushed` when the outbox had nothing left to relay
+  /// (every committed record was acknowledged by Kafka); otherwise the drain
+  /// time ran out (or the brokers were away) and `rows_left` outbox rows
+  /// wait for the next start (-1 when the outbox could not be read).
+  struct stop_report {
+    bool flushed = false;
+    int64_t rows_left = 0;
+  };
+
   /// Relays what the outbox has for at most `drain`, then stops the thread.
-  void stop(std::chrono::milliseconds drain);
+  /// Only the first call drains; later ones report what it found.
+  stop_report stop(std::chrono::milliseconds drain);
 
   struct impl;
 
