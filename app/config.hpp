@@ -38,6 +38,9 @@ struct serve_config {
   std::size_t password_hash_memory_kib = 19 * 1024;
   unsigned long long password_hash_ops = 2;
   bool demo = false;
+  /// The built web pages; empty: `web` beside the executable (the build
+  /// folder), else `../share/reservations/web` from it (an installed tree).
+  std::string web_root;
 };
 
 /// Runs a node until SIGTERM or SIGINT; answers the process exit code.

@@ -208,6 +208,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_flag("--demo", cfg.demo, "Create a demo event at start")
       ->envname("RSV_DEMO");
+  serve
+      ->add_option("--web-root", cfg.web_root,
+                   "folder of the built web pages served from / (empty: web "
+                   "beside the executable, else ../share/reservations/web)")
+      ->envname("RSV_WEB_ROOT");
 
   auto* migrate =
       cli.add_subcommand("migrate", "Apply the database migrations and exit");

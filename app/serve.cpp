@@ -15,6 +15,7 @@
 #include <chrono>
 #include <csignal>
 #include <ctime>
+#include <filesystem>
 #include <future>
 #include <iostream>
 #include <pthread.h>
@@ -57,6 +58,24 @@ bool split_listen(const std::string& listen, std::string& host,
     return false;
   }
   return true;
+}
+
+/// The web pages of `--web-root`, or of the first default folder that has
+/// an index.html. A folder named on the command line must load; without
+/// one, a node with no pages still serves the API (and `/` answers 404).
+caf::expected<std::shared_ptr<const http::static_files>>
+load_web_pages(const std::string& web_root) {
+  if (!web_root.empty()) return http::static_files::load(web_root);
+  std::error_code ec;
+  auto executable = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::shared_ptr<const http::static_files>{};
+  auto folder = executable.parent_path();
+  for (const auto& candidate :
+       {folder / "web", folder / ".." / "share" / "reservations" / "web"}) {
+    if (!std::filesystem::exists(candidate / "index.html", ec)) continue;
+    return http::static_files::load(candidate.lexically_normal());
+  }
+  return std::shared_ptr<const http::static_files>{};
 }
 
 /// The demo event of the run command: 4 sections, 1,800 seats.
@@ -262,6 +281,18 @@ int serve(const serve_config& cfg) {
   api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
   api_cfg.hash_threads = 1;
   if (relay) api_cfg.kafka_health = [relay] { return relay->health(); };
+  auto web_pages = load_web_pages(cfg.web_root);
+  if (!web_pages) {
+    spdlog::critical("{}", describe(web_pages.error()));
+    return 2;
+  }
+  if (*web_pages)
+    spdlog::info("serving the web pages from / ({} files, {} KiB)",
+                 (*web_pages)->file_count(), (*web_pages)->byte_count() / 1024);
+  else
+    spdlog::warn("no web pages (no --web-root, none beside the executable): "
+                 "/ answers 404");
+  api_cfg.web_pages = *web_pages;
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
   http::server_config server_cfg{host, port, cfg.io_threads,

@@ -80,6 +80,13 @@ constexpr int64_t keepalive_idle_timeout_ms = 60'000;
 // one closes, so a connection flood cannot exhaust file descriptors.
 constexpr std::size_t connections_max = 50'000;
 
+// The web pages (web/, served from `/`) are read into memory at start, so
+// that serving them never touches the disk on an I/O thread. The built pages
+// are about 40 KB in a handful of files; these bounds only stop a mistaken
+// --web-root (a home directory, say) from filling the memory at start.
+constexpr std::size_t web_files_max = 1000;
+constexpr std::size_t web_bytes_max = 32 * 1024 * 1024;
+
 // Session tokens live a day unless configured otherwise.
 constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 

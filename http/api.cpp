@@ -120,6 +120,22 @@ api::~api() {
 void api::handle(api_request req, respond_fn done) {
   auto match = match_route(req.verb, req.target);
   if (match.result == route_match::kind::not_found) {
+    // Everything under /v1/ is the API's: an unknown API path stays a 404
+    // problem even if a file of that name were among the web pages.
+    auto api_path = std::string_view{req.target}.substr(0, 4) == "/v1/";
+    if (!api_path && config_.web_pages && req.verb == method::get) {
+      auto response = config_.web_pages->serve(req.target, req.if_none_match);
+      response.route = "GET web page";
+      done(std::move(response));
+      return;
+    }
+    if (!api_path && config_.web_pages && config_.web_pages->find(req.target)) {
+      auto response = problem(405, problem_code::method_not_allowed,
+                              "the web pages allow GET");
+      response.header("Allow", "GET");
+      done(std::move(response));
+      return;
+    }
     done(problem(404, problem_code::not_found, "no such route"));
     return;
   }

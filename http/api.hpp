@@ -4,6 +4,7 @@
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
 #include "http/router.hpp"
+#include "http/static_files.hpp"
 
 #include <atomic>
 #include <boost/asio/thread_pool.hpp>
@@ -25,6 +26,9 @@ struct api_config {
   /// Health of optional services; unset means "disabled".
   std::function<service_state()> kafka_health;
   std::function<service_state()> redis_health;
+  /// The web pages served from `/` (GET of any path outside the API's
+  /// routes); null means there are none and such paths answer 404.
+  std::shared_ptr<const static_files> web_pages;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed

@@ -20,6 +20,7 @@ struct api_request {
   std::string idempotency_key;
   bool has_idempotency_key = false;
   std::string admission_token;
+  std::string if_none_match; // for the web pages' ETags
   std::string body;
 };
 

@@ -38,6 +38,7 @@ api_request to_api_request(bhttp::request<bhttp::string_body>&& message) {
     req.idempotency_key = std::string{key->value()};
   }
   req.admission_token = std::string{message["X-Admission-Token"]};
+  req.if_none_match = std::string{message[bhttp::field::if_none_match]};
   req.body = std::move(message.body());
   return req;
 }
