@@ -200,6 +200,11 @@ async function run(server, browser) {
   assert.equal(asset.status, 200);
   assert.match(asset.headers.get("content-type"), /^text\/javascript/);
   assert.match(asset.headers.get("cache-control"), /immutable/);
+  const revalidated = await fetch(`${base}/`, { headers: { "If-None-Match": index.headers.get("etag") } });
+  assert.equal(revalidated.status, 304);
+  const posted = await apiCall(base, "POST", "/index.html", { body: {} });
+  assert.equal(posted.status, 405);
+  assert.equal(posted.headers.get("allow"), "GET");
   assert.equal((await apiCall(base, "GET", "/operator.html")).status, 200);
   assert.equal((await apiCall(base, "GET", "/no-such-page.html")).status, 404);
   const unknownApi = await apiCall(base, "GET", "/v1/no-such-route");
