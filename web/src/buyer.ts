@@ -37,6 +37,8 @@ const state = {
   countdownTimer: 0,
   queueTimer: 0,
   mapGeneration: 0, // bumps when the section changes: late answers are dropped
+  mapInFlight: false, // one seat request at a time per page
+  mapAgain: false, // asked for while one was in flight: refresh at its end
 };
 
 const el = {
@@ -244,6 +246,12 @@ async function refreshMap(): Promise<void> {
   const sectionId = state.sectionId;
   if (!event || !sectionId) return;
   if (document.hidden) return; // visibilitychange restarts it
+  if (state.mapInFlight) {
+    state.mapAgain = true;
+    return;
+  }
+  state.mapInFlight = true;
+  state.mapAgain = false;
   const generation = state.mapGeneration;
   try {
     const map = await api.seats(event.id, sectionId);
@@ -256,7 +264,9 @@ async function refreshMap(): Promise<void> {
     el.mapUpdated.textContent = `Not updated: ${describeProblem(error)}`;
     el.mapUpdated.classList.add("stale");
   } finally {
-    if (generation === state.mapGeneration) scheduleMapRefresh();
+    state.mapInFlight = false;
+    if (state.mapAgain || generation !== state.mapGeneration) void refreshMap();
+    else scheduleMapRefresh();
   }
 }
 
