@@ -24,6 +24,11 @@ struct serve_config {
   int kafka_linger_ms = 5;
   std::string node_id; // empty: the host name
   std::string redis_url;
+  int64_t admission_ttl_seconds = 600; // limits::admission_ttl_seconds_default
+  // Shared rate limits of the write routes (need Redis); 0: off.
+  int64_t rate_limit_customer = 0;
+  int64_t rate_limit_address = 0;
+  int64_t rate_limit_window_seconds = 10;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
   std::size_t customer_shards = 8;

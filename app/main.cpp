@@ -132,8 +132,35 @@ int main(int argc, char** argv) {
       ->envname("RSV_NODE_ID");
   serve
       ->add_option("--redis-url", cfg.redis_url,
-                   "redis://host:port (empty: Redis disabled)")
+                   "redis://[[user]:password@]host[:port][/db] for the "
+                   "waiting room (empty: Redis disabled)")
       ->envname("RSV_REDIS_URL");
+  serve
+      ->add_option("--admission-ttl-seconds", cfg.admission_ttl_seconds,
+                   "how long a waiting-room admission token is valid")
+      ->envname("RSV_ADMISSION_TTL_SECONDS")
+      ->check(CLI::Range(10, 24 * 3600))
+      ->capture_default_str();
+  serve
+      ->add_option("--rate-limit-customer", cfg.rate_limit_customer,
+                   "write requests per window per customer, shared by all "
+                   "nodes through Redis (0: no limit)")
+      ->envname("RSV_RATE_LIMIT_CUSTOMER")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--rate-limit-address", cfg.rate_limit_address,
+                   "write requests per window per client address, shared by "
+                   "all nodes through Redis (0: no limit)")
+      ->envname("RSV_RATE_LIMIT_ADDRESS")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--rate-limit-window-seconds", cfg.rate_limit_window_seconds,
+                   "the rate limits' window")
+      ->envname("RSV_RATE_LIMIT_WINDOW_SECONDS")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   serve->add_option("--io-threads", cfg.io_threads, "HTTP I/O threads")
       ->envname("RSV_IO_THREADS")
       ->check(CLI::Range(1, 256))

@@ -2,10 +2,14 @@
 #include "app/config.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
 #include "messaging/kafka_relay.hpp"
+#include "messaging/rate_limiter.hpp"
+#include "messaging/redis_client.hpp"
+#include "messaging/waiting_room.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
@@ -18,6 +22,7 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <optional>
 #include <pthread.h>
 #include <sodium.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -109,9 +114,21 @@ int serve(const serve_config& cfg) {
     spdlog::critical("libsodium failed to initialise");
     return 1;
   }
+  std::optional<redis_endpoint> redis_at;
   if (!cfg.redis_url.empty()) {
-    spdlog::critical("--redis-url is not supported by this build yet; leave "
-                     "it empty");
+    auto parsed = parse_redis_url(cfg.redis_url);
+    if (!parsed) {
+      spdlog::critical("{}", describe(parsed.error()));
+      return 2;
+    }
+    redis_at = *parsed;
+  }
+  bool rate_limited = cfg.rate_limit_customer > 0 || cfg.rate_limit_address > 0;
+  if (rate_limited && !redis_at) {
+    // The limits are shared by all nodes, which only Redis makes possible;
+    // a per-node limit would silently multiply by the number of nodes.
+    spdlog::critical("--rate-limit-customer and --rate-limit-address need "
+                     "--redis-url");
     return 2;
   }
   bool kafka = !cfg.kafka_brokers.empty();
@@ -274,6 +291,49 @@ int serve(const serve_config& cfg) {
                      .count());
   }
 
+  // Redis: the waiting room. The client connects in the background and
+  // reconnects by itself; until it is up, joining a queue answers 503.
+  std::shared_ptr<redis_client> redis;
+  std::shared_ptr<waiting_room> queues;
+  std::shared_ptr<rate_limiter> limits_shared;
+  if (redis_at) {
+    redis_config redis_cfg;
+    redis_cfg.endpoint = *redis_at;
+    redis_cfg.registry = registry;
+    redis = std::make_shared<redis_client>(std::move(redis_cfg));
+    waiting_room_config room_cfg;
+    room_cfg.node_id = node_id + "/" + std::to_string(getpid());
+    room_cfg.admission_ttl_ms = cfg.admission_ttl_seconds * 1000;
+    room_cfg.tick_ms = limits::admission_tick_ms;
+    room_cfg.lease_ms = limits::admission_lease_ms;
+    room_cfg.registry = registry;
+    room_cfg.events = [&dir = rt->dir()] {
+      std::vector<waiting_room_event> out;
+      for (const auto& event : dir.snapshot()->events_ordered)
+        if (event->def.waiting_room && event->def.waiting_room->enabled)
+          out.push_back(
+              {event->def.id, event->def.waiting_room->admit_per_second});
+      return out;
+    };
+    queues = std::make_shared<waiting_room>(redis, std::move(room_cfg));
+    if (rate_limited) {
+      rate_limit_config limit_cfg;
+      limit_cfg.customer_per_window = cfg.rate_limit_customer;
+      limit_cfg.address_per_window = cfg.rate_limit_address;
+      limit_cfg.window_seconds = cfg.rate_limit_window_seconds;
+      limit_cfg.registry = registry;
+      limits_shared = std::make_shared<rate_limiter>(redis, limit_cfg);
+      spdlog::info("rate limits: {} per customer, {} per address, per {} s "
+                   "(0: none)",
+                   cfg.rate_limit_customer, cfg.rate_limit_address,
+                   cfg.rate_limit_window_seconds);
+    }
+    redis->start();
+    queues->start();
+    spdlog::info("redis at {}:{} (db {}) for the waiting room", redis_at->host,
+                 redis_at->port, redis_at->db);
+  }
+
   http::api_config api_cfg;
   api_cfg.admin_token = cfg.admin_token;
   api_cfg.token_secret = token_secret;
@@ -293,6 +353,10 @@ int serve(const serve_config& cfg) {
     spdlog::warn("no web pages (no --web-root, none beside the executable): "
                  "/ answers 404");
   api_cfg.web_pages = *web_pages;
+  if (redis) api_cfg.redis_health = [redis] { return redis->health(); };
+  api_cfg.waiting_room = queues;
+  api_cfg.rate_limits = limits_shared;
+  api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
   http::server_config server_cfg{host, port, cfg.io_threads,
@@ -376,6 +440,8 @@ int serve(const serve_config& cfg) {
   // dropped), then the rest goes.
   server->stop();
   api->stop();
+  // The admission loop reads the directory: stop it before the runtime goes.
+  if (queues) queues->stop();
   rt.reset();
   // Returns once every actor has unregistered, which CAF 0.17 does before it
   // runs the actor's exit functors: those still run on CAF's workers until
@@ -391,6 +457,7 @@ int serve(const serve_config& cfg) {
   // and is relayed after the next start.
   kafka_relay::stop_report relayed{true, 0};
   if (relay) relayed = relay->stop(remaining());
+  if (redis) redis->stop();
   api.reset();
   server.reset();
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -93,4 +93,26 @@ constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 // Idempotency records are kept at least this long (the contract: 24 hours).
 constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
 
+// Commands waiting for the node's Redis connection (messaging/redis_client):
+// the client's one thread writes up to redis_batch_max of them as one
+// pipeline, and Redis on loopback answers well over 100,000 simple commands a
+// second, so a full queue is about 100 ms of work. Beyond that the caller is
+// told at once that Redis is unavailable (the waiting room answers 503, rate
+// limits fail open) rather than waiting behind a slow Redis.
+constexpr std::size_t redis_queue_max = 10'000;
+constexpr std::size_t redis_batch_max = 1'000;
+
+// Waiting room: an admission token lasts this long after the admission
+// unless --admission-ttl-seconds says otherwise: long enough to choose seats
+// and hold them, short enough that a token passed around stops working.
+constexpr int64_t admission_ttl_seconds_default = 600;
+// The admission loop of each node wakes this often; the lease that lets one
+// node admit for an event lasts lease_ms, renewed every tick, so a dead
+// node's loop is taken over within that time.
+constexpr int64_t admission_tick_ms = 100;
+constexpr int64_t admission_lease_ms = 2'000;
+// Waiting-room events one node drives at once: each costs one script call per
+// tick.
+constexpr std::size_t waiting_rooms_max = 1'000;
+
 } // namespace rsv::limits

@@ -109,7 +109,8 @@ api::api(runtime& rt, api_config config,
          std::shared_ptr<prometheus::Registry> registry)
     : rt_(rt), config_(std::move(config)),
       tokens_(config_.token_secret, config_.session_ttl_seconds),
-      registry_(std::move(registry)), hashing_(config_.hash_threads) {
+      admissions_(config_.token_secret), registry_(std::move(registry)),
+      hashing_(config_.hash_threads) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
 }
 
@@ -203,7 +204,56 @@ void api::handle(api_request req, respond_fn done) {
     target = verb == method::del ? &api::cancel_booking : &api::get_booking;
     break;
   }
+  // The write routes are rate limited: every POST and DELETE under /v1.
+  bool write = verb == method::post || verb == method::del;
+  if (write && config_.rate_limits && config_.rate_limits->enabled() &&
+      ctx->req.target.rfind("/v1/", 0) == 0) {
+    limited(std::move(ctx), target);
+    return;
+  }
   (this->*target)(*ctx);
+}
+
+void api::limited(std::shared_ptr<context> ctx, handler target) {
+  // The customer of a valid session token; an invalid one is counted by
+  // address only (and refused 401 by the route).
+  std::string customer;
+  if (auto id = tokens_.verify(bearer_token(ctx->req.authorization),
+                               rt_.deps().clock->now_ms()))
+    customer = std::move(*id);
+  auto address = ctx->req.remote_address;
+  config_.rate_limits->check(
+      customer, address, [this, ctx, target](rate_decision decision) {
+        auto go = [this, ctx, target, decision = std::move(decision)] {
+          if (!decision.allowed) {
+            auto response = problem(
+                429, problem_code::rate_limited,
+                "retry after " + std::to_string(decision.retry_after_seconds) +
+                    " second" + (decision.retry_after_seconds == 1 ? "" : "s"));
+            response.header("Retry-After",
+                            std::to_string(decision.retry_after_seconds));
+            response.header("RateLimit", decision.remaining);
+            response.header("RateLimit-Policy", decision.policy);
+            ctx->done(std::move(response));
+            return;
+          }
+          if (!decision.remaining.empty()) {
+            auto inner = std::move(ctx->done);
+            ctx->done = [inner, remaining = decision.remaining,
+                         policy = decision.policy](api_response response) {
+              response.header("RateLimit", remaining);
+              response.header("RateLimit-Policy", policy);
+              inner(std::move(response));
+            };
+          }
+          (this->*target)(*ctx);
+        };
+        // Back to the connection's thread: the Redis thread only posts.
+        if (ctx->req.resume)
+          ctx->req.resume(std::move(go));
+        else
+          go();
+      });
 }
 
 // -- checks -------------------------------------------------------------------
@@ -285,11 +335,10 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
                 inner](api_response response) {
         stored_response stored{response.status, response.body,
                                location_of(response)};
-        caf::anon_send(shard,
-                       idempotency_finish{customer, scope->key,
-                                          scope->fingerprint, std::move(stored),
-                                          response.status < 500,
-                                          scope->written->load()});
+        caf::anon_send(
+            shard, idempotency_finish{customer, scope->key, scope->fingerprint,
+                                      std::move(stored), response.status < 500,
+                                      scope->written->load()});
         inner(std::move(response));
       };
       body(c);
@@ -489,17 +538,143 @@ void api::get_stats(context& ctx) {
   ctx.done(json_response(200, render_stats(*event)));
 }
 
+namespace {
+
+/// A ticket names its event and customer: `qtk_` and base64url of
+/// "<event id>/<customer id>". It grants nothing by itself (the ticket
+/// routes check that it is the caller's), so it needs no signature, and the
+/// same customer joining again gets the same ticket.
+std::string make_ticket(const std::string& event_id,
+                        const std::string& customer_id) {
+  auto plain = event_id + "/" + customer_id;
+  std::string encoded(
+      sodium_base64_ENCODED_LEN(plain.size(),
+                                sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+      '\0');
+  sodium_bin2base64(encoded.data(), encoded.size(),
+                    reinterpret_cast<const unsigned char*>(plain.data()),
+                    plain.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  encoded.resize(encoded.find('\0'));
+  return "qtk_" + encoded;
+}
+
+/// The event and customer of a ticket; nullopt for anything else.
+std::optional<std::pair<std::string, std::string>>
+read_ticket(std::string_view ticket) {
+  constexpr std::string_view prefix = "qtk_";
+  if (ticket.size() <= prefix.size() || ticket.size() > 256 ||
+      ticket.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  ticket.remove_prefix(prefix.size());
+  std::string plain(ticket.size(), '\0');
+  std::size_t length = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(plain.data()),
+                        plain.size(), ticket.data(), ticket.size(), nullptr,
+                        &length, nullptr,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return std::nullopt;
+  plain.resize(length);
+  auto slash = plain.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == plain.size())
+    return std::nullopt;
+  return std::pair{plain.substr(0, slash), plain.substr(slash + 1)};
+}
+
+bool has_waiting_room(const event_entry& event) {
+  return event.def.waiting_room && event.def.waiting_room->enabled;
+}
+
+api_response no_redis() {
+  auto response = problem(503, problem_code::unavailable,
+                          "the waiting room needs Redis, which this node "
+                          "does not have configured");
+  response.header("Retry-After", "1");
+  return response;
+}
+
+} // namespace
+
 void api::queue_join(context& ctx) {
   if (!require_customer(ctx)) return;
-  // Events with an enabled waiting room need Redis, which this node does not
-  // have (see parse_event), so no event here has one.
-  ctx.done(
-      problem(404, problem_code::not_found, "this event has no waiting room"));
+  idempotent(ctx, [this](context& c) {
+    auto event = rt_.dir().find_event(c.match.params[0]);
+    if (!event || !has_waiting_room(*event)) {
+      c.done(problem(404, problem_code::not_found,
+                     "no such event with an enabled waiting room"));
+      return;
+    }
+    if (!config_.waiting_room) {
+      c.done(no_redis());
+      return;
+    }
+    auto ticket = make_ticket(event->def.id, c.customer_id);
+    config_.waiting_room->join(
+        event->def.id, c.customer_id,
+        [done = c.done, ticket](caf::expected<queue_standing> standing) {
+          if (!standing) {
+            done(problem_from(standing.error()));
+            return;
+          }
+          // An admitted customer who joins again is at position 0, as the
+          // ticket shows it.
+          auto position = standing->what == queue_standing::kind::waiting
+                              ? standing->position
+                              : 0;
+          done(created(dump({{"ticket", ticket}, {"position", position}}),
+                       "/v1/queue/" + ticket));
+        });
+  });
 }
 
 void api::queue_ticket(context& ctx) {
   if (!require_customer(ctx)) return;
-  ctx.done(problem(404, problem_code::not_found, "no such ticket"));
+  auto named = read_ticket(ctx.match.params[0]);
+  auto event = named && named->second == ctx.customer_id
+                   ? rt_.dir().find_event(named->first)
+                   : nullptr;
+  if (!event || !has_waiting_room(*event)) {
+    ctx.done(problem(404, problem_code::not_found, "no such ticket"));
+    return;
+  }
+  if (!config_.waiting_room) {
+    ctx.done(no_redis());
+    return;
+  }
+  auto ticket = ctx.match.params[0];
+  auto ttl_ms = config_.admission_ttl_seconds * 1000;
+  config_.waiting_room->poll(
+      event->def.id, ctx.customer_id,
+      [this, done = ctx.done, ticket, ttl_ms, event_id = event->def.id,
+       customer_id = ctx.customer_id](caf::expected<queue_standing> standing) {
+        if (!standing) {
+          done(problem_from(standing.error()));
+          return;
+        }
+        switch (standing->what) {
+        case queue_standing::kind::absent:
+          done(problem(404, problem_code::not_found,
+                       "no such ticket: not in the queue, or its admission "
+                       "is past its time (join again)"));
+          return;
+        case queue_standing::kind::waiting:
+          done(json_response(200, dump({{"ticket", ticket},
+                                        {"position", standing->position},
+                                        {"admitted", false}})));
+          return;
+        case queue_standing::kind::admitted: {
+          auto expires_at_ms = standing->admitted_at_ms + ttl_ms;
+          done(json_response(
+              200,
+              dump({{"ticket", ticket},
+                    {"position", 0},
+                    {"admitted", true},
+                    {"admission_token",
+                     admissions_.issue(event_id, customer_id, expires_at_ms)},
+                    {"expires_at", format_rfc3339(expires_at_ms)}})));
+          return;
+        }
+        }
+      });
 }
 
 void api::create_hold(context& ctx) {
@@ -516,6 +691,16 @@ void api::create_hold(context& ctx) {
     auto section = event ? event->find_section(body->section_id) : nullptr;
     if (!section) {
       c.done(problem(404, problem_code::not_found, "no such event or section"));
+      return;
+    }
+    // Checked by its signature alone: no Redis round trip, and customers
+    // admitted before Redis went down keep holding seats.
+    if (has_waiting_room(*event) &&
+        !admissions_.verify(c.req.admission_token, event->def.id, c.customer_id,
+                            rt_.deps().clock->now_ms())) {
+      c.done(problem(403, problem_code::admission_required,
+                     "this event has a waiting room: send the admission "
+                     "token of your ticket as X-Admission-Token"));
       return;
     }
     if (section->queued.fetch_add(1, std::memory_order_relaxed) >=
@@ -614,11 +799,11 @@ void api::create_booking(context& ctx) {
     auto render = [](const booking_view& b) {
       return created(render_booking(b), "/v1/bookings/" + b.booking_id);
     };
-    caf::anon_send(section->actor,
-                   book_request{c.customer_id, ref->slot,
-                                answer<booking_view>(c.done, render),
-                                capture_for<booking_view>(c.idempotency,
-                                                          render)});
+    caf::anon_send(
+        section->actor,
+        book_request{c.customer_id, ref->slot,
+                     answer<booking_view>(c.done, render),
+                     capture_for<booking_view>(c.idempotency, render)});
   });
 }
 

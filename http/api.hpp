@@ -5,6 +5,8 @@
 #include "http/auth.hpp"
 #include "http/router.hpp"
 #include "http/static_files.hpp"
+#include "messaging/rate_limiter.hpp"
+#include "messaging/waiting_room.hpp"
 
 #include <atomic>
 #include <boost/asio/thread_pool.hpp>
@@ -29,6 +31,13 @@ struct api_config {
   /// The web pages served from `/` (GET of any path outside the API's
   /// routes); null means there are none and such paths answer 404.
   std::shared_ptr<const static_files> web_pages;
+  /// The waiting room (Redis); null when Redis is not configured, and then
+  /// joining an event's enabled waiting room answers 503.
+  std::shared_ptr<rsv::waiting_room> waiting_room;
+  /// How long an admission token is valid after the admission.
+  int64_t admission_ttl_seconds = 600;
+  /// Shared rate limits of the write routes; null or disabled: none.
+  std::shared_ptr<rate_limiter> rate_limits;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed
@@ -85,12 +94,15 @@ private:
   bool require_json(context& ctx);
   /// The request's JSON body; nullopt when 415 or 400 was answered.
   std::optional<nlohmann::json> json_body(context& ctx);
+  /// Checks the shared rate limits, then runs `target` (429 when over).
+  void limited(std::shared_ptr<context> ctx, handler target);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
 
   runtime& rt_;
   api_config config_;
   token_signer tokens_;
+  admission_signer admissions_;
   std::shared_ptr<prometheus::Registry> registry_;
   boost::asio::thread_pool hashing_;
   std::string dummy_hash_; // compared against for unknown emails

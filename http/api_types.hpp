@@ -22,6 +22,13 @@ struct api_request {
   std::string admission_token;
   std::string if_none_match; // for the web pages' ETags
   std::string body;
+  /// The client's IP address as text (for per-address rate limits); empty
+  /// when unknown.
+  std::string remote_address;
+  /// Runs a continuation back on the connection's I/O thread (set by the
+  /// server); unset: the API runs it inline. Used after a Redis answer, so
+  /// that request work does not pile up on the Redis client's thread.
+  std::function<void(std::function<void()>)> resume;
 };
 
 struct api_response {

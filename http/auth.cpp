@@ -60,6 +60,78 @@ std::optional<std::string> token_signer::verify(std::string_view token,
   return std::string{rest.substr(0, dot)};
 }
 
+namespace {
+
+std::string hmac_base64(const std::string& key, std::string_view payload) {
+  unsigned char digest[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(
+      &state, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(
+      &state, reinterpret_cast<const unsigned char*>(payload.data()),
+      payload.size());
+  crypto_auth_hmacsha256_final(&state, digest);
+  char encoded[sodium_base64_ENCODED_LEN(
+      crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(encoded, sizeof(encoded), digest, sizeof(digest),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return encoded;
+}
+
+} // namespace
+
+admission_signer::admission_signer(const std::string& secret) {
+  RSV_ASSERT(secret.size() >= 32, "token secret has at least 32 bytes");
+  // A key of its own: HMAC(secret, purpose).
+  unsigned char key[crypto_auth_hmacsha256_BYTES];
+  constexpr std::string_view purpose = "rsv admission tokens v1";
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(
+      &state, reinterpret_cast<const unsigned char*>(secret.data()),
+      secret.size());
+  crypto_auth_hmacsha256_update(
+      &state, reinterpret_cast<const unsigned char*>(purpose.data()),
+      purpose.size());
+  crypto_auth_hmacsha256_final(&state, key);
+  key_.assign(reinterpret_cast<const char*>(key), sizeof(key));
+}
+
+std::string admission_signer::mac(std::string_view payload) const {
+  return hmac_base64(key_, payload);
+}
+
+std::string admission_signer::issue(const std::string& event_id,
+                                    const std::string& customer_id,
+                                    millis expires_at_ms) const {
+  std::string payload = "a1." + event_id + "." + customer_id + "." +
+                        std::to_string(expires_at_ms);
+  auto signature = mac(payload);
+  return payload + "." + signature;
+}
+
+bool admission_signer::verify(std::string_view token,
+                              const std::string& event_id,
+                              const std::string& customer_id,
+                              millis now_ms) const {
+  if (token.size() > 512) return false;
+  auto last_dot = token.rfind('.');
+  if (last_dot == std::string_view::npos) return false;
+  auto payload = token.substr(0, last_dot);
+  // The payload must name this event and this customer; what follows is the
+  // expiry. Event ids have no dot, so the prefix cannot be shifted.
+  std::string prefix = "a1." + event_id + "." + customer_id + ".";
+  if (payload.size() <= prefix.size() ||
+      payload.substr(0, prefix.size()) != prefix)
+    return false;
+  auto digits = payload.substr(prefix.size());
+  millis expires_ms = 0;
+  auto [end, ec] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), expires_ms);
+  if (ec != std::errc{} || end != digits.data() + digits.size()) return false;
+  if (!secrets_equal(mac(payload), token.substr(last_dot + 1))) return false;
+  return expires_ms > now_ms;
+}
+
 std::string hash_password(std::string_view password, password_cost cost) {
   char out[crypto_pwhash_argon2id_STRBYTES];
   if (crypto_pwhash_argon2id_str(out, password.data(), password.size(),

@@ -33,6 +33,30 @@ private:
   int64_t ttl_seconds_;
 };
 
+/// Issues and checks the waiting room's admission tokens:
+/// `a1.<event id>.<customer id>.<expiry unix ms>.<HMAC-SHA256, base64url>`,
+/// with a key derived from the session secret for this purpose alone, so a
+/// session token is never an admission token or the other way round. A token
+/// names its customer and its event, so checking it needs no lookup (no
+/// Redis round trip) and a token of another customer or event is refused.
+/// Immutable after construction; thread-safe.
+class admission_signer {
+public:
+  explicit admission_signer(const std::string& secret);
+
+  std::string issue(const std::string& event_id, const std::string& customer_id,
+                    millis expires_at_ms) const;
+
+  /// True for a token this signer issued to that customer for that event
+  /// that has not expired at `now_ms`.
+  bool verify(std::string_view token, const std::string& event_id,
+              const std::string& customer_id, millis now_ms) const;
+
+private:
+  std::string mac(std::string_view payload) const;
+  std::string key_;
+};
+
 /// Cost of argon2id password hashes (libsodium crypto_pwhash).
 struct password_cost {
   unsigned long long ops = 2; // OWASP 2023: t=2, m=19 MiB, p=1

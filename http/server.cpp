@@ -6,6 +6,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -239,6 +240,11 @@ private:
     auto message = parser_->release();
     keep_alive_ = message.keep_alive();
     auto req = to_api_request(std::move(message));
+    req.remote_address = remote_address();
+    req.resume = [executor = stream_.get_executor()](
+                     std::function<void()> continuation) {
+      asio::post(executor, std::move(continuation));
+    };
     started_ = std::chrono::steady_clock::now();
     auto generation = ++generation_;
     waiting_ = true;
@@ -264,6 +270,17 @@ private:
             self->respond(generation, std::move(response));
           });
         });
+  }
+
+  /// The peer's address, read once per connection.
+  const std::string& remote_address() {
+    if (!remote_known_) {
+      remote_known_ = true;
+      beast::error_code ec;
+      auto peer = stream_.socket().remote_endpoint(ec);
+      if (!ec) remote_address_ = peer.address().to_string();
+    }
+    return remote_address_;
   }
 
   void respond(uint64_t generation, api_response response) {
@@ -342,6 +359,8 @@ private:
   uint64_t generation_ = 0;
   bool waiting_ = false;
   bool in_request_ = false;
+  bool remote_known_ = false;
+  std::string remote_address_;
   bool keep_alive_ = true;
 };
 

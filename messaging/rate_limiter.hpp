@@ -1,0 +1,64 @@
+#pragma once
+
+#include "messaging/redis_client.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <prometheus/registry.h>
+#include <string>
+
+namespace rsv {
+
+struct rate_limit_config {
+  /// Requests per window per customer and per client address; 0 turns
+  /// that limit off.
+  int64_t customer_per_window = 0;
+  int64_t address_per_window = 0;
+  int64_t window_seconds = 10;
+  std::shared_ptr<prometheus::Registry> registry;
+};
+
+/// The outcome of one check, with the header values of
+/// draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy` lists the
+/// limits that apply, `RateLimit` the one closest to running out.
+struct rate_decision {
+  bool allowed = true;
+  int64_t retry_after_seconds = 0; // when refused: until the window ends
+  std::string policy;              // RateLimit-Policy, empty: no header
+  std::string remaining;           // RateLimit, empty: no header
+};
+
+/// Rate limits shared by every node: fixed windows counted in Redis (keys
+/// `rsv:rl:c:<customer>` and `rsv:rl:a:<address>`, each window starting at
+/// the first request and ending with the key's expiry, Redis's clock), both
+/// counted by one Lua script, so one round trip per request; the Redis client
+/// pipelines concurrent requests' checks together. When Redis cannot be asked
+/// the request is allowed (fail open) and rsv_rate_limit_fail_open_total counts
+/// it: Redis is never in the way of a booking.
+///
+/// Thread-safe. `done` runs on the Redis client's thread, or at once on the
+/// caller's when Redis is down: it must only post.
+class rate_limiter {
+public:
+  rate_limiter(std::shared_ptr<redis_client> redis, rate_limit_config config);
+
+  bool enabled() const {
+    return config_.customer_per_window > 0 || config_.address_per_window > 0;
+  }
+
+  /// Counts one request of `customer_id` (empty: unknown) from `address`
+  /// (empty: unknown) and says whether it is within the limits.
+  void check(const std::string& customer_id, const std::string& address,
+             std::function<void(rate_decision)> done);
+
+private:
+  std::shared_ptr<redis_client> redis_;
+  rate_limit_config config_;
+  std::size_t script_ = 0;
+  std::string policy_;
+  prometheus::Counter* fail_open_ = nullptr;
+  prometheus::Counter* refused_ = nullptr;
+};
+
+} // namespace rsv

@@ -1,0 +1,115 @@
+#pragma once
+
+#include "persistence/store.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <prometheus/registry.h>
+#include <string>
+#include <vector>
+
+namespace rsv {
+
+/// Where Redis is, from `--redis-url`:
+/// `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0 by
+/// default). `rediss://` (TLS) is refused: Debian 12's hiredis 0.14 has no
+/// TLS; docs/operations.md says how to reach a TLS-only Redis.
+struct redis_endpoint {
+  std::string host;
+  int port = 6379;
+  std::string user;     // empty: AUTH with the password alone
+  std::string password; // empty: no AUTH
+  int db = 0;
+};
+
+/// Parses a Redis URL; errc::validation_failed naming what is wrong.
+caf::expected<redis_endpoint> parse_redis_url(const std::string& url);
+
+struct redis_config {
+  redis_endpoint endpoint;
+  /// Commands waiting for the connection at most; beyond it `submit` fails
+  /// the command at once (see core/limits.hpp).
+  std::size_t queue_max = 0; // 0: limits::redis_queue_max
+  /// A connection attempt, and one batch's write and replies, may take this
+  /// long before the connection counts as broken.
+  int connect_timeout_ms = 500;
+  int command_timeout_ms = 1000;
+  /// Where the rsv_redis_* metrics go; may be null.
+  std::shared_ptr<prometheus::Registry> registry;
+};
+
+/// One Redis reply, copied out of hiredis so that no hiredis type leaves
+/// messaging/. An error reply (`-ERR ...`) is a reply of kind `error`, not a
+/// failed command.
+struct redis_reply {
+  enum class type { nil, integer, string, status, array, error };
+  type kind = type::nil;
+  long long integer = 0;
+  std::string text; // string, status and error replies
+  std::vector<redis_reply> elements;
+};
+
+/// What a command answers: its reply, or errc::unavailable when Redis could
+/// not be asked (down, queue full, connection lost before the reply).
+using redis_callback = std::function<void(caf::expected<redis_reply>)>;
+
+/// The node's connection to Redis: one thread of its own owns a blocking
+/// hiredis connection and a bounded queue. The thread takes everything
+/// queued (up to a batch), writes it as one pipeline and reads the replies,
+/// so concurrent requests share round trips. Nothing here ever blocks the
+/// caller: `submit` only queues.
+///
+/// Callbacks run on the client's thread, one after another: they must be
+/// short and must not block (post the answer to where it belongs). When
+/// Redis is known to be down or the queue is full, the callback runs at once
+/// on the caller's thread, before `submit` returns.
+///
+/// The connection is made again after every failure, with backoff from
+/// 50 ms to 1 s; while idle the thread PINGs every second so that `health`
+/// notices an outage without traffic. Scripts added with `add_script` are
+/// loaded again on every connection (a restarted Redis has none).
+///
+/// Lifecycle: construct, `add_script` for every script, `start`, then
+/// `submit`/`eval` from any thread, `stop` (or the destructor) last.
+class redis_client {
+public:
+  explicit redis_client(redis_config config);
+  ~redis_client();
+  redis_client(const redis_client&) = delete;
+  redis_client& operator=(const redis_client&) = delete;
+
+  /// A Lua script; the answer names it in `eval`. Only before `start`.
+  std::size_t add_script(std::string source);
+
+  /// Starts the thread; it connects in the background (`health` is down
+  /// until the first connection succeeds).
+  void start();
+
+  /// Fails what is still queued and joins the thread.
+  void stop();
+
+  /// Sends one command, e.g. {"INCR", "key"}.
+  void submit(std::vector<std::string> command, redis_callback done);
+
+  /// Runs a script added with `add_script` (EVALSHA, EVAL when Redis lost
+  /// it). `keys` and `args` as EVAL takes them.
+  void eval(std::size_t script, std::vector<std::string> keys,
+            std::vector<std::string> args, redis_callback done);
+
+  /// ok while connected, down otherwise.
+  service_state health() const;
+
+  /// Connections made since start (the first one included).
+  uint64_t connections() const;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace rsv

@@ -1,0 +1,488 @@
+// The waiting room end to end: the real binary on a real redis-server (a
+// child process per test). Positions, admission order and pace, admission
+// tokens, and what happens while Redis is gone.
+
+#include "harness.hpp"
+#include "redis_support.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+namespace rsv::e2e {
+namespace {
+
+json queued_event(const std::string& id, int admit_per_second, int rows = 4) {
+  std::vector<std::pair<std::string, int>> layout;
+  for (int r = 0; r < rows; ++r)
+    layout.emplace_back(std::string(1, static_cast<char>('A' + r)), 50);
+  auto body = event_json(id, {section_json("floor", 1000, layout)});
+  body["waiting_room"] = {{"enabled", true},
+                          {"admit_per_second", admit_per_second}};
+  return body;
+}
+
+/// `count` customers, registered from `threads` connections at once.
+std::vector<customer> many_customers(unsigned short port, int count,
+                                     int threads) {
+  std::vector<customer> out(static_cast<std::size_t>(count));
+  std::vector<std::thread> workers;
+  std::atomic<bool> failed{false};
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      try {
+        http_connection http{port};
+        for (int i = t; i < count; i += threads)
+          out[static_cast<std::size_t>(i)] = new_customer(http, "queue");
+      } catch (const std::exception&) {
+        failed = true;
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  if (failed) throw std::runtime_error("registering customers failed");
+  return out;
+}
+
+http_response join(http_connection& http, const customer& who,
+                   const std::string& event_id) {
+  return http.request("POST", "/v1/events/" + event_id + "/queue",
+                      bearer(who.token));
+}
+
+/// Polls the ticket until it is admitted (deadline 15 s); its body.
+json wait_admitted(http_connection& http, const customer& who,
+                   const std::string& ticket) {
+  json last;
+  bool admitted = eventually(
+      [&] {
+        auto polled = http.get("/v1/queue/" + ticket, who.token);
+        if (polled.status != 200) return false;
+        last = polled.body_json();
+        return last.value("admitted", false);
+      },
+      15s, 50ms);
+  if (!admitted)
+    throw std::runtime_error("not admitted within 15 s: " + last.dump());
+  return last;
+}
+
+class redis_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    redis_ = std::make_unique<redis_server>();
+    node_ = std::make_unique<server_process>(redis_->server_args());
+    http_ = std::make_unique<http_connection>(node_->port());
+    ASSERT_TRUE(
+        eventually([&] { return http_->get("/health").status == 200; }, 10s))
+        << node_->log();
+  }
+
+  void TearDown() override {
+    http_.reset();
+    if (node_) {
+      EXPECT_EQ(node_->stop(), 0) << "no exit 0 on SIGTERM";
+      if (HasFailure())
+        std::cerr << "---- server log ----\n"
+                  << node_->log() << "---- end of server log ----\n";
+    }
+  }
+
+  std::unique_ptr<redis_server> redis_;
+  std::unique_ptr<server_process> node_;
+  std::unique_ptr<http_connection> http_;
+};
+
+struct joined {
+  std::string customer_id;
+  std::string ticket;
+  int64_t position = 0;
+  std::chrono::steady_clock::time_point sent, answered;
+};
+
+TEST_F(redis_test, PositionsFollowJoinOrderAndAdmissionsKeepThePace) {
+  constexpr int customers = 1000;
+  constexpr int rate = 400; // admit_per_second
+  // A dead node holds the event's admission lease, so nobody is admitted
+  // while the customers join; when it expires this node takes over.
+  const std::string lease = "rsv:wr:{onsale}:lease";
+  ASSERT_EQ(redis_->cli({"SET", lease, "dead-node", "PX", "600000"}), "OK");
+  create_event(*http_, node_->admin_token(), queued_event("onsale", rate));
+  auto people = many_customers(node_->port(), customers, 8);
+
+  std::vector<joined> joins(customers);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> workers;
+  constexpr int threads = 20;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      try {
+        http_connection http{node_->port()};
+        for (int i = t; i < customers; i += threads) {
+          auto& j = joins[static_cast<std::size_t>(i)];
+          j.customer_id = people[static_cast<std::size_t>(i)].id;
+          j.sent = std::chrono::steady_clock::now();
+          auto response =
+              join(http, people[static_cast<std::size_t>(i)], "onsale");
+          j.answered = std::chrono::steady_clock::now();
+          if (response.status != 201) {
+            ++bad;
+            continue;
+          }
+          auto body = response.body_json();
+          j.ticket = body.at("ticket").get<std::string>();
+          j.position = body.at("position").get<int64_t>();
+        }
+      } catch (const std::exception&) {
+        ++bad;
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  ASSERT_EQ(bad.load(), 0);
+
+  // A permutation of 1..1000.
+  std::vector<joined> by_position = joins;
+  std::sort(
+      by_position.begin(), by_position.end(),
+      [](const joined& a, const joined& b) { return a.position < b.position; });
+  for (int i = 0; i < customers; ++i)
+    ASSERT_EQ(by_position[static_cast<std::size_t>(i)].position, i + 1);
+  // Consistent with join order: a join answered before another was sent
+  // has the lower position.
+  auto latest_sent = std::chrono::steady_clock::time_point::min();
+  for (const auto& j : by_position) {
+    EXPECT_LE(latest_sent, j.answered)
+        << "position " << j.position << " was answered before a join with a "
+        << "lower position was sent";
+    latest_sent = std::max(latest_sent, j.sent);
+  }
+  // Joining again: the same ticket and position; polling agrees.
+  auto again = join(*http_, people[7], "onsale");
+  ASSERT_EQ(again.status, 201u) << again;
+  EXPECT_EQ(again.body_json()["ticket"], joins[7].ticket);
+  EXPECT_EQ(again.body_json()["position"], joins[7].position);
+  auto polled = http_->get("/v1/queue/" + joins[7].ticket, people[7].token);
+  ASSERT_EQ(polled.status, 200u) << polled;
+  EXPECT_EQ(polled.body_json(), json({{"ticket", joins[7].ticket},
+                                      {"position", joins[7].position},
+                                      {"admitted", false}}));
+
+  // The dead node's lease runs out; this node's loop takes over and admits
+  // everybody, in join order, at the pace.
+  ASSERT_EQ(redis_->cli({"PEXPIRE", lease, "1"}), "1");
+  const std::string admitted_key = "rsv:wr:{onsale}:adm";
+  ASSERT_TRUE(eventually(
+      [&] {
+        return redis_->cli({"HLEN", admitted_key}) == std::to_string(customers);
+      },
+      30s, 100ms))
+      << redis_->cli({"HLEN", admitted_key}) << " admitted";
+  EXPECT_EQ(redis_->cli({"ZCARD", "rsv:wr:{onsale}:q"}), "0");
+
+  std::map<std::string, int64_t> admitted_at;
+  {
+    auto all = redis_->cli({"HGETALL", admitted_key});
+    std::istringstream in{all};
+    std::string name, at;
+    while (std::getline(in, name) && std::getline(in, at))
+      admitted_at[name] = std::stoll(at);
+  }
+  ASSERT_EQ(admitted_at.size(), static_cast<std::size_t>(customers));
+  int64_t previous = 0;
+  std::vector<int64_t> times;
+  for (const auto& j : by_position) {
+    auto at = admitted_at.at(j.customer_id);
+    EXPECT_GE(at, previous)
+        << "position " << j.position << " admitted before an earlier position";
+    previous = at;
+    times.push_back(at);
+  }
+  // The pace: a new lease holder starts counting at its first tick, so by
+  // d ms after the first admission at most rate * (d + one tick, bounded by
+  // the script's 1 s cap) / 1000 + 1 are in. Checked at every admission.
+  auto first = times.front();
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    double bound =
+        rate * static_cast<double>(times[i] - first + 1000) / 1000 + 1;
+    ASSERT_LE(static_cast<double>(i + 1), bound)
+        << "admitted " << i + 1 << " within " << times[i] - first << " ms";
+  }
+  EXPECT_GE(times.back() - first, (customers - rate - 1) * 1000 / rate);
+
+  // Admitted customers see their token.
+  auto admitted = wait_admitted(*http_, people[7], joins[7].ticket);
+  EXPECT_EQ(admitted["position"], 0);
+  EXPECT_TRUE(admitted["admission_token"].is_string());
+  EXPECT_TRUE(parse_time(admitted["expires_at"].get<std::string>()));
+}
+
+TEST_F(redis_test, AdmissionTokensAreBoundToCustomerEventAndTime) {
+  create_event(*http_, node_->admin_token(), queued_event("gate", 1000));
+  create_event(*http_, node_->admin_token(), queued_event("other-gate", 1000));
+  create_event(*http_, node_->admin_token(),
+               event_json("open", {section_json("floor", 1000, {{"A", 10}})}));
+  auto alice = new_customer(*http_, "alice");
+  auto bob = new_customer(*http_, "bob");
+
+  auto joined_alice = join(*http_, alice, "gate");
+  ASSERT_EQ(joined_alice.status, 201u) << joined_alice;
+  auto ticket = joined_alice.body_json()["ticket"].get<std::string>();
+  EXPECT_EQ(joined_alice.header("Location"), "/v1/queue/" + ticket);
+  // Nobody else can read the ticket; an event without a waiting room has
+  // no queue.
+  EXPECT_TRUE(is_problem(http_->get("/v1/queue/" + ticket, bob.token), 404,
+                         "not_found"));
+  EXPECT_TRUE(is_problem(http_->get("/v1/queue/qtk_bm9wZQ", alice.token), 404,
+                         "not_found"));
+  EXPECT_TRUE(is_problem(join(*http_, alice, "open"), 404, "not_found"));
+  EXPECT_TRUE(is_problem(http_->request("POST", "/v1/events/gate/queue"), 401,
+                         "unauthorized"));
+
+  auto admitted = wait_admitted(*http_, alice, ticket);
+  auto token = admitted["admission_token"].get<std::string>();
+  auto with = [](const std::string& t) {
+    return headers_t{{"X-Admission-Token", t}};
+  };
+
+  EXPECT_TRUE(is_problem(hold_quantity(*http_, alice, "gate", "floor", 1), 403,
+                         "admission_required"));
+  auto held = hold_quantity(*http_, alice, "gate", "floor", 2, with(token));
+  ASSERT_EQ(held.status, 201u) << held;
+  EXPECT_EQ(held.body_json()["seats"], json({"A-1", "A-2"}));
+  // Borrowed: another customer's token, another event's token.
+  EXPECT_TRUE(
+      is_problem(hold_quantity(*http_, bob, "gate", "floor", 1, with(token)),
+                 403, "admission_required"));
+  auto joined_other = join(*http_, alice, "other-gate");
+  ASSERT_EQ(joined_other.status, 201u) << joined_other;
+  auto other_token = wait_admitted(*http_, alice,
+                                   joined_other.body_json()["ticket"]
+                                       .get<std::string>())["admission_token"]
+                         .get<std::string>();
+  EXPECT_TRUE(is_problem(
+      hold_quantity(*http_, alice, "gate", "floor", 1, with(other_token)), 403,
+      "admission_required"));
+  // Forged: a flipped signature character; a later expiry with the old
+  // signature; a token for bob made from alice's by renaming.
+  auto flipped = token;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  EXPECT_TRUE(is_problem(
+      hold_quantity(*http_, alice, "gate", "floor", 1, with(flipped)), 403,
+      "admission_required"));
+  auto signature_at = token.rfind('.');
+  auto expiry_at = token.rfind('.', signature_at - 1);
+  auto extended = token.substr(0, expiry_at + 1) + "99999999999999" +
+                  token.substr(signature_at);
+  EXPECT_TRUE(is_problem(
+      hold_quantity(*http_, alice, "gate", "floor", 1, with(extended)), 403,
+      "admission_required"));
+  auto renamed = token;
+  renamed.replace(renamed.find(alice.id), alice.id.size(), bob.id);
+  EXPECT_TRUE(
+      is_problem(hold_quantity(*http_, bob, "gate", "floor", 1, with(renamed)),
+                 403, "admission_required"));
+  EXPECT_TRUE(
+      is_problem(hold_quantity(*http_, alice, "gate", "floor", 1, with("junk")),
+                 403, "admission_required"));
+
+  // Expired: move alice's admission back in Redis so that it ends in a
+  // second (the admission time is Redis's; the default lifetime is 600 s).
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  redis_->cli({"HSET", "rsv:wr:{gate}:adm", alice.id,
+               std::to_string(now_ms - 600'000 + 1000)});
+  auto short_lived = wait_admitted(*http_, alice, ticket);
+  auto expiring = short_lived["admission_token"].get<std::string>();
+  ASSERT_TRUE(eventually(
+      [&] {
+        return hold_quantity(*http_, alice, "gate", "floor", 1, with(expiring))
+                   .status == 403;
+      },
+      10s, 100ms));
+  EXPECT_TRUE(is_problem(
+      hold_quantity(*http_, alice, "gate", "floor", 1, with(expiring)), 403,
+      "admission_required"));
+  // The ticket is over; joining again queues anew and admits again.
+  EXPECT_TRUE(is_problem(http_->get("/v1/queue/" + ticket, alice.token), 404,
+                         "not_found"));
+  auto rejoined = join(*http_, alice, "gate");
+  ASSERT_EQ(rejoined.status, 201u) << rejoined;
+  EXPECT_EQ(rejoined.body_json()["ticket"], ticket);
+  auto fresh = wait_admitted(*http_, alice, ticket);
+  EXPECT_EQ(hold_quantity(*http_, alice, "gate", "floor", 1,
+                          with(fresh["admission_token"].get<std::string>()))
+                .status,
+            201u);
+}
+
+TEST_F(redis_test, WithoutRedisJoinsAnswer503AndAdmittedCustomersBookOn) {
+  create_event(*http_, node_->admin_token(), queued_event("show", 1000, 20));
+  std::vector<customer> admitted;
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 4; ++i) {
+    admitted.push_back(new_customer(*http_, "admitted"));
+    auto joined_now = join(*http_, admitted.back(), "show");
+    ASSERT_EQ(joined_now.status, 201u) << joined_now;
+    tokens.push_back(wait_admitted(*http_, admitted.back(),
+                                   joined_now.body_json()["ticket"]
+                                       .get<std::string>())["admission_token"]
+                         .get<std::string>());
+  }
+  auto late = new_customer(*http_, "late");
+
+  // Booking load from the admitted customers while Redis is killed and
+  // started again: every hold and booking succeeds.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::mutex failures_mutex;
+  std::vector<std::string> failures;
+  std::vector<std::thread> workers;
+  for (std::size_t i = 0; i < admitted.size(); ++i)
+    workers.emplace_back([&, i] {
+      http_connection http{node_->port()};
+      // Hold, book, cancel (so the seats come back), until told to stop;
+      // bounded in rounds and time.
+      auto until = std::chrono::steady_clock::now() + 60s;
+      for (int round = 0;
+           round < 20'000 && !stop && std::chrono::steady_clock::now() < until;
+           ++round) {
+        auto hold = hold_quantity(http, admitted[i], "show", "floor", 1,
+                                  {{"X-Admission-Token", tokens[i]}});
+        if (hold.status == 201) {
+          auto booked = http.post("/v1/bookings",
+                                  {{"hold_id", hold.body_json()["hold_id"]}},
+                                  admitted[i].token);
+          if (booked.status == 201) {
+            auto cancelled = http.del(
+                "/v1/bookings/" +
+                    booked.body_json()["booking_id"].get<std::string>(),
+                admitted[i].token);
+            if (cancelled.status == 200) {
+              ++ok;
+              continue;
+            }
+            booked = cancelled;
+          }
+          hold = booked;
+        }
+        std::lock_guard lock{failures_mutex};
+        failures.push_back(std::to_string(hold.status) + " " + hold.body);
+      }
+    });
+
+  ASSERT_TRUE(eventually([&] { return ok.load() >= 5; }, 10s));
+  redis_->kill();
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto health = http_->get("/health");
+        return health.status == 503 &&
+               health.body_json()["services"]["redis"] == "down";
+      },
+      10s));
+  auto refused = join(*http_, late, "show");
+  EXPECT_TRUE(is_problem(refused, 503, "unavailable")) << refused;
+  EXPECT_TRUE(refused.header("Retry-After").has_value());
+  auto during = ok.load();
+  ASSERT_TRUE(eventually([&] { return ok.load() >= during + 5; }, 10s));
+
+  redis_->restart();
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto health = http_->get("/health");
+        return health.status == 200 &&
+               health.body_json()["services"]["redis"] == "ok";
+      },
+      10s));
+  stop = true;
+  for (auto& w : workers)
+    w.join();
+  EXPECT_TRUE(failures.empty())
+      << failures.size() << " failed, first: " << failures.front();
+  // The new Redis is empty: the late customer is first in line.
+  auto joined_late = join(*http_, late, "show");
+  ASSERT_EQ(joined_late.status, 201u) << joined_late;
+  EXPECT_EQ(joined_late.body_json()["position"], 1);
+}
+
+/// The value of one sample in /metrics text; nullopt when absent.
+std::optional<double> metric(http_connection& http, const std::string& name) {
+  auto response = http.get("/metrics");
+  std::istringstream in{response.body};
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return std::nullopt;
+}
+
+TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
+  redis_server redis;
+  auto args = redis.server_args();
+  for (const char* flag :
+       {"--rate-limit-customer", "6", "--rate-limit-window-seconds", "600"})
+    args.emplace_back(flag);
+  server_process first{args};
+  server_process second{args};
+  http_connection a{first.port()};
+  http_connection b{second.port()};
+  // The same event on both (memory stores): what is shared is the limit.
+  for (auto* http : {&a, &b}) {
+    auto& node = http == &a ? first : second;
+    create_event(*http, node.admin_token(),
+                 event_json("limited", {section_json("s", 100, {{"A", 50}})}));
+  }
+  // Sessions are valid on both nodes (the same token secret).
+  auto who = new_customer(a, "limited");
+  auto other = new_customer(b, "unlimited");
+
+  // Six write requests in the window, alternating nodes; the seventh, on
+  // either node, is refused.
+  for (int i = 0; i < 6; ++i) {
+    auto& http = i % 2 == 0 ? a : b;
+    auto held = hold_quantity(http, who, "limited", "s", 1);
+    ASSERT_EQ(held.status, 201u) << "request " << i + 1 << ": " << held;
+    auto remaining = held.header("RateLimit");
+    ASSERT_TRUE(remaining) << held;
+    EXPECT_EQ(
+        remaining->rfind("\"customer\";r=" + std::to_string(5 - i) + ";t=", 0),
+        0u)
+        << *remaining;
+    EXPECT_EQ(held.header("RateLimit-Policy"), "\"customer\";q=6;w=600");
+  }
+  for (auto* http : {&a, &b}) {
+    auto refused = hold_quantity(*http, who, "limited", "s", 1);
+    EXPECT_TRUE(is_problem(refused, 429, "rate_limited")) << refused;
+    auto retry = refused.header("Retry-After");
+    ASSERT_TRUE(retry) << refused;
+    EXPECT_GE(std::stoi(*retry), 1);
+    EXPECT_LE(std::stoi(*retry), 600);
+    EXPECT_EQ(refused.header("RateLimit"), "\"customer\";r=0;t=" + *retry);
+    EXPECT_EQ(refused.header("RateLimit-Policy"), "\"customer\";q=6;w=600");
+  }
+  // Reads are not limited; other customers have their own quota.
+  EXPECT_EQ(a.get("/v1/events/limited").status, 200u);
+  EXPECT_EQ(hold_quantity(b, other, "limited", "s", 1).status, 201u);
+
+  // Redis gone: the limit fails open, counted in a metric.
+  auto before =
+      metric(a, "rsv_rate_limit_requests_total{outcome=\"fail_open\"}");
+  ASSERT_TRUE(before);
+  redis.kill();
+  auto held = hold_quantity(a, who, "limited", "s", 1);
+  EXPECT_EQ(held.status, 201u) << held;
+  EXPECT_FALSE(held.header("RateLimit"));
+  auto after =
+      metric(a, "rsv_rate_limit_requests_total{outcome=\"fail_open\"}");
+  ASSERT_TRUE(after);
+  EXPECT_GE(*after, *before + 1);
+  EXPECT_EQ(first.stop(), 0);
+  EXPECT_EQ(second.stop(), 0);
+}
+
+} // namespace
+} // namespace rsv::e2e
