@@ -29,6 +29,9 @@ struct serve_config {
   int64_t rate_limit_customer = 0;
   int64_t rate_limit_address = 0;
   int64_t rate_limit_window_seconds = 10;
+  // The availability read model in Redis: off, publish (keep it, read from
+  // memory) or serve (also answer event counts and seat maps from it).
+  std::string read_model = "publish";
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
   std::size_t customer_shards = 8;

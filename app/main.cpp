@@ -156,6 +156,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}))
       ->capture_default_str();
   serve
+      ->add_option("--read-model", cfg.read_model,
+                   "with Redis: off, publish (counts and seat statuses to "
+                   "Redis after every commit) or serve (also answer event "
+                   "counts and seat maps from Redis)")
+      ->envname("RSV_READ_MODEL")
+      ->check(CLI::IsMember({"off", "publish", "serve"}))
+      ->capture_default_str();
+  serve
       ->add_option("--rate-limit-window-seconds", cfg.rate_limit_window_seconds,
                    "the rate limits' window")
       ->envname("RSV_RATE_LIMIT_WINDOW_SECONDS")

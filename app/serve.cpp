@@ -8,6 +8,7 @@
 #include "http/server.hpp"
 #include "messaging/kafka_relay.hpp"
 #include "messaging/rate_limiter.hpp"
+#include "messaging/read_model.hpp"
 #include "messaging/redis_client.hpp"
 #include "messaging/waiting_room.hpp"
 #include "persistence/migrations.hpp"
@@ -274,7 +275,22 @@ int serve(const serve_config& cfg) {
   } else {
     deps.store = std::make_shared<memory_store>();
   }
-  deps.sink = std::make_shared<counting_change_sink>();
+  std::shared_ptr<redis_client> redis;
+  std::shared_ptr<redis_read_model> read_model;
+  if (redis_at) {
+    redis_config redis_cfg;
+    redis_cfg.endpoint = *redis_at;
+    redis_cfg.registry = registry;
+    redis = std::make_shared<redis_client>(std::move(redis_cfg));
+  }
+  if (redis && cfg.read_model != "off") {
+    read_model = std::make_shared<redis_read_model>(
+        redis, std::make_shared<counting_change_sink>(),
+        read_model_config{registry});
+    deps.sink = read_model;
+  } else {
+    deps.sink = std::make_shared<counting_change_sink>();
+  }
   deps.clock = std::make_shared<system_clock_source>();
   deps.metrics = std::make_shared<domain_metrics>(registry);
   auto rt = std::make_unique<runtime>(system, deps, cfg.customer_shards);
@@ -291,16 +307,12 @@ int serve(const serve_config& cfg) {
                      .count());
   }
 
-  // Redis: the waiting room. The client connects in the background and
-  // reconnects by itself; until it is up, joining a queue answers 503.
-  std::shared_ptr<redis_client> redis;
+  // Redis: the waiting room, the rate limits and the read model. The client
+  // connects in the background and reconnects by itself; until it is up,
+  // joining a queue answers 503.
   std::shared_ptr<waiting_room> queues;
   std::shared_ptr<rate_limiter> limits_shared;
-  if (redis_at) {
-    redis_config redis_cfg;
-    redis_cfg.endpoint = *redis_at;
-    redis_cfg.registry = registry;
-    redis = std::make_shared<redis_client>(std::move(redis_cfg));
+  if (redis) {
     waiting_room_config room_cfg;
     room_cfg.node_id = node_id + "/" + std::to_string(getpid());
     room_cfg.admission_ttl_ms = cfg.admission_ttl_seconds * 1000;
@@ -328,10 +340,37 @@ int serve(const serve_config& cfg) {
                    cfg.rate_limit_customer, cfg.rate_limit_address,
                    cfg.rate_limit_window_seconds);
     }
+    if (read_model) {
+      // A section is published whole from its actor's seat map when Redis
+      // lacks it, and every section after each (re)connection.
+      auto one = [&dir = rt->dir(),
+                  weak = std::weak_ptr(read_model)](uint32_t section_no) {
+        auto section = dir.find_section(section_no);
+        if (!section) return;
+        section->queued.fetch_add(1, std::memory_order_relaxed);
+        caf::anon_send(section->actor,
+                       seat_map_request{reply_fn<seat_map_view>{
+                           [weak, layout = section->layout](
+                               caf::expected<seat_map_view> map) {
+                             auto model = weak.lock();
+                             if (model && map)
+                               model->publish_section(layout->event_id,
+                                                      layout->section_id,
+                                                      map->statuses);
+                           }}});
+      };
+      auto every = [&dir = rt->dir(), one] {
+        auto snapshot = dir.snapshot();
+        for (const auto& section : snapshot->sections_by_no)
+          if (section) one(section->layout->section_no);
+      };
+      read_model->set_snapshot_source(one, every);
+    }
     redis->start();
     queues->start();
-    spdlog::info("redis at {}:{} (db {}) for the waiting room", redis_at->host,
-                 redis_at->port, redis_at->db);
+    if (read_model) read_model->start();
+    spdlog::info("redis at {}:{} (db {}): waiting rooms, read model {}",
+                 redis_at->host, redis_at->port, redis_at->db, cfg.read_model);
   }
 
   http::api_config api_cfg;
@@ -356,6 +395,8 @@ int serve(const serve_config& cfg) {
   if (redis) api_cfg.redis_health = [redis] { return redis->health(); };
   api_cfg.waiting_room = queues;
   api_cfg.rate_limits = limits_shared;
+  api_cfg.read_model = read_model;
+  api_cfg.reads_from_read_model = read_model && cfg.read_model == "serve";
   api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
@@ -442,6 +483,7 @@ int serve(const serve_config& cfg) {
   api->stop();
   // The admission loop reads the directory: stop it before the runtime goes.
   if (queues) queues->stop();
+  if (read_model) read_model->stop();
   rt.reset();
   // Returns once every actor has unregistered, which CAF 0.17 does before it
   // runs the actor's exit functors: those still run on CAF's workers until

@@ -510,7 +510,22 @@ void api::get_event(context& ctx) {
     ctx.done(problem(404, problem_code::not_found, "no such event"));
     return;
   }
-  ctx.done(json_response(200, render_event(*event)));
+  if (!config_.reads_from_read_model) {
+    ctx.done(json_response(200, render_event(*event)));
+    return;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(event->sections.size());
+  for (const auto& section : event->sections)
+    ids.push_back(section->layout->section_id);
+  config_.read_model->read_counts(
+      event->def.id, ids,
+      [event, done = ctx.done](caf::expected<std::vector<seat_counts>> counts) {
+        // Without the read model's copy, the directory's counts (what the
+        // sections published here) answer.
+        done(json_response(200,
+                           render_event(*event, counts ? &*counts : nullptr)));
+      });
 }
 
 void api::get_seats(context& ctx) {
@@ -520,12 +535,37 @@ void api::get_seats(context& ctx) {
     ctx.done(problem(404, problem_code::not_found, "no such event or section"));
     return;
   }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
-  caf::anon_send(section->actor,
-                 seat_map_request{answer<seat_map_view>(
-                     ctx.done, [](const seat_map_view& map) {
-                       return json_response(200, render_seat_map(map));
-                     })});
+  auto from_actor = [section](respond_fn done) {
+    section->queued.fetch_add(1, std::memory_order_relaxed);
+    caf::anon_send(section->actor,
+                   seat_map_request{answer<seat_map_view>(
+                       std::move(done), [](const seat_map_view& map) {
+                         return json_response(200, render_seat_map(map));
+                       })});
+  };
+  if (!config_.reads_from_read_model) {
+    from_actor(ctx.done);
+    return;
+  }
+  config_.read_model->read_seats(
+      event->def.id, section->layout->section_id, section->layout->seat_count(),
+      [section, from_actor, done = ctx.done,
+       resume = ctx.req.resume](caf::expected<section_availability> seats) {
+        if (!seats) {
+          from_actor(done);
+          return;
+        }
+        // Rendering a large section is work: not on the Redis thread.
+        auto render = [section, done,
+                       statuses = std::move(seats->statuses)]() mutable {
+          done(json_response(200, render_seat_map(seat_map_view{
+                                      section->layout, std::move(statuses)})));
+        };
+        if (resume)
+          resume(std::move(render));
+        else
+          render();
+      });
 }
 
 void api::get_stats(context& ctx) {

@@ -6,6 +6,7 @@
 #include "http/router.hpp"
 #include "http/static_files.hpp"
 #include "messaging/rate_limiter.hpp"
+#include "messaging/read_model.hpp"
 #include "messaging/waiting_room.hpp"
 
 #include <atomic>
@@ -38,6 +39,11 @@ struct api_config {
   int64_t admission_ttl_seconds = 600;
   /// Shared rate limits of the write routes; null or disabled: none.
   std::shared_ptr<rate_limiter> rate_limits;
+  /// The availability read model in Redis; with `reads_from_read_model`
+  /// event counts and seat maps are answered from it (the actors and the
+  /// directory when it cannot answer).
+  std::shared_ptr<redis_read_model> read_model;
+  bool reads_from_read_model = false;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed

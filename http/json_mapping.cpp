@@ -160,7 +160,8 @@ void append_member(std::string& out, std::string_view name, Value value) {
 // Events are read far more than anything else during an on-sale; building
 // an nlohmann tree per read cost more than everything else together (see
 // docs/benchmarks.md), so events are rendered directly.
-std::string render_event(const event_entry& event) {
+std::string render_event(const event_entry& event,
+                         const std::vector<seat_counts>* counts_from) {
   const auto& def = event.def;
   std::string out;
   out.reserve(256 + event.sections.size() * 128);
@@ -187,7 +188,9 @@ std::string render_event(const event_entry& event) {
   out += R"(,"sections":[)";
   for (std::size_t i = 0; i < event.sections.size(); ++i) {
     const auto& layout = *event.sections[i]->layout;
-    auto counts = event.sections[i]->counts();
+    auto counts = counts_from && i < counts_from->size()
+                      ? (*counts_from)[i]
+                      : event.sections[i]->counts();
     out += i == 0 ? "{" : ",{";
     append_member(out, "id", layout.section_id);
     out += ',';

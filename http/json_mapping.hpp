@@ -41,7 +41,10 @@ std::string render_hold(const hold_view& hold);
 nlohmann::json booking_json(const booking_view& booking);
 std::string render_booking(const booking_view& booking);
 std::string render_bookings(const std::vector<booking_view>& bookings);
-std::string render_event(const event_entry& event);
+/// `counts`, when given, replaces the sections' own counts (in section
+/// order): the read model's.
+std::string render_event(const event_entry& event,
+                         const std::vector<seat_counts>* counts = nullptr);
 std::string render_events(const directory_snapshot& snapshot);
 std::string render_seat_map(const seat_map_view& map);
 std::string render_stats(const event_entry& event);

@@ -484,5 +484,59 @@ TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
   EXPECT_EQ(second.stop(), 0);
 }
 
+TEST(redis_read_model, SeatStatusesReachRedisAndSurviveItsRestart) {
+  redis_server redis;
+  auto args = redis.server_args();
+  args.emplace_back("--read-model");
+  args.emplace_back("serve");
+  server_process node{args};
+  http_connection http{node.port()};
+  create_event(http, node.admin_token(),
+               event_json("mapped", {section_json("s", 100, {{"A", 10}})}));
+  auto who = new_customer(http, "mapped");
+  auto held = hold_seats(http, who, "mapped", "s", {"A-1", "A-2"});
+  ASSERT_EQ(held.status, 201u) << held;
+  auto booked = hold_seats(http, who, "mapped", "s", {"A-5"});
+  ASSERT_EQ(booked.status, 201u) << booked;
+  ASSERT_EQ(http.post("/v1/bookings",
+                      {{"hold_id", booked.body_json()["hold_id"]}}, who.token)
+                .status,
+            201u);
+
+  const std::string counts_key = "rsv:rm:{mapped}:s:counts";
+  auto redis_counts = [&] {
+    return redis.cli({"HMGET", counts_key, "free", "held", "booked"});
+  };
+  EXPECT_TRUE(eventually([&] { return redis_counts() == "7\n2\n1"; }, 10s))
+      << redis_counts();
+  // Answered from Redis (--read-model serve): the same as the actor says.
+  auto map = get_seat_map(http, "mapped", "s");
+  EXPECT_EQ(map.with_status("held"), (std::vector<std::string>{"A-1", "A-2"}));
+  EXPECT_EQ(map.with_status("booked"), std::vector<std::string>{"A-5"});
+  EXPECT_EQ(section_counts(http, "mapped", "s"), (counts{7, 2, 1}));
+
+  // A release is published too.
+  ASSERT_EQ(
+      http.del("/v1/holds/" + held.body_json()["hold_id"].get<std::string>(),
+               who.token)
+          .status,
+      204u);
+  EXPECT_TRUE(eventually([&] { return redis_counts() == "9\n0\n1"; }, 10s))
+      << redis_counts();
+
+  // Without Redis the actors answer; after its restart (empty) every section
+  // is published again, with what happened meanwhile.
+  redis.kill();
+  auto again = hold_seats(http, who, "mapped", "s", {"A-9"});
+  ASSERT_EQ(again.status, 201u) << again;
+  EXPECT_EQ(get_seat_map(http, "mapped", "s").status("A-9"), "held");
+  EXPECT_EQ(section_counts(http, "mapped", "s"), (counts{8, 1, 1}));
+  redis.restart();
+  EXPECT_TRUE(eventually([&] { return redis_counts() == "8\n1\n1"; }, 10s))
+      << redis_counts();
+  EXPECT_EQ(get_seat_map(http, "mapped", "s").status("A-9"), "held");
+  EXPECT_EQ(node.stop(), 0);
+}
+
 } // namespace
 } // namespace rsv::e2e
