@@ -520,11 +520,18 @@ void api::get_event(context& ctx) {
     ids.push_back(section->layout->section_id);
   config_.read_model->read_counts(
       event->def.id, ids,
-      [event, done = ctx.done](caf::expected<std::vector<seat_counts>> counts) {
+      [event, done = ctx.done, resume = ctx.req.resume](
+          caf::expected<std::vector<seat_counts>> counts) {
         // Without the read model's copy, the directory's counts (what the
-        // sections published here) answer.
-        done(json_response(200,
-                           render_event(*event, counts ? &*counts : nullptr)));
+        // sections published here) answer. Rendered on the I/O thread.
+        auto render = [event, done, counts = std::move(counts)] {
+          done(json_response(
+              200, render_event(*event, counts ? &*counts : nullptr)));
+        };
+        if (resume)
+          resume(std::move(render));
+        else
+          render();
       });
 }
 

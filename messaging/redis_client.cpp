@@ -361,6 +361,7 @@ struct redis_client::impl {
   void run() {
     auto backoff = std::chrono::milliseconds{50};
     bool was_up = false;
+    bool warned_down = false;
     while (true) {
       {
         std::lock_guard lock{mutex};
@@ -372,15 +373,18 @@ struct redis_client::impl {
           if (connects) connects->Increment();
           connection_count.fetch_add(1, std::memory_order_relaxed);
           set_connected(true);
+          warned_down = false;
           spdlog::info("redis: connected to {}:{}", config.endpoint.host,
                        config.endpoint.port);
           was_up = true;
         } else {
-          if (was_up || connection_count.load() == 0)
+          // Once per outage, not once per attempt.
+          if (was_up || !warned_down)
             spdlog::warn("redis: cannot connect to {}:{}: {} (retrying)",
                          config.endpoint.host, config.endpoint.port,
                          last_error);
           was_up = false;
+          warned_down = true;
           fail_queued("Redis is unreachable");
           std::unique_lock lock{mutex};
           wake.wait_for(lock, backoff, [this] { return stopping; });

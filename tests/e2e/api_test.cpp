@@ -1556,9 +1556,9 @@ TEST_F(api_test, MetricsArePrometheusText) {
             requests_before);
 }
 
-// -- waiting room (this build has no Redis) -----------------------------------
+// -- waiting room on a node without --redis-url -------------------------------
 
-TEST_F(api_test, WaitingRoomNeedsRedisOnThisBuild) {
+TEST_F(api_test, WaitingRoomNeedsRedis) {
   auto body = event_json("queued", {section_json("s", 100, {{"A", 2}})});
   body["waiting_room"] = {{"enabled", true}, {"admit_per_second", 50}};
   auto response = http().post("/v1/events", body, admin());

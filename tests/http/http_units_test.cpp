@@ -3,6 +3,7 @@
 #include "http/auth.hpp"
 #include "http/json_mapping.hpp"
 #include "http/router.hpp"
+#include "messaging/redis_client.hpp"
 
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -55,6 +56,56 @@ TEST_F(tokens_test, forged_and_foreign_tokens_are_refused) {
   EXPECT_FALSE(other.verify(token, 0));
   EXPECT_FALSE(signer.verify("", 0));
   EXPECT_FALSE(signer.verify("v1.a.b", 0));
+}
+
+TEST_F(tokens_test, admission_tokens_are_bound_to_customer_event_and_time) {
+  admission_signer admissions{std::string(32, 'k')};
+  auto token = admissions.issue("gate", "cus_1", 5000);
+  EXPECT_TRUE(admissions.verify(token, "gate", "cus_1", 4999));
+  EXPECT_FALSE(admissions.verify(token, "gate", "cus_1", 5000)); // expired
+  EXPECT_FALSE(admissions.verify(token, "gate", "cus_2", 0));    // borrowed
+  EXPECT_FALSE(admissions.verify(token, "other", "cus_1", 0));   // other event
+  // A session token of the same secret is not an admission token, nor the
+  // other way round: the keys differ.
+  auto session = signer.issue("cus_1", 0).token;
+  EXPECT_FALSE(admissions.verify(session, "gate", "cus_1", 0));
+  EXPECT_FALSE(signer.verify(token, 0));
+  admission_signer other{std::string(32, 'x')};
+  EXPECT_FALSE(other.verify(token, "gate", "cus_1", 0));
+  auto extended = token;
+  extended.replace(extended.find(".5000."), 6, ".9000.");
+  EXPECT_FALSE(admissions.verify(extended, "gate", "cus_1", 6000));
+  EXPECT_FALSE(admissions.verify("", "gate", "cus_1", 0));
+}
+
+TEST(redis_url, parses_what_operators_write_and_names_what_is_wrong) {
+  auto plain = parse_redis_url("redis://127.0.0.1:6380");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->host, "127.0.0.1");
+  EXPECT_EQ(plain->port, 6380);
+  EXPECT_EQ(plain->db, 0);
+  EXPECT_TRUE(plain->password.empty());
+  auto full = parse_redis_url("redis://app:p%40ss%3Aw@cache.internal/3");
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->user, "app");
+  EXPECT_EQ(full->password, "p@ss:w");
+  EXPECT_EQ(full->host, "cache.internal");
+  EXPECT_EQ(full->port, 6379);
+  EXPECT_EQ(full->db, 3);
+  auto password_only = parse_redis_url("redis://:secret@[::1]:7000");
+  ASSERT_TRUE(password_only);
+  EXPECT_TRUE(password_only->user.empty());
+  EXPECT_EQ(password_only->password, "secret");
+  EXPECT_EQ(password_only->host, "::1");
+  EXPECT_EQ(password_only->port, 7000);
+  for (const char* bad :
+       {"rediss://host:6379", "http://host", "redis://", "redis://host:0",
+        "redis://host:99999", "redis://host/x"}) {
+    auto parsed = parse_redis_url(bad);
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_NE(describe(parsed.error()).find("--redis-url"), std::string::npos)
+        << describe(parsed.error());
+  }
 }
 
 TEST(auth, bearer_tokens_and_password_hashes) {
