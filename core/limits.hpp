@@ -101,6 +101,12 @@ constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
 // limits fail open) rather than waiting behind a slow Redis.
 constexpr std::size_t redis_queue_max = 10'000;
 constexpr std::size_t redis_batch_max = 1'000;
+// Connections (each with a thread that mostly waits on its socket): one
+// blocking connection is bound by round trips, not by CPU, and rate-limit
+// checks wait for their answer; four keep four pipelines in flight, enough
+// to make Redis's CPU the limit on the benchmark machine
+// (docs/benchmarks.md, "Redis").
+constexpr std::size_t redis_connections = 4;
 
 // Waiting room: an admission token lasts this long after the admission
 // unless --admission-ttl-seconds says otherwise: long enough to choose seats

@@ -252,8 +252,8 @@ void redis_read_model::publish(const seat_change& change) {
 }
 
 void redis_read_model::publish_section(
-    const std::string& event_id, const std::string& section_id,
-    const std::vector<seat_status>& statuses) {
+    uint32_t section_no, const std::string& event_id,
+    const std::string& section_id, const std::vector<seat_status>& statuses) {
   seat_counts c;
   auto bytes = encode(statuses, c);
   impl_->redis->eval(
@@ -267,7 +267,8 @@ void redis_read_model::publish_section(
         } else if (self->lost) {
           self->lost->Increment();
         }
-      });
+      },
+      section_no);
 }
 
 void redis_read_model::read_counts(

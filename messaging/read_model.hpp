@@ -61,7 +61,7 @@ public:
   void publish(const seat_change& change) override;
 
   /// Writes a section whole (from its actor's seat map).
-  void publish_section(const std::string& event_id,
+  void publish_section(uint32_t section_no, const std::string& event_id,
                        const std::string& section_id,
                        const std::vector<seat_status>& statuses);
 

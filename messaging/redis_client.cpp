@@ -1,5 +1,6 @@
 #include "messaging/redis_client.hpp"
 
+#include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
 
@@ -152,14 +153,14 @@ caf::expected<redis_endpoint> parse_redis_url(const std::string& url) {
   return out;
 }
 
-struct redis_client::impl {
-  explicit impl(redis_config cfg) : config(std::move(cfg)) {
-    if (config.queue_max == 0) config.queue_max = limits::redis_queue_max;
-    if (!config.registry) return;
-    auto& registry = *config.registry;
+/// The client's metrics, shared by its connections.
+struct redis_metrics {
+  explicit redis_metrics(const std::shared_ptr<prometheus::Registry>& r) {
+    if (!r) return;
+    auto& registry = *r;
     up = &prometheus::BuildGauge()
               .Name("rsv_redis_up")
-              .Help("1 while the node's Redis connection is up")
+              .Help("The node's connections to Redis that are up")
               .Register(registry)
               .Add({});
     connects = &prometheus::BuildCounter()
@@ -182,6 +183,21 @@ struct redis_client::impl {
                    .Register(registry)
                    .Add({});
   }
+  prometheus::Gauge* up = nullptr;
+  prometheus::Counter* connects = nullptr;
+  prometheus::Counter* commands_ok = nullptr;
+  prometheus::Counter* commands_failed = nullptr;
+  prometheus::Counter* batches = nullptr;
+};
+
+/// One connection with its thread and queue (see redis_client).
+struct redis_connection {
+  redis_connection(redis_config cfg, const redis_metrics& m,
+                   std::vector<std::string> script_sources)
+      : config(std::move(cfg)), scripts(std::move(script_sources)),
+        shas(scripts.size()), up(m.up), connects(m.connects),
+        commands_ok(m.commands_ok), commands_failed(m.commands_failed),
+        batches(m.batches) {}
 
   void fail(queued_command& command, const char* why) {
     if (commands_failed) commands_failed->Increment();
@@ -297,8 +313,13 @@ struct redis_client::impl {
   }
 
   void set_connected(bool value) {
-    connected.store(value, std::memory_order_release);
-    if (up) up->Set(value ? 1 : 0);
+    bool was = connected.exchange(value, std::memory_order_acq_rel);
+    if (up && was != value) {
+      if (value)
+        up->Increment();
+      else
+        up->Decrement();
+    }
   }
 
   void fail_queued(const char* why) {
@@ -456,6 +477,28 @@ struct redis_client::impl {
   std::string last_error;
 };
 
+struct redis_client::impl {
+  explicit impl(redis_config cfg)
+      : config(std::move(cfg)), metrics(config.registry) {
+    if (config.queue_max == 0) config.queue_max = limits::redis_queue_max;
+    if (config.connections == 0) config.connections = limits::redis_connections;
+  }
+
+  redis_connection& pick(uint64_t shard) {
+    auto n = connections.size();
+    auto i = shard == redis_client::any_connection
+                 ? next.fetch_add(1, std::memory_order_relaxed) % n
+                 : shard % n;
+    return *connections[i];
+  }
+
+  redis_config config;
+  redis_metrics metrics;
+  std::vector<std::string> scripts;                           // before start
+  std::vector<std::shared_ptr<redis_connection>> connections; // from start
+  std::atomic<uint64_t> next{0};
+};
+
 redis_client::redis_client(redis_config config)
     : impl_(std::make_shared<impl>(std::move(config))) {}
 
@@ -464,33 +507,50 @@ redis_client::~redis_client() {
 }
 
 std::size_t redis_client::add_script(std::string source) {
+  RSV_ASSERT(impl_->connections.empty(), "scripts are added before start");
   impl_->scripts.push_back(std::move(source));
-  impl_->shas.emplace_back();
   return impl_->scripts.size() - 1;
 }
 
 void redis_client::start() {
-  if (impl_->thread.joinable()) return;
-  impl_->thread = std::thread([impl = impl_] { impl->run(); });
+  if (!impl_->connections.empty()) return;
+  auto per_connection = impl_->config;
+  per_connection.queue_max = std::max<std::size_t>(
+      1, impl_->config.queue_max / impl_->config.connections);
+  for (std::size_t i = 0; i < impl_->config.connections; ++i) {
+    auto c = std::make_shared<redis_connection>(per_connection, impl_->metrics,
+                                                impl_->scripts);
+    c->thread = std::thread([c] { c->run(); });
+    impl_->connections.push_back(std::move(c));
+  }
 }
 
 void redis_client::stop() {
-  {
-    std::lock_guard lock{impl_->mutex};
-    impl_->stopping = true;
-    impl_->wake.notify_all();
+  for (auto& c : impl_->connections) {
+    {
+      std::lock_guard lock{c->mutex};
+      c->stopping = true;
+      c->wake.notify_all();
+    }
+    if (c->thread.joinable()) c->thread.join();
   }
-  if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-void redis_client::submit(std::vector<std::string> command,
-                          redis_callback done) {
-  impl_->enqueue(queued_command{queued_command::no_script, std::move(command),
-                                std::move(done)});
+void redis_client::submit(std::vector<std::string> command, redis_callback done,
+                          uint64_t shard) {
+  queued_command queued{queued_command::no_script, std::move(command),
+                        std::move(done)};
+  if (impl_->connections.empty()) {
+    queued.done(
+        make_error(errc::unavailable, std::string{"Redis is not started"}));
+    return;
+  }
+  impl_->pick(shard).enqueue(std::move(queued));
 }
 
 void redis_client::eval(std::size_t script, std::vector<std::string> keys,
-                        std::vector<std::string> args, redis_callback done) {
+                        std::vector<std::string> args, redis_callback done,
+                        uint64_t shard) {
   std::vector<std::string> all;
   all.reserve(keys.size() + args.size() + 1);
   all.push_back(std::to_string(keys.size()));
@@ -498,16 +558,28 @@ void redis_client::eval(std::size_t script, std::vector<std::string> keys,
     all.push_back(std::move(k));
   for (auto& a : args)
     all.push_back(std::move(a));
-  impl_->enqueue(queued_command{script, std::move(all), std::move(done)});
+  queued_command queued{script, std::move(all), std::move(done)};
+  if (impl_->connections.empty()) {
+    queued.done(
+        make_error(errc::unavailable, std::string{"Redis is not started"}));
+    return;
+  }
+  impl_->pick(shard).enqueue(std::move(queued));
 }
 
 service_state redis_client::health() const {
-  return impl_->connected.load(std::memory_order_acquire) ? service_state::ok
-                                                          : service_state::down;
+  if (impl_->connections.empty()) return service_state::down;
+  for (const auto& c : impl_->connections)
+    if (!c->connected.load(std::memory_order_acquire))
+      return service_state::down;
+  return service_state::ok;
 }
 
 uint64_t redis_client::connections() const {
-  return impl_->connection_count.load(std::memory_order_relaxed);
+  uint64_t total = 0;
+  for (const auto& c : impl_->connections)
+    total += c->connection_count.load(std::memory_order_relaxed);
+  return total;
 }
 
 } // namespace rsv

@@ -33,7 +33,9 @@ struct redis_config {
   redis_endpoint endpoint;
   /// Commands waiting for the connection at most; beyond it `submit` fails
   /// the command at once (see core/limits.hpp).
-  std::size_t queue_max = 0; // 0: limits::redis_queue_max
+  std::size_t queue_max = 0; // 0: limits::redis_queue_max, over all
+  /// Connections, each with its own thread (0: limits::redis_connections).
+  std::size_t connections = 0;
   /// A connection attempt, and one batch's write and replies, may take this
   /// long before the connection counts as broken.
   int connect_timeout_ms = 500;
@@ -57,11 +59,14 @@ struct redis_reply {
 /// not be asked (down, queue full, connection lost before the reply).
 using redis_callback = std::function<void(caf::expected<redis_reply>)>;
 
-/// The node's connection to Redis: one thread of its own owns a blocking
-/// hiredis connection and a bounded queue. The thread takes everything
-/// queued (up to a batch), writes it as one pipeline and reads the replies,
-/// so concurrent requests share round trips. Nothing here ever blocks the
-/// caller: `submit` only queues.
+/// The node's connections to Redis: each has a thread of its own that owns a
+/// blocking hiredis connection and a bounded queue. The thread takes
+/// everything queued (up to a batch), writes it as one pipeline and reads
+/// the replies, so concurrent requests share round trips; several
+/// connections keep several pipelines in flight. Commands go to the
+/// connections in turn, or, with a `shard`, always to the same one, so that
+/// commands of one shard (a section's read model) keep their order. Nothing
+/// here ever blocks the caller: `submit` only queues.
 ///
 /// Callbacks run on the client's thread, one after another: they must be
 /// short and must not block (post the answer to where it belongs). When
@@ -92,18 +97,23 @@ public:
   /// Fails what is still queued and joins the thread.
   void stop();
 
+  /// No shard: the next connection in turn.
+  static constexpr uint64_t any_connection = ~uint64_t{0};
+
   /// Sends one command, e.g. {"INCR", "key"}.
-  void submit(std::vector<std::string> command, redis_callback done);
+  void submit(std::vector<std::string> command, redis_callback done,
+              uint64_t shard = any_connection);
 
   /// Runs a script added with `add_script` (EVALSHA, EVAL when Redis lost
   /// it). `keys` and `args` as EVAL takes them.
   void eval(std::size_t script, std::vector<std::string> keys,
-            std::vector<std::string> args, redis_callback done);
+            std::vector<std::string> args, redis_callback done,
+            uint64_t shard = any_connection);
 
-  /// ok while connected, down otherwise.
+  /// ok while every connection is up, down otherwise.
   service_state health() const;
 
-  /// Connections made since start (the first one included).
+  /// Connections made since start (the first ones included), over all.
   uint64_t connections() const;
 
   struct impl;
