@@ -193,11 +193,12 @@ struct redis_metrics {
 /// One connection with its thread and queue (see redis_client).
 struct redis_connection {
   redis_connection(redis_config cfg, const redis_metrics& m,
-                   std::vector<std::string> script_sources)
+                   std::vector<std::string> script_sources,
+                   std::shared_ptr<std::atomic<uint64_t>> outage_count)
       : config(std::move(cfg)), scripts(std::move(script_sources)),
         shas(scripts.size()), up(m.up), connects(m.connects),
         commands_ok(m.commands_ok), commands_failed(m.commands_failed),
-        batches(m.batches) {}
+        batches(m.batches), outages(std::move(outage_count)) {}
 
   void fail(queued_command& command, const char* why) {
     if (commands_failed) commands_failed->Increment();
@@ -393,6 +394,8 @@ struct redis_connection {
           backoff = std::chrono::milliseconds{50};
           if (connects) connects->Increment();
           connection_count.fetch_add(1, std::memory_order_relaxed);
+          verified.store(outages->load(std::memory_order_acquire),
+                         std::memory_order_release);
           set_connected(true);
           warned_down = false;
           spdlog::info("redis: connected to {}:{}", config.endpoint.host,
@@ -430,14 +433,28 @@ struct redis_connection {
         }
       }
       bool ok = true;
-      if (batch.empty()) {
-        // Idle: a PING shows whether Redis is still there.
+      auto outages_now = outages->load(std::memory_order_acquire);
+      bool unverified = verified.load(std::memory_order_acquire) < outages_now;
+      if (batch.empty() || unverified) {
+        // Idle, or another connection lost Redis since this one last heard
+        // from it (Redis may have restarted while this one slept, leaving
+        // it a dead socket): a PING shows whether Redis is still there
+        // before anything is sent.
         auto reply = run_now({"PING"});
         ok = reply.has_value();
-      } else {
-        ok = send_batch(batch) && resend_with_source();
+        if (ok) verified.store(outages_now, std::memory_order_release);
       }
+      if (!ok && !batch.empty()) {
+        // Nothing of the batch was sent: it goes out on the next
+        // connection, or fails if there is none.
+        std::lock_guard lock{mutex};
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+          queue.push_front(std::move(*it));
+        batch.clear();
+      }
+      if (ok && !batch.empty()) ok = send_batch(batch) && resend_with_source();
       if (!ok) {
+        outages->fetch_add(1, std::memory_order_acq_rel);
         spdlog::warn("redis: connection to {}:{} lost: {}",
                      config.endpoint.host, config.endpoint.port, last_error);
         set_connected(false);
@@ -445,7 +462,8 @@ struct redis_connection {
         for (auto& command : retry)
           fail(command, "the Redis connection broke");
         retry.clear();
-        fail_queued("the Redis connection broke");
+        // What waits is tried once more on the next connection (connect()
+        // fails it when there is none).
       }
     }
     set_connected(false);
@@ -463,6 +481,10 @@ struct redis_connection {
   prometheus::Counter* commands_failed = nullptr;
   prometheus::Counter* batches = nullptr;
 
+  // Connection losses over all of the client's connections, and the count
+  // this connection last proved itself alive at.
+  std::shared_ptr<std::atomic<uint64_t>> outages;
+  std::atomic<uint64_t> verified{0};
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> connection_count{0};
   std::mutex mutex;
@@ -497,6 +519,8 @@ struct redis_client::impl {
   std::vector<std::string> scripts;                           // before start
   std::vector<std::shared_ptr<redis_connection>> connections; // from start
   std::atomic<uint64_t> next{0};
+  std::shared_ptr<std::atomic<uint64_t>> outages =
+      std::make_shared<std::atomic<uint64_t>>(0);
 };
 
 redis_client::redis_client(redis_config config)
@@ -519,7 +543,7 @@ void redis_client::start() {
       1, impl_->config.queue_max / impl_->config.connections);
   for (std::size_t i = 0; i < impl_->config.connections; ++i) {
     auto c = std::make_shared<redis_connection>(per_connection, impl_->metrics,
-                                                impl_->scripts);
+                                                impl_->scripts, impl_->outages);
     c->thread = std::thread([c] { c->run(); });
     impl_->connections.push_back(std::move(c));
   }
@@ -569,8 +593,10 @@ void redis_client::eval(std::size_t script, std::vector<std::string> keys,
 
 service_state redis_client::health() const {
   if (impl_->connections.empty()) return service_state::down;
+  auto outages = impl_->outages->load(std::memory_order_acquire);
   for (const auto& c : impl_->connections)
-    if (!c->connected.load(std::memory_order_acquire))
+    if (!c->connected.load(std::memory_order_acquire) ||
+        c->verified.load(std::memory_order_acquire) < outages)
       return service_state::down;
   return service_state::ok;
 }
