@@ -348,16 +348,16 @@ int serve(const serve_config& cfg) {
         auto section = dir.find_section(section_no);
         if (!section) return;
         section->queued.fetch_add(1, std::memory_order_relaxed);
-        caf::anon_send(
-            section->actor,
-            seat_map_request{
-                reply_fn<seat_map_view>{[weak, layout = section->layout](
-                                            caf::expected<seat_map_view> map) {
-                  auto model = weak.lock();
-                  if (model && map)
-                    model->publish_section(layout->section_no, layout->event_id,
-                                           layout->section_id, map->statuses);
-                }}});
+        caf::anon_send(section->actor,
+                       seat_map_request{reply_fn<seat_map_view>{
+                           [weak, layout = section->layout](
+                               caf::expected<seat_map_view> map) {
+                             auto model = weak.lock();
+                             if (model && map)
+                               model->publish_section(layout->event_id,
+                                                      layout->section_id,
+                                                      map->statuses);
+                           }}});
       };
       auto every = [&dir = rt->dir(), one] {
         auto snapshot = dir.snapshot();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -107,6 +108,16 @@ constexpr std::size_t redis_batch_max = 1'000;
 // to make Redis's CPU the limit on the benchmark machine
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
+// The read model (messaging/read_model) gathers committed changes for this
+// long and publishes them as one script call per event, of at most
+// read_model_batch_max changes: a call per change cost Redis more CPU than
+// it has at 20,000 changes a second, and the staleness p99 grew past 500 ms
+// (docs/benchmarks.md, "Redis"). At most read_model_pending_max changes wait;
+// beyond that Redis is far behind, and a change's section is published
+// whole later instead.
+constexpr std::chrono::milliseconds read_model_gather{2};
+constexpr std::size_t read_model_batch_max = 1'000;
+constexpr std::size_t read_model_pending_max = 100'000;
 
 // Waiting room: an admission token lasts this long after the admission
 // unless --admission-ttl-seconds says otherwise: long enough to choose seats

@@ -1,7 +1,9 @@
 #include "messaging/read_model.hpp"
 
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,30 +13,57 @@
 #include <set>
 #include <spdlog/spdlog.h>
 #include <thread>
+#include <unordered_map>
 
 namespace rsv {
 
 namespace {
 
-// One change: the seats' 2-bit statuses are set (BITFIELD SET answers the
-// old value) and the counts move by the difference. -1 when the section has
-// no counts yet (new, or Redis lost it): then it must be published whole.
+// A batch of changes to sections of one event (their keys share a hash
+// tag). KEYS are seats, counts of each section in turn; ARGV holds, per
+// section, its number of changes and then per change its new status, its
+// number of seats and their indexes. BITFIELD SET answers the old values, so
+// the counts move by what the bits were and always agree with the bitmap.
+// Answers the (1-based) sections that have no counts yet (new, or Redis lost
+// them): their changes are skipped and they must be published whole.
 constexpr const char* apply_script = R"lua(
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-local new = tonumber(ARGV[1])
-local delta = {0, 0, 0}
-for i = 2, #ARGV do
-  local old = redis.call('BITFIELD', KEYS[1], 'SET', 'u2', '#' .. ARGV[i], new)[1]
-  if old ~= new then
-    delta[old + 1] = delta[old + 1] - 1
-    delta[new + 1] = delta[new + 1] + 1
+local missing = {}
+local names = {'free', 'held', 'booked'}
+local a = 1
+for s = 1, #KEYS / 2 do
+  local seats, counts = KEYS[2 * s - 1], KEYS[2 * s]
+  local changes = tonumber(ARGV[a])
+  a = a + 1
+  local present = redis.call('EXISTS', counts) == 1
+  if not present then missing[#missing + 1] = s end
+  local delta = {0, 0, 0}
+  for c = 1, changes do
+    local new = tonumber(ARGV[a])
+    local n = tonumber(ARGV[a + 1])
+    a = a + 2
+    if present and n > 0 then
+      local ops = {}
+      for i = a, a + n - 1 do
+        ops[#ops + 1] = 'SET'
+        ops[#ops + 1] = 'u2'
+        ops[#ops + 1] = '#' .. ARGV[i]
+        ops[#ops + 1] = new
+      end
+      local olds = redis.call('BITFIELD', seats, unpack(ops))
+      for _, old in ipairs(olds) do
+        if old ~= new then
+          delta[old + 1] = delta[old + 1] - 1
+          delta[new + 1] = delta[new + 1] + 1
+        end
+      end
+    end
+    a = a + n
+  end
+  for k = 1, 3 do
+    if delta[k] ~= 0 then redis.call('HINCRBY', counts, names[k], delta[k]) end
   end
 end
-local names = {'free', 'held', 'booked'}
-for s = 1, 3 do
-  if delta[s] ~= 0 then redis.call('HINCRBY', KEYS[2], names[s], delta[s]) end
-end
-return 1
+return missing
 )lua";
 
 // A whole section: the bitmap and its counts together.
@@ -118,7 +147,8 @@ caf::error no_copy() {
 
 } // namespace
 
-struct redis_read_model::impl {
+struct redis_read_model::impl
+    : std::enable_shared_from_this<redis_read_model::impl> {
   impl(std::shared_ptr<redis_client> client, std::shared_ptr<change_sink> n,
        read_model_config cfg)
       : redis(std::move(client)), next(std::move(n)), config(std::move(cfg)) {
@@ -146,18 +176,149 @@ struct redis_read_model::impl {
     lost = &published.Add({{"kind", "lost"}});
   }
 
+  /// A committed change waiting to be published.
+  struct pending_change {
+    std::string event_id;
+    std::string section_id;
+    uint32_t section_no = 0;
+    unsigned status = 0;
+    std::vector<uint32_t> seats;
+    std::chrono::steady_clock::time_point acknowledged;
+  };
+
   void want_section(uint32_t section_no) {
     std::lock_guard lock{mutex};
     wanted.insert(section_no);
     wake.notify_one();
   }
 
-  void run(const std::shared_ptr<impl>& self) {
+  /// Every write of an event goes through one connection, in the order it
+  /// was made: a change published after a whole section (or after another
+  /// change to the same seats) must land after it.
+  static uint64_t shard_of(const std::string& event_id) {
+    return std::hash<std::string>{}(event_id);
+  }
+
+  void add(pending_change change) {
+    std::lock_guard lock{mutex};
+    if (pending.size() >= limits::read_model_pending_max) {
+      // Redis is far behind: drop the change and publish its section whole
+      // later, which includes it.
+      if (lost) lost->Increment();
+      wanted.insert(change.section_no);
+      return;
+    }
+    pending.push_back(std::move(change));
+    if (pending.size() == 1) wake.notify_one();
+  }
+
+  /// Publishes `batch` (in acknowledgement order) as one script call per
+  /// event and at most limits::read_model_batch_max changes.
+  void flush(std::vector<pending_change>& batch) {
+    std::vector<std::string> events; // in order of their first change
+    std::unordered_map<std::string, std::vector<const pending_change*>>
+        of_event;
+    for (const auto& change : batch) {
+      auto& changes = of_event[change.event_id];
+      if (changes.empty()) events.push_back(change.event_id);
+      changes.push_back(&change);
+    }
+    for (const auto& event : events) {
+      const auto& changes = of_event[event];
+      for (std::size_t from = 0; from < changes.size();
+           from += limits::read_model_batch_max)
+        send(event, changes, from,
+             std::min(changes.size(), from + limits::read_model_batch_max));
+    }
+  }
+
+  void send(const std::string& event,
+            const std::vector<const pending_change*>& changes, std::size_t from,
+            std::size_t to) {
+    // The sections in order of their first change; each section's changes
+    // in their order.
+    std::vector<const pending_change*> firsts;
+    std::vector<std::vector<const pending_change*>> per_section;
+    std::unordered_map<uint32_t, std::size_t> index_of; // section_no -> s
+    for (auto i = from; i < to; ++i) {
+      const auto* change = changes[i];
+      auto [it, fresh] = index_of.emplace(change->section_no, firsts.size());
+      if (fresh) {
+        firsts.push_back(change);
+        per_section.emplace_back();
+      }
+      per_section[it->second].push_back(change);
+    }
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    std::vector<uint32_t> section_nos;
+    std::vector<std::chrono::steady_clock::time_point> acknowledged;
+    for (std::size_t s = 0; s < firsts.size(); ++s) {
+      keys.push_back(key(event, firsts[s]->section_id, "seats"));
+      keys.push_back(key(event, firsts[s]->section_id, "counts"));
+      section_nos.push_back(firsts[s]->section_no);
+      args.push_back(std::to_string(per_section[s].size()));
+      for (const auto* change : per_section[s]) {
+        args.push_back(std::to_string(change->status));
+        args.push_back(std::to_string(change->seats.size()));
+        for (auto index : change->seats)
+          args.push_back(std::to_string(index));
+        acknowledged.push_back(change->acknowledged);
+      }
+    }
+    redis->eval(
+        apply, std::move(keys), std::move(args),
+        [self = shared_from_this(), section_nos = std::move(section_nos),
+         acknowledged =
+             std::move(acknowledged)](caf::expected<redis_reply> reply) {
+          if (!reply || reply->kind != redis_reply::type::array) {
+            // Missed: the next reconnection publishes every section whole.
+            if (self->lost)
+              self->lost->Increment(static_cast<double>(acknowledged.size()));
+            return;
+          }
+          for (const auto& missing : reply->elements)
+            if (missing.kind == redis_reply::type::integer &&
+                missing.integer >= 1 &&
+                static_cast<std::size_t>(missing.integer) <= section_nos.size())
+              self->want_section(
+                  section_nos[static_cast<std::size_t>(missing.integer - 1)]);
+          auto now = std::chrono::steady_clock::now();
+          if (self->changes_published)
+            self->changes_published->Increment(
+                static_cast<double>(acknowledged.size()));
+          if (self->staleness)
+            for (auto at : acknowledged)
+              self->staleness->Observe(
+                  std::chrono::duration<double>(now - at).count());
+        },
+        shard_of(event));
+  }
+
+  void run() {
     uint64_t seen_connections = 0;
+    auto next_check = std::chrono::steady_clock::now();
     std::unique_lock lock{mutex};
     while (!stopping) {
-      wake.wait_for(lock, std::chrono::milliseconds(100));
+      wake.wait_until(lock, next_check,
+                      [this] { return stopping || !pending.empty(); });
       if (stopping) break;
+      if (!pending.empty()) {
+        // Let the changes of a few milliseconds gather into one script
+        // call per event: one call per change held Redis's CPU (and the
+        // staleness) hostage at 20,000 changes a second.
+        lock.unlock();
+        std::this_thread::sleep_for(limits::read_model_gather);
+        lock.lock();
+        std::vector<pending_change> batch;
+        batch.swap(pending);
+        lock.unlock();
+        flush(batch);
+        lock.lock();
+        if (std::chrono::steady_clock::now() < next_check) continue;
+      }
+      next_check =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
       auto now_connections = redis->connections();
       bool reconnected = now_connections != seen_connections &&
                          redis->health() == service_state::ok;
@@ -172,7 +333,6 @@ struct redis_read_model::impl {
         for (auto no : sections)
           one_section(no);
       }
-      (void)self;
       lock.lock();
     }
   }
@@ -190,8 +350,9 @@ struct redis_read_model::impl {
 
   std::mutex mutex;
   std::condition_variable wake;
-  std::set<uint32_t> wanted; // guarded by mutex
-  bool stopping = false;     // guarded by mutex
+  std::set<uint32_t> wanted;           // guarded by mutex
+  std::vector<pending_change> pending; // guarded by mutex
+  bool stopping = false;               // guarded by mutex
   std::thread thread;
 };
 
@@ -219,41 +380,14 @@ void redis_read_model::set_snapshot_source(
 
 void redis_read_model::publish(const seat_change& change) {
   if (impl_->next) impl_->next->publish(change);
-  std::vector<std::string> args;
-  args.reserve(change.seat_indexes.size() + 1);
-  args.push_back(
-      std::to_string(static_cast<unsigned>(status_after(change.kind))));
-  for (auto index : change.seat_indexes)
-    args.push_back(std::to_string(index));
-  auto started = std::chrono::steady_clock::now();
-  impl_->redis->eval(
-      impl_->apply,
-      {key(change.event_id, change.section_id, "seats"),
-       key(change.event_id, change.section_id, "counts")},
-      std::move(args),
-      [self = impl_, started,
-       section_no = change.section_no](caf::expected<redis_reply> reply) {
-        if (!reply || reply->kind != redis_reply::type::integer) {
-          // Missed: the next reconnection publishes every section whole.
-          if (self->lost) self->lost->Increment();
-          return;
-        }
-        if (reply->integer < 0) {
-          self->want_section(section_no);
-          return;
-        }
-        if (self->changes_published) self->changes_published->Increment();
-        if (self->staleness)
-          self->staleness->Observe(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                            started)
-                  .count());
-      });
+  impl_->add({change.event_id, change.section_id, change.section_no,
+              static_cast<unsigned>(status_after(change.kind)),
+              change.seat_indexes, std::chrono::steady_clock::now()});
 }
 
 void redis_read_model::publish_section(
-    uint32_t section_no, const std::string& event_id,
-    const std::string& section_id, const std::vector<seat_status>& statuses) {
+    const std::string& event_id, const std::string& section_id,
+    const std::vector<seat_status>& statuses) {
   seat_counts c;
   auto bytes = encode(statuses, c);
   impl_->redis->eval(
@@ -268,7 +402,7 @@ void redis_read_model::publish_section(
           self->lost->Increment();
         }
       },
-      section_no);
+      impl::shard_of(event_id));
 }
 
 void redis_read_model::read_counts(
@@ -354,7 +488,7 @@ void redis_read_model::read_seats(
 
 void redis_read_model::start() {
   if (impl_->thread.joinable()) return;
-  impl_->thread = std::thread([impl = impl_] { impl->run(impl); });
+  impl_->thread = std::thread([impl = impl_] { impl->run(); });
 }
 
 void redis_read_model::stop() {

@@ -30,9 +30,11 @@ struct read_model_config {
 /// node can answer event counts and seat maps without asking the owning
 /// actor. Per section, `rsv:rm:{<event>}:<section>:seats` is a bitmap of 2
 /// bits per seat (BITFIELD u2: 0 free, 1 held, 2 booked) and `...:counts` a
-/// hash of free, held and booked. One Lua script per change sets the seats'
-/// bits and moves the counts by what the bits were, so counts always agree
-/// with the bitmap.
+/// hash of free, held and booked. Changes gather for a couple of milliseconds
+/// and go out as one Lua script call per event, which sets the seats' bits
+/// and moves the counts by what the bits were, so counts always agree with
+/// the bitmap. All writes of one event go through one Redis connection, in
+/// order.
 ///
 /// Redis is not the truth: a section whose keys are missing (a new event, a
 /// restarted Redis) is published whole from its actor's seat map (the
@@ -61,7 +63,7 @@ public:
   void publish(const seat_change& change) override;
 
   /// Writes a section whole (from its actor's seat map).
-  void publish_section(uint32_t section_no, const std::string& event_id,
+  void publish_section(const std::string& event_id,
                        const std::string& section_id,
                        const std::vector<seat_status>& statuses);
 
