@@ -36,6 +36,10 @@ constexpr auto purge_interval = std::chrono::seconds(60);
 
 } // namespace
 
+quota_return::~quota_return() {
+  if (armed_.load()) caf::anon_send(shard_, std::move(give_back_));
+}
+
 caf::actor spawn_customer_shard(caf::actor_system& system,
                                 const runtime_deps& deps) {
   auto clock = deps.clock;
@@ -62,7 +66,10 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           }
           used += wanted;
           req.hold.quota_reserved = true;
-          self->send(req.section->actor, std::move(req.hold));
+          req.hold.unclaimed_quota = std::make_shared<quota_return>(
+              caf::actor_cast<caf::actor>(self),
+              adjust_quota{req.hold.customer_id, req.event_id, -wanted});
+          self->send(req.section->actor(), std::move(req.hold));
         },
         [=](load_customer& msg) {
           auto& customer = self->state.customers[msg.customer_id];

@@ -14,9 +14,12 @@ namespace rsv {
 /// One section as the router sees it: the actor that owns it, its layout, and
 /// its seat counts, which the actor publishes after every change as one
 /// atomic word, so reads of an event's counts need no message at all.
+///
+/// The actor changes when its supervisor (the registry) restarts a section
+/// actor that died; any thread reads the current one with `actor()`, only
+/// the registry calls `set_actor`.
 struct section_entry {
   std::shared_ptr<const section_layout> layout;
-  caf::actor actor;
   /// free | held << 21 | booked << 42: 21 bits each hold 0..1,000,000.
   std::atomic<uint64_t> packed_counts{0};
   /// Requests sent to the actor and not yet taken from its mailbox: the
@@ -25,6 +28,18 @@ struct section_entry {
 
   seat_counts counts() const;
   void publish(seat_counts counts);
+
+  caf::actor actor() const {
+    auto current = actor_.load(std::memory_order_acquire);
+    return current ? *current : caf::actor{};
+  }
+  void set_actor(caf::actor next) {
+    actor_.store(std::make_shared<const caf::actor>(std::move(next)),
+                 std::memory_order_release);
+  }
+
+private:
+  std::atomic<std::shared_ptr<const caf::actor>> actor_;
 };
 
 /// One event: its definition (rows live in the section layouts) and its

@@ -82,9 +82,12 @@ struct idempotency_capture {
 template <class View>
 using idempotency_capture_ptr = std::shared_ptr<const idempotency_capture<View>>;
 
+class quota_return;
+
 /// Hold named seats (`seat_ids` non-empty) or the best `quantity` seats.
 /// `quota_reserved` says a customer shard has counted these seats against the
-/// customer's per-event limit and must be told when they are given back.
+/// customer's per-event limit and must be told when they are given back;
+/// `unclaimed_quota` then gives them back if the request dies unhandled.
 struct hold_request {
   std::string customer_id;
   std::vector<std::string> seat_ids;
@@ -92,6 +95,7 @@ struct hold_request {
   bool quota_reserved = false;
   reply_fn<hold_view> reply;
   idempotency_capture_ptr<hold_view> idempotency = nullptr; // may be null
+  std::shared_ptr<quota_return> unclaimed_quota = nullptr;  // may be null
 };
 
 struct get_hold_request {
@@ -162,6 +166,26 @@ struct adjust_quota {
   std::string customer_id;
   std::string event_id;
   int64_t seats = 0;
+};
+
+/// Seats a customer shard counted for a hold request, given back to it when
+/// the request is destroyed before a section actor took it (it was in the
+/// mailbox of a section actor that died): the customer's limit must not go
+/// on counting seats they never got. The section disarms it when it takes
+/// the request, and from then on gives back what it refuses itself.
+class quota_return {
+public:
+  quota_return(caf::actor shard, adjust_quota give_back)
+      : shard_(std::move(shard)), give_back_(std::move(give_back)) {}
+  ~quota_return();
+  quota_return(const quota_return&) = delete;
+  quota_return& operator=(const quota_return&) = delete;
+  void disarm() { armed_ = false; }
+
+private:
+  caf::actor shard_;
+  adjust_quota give_back_;
+  std::atomic<bool> armed_{true};
 };
 
 /// A booking was confirmed or cancelled: keeps `GET /v1/bookings` current.
@@ -269,6 +293,11 @@ using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
 using store_failed_atom = caf::atom_constant<caf::atom("st_failed")>;
 /// Timer message of a stale section: try loading it again.
 using reload_atom = caf::atom_constant<caf::atom("reload")>;
+/// Timer message of the registry: start the next incarnation of a section
+/// (by number) whose actor died.
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+/// Timer message of the chaos killer: kill the next random section.
+using chaos_kill_atom = caf::atom_constant<caf::atom("chaos_kill")>;
 /// Timer message of a customer shard: purge idempotency records past 24 h.
 using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
 

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <caf/all.hpp>
+#include <chrono>
+#include <deque>
+#include <optional>
 #include <spdlog/spdlog.h>
 #include <unordered_set>
 
@@ -17,13 +20,103 @@ struct event_written {
   reply_fn<std::shared_ptr<const event_entry>> reply;
 };
 
+using steady = std::chrono::steady_clock;
+
+/// A section actor under the registry's supervision: what it takes to
+/// start its next incarnation, and its recent restarts.
+struct supervised_section {
+  std::shared_ptr<section_entry> entry;
+  std::shared_ptr<section_memory> memory; // the incarnations' one memory
+  int64_t hold_ttl_ms = 0;
+  bool customer_limit = false;
+  steady::time_point started{};      // of the current incarnation
+  std::deque<steady::time_point> restarts; // within the storm window
+  millis backoff_ms = 0;                   // of the last restart
+  bool failed = false;                     // a restart storm stopped it
+};
+
+/// The registry supervises every section actor it spawns (it monitors
+/// them). One that dies for any reason but a shutdown is restarted after a
+/// bounded exponential backoff, from its memory and reloading from the store
+/// (section_actor.cpp); requests that were in its mailbox, and those sent
+/// to it until the restart, are dropped, and their reply_fn answers 503
+/// `unavailable` with Retry-After: safe to retry with their Idempotency-Key.
+/// Past limits::section_restarts_max restarts within
+/// limits::section_restart_window_ms it starts the section failed instead.
 struct registry_state {
   std::unordered_set<std::string> pending_ids; // being written
   uint32_t next_section_no = 0;
+  // By number. Shared with the registry's exit functor, which stops every
+  // section it supervises: one it restarted after the node began to stop
+  // would otherwise outlive it.
+  std::shared_ptr<std::unordered_map<uint32_t, supervised_section>> sections =
+      std::make_shared<std::unordered_map<uint32_t, supervised_section>>();
+  std::unordered_map<caf::actor_id, uint32_t> section_of; // live actors
   static inline const char* name = "registry";
 };
 
 using registry_self = caf::stateful_actor<registry_state>;
+
+/// Spawns an incarnation of a supervised section, monitored, and routes its
+/// section's requests to it.
+void start_section(registry_self* self, const runtime_deps& deps,
+                   const std::shared_ptr<const customer_shards>& shards,
+                   supervised_section& sup, section_start start) {
+  auto actor =
+      spawn_section(self->system(), sup.entry, deps, shards, sup.hold_ttl_ms,
+                    sup.customer_limit, sup.memory, start);
+  self->monitor(actor);
+  self->state.section_of[actor.id()] = sup.entry->layout->section_no;
+  sup.started = steady::now();
+  // Requests counted for the dead incarnation died with its mailbox: the
+  // count starts again for this one (a request counted at this very moment
+  // may be off by one, until the next restart).
+  sup.entry->queued.store(0, std::memory_order_relaxed);
+  sup.entry->set_actor(std::move(actor));
+}
+
+/// A supervised section's actor died for `reason`: restart it after the
+/// backoff, or fail it after a storm. Answers the delay of the restart, or
+/// nullopt when it was started failed at once.
+std::optional<millis> on_section_down(registry_self* self,
+                                      const runtime_deps& deps,
+                                      const std::shared_ptr<const customer_shards>& shards,
+                                      supervised_section& sup,
+                                      const caf::error& reason) {
+  const auto& layout = *sup.entry->layout;
+  auto now = steady::now();
+  auto window = std::chrono::milliseconds(limits::section_restart_window_ms);
+  while (!sup.restarts.empty() && now - sup.restarts.front() > window)
+    sup.restarts.pop_front();
+  if (sup.failed) {
+    // A failed section's stand-in was killed: it stays failed, uncounted.
+    start_section(self, deps, shards, sup, section_start::failed);
+    return std::nullopt;
+  }
+  if (sup.restarts.size() >= limits::section_restarts_max) {
+    sup.failed = true;
+    deps.metrics->sections_failed.Increment();
+    spdlog::error("section {} of event {} died ({}) after {} restarts within "
+                  "{} s: it is failed and answers 503 until the node restarts",
+                  layout.section_id, layout.event_id, to_string(reason),
+                  sup.restarts.size(),
+                  limits::section_restart_window_ms / 1000);
+    start_section(self, deps, shards, sup, section_start::failed);
+    return std::nullopt;
+  }
+  auto stable = std::chrono::milliseconds(limits::section_restart_stable_ms);
+  if (now - sup.started >= stable) sup.backoff_ms = 0;
+  sup.backoff_ms = std::clamp<millis>(sup.backoff_ms * 2,
+                                      limits::section_restart_backoff_first_ms,
+                                      limits::section_restart_backoff_max_ms);
+  sup.restarts.push_back(now);
+  spdlog::warn("section {} of event {} died ({}): restart {} within {} s "
+               "(at most {}) in {} ms",
+               layout.section_id, layout.event_id, to_string(reason),
+               sup.restarts.size(), limits::section_restart_window_ms / 1000,
+               limits::section_restarts_max, sup.backoff_ms);
+  return sup.backoff_ms;
+}
 
 std::string make_event_id() {
   // make_random_id uses '_', which event ids may not contain.
@@ -42,7 +135,7 @@ bool starts_before(const std::shared_ptr<const event_entry>& a,
 /// Builds an event's directory entry and spawns its section actors, with
 /// their recorded holds when recovering.
 std::shared_ptr<event_entry> build_entry(
-    caf::actor_system& system, const event_def& def,
+    registry_self* self, const event_def& def,
     const std::vector<std::shared_ptr<const section_layout>>& layouts,
     const runtime_deps& deps,
     const std::shared_ptr<const customer_shards>& shards,
@@ -73,8 +166,13 @@ std::shared_ptr<event_entry> build_entry(
       }
     }
     section->publish(counts);
-    section->actor = spawn_section(system, section, deps, shards, ttl_ms, limit,
-                                   std::move(holds));
+    auto& sup = (*self->state.sections)[layouts[i]->section_no];
+    sup.entry = section;
+    sup.memory =
+        make_section_memory(layouts[i], ttl_ms, std::move(holds), *deps.metrics);
+    sup.hold_ttl_ms = ttl_ms;
+    sup.customer_limit = limit;
+    start_section(self, deps, shards, sup, section_start::fresh);
     entry->section_index.emplace(def.sections[i].id, i);
     entry->sections.push_back(std::move(section));
   }
@@ -111,7 +209,40 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
                           std::shared_ptr<directory> dir,
                           std::shared_ptr<const customer_shards> shards) {
   auto behavior = [deps, dir, shards](registry_self* self) -> caf::behavior {
+    self->attach_functor([sections = self->state.sections](const caf::error&) {
+      for (const auto& [no, sup] : *sections)
+        caf::anon_send_exit(sup.entry->actor(),
+                            caf::exit_reason::user_shutdown);
+    });
+    self->set_down_handler([=](caf::down_msg& msg) {
+      auto& st = self->state;
+      auto found = st.section_of.find(msg.source.id());
+      if (found == st.section_of.end()) return;
+      auto no = found->second;
+      st.section_of.erase(found);
+      auto sup = st.sections->find(no);
+      if (sup == st.sections->end()) return;
+      // A shutdown (the node stops, or the store refused the event) is
+      // meant: no restart.
+      if (msg.reason == caf::exit_reason::user_shutdown ||
+          msg.reason == caf::exit_reason::normal) {
+        st.sections->erase(sup);
+        return;
+      }
+      if (auto delay = on_section_down(self, deps, shards, sup->second,
+                                       msg.reason))
+        self->delayed_send(self, std::chrono::milliseconds(*delay),
+                           restart_atom::value, no);
+    });
     return {
+        [=](restart_atom, uint32_t no) {
+          auto sup = self->state.sections->find(no);
+          if (sup == self->state.sections->end() || sup->second.failed)
+            return;
+          deps.metrics->section_restarts.Increment();
+          start_section(self, deps, shards, sup->second,
+                        section_start::restarted);
+        },
         [=](create_event_request& req) {
           auto& def = req.def;
           if (def.id.empty()) {
@@ -134,7 +265,7 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
             layouts.push_back(
                 section_layout::make(def.id, def.sections[i], section_nos[i]));
           auto entry =
-              build_entry(self->system(), def, layouts, deps, shards, nullptr);
+              build_entry(self, def, layouts, deps, shards, nullptr);
           caf::actor me = caf::actor_cast<caf::actor>(self);
           deps.store->create_event(
               def, std::move(section_nos),
@@ -145,7 +276,7 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
         [=](recover_events_request& req) {
           auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
           for (std::size_t i = 0; i < req.events.size(); ++i)
-            add_event(*next, build_entry(self->system(), req.events[i].def,
+            add_event(*next, build_entry(self, req.events[i].def,
                                          req.events[i].layouts, deps, shards,
                                          &req.holds));
           self->state.next_section_no =
@@ -162,7 +293,8 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
             spdlog::warn("event {} not created: the store refused it: {}",
                          entry->def.id, describe(msg.err));
             for (auto& section : entry->sections)
-              self->send_exit(section->actor, caf::exit_reason::user_shutdown);
+              self->send_exit(section->actor(),
+                              caf::exit_reason::user_shutdown);
             msg.reply(std::move(msg.err));
             return;
           }

@@ -28,12 +28,36 @@ runtime::~runtime() {
   auto stop = [this](const caf::actor& actor) {
     caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   };
+  chaos_stop();
   for (const auto& section : directory_->snapshot()->sections_by_no)
-    if (section) stop(section->actor);
+    if (section) stop(section->actor());
   for (const auto& shard : shards_->actors)
     stop(shard);
   stop(accounts_);
   stop(registry_);
+}
+
+void runtime::chaos_kill_random(millis interval_ms, millis duration_ms) {
+  std::lock_guard<std::mutex> guard{chaos_mutex_};
+  if (chaos_killer_)
+    caf::anon_send_exit(chaos_killer_, caf::exit_reason::user_shutdown);
+  chaos_killer_ = spawn_chaos_killer(system_, directory_, deps_.metrics,
+                                     interval_ms, duration_ms);
+  chaos_until_ = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(duration_ms);
+}
+
+bool runtime::chaos_killing() {
+  std::lock_guard<std::mutex> guard{chaos_mutex_};
+  return chaos_killer_ && std::chrono::steady_clock::now() < chaos_until_;
+}
+
+bool runtime::chaos_stop() {
+  std::lock_guard<std::mutex> guard{chaos_mutex_};
+  if (!chaos_killer_) return false;
+  caf::anon_send_exit(chaos_killer_, caf::exit_reason::user_shutdown);
+  chaos_killer_ = nullptr;
+  return true;
 }
 
 caf::expected<std::size_t> runtime::recover(recovered_state state) {

@@ -2,6 +2,7 @@
 
 #include "actors/directory.hpp"
 #include "actors/protocol.hpp"
+#include "actors/section_state.hpp"
 #include "core/clock.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
@@ -12,6 +13,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,15 @@ public:
     return shards_->for_customer(customer_id);
   }
 
+  /// The chaos facility (--chaos, docs/operations.md): kills a random
+  /// section actor every `interval_ms` for `duration_ms`, replacing any
+  /// schedule that runs. Thread-safe.
+  void chaos_kill_random(millis interval_ms, millis duration_ms);
+  /// Stops random kills, if any run; true when some did.
+  bool chaos_stop();
+  /// Whether random kills are running now.
+  bool chaos_killing();
+
 private:
   caf::actor_system& system_;
   runtime_deps deps_;
@@ -86,16 +97,51 @@ private:
   std::shared_ptr<customer_shards> shards_;
   caf::actor registry_;
   caf::actor accounts_;
+  std::mutex chaos_mutex_;
+  caf::actor chaos_killer_; // guarded by chaos_mutex_
+  std::chrono::steady_clock::time_point chaos_until_{}; // guarded too
 };
 
-/// Spawns one section actor for `entry` (whose layout is set). Exposed for
-/// tests; the registry uses it for every section of a new event.
+/// Kills a section's actor as a crash would (the chaos facility); its
+/// supervisor restarts it. False when it has none. Thread-safe.
+bool kill_section(const section_entry& section, domain_metrics& metrics);
+
+/// The actor behind runtime::chaos_kill_random.
+caf::actor spawn_chaos_killer(caf::actor_system& system,
+                              std::shared_ptr<const directory> dir,
+                              std::shared_ptr<domain_metrics> metrics,
+                              millis interval_ms, millis duration_ms);
+
+/// A section actor's memory, shared with its supervisor (the registry): when
+/// the actor dies, the next incarnation starts from it, so that its reload
+/// can correct by the difference what followed memory (the active holds
+/// gauge, the customers' seat counts). The actor alone touches it while it
+/// lives; the registry takes it only after the actor's down message.
+struct section_memory {
+  std::unique_ptr<section_state> seats;
+};
+
+/// A section's memory for its first start: `recorded` restored (holds due
+/// meanwhile expire at the actor's first message) and counted in the gauge.
+std::shared_ptr<section_memory>
+make_section_memory(const std::shared_ptr<const section_layout>& layout,
+                    int64_t hold_ttl_ms, std::vector<recorded_hold> recorded,
+                    domain_metrics& metrics);
+
+/// How a section actor starts: for the first time (serving its memory),
+/// after its predecessor died (reloading from the store before it serves),
+/// or failed after a restart storm (answering 503 only).
+enum class section_start { fresh, restarted, failed };
+
+/// Spawns one section actor for `entry` (whose layout is set) on `memory`.
+/// The registry spawns and supervises them (registry_actor.cpp).
 caf::actor spawn_section(caf::actor_system& system,
                          std::shared_ptr<section_entry> entry,
                          const runtime_deps& deps,
                          std::shared_ptr<const customer_shards> shards,
                          int64_t hold_ttl_ms, bool customer_limit,
-                         std::vector<recorded_hold> recorded = {});
+                         std::shared_ptr<section_memory> memory,
+                         section_start start = section_start::fresh);
 
 caf::actor spawn_customer_shard(caf::actor_system& system,
                                 const runtime_deps& deps);

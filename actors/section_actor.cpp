@@ -24,8 +24,16 @@ namespace {
 /// While the store cannot answer, a failed load is retried when a request
 /// arrives (the section is wanted; at most one load per `request_gap_ms`) and
 /// on a backoff timer (for idle sections), never more than one load at once.
+///
+/// A restarted section (its predecessor died, see registry_actor.cpp) starts
+/// stale, with its predecessor's memory, which it never serves from: it
+/// loads itself from the store before it answers anything, and corrects the
+/// gauge and the customers' counts by the difference, exactly as after a
+/// failed write. A failed section (too many restarts) answers 503 only.
 struct section_actor_state {
-  std::unique_ptr<section_state> seats;
+  // Shared with the supervisor, which hands it to the next incarnation.
+  std::shared_ptr<section_memory> memory;
+  bool failed = false; // a restart storm: 503 for everything, no reload
   bool timer_pending = false;
   bool stale = false;          // a write failed; a reload is due
   bool reload_pending = false; // a load_section is under way
@@ -124,27 +132,43 @@ void attach_idempotency(const idempotency_capture_ptr<View>& capture,
 
 caf::error stale_error() {
   return make_error(errc::unavailable,
-                    std::string{"this section is reloading after a failed "
-                                "write; retry shortly"});
+                    std::string{"this section is reloading from the store; "
+                                "retry shortly"});
+}
+
+caf::error failed_error() {
+  return make_error(errc::unavailable,
+                    std::string{"this section failed after too many restarts "
+                                "and is out of service until the node "
+                                "restarts"});
 }
 
 } // namespace
+
+std::shared_ptr<section_memory>
+make_section_memory(const std::shared_ptr<const section_layout>& layout,
+                    int64_t hold_ttl_ms, std::vector<recorded_hold> recorded,
+                    domain_metrics& metrics) {
+  auto memory = std::make_shared<section_memory>();
+  memory->seats = std::make_unique<section_state>(layout, hold_ttl_ms);
+  memory->seats->restore(std::move(recorded));
+  metrics.holds_active.Increment(
+      static_cast<double>(memory->seats->active_holds()));
+  return memory;
+}
 
 caf::actor spawn_section(caf::actor_system& system,
                          std::shared_ptr<section_entry> entry,
                          const runtime_deps& deps,
                          std::shared_ptr<const customer_shards> shards,
                          int64_t hold_ttl_ms, bool customer_limit,
-                         std::vector<recorded_hold> recorded) {
-  auto restored =
-      std::make_shared<std::vector<recorded_hold>>(std::move(recorded));
-  auto behavior = [entry, deps, shards, hold_ttl_ms, customer_limit,
-                   restored](section_self* self) -> caf::behavior {
-    self->state.seats =
-        std::make_unique<section_state>(entry->layout, hold_ttl_ms);
-    self->state.seats->restore(std::move(*restored));
-    deps.metrics->holds_active.Increment(
-        static_cast<double>(self->state.seats->active_holds()));
+                         std::shared_ptr<section_memory> memory,
+                         section_start start) {
+  RSV_ASSERT(memory && memory->seats, "a section starts with its memory");
+  auto behavior = [entry, deps, shards, hold_ttl_ms, customer_limit, memory,
+                   start](section_self* self) -> caf::behavior {
+    self->state.memory = memory;
+    self->state.failed = start == section_start::failed;
     deps.metrics->section_actors_live.Increment();
     auto metrics = deps.metrics;
     self->attach_functor([metrics](const caf::error&) {
@@ -160,7 +184,7 @@ caf::actor spawn_section(caf::actor_system& system,
                    applied](seat_change change,
                             std::function<void(caf::error)> then) {
       applied(change);
-      entry->publish(self->state.seats->counts());
+      entry->publish(self->state.memory->seats->counts());
       auto me = caf::actor_cast<caf::actor>(self);
       deps.store->append(change, [committed, change, me,
                                   then = std::move(then)](caf::error err) {
@@ -180,7 +204,7 @@ caf::actor spawn_section(caf::actor_system& system,
     // Persists the holds that expired before or during the last operation.
     // No client waits for these; a failed one makes the section reload.
     auto flush_expired = [self, commit] {
-      for (auto& change : self->state.seats->take_expired())
+      for (auto& change : self->state.memory->seats->take_expired())
         commit(std::move(change), [](caf::error) {});
     };
 
@@ -188,7 +212,7 @@ caf::actor spawn_section(caf::actor_system& system,
     // section has the same TTL, so later holds never expire earlier.
     auto arm_timer = [self, deps] {
       if (self->state.timer_pending) return;
-      if (auto next = self->state.seats->next_expiry()) {
+      if (auto next = self->state.memory->seats->next_expiry()) {
         auto delay_ms = std::max<millis>(0, *next - deps.clock->now_ms()) + 1;
         self->state.timer_pending = true;
         self->delayed_send(self, std::chrono::milliseconds(delay_ms),
@@ -198,10 +222,10 @@ caf::actor spawn_section(caf::actor_system& system,
 
     // After every message: expire what is due, publish counts.
     auto finish = [self, entry, deps, flush_expired, arm_timer] {
-      if (self->state.stale) return;
-      self->state.seats->expire_due(deps.clock->now_ms());
+      if (self->state.stale || self->state.failed) return;
+      self->state.memory->seats->expire_due(deps.clock->now_ms());
       flush_expired();
-      entry->publish(self->state.seats->counts());
+      entry->publish(self->state.memory->seats->counts());
       arm_timer();
     };
 
@@ -262,7 +286,7 @@ caf::actor spawn_section(caf::actor_system& system,
                   customer_limit](std::vector<recorded_hold> holds) {
       auto fresh = std::make_unique<section_state>(entry->layout, hold_ttl_ms);
       fresh->restore(std::move(holds));
-      auto& old = *self->state.seats;
+      auto& old = *self->state.memory->seats;
       deps.metrics->holds_active.Increment(
           static_cast<double>(fresh->active_holds()) -
           static_cast<double>(old.active_holds()));
@@ -280,7 +304,7 @@ caf::actor spawn_section(caf::actor_system& system,
       for (auto& [customer, booking] : fresh->bookings())
         caf::anon_send(shards->for_customer(customer),
                        booking_changed{customer, std::move(booking)});
-      self->state.seats = std::move(fresh);
+      self->state.memory->seats = std::move(fresh);
     };
 
     // A request to a stale section means a customer wants it now: rather
@@ -299,16 +323,34 @@ caf::actor spawn_section(caf::actor_system& system,
     // Every request of a stale section is answered 503 at once; it does not
     // wait for the reload it may start.
     auto refuse_if_stale = [self, reload_if_due](const auto& reply) {
+      if (self->state.failed) {
+        reply(failed_error());
+        return true;
+      }
       if (!self->state.stale) return false;
       reply(stale_error());
       reload_if_due();
       return true;
     };
 
+    // A restart reloads before it serves: its predecessor's memory may be
+    // ahead of the store (writes in flight when it died) or behind it. A
+    // store that keeps nothing (--store memory) has nothing to reload, and
+    // its acknowledgements came at once, so there the predecessor's memory
+    // is the truth and is served on.
+    if (start == section_start::restarted && deps.store->durable()) {
+      spdlog::info("section {} of event {} restarted: reloading from the "
+                   "store before it serves",
+                   entry->layout->section_id, entry->layout->event_id);
+      self->state.stale = true;
+      request_reload();
+    }
     finish();
     return {
         [=](hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          // Taken: from here on this handler gives back what it must.
+          if (req.unclaimed_quota) req.unclaimed_quota->disarm();
           auto count = req.seat_ids.empty()
                            ? req.quantity
                            : static_cast<uint32_t>(req.seat_ids.size());
@@ -323,7 +365,7 @@ caf::actor spawn_section(caf::actor_system& system,
             return;
           }
           auto now = deps.clock->now_ms();
-          auto& seats = *self->state.seats;
+          auto& seats = *self->state.memory->seats;
           auto result =
               req.seat_ids.empty()
                   ? seats.hold_best(req.customer_id, req.quantity, now)
@@ -335,14 +377,14 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](get_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          self->state.seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.seats->get_hold(req.customer_id, req.slot));
+          self->state.memory->seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.memory->seats->get_hold(req.customer_id, req.slot));
           finish();
         },
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.seats->release_hold(req.customer_id, req.slot,
+          answer(self->state.memory->seats->release_hold(req.customer_id, req.slot,
                                                  deps.clock->now_ms()),
                  req.reply, nothing, no_hold_capture);
           finish();
@@ -350,7 +392,7 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](book_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.seats->book(req.customer_id, req.slot,
+          answer(self->state.memory->seats->book(req.customer_id, req.slot,
                                          deps.clock->now_ms()),
                  req.reply, tell_shard(req.customer_id), req.idempotency);
           finish();
@@ -358,14 +400,14 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](get_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          self->state.seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.seats->get_booking(req.customer_id, req.slot));
+          self->state.memory->seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.memory->seats->get_booking(req.customer_id, req.slot));
           finish();
         },
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.seats->cancel_booking(req.customer_id, req.slot,
+          answer(self->state.memory->seats->cancel_booking(req.customer_id, req.slot,
                                                    deps.clock->now_ms()),
                  req.reply, tell_shard(req.customer_id), no_booking_capture);
           finish();
@@ -373,8 +415,8 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](seat_map_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          self->state.seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.seats->seat_map());
+          self->state.memory->seats->expire_due(deps.clock->now_ms());
+          req.reply(self->state.memory->seats->seat_map());
           finish();
         },
         [=](expire_tick_atom) {
@@ -382,7 +424,8 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](store_failed_atom) {
-          if (self->state.stale) return; // a reload is already coming
+          // A reload is already coming, or there is nothing to reload for.
+          if (self->state.stale || self->state.failed) return;
           spdlog::warn("section {} of event {} reloads from the store after a "
                        "failed write",
                        entry->layout->section_id, entry->layout->event_id);

@@ -49,6 +49,7 @@ struct serve_config {
   /// The built web pages; empty: `web` beside the executable (the build
   /// folder), else `../share/reservations/web` from it (an installed tree).
   std::string web_root;
+  bool chaos = false; // the chaos facility's admin routes
 };
 
 /// Runs a node until SIGTERM or SIGINT; answers the process exit code.

@@ -248,6 +248,12 @@ int main(int argc, char** argv) {
                    "folder of the built web pages served from / (empty: web "
                    "beside the executable, else ../share/reservations/web)")
       ->envname("RSV_WEB_ROOT");
+  serve
+      ->add_flag("--chaos", cfg.chaos,
+                 "Enable the chaos facility's admin routes under "
+                 "/v1/admin/chaos (kill section actors, slow or fail store "
+                 "commits); never in production")
+      ->envname("RSV_CHAOS");
 
   auto* migrate =
       cli.add_subcommand("migrate", "Apply the database migrations and exit");

@@ -348,7 +348,7 @@ int serve(const serve_config& cfg) {
         auto section = dir.find_section(section_no);
         if (!section) return;
         section->queued.fetch_add(1, std::memory_order_relaxed);
-        caf::anon_send(section->actor,
+        caf::anon_send(section->actor(),
                        seat_map_request{reply_fn<seat_map_view>{
                            [weak, layout = section->layout](
                                caf::expected<seat_map_view> map) {
@@ -398,6 +398,10 @@ int serve(const serve_config& cfg) {
   api_cfg.read_model = read_model;
   api_cfg.reads_from_read_model = read_model && cfg.read_model == "serve";
   api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
+  api_cfg.chaos = cfg.chaos;
+  if (cfg.chaos)
+    spdlog::warn("CHAOS FACILITY ON: admins can kill section actors and fail "
+                 "store commits under /v1/admin/chaos");
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
   http::server_config server_cfg{host, port, cfg.io_threads,

@@ -66,6 +66,43 @@ constexpr std::size_t section_mailbox_max = 20'000;
 constexpr int64_t section_reload_gap_ms = 100;
 constexpr int64_t section_reload_backoff_max_ms = 1000;
 
+// Supervision of section actors (actors/registry_actor.cpp). A section
+// actor that dies is restarted after a backoff that starts at 10 ms and
+// doubles up to 250 ms: its requests get 503 until it has reloaded, so a
+// fast first restart keeps that window short, and the doubling keeps a
+// section that dies at once after each start from spinning. The backoff
+// starts again from 10 ms once an incarnation has lived for 1 s.
+//
+// A restart storm is bounded: the 21st restart within 10 s marks the section
+// failed instead (it answers 503 until the node restarts, and
+// rsv_sections_failed counts it). Why these numbers: a section that dies at
+// once after every start reaches 20 restarts in about 5 s with this backoff,
+// so a real crash loop is stopped within seconds; random kills at the chaos
+// suite's rate (10 a second over 16 sections, about 6 per section in 10 s)
+// stay far below it, so a fault that is not a loop never fails a section.
+constexpr int64_t section_restart_backoff_first_ms = 10;
+constexpr int64_t section_restart_backoff_max_ms = 250;
+constexpr int64_t section_restart_stable_ms = 1000;
+constexpr std::size_t section_restarts_max = 20;
+constexpr int64_t section_restart_window_ms = 10'000;
+
+// Supervision of the store's writer threads and the Kafka relay thread
+// (core/supervised.hpp): one that throws is restarted after 100 ms, doubling
+// up to 5 s. They are never given up on (without a writer its sections
+// cannot write at all), but a thread that fails again at once costs one
+// attempt per 5 s; /health reports the store down meanwhile.
+constexpr int64_t thread_restart_backoff_first_ms = 100;
+constexpr int64_t thread_restart_backoff_max_ms = 5000;
+constexpr int64_t thread_restart_stable_ms = 10'000;
+
+// The chaos facility (--chaos, docs/operations.md): random section kills at
+// most every 10 ms and for at most an hour, injected commit latency at most
+// 10 s (beyond the request deadline any latency looks the same), so that a
+// typo cannot wedge a node for good.
+constexpr int64_t chaos_kill_interval_ms_min = 10;
+constexpr int64_t chaos_duration_ms_max = 3600 * 1000;
+constexpr int64_t chaos_commit_delay_ms_max = 10'000;
+
 // How long an HTTP request may wait for the actors before it is answered
 // 503 (the default of --request-timeout-ms).
 constexpr int64_t request_timeout_ms_default = 5000;

@@ -21,6 +21,25 @@ prometheus::Gauge& gauge(prometheus::Registry& registry, const char* name,
 
 } // namespace
 
+prometheus::Counter& actor_restarts(prometheus::Registry& registry,
+                                    const std::string& kind) {
+  return prometheus::BuildCounter()
+      .Name("rsv_actor_restarts_total")
+      .Help("Actors and worker threads restarted by their supervisor after "
+            "they died")
+      .Register(registry)
+      .Add({{"kind", kind}});
+}
+
+prometheus::Counter& chaos_faults(prometheus::Registry& registry,
+                                  const std::string& kind) {
+  return prometheus::BuildCounter()
+      .Name("rsv_chaos_faults_total")
+      .Help("Faults injected by the chaos facility (--chaos)")
+      .Register(registry)
+      .Add({{"kind", kind}});
+}
+
 domain_metrics::domain_metrics(std::shared_ptr<prometheus::Registry> registry)
     : registry_(std::move(registry)),
       holds_created(counter(*registry_, "rsv_holds_created_total",
@@ -39,7 +58,12 @@ domain_metrics::domain_metrics(std::shared_ptr<prometheus::Registry> registry)
       section_reloads(counter(*registry_, "rsv_section_reloads_total",
                               "Sections reloaded from the store after one of "
                               "their writes failed")),
+      section_restarts(actor_restarts(*registry_, "section")),
+      section_kills(chaos_faults(*registry_, "section_kill")),
       holds_active(gauge(*registry_, "rsv_holds_active", "Holds now active")),
+      sections_failed(gauge(*registry_, "rsv_sections_failed",
+                            "Sections that died too often and answer 503 "
+                            "until the node restarts")),
       section_actors_live(gauge(*registry_, "rsv_section_actors_live",
                                 "Section actors running on this node")),
       events(gauge(*registry_, "rsv_events", "Events known to this node")) {}

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <prometheus/counter.h>
+#include <string>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
@@ -29,12 +30,25 @@ public:
   prometheus::Counter& bookings_cancelled;
   prometheus::Counter& requests_shed;   // answered 503 because a queue was full
   prometheus::Counter& section_reloads; // after a failed write
+  prometheus::Counter& section_restarts; // rsv_actor_restarts_total{section}
+  prometheus::Counter& section_kills;    // rsv_chaos_faults_total{section_kill}
   prometheus::Gauge& holds_active;
+  prometheus::Gauge& sections_failed; // after a restart storm
   prometheus::Gauge& section_actors_live;
   prometheus::Gauge& events;
 
   /// A registry and metrics for tests that do not look at them.
   static std::shared_ptr<domain_metrics> make_detached();
 };
+
+/// `rsv_actor_restarts_total{kind}`: restarts by the supervisors (sections,
+/// store writers, the relay). One family whoever registers it first; every
+/// module adds its own kind.
+prometheus::Counter& actor_restarts(prometheus::Registry& registry,
+                                    const std::string& kind);
+
+/// `rsv_chaos_faults_total{kind}`: faults injected by the chaos facility.
+prometheus::Counter& chaos_faults(prometheus::Registry& registry,
+                                  const std::string& kind);
 
 } // namespace rsv

@@ -1,4 +1,5 @@
 #include "http/api.hpp"
+#include "http/api_context.hpp"
 
 #include "core/errc.hpp"
 #include "core/ids.hpp"
@@ -12,24 +13,6 @@
 #include <sodium.h>
 
 namespace rsv::http {
-
-/// The Idempotency-Key of a request that runs, and whether its answer was
-/// written with the change it reports.
-struct idempotency_scope {
-  std::string key;
-  std::string fingerprint;
-  std::shared_ptr<std::atomic<bool>> written =
-      std::make_shared<std::atomic<bool>>(false);
-};
-
-/// One request on its way through the API.
-struct api::context {
-  api_request req;
-  route_match match;
-  respond_fn done;
-  std::string customer_id; // set by require_customer
-  std::shared_ptr<const idempotency_scope> idempotency; // set by idempotent
-};
 
 namespace {
 
@@ -202,6 +185,18 @@ void api::handle(api_request req, respond_fn done) {
     break;
   case route_id::booking:
     target = verb == method::del ? &api::cancel_booking : &api::get_booking;
+    break;
+  case route_id::chaos:
+    target = verb == method::del ? &api::chaos_clear : &api::chaos_state;
+    break;
+  case route_id::chaos_kill_section:
+    target = &api::chaos_kill_section;
+    break;
+  case route_id::chaos_kill_random:
+    target = &api::chaos_kill_random;
+    break;
+  case route_id::chaos_store:
+    target = &api::chaos_store;
     break;
   }
   // The write routes are rate limited: every POST and DELETE under /v1.
@@ -544,7 +539,7 @@ void api::get_seats(context& ctx) {
   }
   auto from_actor = [section](respond_fn done) {
     section->queued.fetch_add(1, std::memory_order_relaxed);
-    caf::anon_send(section->actor,
+    caf::anon_send(section->actor(),
                    seat_map_request{answer<seat_map_view>(
                        std::move(done), [](const seat_map_view& map) {
                          return json_response(200, render_seat_map(map));
@@ -773,7 +768,7 @@ void api::create_hold(context& ctx) {
                                            *event->def.max_seats_per_customer,
                                            section, std::move(hold)});
     else
-      caf::anon_send(section->actor, std::move(hold));
+      caf::anon_send(section->actor(), std::move(hold));
   });
 }
 
@@ -815,7 +810,7 @@ void api::get_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
-    caf::anon_send(section->actor,
+    caf::anon_send(section->actor(),
                    get_hold_request{ctx.customer_id, ref->slot,
                                     answer<hold_view>(ctx.done, ok_hold)});
 }
@@ -825,7 +820,7 @@ void api::release_hold(context& ctx) {
   auto ref = parse_hold_id(ctx.match.params[0]);
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
     caf::anon_send(
-        section->actor,
+        section->actor(),
         release_hold_request{ctx.customer_id, ref->slot,
                              answer<hold_view>(ctx.done, no_content)});
 }
@@ -847,7 +842,7 @@ void api::create_booking(context& ctx) {
       return created(render_booking(b), "/v1/bookings/" + b.booking_id);
     };
     caf::anon_send(
-        section->actor,
+        section->actor(),
         book_request{c.customer_id, ref->slot,
                      answer<booking_view>(c.done, render),
                      capture_for<booking_view>(c.idempotency, render)});
@@ -870,7 +865,7 @@ void api::get_booking(context& ctx) {
   auto ref = parse_booking_id(ctx.match.params[0]);
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
     caf::anon_send(
-        section->actor,
+        section->actor(),
         get_booking_request{ctx.customer_id, ref->slot,
                             answer<booking_view>(ctx.done, ok_booking)});
 }
@@ -880,7 +875,7 @@ void api::cancel_booking(context& ctx) {
   auto ref = parse_booking_id(ctx.match.params[0]);
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
     caf::anon_send(
-        section->actor,
+        section->actor(),
         cancel_booking_request{ctx.customer_id, ref->slot,
                                answer<booking_view>(ctx.done, ok_booking)});
 }

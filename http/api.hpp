@@ -44,6 +44,8 @@ struct api_config {
   /// directory when it cannot answer).
   std::shared_ptr<redis_read_model> read_model;
   bool reads_from_read_model = false;
+  /// The chaos facility's admin routes (--chaos): off, they answer 404.
+  bool chaos = false;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed
@@ -94,6 +96,14 @@ private:
   void list_bookings(context& ctx);
   void get_booking(context& ctx);
   void cancel_booking(context& ctx);
+  // The chaos facility (chaos_api.cpp).
+  void chaos_state(context& ctx);
+  void chaos_clear(context& ctx);
+  void chaos_kill_section(context& ctx);
+  void chaos_kill_random(context& ctx);
+  void chaos_store(context& ctx);
+  /// False, with 404 or 401 answered, unless chaos is on and it is admin.
+  bool require_chaos(context& ctx);
 
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);

@@ -46,6 +46,17 @@ constexpr std::array routes{
               "GET /v1/bookings/{id}"},
     route_def{method::del, "/v1/bookings/{}", route_id::booking,
               "DELETE /v1/bookings/{id}"},
+    route_def{method::get, "/v1/admin/chaos", route_id::chaos,
+              "GET /v1/admin/chaos"},
+    route_def{method::del, "/v1/admin/chaos", route_id::chaos,
+              "DELETE /v1/admin/chaos"},
+    route_def{method::post, "/v1/admin/chaos/kill-section",
+              route_id::chaos_kill_section,
+              "POST /v1/admin/chaos/kill-section"},
+    route_def{method::post, "/v1/admin/chaos/kill-random",
+              route_id::chaos_kill_random, "POST /v1/admin/chaos/kill-random"},
+    route_def{method::post, "/v1/admin/chaos/store", route_id::chaos_store,
+              "POST /v1/admin/chaos/store"},
 };
 
 const char* method_name(method verb) {

@@ -8,7 +8,8 @@
 
 namespace rsv::http {
 
-/// Every route of the contract.
+/// Every route of the contract, and the chaos facility's admin routes (an
+/// extension outside the contract; they answer 404 unless --chaos).
 enum class route_id {
   health,
   ready,
@@ -25,6 +26,10 @@ enum class route_id {
   hold,
   bookings,
   booking,
+  chaos,
+  chaos_kill_section,
+  chaos_kill_random,
+  chaos_store,
 };
 
 /// The outcome of matching a request line: a route with its path

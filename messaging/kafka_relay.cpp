@@ -1,6 +1,8 @@
 #include "messaging/kafka_relay.hpp"
 
 #include "core/errc.hpp"
+#include "core/metrics.hpp"
+#include "core/supervised.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -67,6 +69,7 @@ struct kafka_relay::impl {
       : config(std::move(cfg)), outbox(std::move(reader)) {
     if (!config.registry) return;
     auto& registry = *config.registry;
+    restarts = &actor_restarts(registry, "relay");
     records_relayed = &prometheus::BuildCounter()
                            .Name("rsv_relay_records_total")
                            .Help("Outbox records Kafka acknowledged")
@@ -102,6 +105,7 @@ struct kafka_relay::impl {
   kafka_relay_config config;
   std::unique_ptr<outbox_reader> outbox;
 
+  prometheus::Counter* restarts = nullptr;
   prometheus::Counter* records_relayed = nullptr;
   prometheus::Counter* rounds_failed = nullptr;
   prometheus::Gauge* lag_rows = nullptr;
@@ -373,6 +377,22 @@ struct kafka_relay::impl {
     return stopping;
   }
 
+  /// Runs the relay's loop; when it throws, drops the producer (a new one
+  /// is made, and the rows of the round are produced again: at least once)
+  /// and starts again (core/supervised.hpp).
+  void supervise() {
+    run_supervised(
+        [this] { run(); },
+        [this](const char* what) {
+          spdlog::error("outbox relay died: {}; it restarts and produces its "
+                        "round again",
+                        what);
+          brokers_up = false;
+          producer.reset();
+        },
+        [this](std::chrono::milliseconds delay) { pause(delay); }, restarts);
+  }
+
   void run() {
     std::chrono::milliseconds backoff{0};
     for (;;) {
@@ -469,7 +489,7 @@ kafka_relay::~kafka_relay() {
 
 caf::error kafka_relay::start() {
   if (auto err = impl_->make_producer()) return err;
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] { impl_->supervise(); });
   return {};
 }
 

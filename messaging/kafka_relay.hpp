@@ -48,6 +48,10 @@ struct kafka_relay_config {
 /// thread, which owns the librdkafka producer and the outbox connection),
 /// `poke` from any thread when rows committed, `stop` at shutdown. `health`
 /// from any thread. Blocking work happens only on the relay's thread.
+///
+/// The thread runs supervised (core/supervised.hpp): if it throws, the
+/// producer is dropped and the loop starts again after a backoff, from the
+/// rows still in the outbox; `rsv_actor_restarts_total{kind="relay"}`.
 class kafka_relay {
 public:
   kafka_relay(kafka_relay_config config, std::unique_ptr<outbox_reader> outbox);

@@ -2,6 +2,8 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "core/metrics.hpp"
+#include "core/supervised.hpp"
 #include "persistence/outbox.hpp"
 #include "persistence/pg_handles.hpp"
 
@@ -16,8 +18,10 @@
 #include <shared_mutex>
 #include <spdlog/spdlog.h>
 #include <string_view>
+#include <random>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 
 namespace rsv {
@@ -42,6 +46,19 @@ struct pending_write {
   store_ack done; // empty for a section_load, which answers through its own
 
   bool is_load() const { return std::holds_alternative<section_load>(what); }
+
+  /// Answers the write, or the load, once: later calls do nothing, so that
+  /// a writer restarted in the middle of a batch answers only what it had
+  /// not answered yet.
+  void answer(caf::error err) {
+    if (auto* load = std::get_if<section_load>(&what)) {
+      auto loaded = std::exchange(load->done, nullptr);
+      if (loaded) loaded(std::move(err));
+      return;
+    }
+    auto acknowledge = std::exchange(done, nullptr);
+    if (acknowledge) acknowledge(std::move(err));
+  }
 };
 
 using pg::conn_ptr;
@@ -160,6 +177,10 @@ constexpr prepared_statement pipeline_statements[] = {
 struct shared_state {
   explicit shared_state(pg_store_config cfg) : config(std::move(cfg)) {
     if (config.registry) {
+      writer_restarts = &actor_restarts(*config.registry, "store_writer");
+      delays_injected = &chaos_faults(*config.registry, "commit_delay");
+      failures_injected = &chaos_faults(*config.registry, "commit_failure");
+      crashes_injected = &chaos_faults(*config.registry, "writer_crash");
       batch_rows =
           &prometheus::BuildHistogram()
                .Name("rsv_store_batch_rows")
@@ -193,6 +214,12 @@ struct shared_state {
   // Group commit at work: rows per transaction and the time COMMIT takes.
   prometheus::Histogram* batch_rows = nullptr;
   prometheus::Histogram* commit_seconds = nullptr;
+  // Supervision and the chaos facility's faults (store.hpp).
+  store_faults faults;
+  prometheus::Counter* writer_restarts = nullptr;
+  prometheus::Counter* delays_injected = nullptr;
+  prometheus::Counter* failures_injected = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
 
 private:
   std::shared_mutex layouts_mutex;
@@ -208,7 +235,7 @@ struct writer {
         stream(config.outbox_node.empty()
                    ? std::string{}
                    : config.outbox_node + '/' + std::to_string(index)) {
-    thread = std::thread([this] { run(); });
+    thread = std::thread([this] { supervise(); });
   }
 
   ~writer() { stop(); }
@@ -240,6 +267,9 @@ struct writer {
   // which is the order the relay reads them in.
   int64_t next_outbox_seq = 1;
   millis last_outbox_ms = 0;
+  // The batch being written: a member, so that a restart can answer it.
+  std::vector<pending_write> in_flight;
+  std::minstd_rand dice{std::random_device{}()}; // injected failures
   std::thread thread;
 
   void push(pending_write write) {
@@ -253,7 +283,7 @@ struct writer {
         return;
       }
     }
-    write.done(
+    write.answer(
         make_error(errc::unavailable,
                    std::string{stopped ? "the store is closed"
                                        : "the store's write queue is full"}));
@@ -820,6 +850,7 @@ struct writer {
       state = service_state::down;
       request.done(make_error(errc::unavailable,
                               std::string{"PostgreSQL is unreachable"}));
+      request.done = nullptr;
       return;
     }
     pg::layout_map layouts;
@@ -831,11 +862,11 @@ struct writer {
         state = service_state::down;
         conn.reset();
       }
-      request.done(holds.error());
+      std::exchange(request.done, nullptr)(holds.error());
       return;
     }
     state = service_state::ok;
-    request.done(std::move((*holds)[request.section_no]));
+    std::exchange(request.done, nullptr)(std::move((*holds)[request.section_no]));
   }
 
   /// Deletes idempotency records past their 24 hours, at most every ten
@@ -858,9 +889,63 @@ struct writer {
       spdlog::info("purged {} idempotency records older than 24 h", n);
   }
 
+  /// Runs the writer's loop; when it throws, answers what it was writing,
+  /// drops the connection and starts again (core/supervised.hpp).
+  void supervise() {
+    run_supervised(
+        [this] { run(); },
+        [this](const char* what) {
+          spdlog::error("store writer {} died: {}; its batch of {} is "
+                        "answered unavailable and it restarts",
+                        stream.empty() ? std::string{"-"} : stream, what,
+                        in_flight.size());
+          state = service_state::down;
+          conn.reset();
+          for (auto& write : in_flight)
+            write.answer(make_error(
+                errc::unavailable, std::string{"the store's writer restarted"}));
+          in_flight.clear();
+        },
+        [this](std::chrono::milliseconds delay) {
+          std::unique_lock<std::mutex> lock{mutex};
+          wake.wait_for(lock, delay, [this] { return stopping; });
+        },
+        shared.writer_restarts);
+  }
+
+  /// The chaos facility's faults, before a batch is written: a crash (the
+  /// supervisor's business), a delay, or a failure (answered for the batch
+  /// as a refused transaction would be). True when the batch failed.
+  bool inject_faults() {
+    auto& faults = shared.faults;
+    int crashes = faults.writer_crashes.load();
+    while (crashes > 0 &&
+           !faults.writer_crashes.compare_exchange_weak(crashes, crashes - 1)) {
+    }
+    if (crashes > 0) {
+      if (shared.crashes_injected) shared.crashes_injected->Increment();
+      throw std::runtime_error("chaos: injected writer crash");
+    }
+    if (auto delay = faults.commit_delay_ms.load(); delay > 0) {
+      if (shared.delays_injected) shared.delays_injected->Increment();
+      // The writer thread waits, as it would on a slow disk: its queue
+      // gathers meanwhile, up to its bound.
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    }
+    auto percent = faults.commit_failure_percent.load();
+    if (percent <= 0 ||
+        std::uniform_int_distribution<int>(0, 99)(dice) >= percent)
+      return false;
+    if (shared.failures_injected) shared.failures_injected->Increment();
+    for (auto& write : in_flight)
+      write.answer(make_error(
+          errc::unavailable,
+          std::string{"chaos: injected commit failure (nothing written)"}));
+    return true;
+  }
+
   void run() {
     state = connect() ? service_state::ok : service_state::down;
-    std::vector<pending_write> batch;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock{mutex};
@@ -875,19 +960,23 @@ struct writer {
         // A section load is a barrier: it runs alone, after the writes
         // before it, so that it reads what they left.
         if (queue.front().is_load()) {
-          batch.push_back(std::move(queue.front()));
+          in_flight.push_back(std::move(queue.front()));
           queue.pop_front();
         } else {
           while (!queue.empty() && !queue.front().is_load() &&
-                 batch.size() < config.batch_rows_max) {
-            batch.push_back(std::move(queue.front()));
+                 in_flight.size() < config.batch_rows_max) {
+            in_flight.push_back(std::move(queue.front()));
             queue.pop_front();
           }
         }
       }
-      if (batch.front().is_load()) {
-        load(std::get<section_load>(batch.front().what));
-        batch.clear();
+      if (in_flight.front().is_load()) {
+        load(std::get<section_load>(in_flight.front().what));
+        in_flight.clear();
+        continue;
+      }
+      if (inject_faults()) {
+        in_flight.clear();
         continue;
       }
       purge_if_due();
@@ -895,10 +984,10 @@ struct writer {
         state = service_state::down;
         // No client waits on an unreachable database: fail the batch now,
         // the callers answer 503, and the next batch tries again.
-        for (auto& write : batch)
-          write.done(make_error(errc::unavailable,
-                                std::string{"PostgreSQL is unreachable"}));
-        batch.clear();
+        for (auto& write : in_flight)
+          write.answer(make_error(errc::unavailable,
+                                  std::string{"PostgreSQL is unreachable"}));
+        in_flight.clear();
         std::unique_lock<std::mutex> lock{mutex};
         wake.wait_for(lock,
                       std::chrono::milliseconds(config.reconnect_delay_ms),
@@ -906,7 +995,7 @@ struct writer {
         continue;
       }
       std::vector<const pending_write*> all;
-      for (const auto& write : batch)
+      for (const auto& write : in_flight)
         all.push_back(&write);
       auto started = std::chrono::steady_clock::now();
       auto err = commit(all);
@@ -919,23 +1008,23 @@ struct writer {
       }
       if (!err) {
         state = service_state::ok;
-        for (auto& write : batch)
-          write.done({});
+        for (auto& write : in_flight)
+          write.answer({});
       } else if (PQstatus(conn.get()) != CONNECTION_OK) {
         state = service_state::down;
         spdlog::warn("PostgreSQL connection lost: {}", describe(err));
         conn.reset();
-        for (auto& write : batch)
-          write.done(err);
+        for (auto& write : in_flight)
+          write.answer(err);
       } else {
         // One bad row must not fail its neighbours: write each alone.
-        for (auto& write : batch) {
+        for (auto& write : in_flight) {
           auto single = commit({&write});
           if (single) spdlog::warn("store write refused: {}", describe(single));
-          write.done(std::move(single));
+          write.answer(std::move(single));
         }
       }
-      batch.clear();
+      in_flight.clear();
     }
   }
 };
@@ -1011,6 +1100,10 @@ void pg_store::learn(const std::vector<recovered_event>& events) {
 void pg_store::close() {
   for (auto& w : impl_->writers)
     w->stop();
+}
+
+store_faults* pg_store::faults() {
+  return &impl_->shared.faults;
 }
 
 service_state pg_store::health() const {

@@ -53,6 +53,13 @@ struct pg_store_config {
 /// transaction failed. While one batch commits, the next one gathers: that
 /// is the group commit. A section always writes through the same writer, so
 /// its changes commit in order. Thread-safe.
+///
+/// Each writer thread runs supervised (core/supervised.hpp): if it throws,
+/// every write and load of the batch it was on is answered unavailable (so
+/// their sections reload), its connection is dropped (its transaction's
+/// outcome is unknown, as after a lost connection), and it starts again
+/// after a backoff; `rsv_actor_restarts_total{kind="store_writer"}` counts
+/// it.
 class pg_store final : public store {
 public:
   explicit pg_store(pg_store_config config);
@@ -68,6 +75,7 @@ public:
                        store_ack done) override;
   void load_section(uint32_t section_no, section_loaded done) override;
   service_state health() const override;
+  store_faults* faults() override;
   void close() override;
 
   /// Teaches the writer the layouts of recovered events, so that it can

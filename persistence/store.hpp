@@ -36,6 +36,21 @@ struct customer_record {
   millis created_at_ms = 0;
 };
 
+/// Faults that the chaos facility (--chaos, docs/operations.md) injects into
+/// a store's commits; zero means none. Set from any thread, read by the
+/// store's writers before each batch.
+struct store_faults {
+  /// Every batch waits this long before it is written: a slow disk or a
+  /// slow network to the database.
+  std::atomic<int64_t> commit_delay_ms{0};
+  /// This percentage of batches fails instead of being written (rolled
+  /// back, answered unavailable): a database that refuses.
+  std::atomic<int> commit_failure_percent{0};
+  /// The next this many batches make their writer thread throw (its
+  /// supervisor restarts it): a crash of the writer itself.
+  std::atomic<int> writer_crashes{0};
+};
+
 /// The seam between the actors and durable storage. Section actors apply a
 /// change in memory, hand it to `append`, and answer their client only from
 /// the acknowledgement. Implementations are thread-safe and never block the
@@ -72,6 +87,10 @@ public:
   virtual void load_section(uint32_t section_no, section_loaded done) = 0;
 
   virtual service_state health() const = 0;
+
+  /// Where the chaos facility injects faults into commits; null when this
+  /// store has no writer to inject them into (the memory store).
+  virtual store_faults* faults() { return nullptr; }
 
   /// Stops taking writes, commits what is queued and acknowledges every
   /// write, then returns (blocking). Later writes are answered unavailable.

@@ -121,7 +121,7 @@ protected:
                                            *event.def.max_seats_per_customer,
                                            section, std::move(req)});
     else
-      caf::anon_send(section->actor, std::move(req));
+      caf::anon_send(section->actor(), std::move(req));
     return reply.get();
   }
 
@@ -134,7 +134,7 @@ protected:
     section->queued.fetch_add(1);
     req.slot = ref->slot;
     req.reply = reply.fn();
-    caf::anon_send(section->actor, std::move(req));
+    caf::anon_send(section->actor(), std::move(req));
     return reply.get();
   }
 
@@ -175,7 +175,7 @@ protected:
   /// The timer fires in real time; tests move the clock and send the tick.
   void tick(const event_entry& event) {
     for (const auto& section : event.sections)
-      caf::anon_send(section->actor, expire_tick_atom::value);
+      caf::anon_send(section->actor(), expire_tick_atom::value);
   }
 
   /// Polls a condition with a deadline (actors answer asynchronously).
@@ -385,7 +385,7 @@ protected:
     auto section = event.find_section(section_id);
     awaited<seat_map_view> reply;
     section->queued.fetch_add(1);
-    caf::anon_send(section->actor, seat_map_request{reply.fn()});
+    caf::anon_send(section->actor(), seat_map_request{reply.fn()});
     return reply.get();
   }
 

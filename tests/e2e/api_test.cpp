@@ -66,20 +66,6 @@ double seconds_from_now(const std::string& text) {
       .count();
 }
 
-/// The value of an unlabelled Prometheus sample, or -1.
-double metric_value(const std::string& text, const std::string& name) {
-  std::regex line("^" + name + R"((\{[^}]*\})? ([0-9.eE+-]+)$)");
-  std::istringstream in(text);
-  std::string row;
-  double total = -1;
-  while (std::getline(in, row)) {
-    std::smatch match;
-    if (std::regex_match(row, match, line))
-      total = (total < 0 ? 0 : total) + std::stod(match[2].str());
-  }
-  return total;
-}
-
 class api_test : public server_test {
 protected:
   /// "arena": floor (12000 cents) rows A, B of 10 seats; balcony (8000

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <sys/prctl.h>
@@ -816,6 +817,22 @@ parse_time(std::string_view text) {
   if (body.value("status", json{}) != status)
     return fail("status member differs");
   return ::testing::AssertionSuccess();
+}
+
+double metric_value(const std::string& text, const std::string& name,
+                    const std::string& labels) {
+  std::regex line("^" + name + R"((\{[^}]*\})? ([0-9.eE+-]+)$)");
+  std::istringstream in(text);
+  std::string row;
+  double total = -1;
+  while (std::getline(in, row)) {
+    std::smatch match;
+    if (!std::regex_match(row, match, line)) continue;
+    if (!labels.empty() && match[1].str().find(labels) == std::string::npos)
+      continue;
+    total = (total < 0 ? 0 : total) + std::stod(match[2].str());
+  }
+  return total;
 }
 
 bool eventually(const std::function<bool()>& condition,

@@ -289,6 +289,12 @@ parse_time(std::string_view text);
 ::testing::AssertionResult is_problem(const http_response& response,
                                       unsigned status, std::string_view code);
 
+/// The sum of a Prometheus metric's samples in the text of `/metrics`: all
+/// of them, or only those whose labels contain `labels` (e.g.
+/// `kind="section"`); -1 when there is none.
+double metric_value(const std::string& text, const std::string& name,
+                    const std::string& labels = {});
+
 /// Polls `condition` until it holds or the deadline passes.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline,

@@ -70,6 +70,7 @@ pg_cluster::pg_cluster() {
 }
 
 pg_cluster::~pg_cluster() {
+  thaw(); // a stopped process takes no SIGQUIT
   if (pid_ > 0) {
     ::kill(pid_, SIGQUIT); // immediate shutdown
     if (!wait_child(pid_, 10s)) {
@@ -133,6 +134,40 @@ void pg_cluster::start() {
   std::string why;
   if (!start_once(why))
     throw std::runtime_error("PostgreSQL did not start again: " + why);
+}
+
+int pg_cluster::freeze() {
+  if (pid_ <= 0) return 0;
+  // The postmaster first, so that it starts no process while the others
+  // are being stopped; then its children, read from /proc.
+  frozen_ = {pid_};
+  ::kill(pid_, SIGSTOP);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ...: comm may hold spaces, so read after ')'.
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    pid_t parent = 0;
+    rest >> state >> parent;
+    if (parent != pid_) continue;
+    auto child = static_cast<pid_t>(std::stol(name));
+    if (::kill(child, SIGSTOP) == 0) frozen_.push_back(child);
+  }
+  return static_cast<int>(frozen_.size());
+}
+
+int pg_cluster::thaw() {
+  int count = 0;
+  for (auto pid : frozen_)
+    count += ::kill(pid, SIGCONT) == 0 ? 1 : 0;
+  frozen_.clear();
+  return count;
 }
 
 std::string pg_cluster::conninfo(const std::string& dbname) const {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace rsv::e2e {
 
@@ -45,6 +46,12 @@ public:
   /// connections; throws when it did not within 30 s.
   void start();
   bool running() const { return pid_ > 0; }
+  /// Freezes PostgreSQL without ending it: SIGSTOP to the postmaster and
+  /// every process it started (a stalled store: connections stay open and
+  /// nothing answers). `thaw` sends SIGCONT to the same processes. Answers
+  /// how many processes it signalled.
+  int freeze();
+  int thaw();
 
   unsigned short port() const { return port_; }
   /// libpq's connection string of a database of this cluster.
@@ -65,6 +72,7 @@ private:
   std::optional<os_account> as_;
   unsigned short port_ = 0;
   pid_t pid_ = -1;
+  std::vector<pid_t> frozen_;
 };
 
 /// Starts the cluster again when a scope ends with it stopped, whatever

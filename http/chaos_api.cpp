@@ -1,0 +1,173 @@
+// The chaos facility's admin routes (--chaos; docs/operations.md, "Chaos"):
+// an extension outside the contract, for operators and the chaos suite.
+// Without --chaos every one of them answers 404 like an unknown route.
+
+#include "core/limits.hpp"
+#include "http/api.hpp"
+#include "http/api_context.hpp"
+#include "http/json_mapping.hpp"
+#include "http/problem.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace rsv::http {
+
+namespace {
+
+api_response chaos_answer(unsigned status, const nlohmann::json& body) {
+  api_response response;
+  response.status = status;
+  response.body = dump(body);
+  return response;
+}
+
+/// An integer member of `body` within [low, high], `fallback` when absent;
+/// nullopt (and why in `why`) when it is there but not such an integer.
+std::optional<int64_t> bounded(const nlohmann::json& body, const char* name,
+                               int64_t low, int64_t high, int64_t fallback,
+                               std::string& why) {
+  auto it = body.find(name);
+  if (it == body.end()) return fallback;
+  if (it->is_number_integer()) {
+    auto value = it->get<int64_t>();
+    if (value >= low && value <= high) return value;
+  }
+  why = std::string{name} + ": must be an integer from " +
+        std::to_string(low) + " to " + std::to_string(high);
+  return std::nullopt;
+}
+
+} // namespace
+
+bool api::require_chaos(context& ctx) {
+  if (!config_.chaos) {
+    ctx.done(problem(404, problem_code::not_found, "no such route"));
+    return false;
+  }
+  return require_admin(ctx);
+}
+
+void api::chaos_state(context& ctx) {
+  if (!require_chaos(ctx)) return;
+  nlohmann::json body{{"random_kills", rt_.chaos_killing()}};
+  if (auto* faults = rt_.deps().store->faults())
+    body["store"] = {
+        {"commit_delay_ms", faults->commit_delay_ms.load()},
+        {"commit_failure_percent", faults->commit_failure_percent.load()},
+        {"writer_crashes", faults->writer_crashes.load()}};
+  else
+    body["store"] = nullptr;
+  ctx.done(chaos_answer(200, body));
+}
+
+void api::chaos_clear(context& ctx) {
+  if (!require_chaos(ctx)) return;
+  rt_.chaos_stop();
+  if (auto* faults = rt_.deps().store->faults()) {
+    faults->commit_delay_ms = 0;
+    faults->commit_failure_percent = 0;
+    faults->writer_crashes = 0;
+  }
+  spdlog::warn("chaos: every fault cleared");
+  chaos_state(ctx);
+}
+
+void api::chaos_kill_section(context& ctx) {
+  if (!require_chaos(ctx)) return;
+  auto json = json_body(ctx);
+  if (!json) return;
+  auto text = [&](const char* name) {
+    auto it = json->find(name);
+    return it != json->end() && it->is_string() ? it->get<std::string>()
+                                                : std::string{};
+  };
+  auto event_id = text("event_id");
+  auto section_id = text("section_id");
+  if (event_id.empty() || section_id.empty()) {
+    ctx.done(problem(422, problem_code::validation_failed,
+                     "event_id and section_id: required strings"));
+    return;
+  }
+  auto event = rt_.dir().find_event(event_id);
+  auto section = event ? event->find_section(section_id) : nullptr;
+  if (!section) {
+    ctx.done(problem(404, problem_code::not_found, "no such event or section"));
+    return;
+  }
+  bool killed = kill_section(*section, *rt_.deps().metrics);
+  spdlog::warn("chaos: killed the actor of section {} of event {}", section_id,
+               event_id);
+  ctx.done(chaos_answer(202, {{"event_id", event_id},
+                              {"section_id", section_id},
+                              {"killed", killed}}));
+}
+
+void api::chaos_kill_random(context& ctx) {
+  if (!require_chaos(ctx)) return;
+  auto json = json_body(ctx);
+  if (!json) return;
+  if (!json->is_object()) {
+    ctx.done(problem(422, problem_code::validation_failed,
+                     "the body must be a JSON object"));
+    return;
+  }
+  std::string why;
+  auto interval = bounded(*json, "interval_ms",
+                          limits::chaos_kill_interval_ms_min,
+                          limits::chaos_duration_ms_max, 100, why);
+  auto duration = interval ? bounded(*json, "duration_ms", 1,
+                                     limits::chaos_duration_ms_max, 30'000, why)
+                           : std::nullopt;
+  if (!duration) {
+    ctx.done(problem(422, problem_code::validation_failed, why));
+    return;
+  }
+  rt_.chaos_kill_random(*interval, *duration);
+  spdlog::warn("chaos: killing a random section actor every {} ms for {} ms",
+               *interval, *duration);
+  ctx.done(chaos_answer(
+      202, {{"interval_ms", *interval}, {"duration_ms", *duration}}));
+}
+
+void api::chaos_store(context& ctx) {
+  if (!require_chaos(ctx)) return;
+  auto json = json_body(ctx);
+  if (!json) return;
+  if (!json->is_object()) {
+    ctx.done(problem(422, problem_code::validation_failed,
+                     "the body must be a JSON object"));
+    return;
+  }
+  auto* faults = rt_.deps().store->faults();
+  if (faults == nullptr) {
+    ctx.done(problem(409, "chaos_unsupported",
+                     std::string{"the "} + rt_.deps().store->name() +
+                         " store has no writer to inject faults into; use "
+                         "--store postgres"));
+    return;
+  }
+  std::string why;
+  auto delay = bounded(*json, "commit_delay_ms", 0,
+                       limits::chaos_commit_delay_ms_max,
+                       faults->commit_delay_ms.load(), why);
+  auto failures =
+      delay ? bounded(*json, "commit_failure_percent", 0, 100,
+                      faults->commit_failure_percent.load(), why)
+            : std::nullopt;
+  auto crashes = failures ? bounded(*json, "writer_crashes", 0, 100,
+                                    faults->writer_crashes.load(), why)
+                          : std::nullopt;
+  if (!crashes) {
+    ctx.done(problem(422, problem_code::validation_failed, why));
+    return;
+  }
+  faults->commit_delay_ms = *delay;
+  faults->commit_failure_percent = static_cast<int>(*failures);
+  faults->writer_crashes = static_cast<int>(*crashes);
+  spdlog::warn("chaos: store commits delayed {} ms, {}% failing, {} writer "
+               "crashes to come",
+               *delay, *failures, *crashes);
+  chaos_state(ctx);
+}
+
+} // namespace rsv::http

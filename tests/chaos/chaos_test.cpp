@@ -1,0 +1,250 @@
+// The chaos suite (label `chaos`): the real binary with --store postgres on
+// a private PostgreSQL, Kafka on (the project's broker), and the chaos
+// facility (--chaos) on. Eight clients hold, book, release and cancel at
+// once through three faults in a row:
+//
+// 1. a random section actor killed every 100 ms for 30 s (the supervisor
+//    restarts each, and it reloads from PostgreSQL before it serves);
+// 2. the whole process killed with SIGKILL, twice, and started again;
+// 3. PostgreSQL frozen with SIGSTOP for 5 s, then thawed.
+//
+// Then, in the manner of Jepsen's set and bank workloads: every acknowledged
+// hold and booking is present (none lost), no seat is held or booked twice,
+// free + held + booked equals capacity for every section, what a client was
+// told agrees with what the server shows (load.hpp's checks), and every
+// committed change, every confirmed booking among them, is in the Kafka
+// topic exactly once after dropping duplicates by id. Requests that got no
+// answer or a 5xx are indeterminate; they are retried once with their
+// Idempotency-Key at the end, which tells what happened. The summary line
+// goes to docs/reliability.md.
+
+#include "harness.hpp"
+#include "kafka_support.hpp"
+#include "load.hpp"
+#include "pg_cluster.hpp"
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+namespace rsv::e2e {
+namespace {
+
+constexpr int clients = 8;
+constexpr int sections = 16;
+constexpr auto kill_phase = 30s;
+constexpr auto freeze_time = 5s;
+
+json chaos_event() {
+  std::vector<json> list;
+  for (int i = 0; i < sections; ++i)
+    list.push_back(section_json("s" + std::to_string(i), 1000 + 100 * i,
+                                {{"A", 10}, {"B", 10}, {"C", 10}}));
+  auto body = event_json("chaos", std::move(list));
+  // No hold expires while the test runs: every status comes from a client.
+  body["hold_ttl_seconds"] = 600;
+  return body;
+}
+
+class chaos_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    cluster_ = std::make_unique<pg_cluster>();
+    cluster_->create_database("rsv_chaos");
+    broker_ = std::make_unique<kafka_broker>();
+    start_node();
+    http_connection http{node_->port()};
+    create_event(http, node_->admin_token(), chaos_event());
+    config_.event_id = "chaos";
+    for (int i = 0; i < sections; ++i) {
+      auto id = "s" + std::to_string(i);
+      config_.sections[id] = get_seat_map(http, "chaos", id).order;
+    }
+    for (int i = 0; i < clients; ++i)
+      config_.customers.push_back(new_customer(http, "chaos"));
+  }
+
+  void TearDown() override {
+    if (node_ && node_->running()) node_->stop();
+    if (HasFailure()) {
+      std::cerr << "---- logs of the servers (ends) ----\n";
+      for (const auto& log : logs_)
+        std::cerr << (log.size() > 6000 ? log.substr(log.size() - 6000) : log)
+                  << "\n----\n";
+      if (node_)
+        std::cerr << node_->log().substr(
+            node_->log().size() > 6000 ? node_->log().size() - 6000 : 0);
+      std::cerr << "---- end of logs ----\n";
+    }
+  }
+
+  std::string conninfo() const { return cluster_->conninfo("rsv_chaos"); }
+
+  void start_node() {
+    node_ = std::make_unique<server_process>(std::vector<std::string>{
+        "--store", "postgres", "--pg-dsn", conninfo(), "--kafka-brokers",
+        broker_->bootstrap(), "--chaos", "--request-timeout-ms", "2000"});
+  }
+
+  /// SIGKILL, reaped; its log kept for a failure report.
+  void kill_node() {
+    ASSERT_EQ(::kill(node_->pid(), SIGKILL), 0);
+    node_->stop();
+    logs_.push_back(node_->log());
+  }
+
+  /// A load of this phase (its own seed, so its own idempotency keys).
+  std::unique_ptr<load_generator> load(unsigned seed,
+                                       std::chrono::milliseconds duration) {
+    auto config = config_;
+    config.seed = seed;
+    config.requests_max = 5000;
+    config.duration_max = duration;
+    auto generator = std::make_unique<load_generator>(node_->port(), config);
+    generator->start();
+    return generator;
+  }
+
+  void keep(const load_generator& generator) {
+    auto ops = generator.operations();
+    ops_.insert(ops_.end(), ops.begin(), ops.end());
+  }
+
+  /// Every section answers its seat map again.
+  bool all_sections_serve(http_connection& http) {
+    return eventually(
+        [&] {
+          for (const auto& [id, seats] : config_.sections)
+            if (http.get("/v1/events/chaos/sections/" + id + "/seats")
+                    .status != 200)
+              return false;
+          return true;
+        },
+        15s, 50ms);
+  }
+
+  std::unique_ptr<pg_cluster> cluster_;
+  std::unique_ptr<kafka_broker> broker_;
+  std::unique_ptr<server_process> node_;
+  load_config config_;
+  std::vector<operation> ops_;
+  std::vector<std::string> logs_;
+};
+
+TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
+  int faults = 0;
+  // 1. Random section actors killed every 100 ms for 30 s, under load.
+  {
+    auto generator = load(1, kill_phase + 2s);
+    http_connection admin{node_->port()};
+    auto started =
+        admin.post("/v1/admin/chaos/kill-random",
+                   {{"interval_ms", 100},
+                    {"duration_ms",
+                     std::chrono::milliseconds(kill_phase).count()}},
+                   node_->admin_token());
+    ASSERT_EQ(started.status, 202u) << started;
+    ASSERT_TRUE(eventually(
+        [&] {
+          return admin.get("/v1/admin/chaos", node_->admin_token())
+                     .body_json()["random_kills"] == false;
+        },
+        kill_phase + 10s, 100ms))
+        << "the random kills did not end";
+    generator->request_stop();
+    generator->join();
+    keep(*generator);
+    ASSERT_TRUE(all_sections_serve(admin))
+        << "a section did not serve again after the kills";
+    auto metrics = admin.get("/metrics").body;
+    auto kills = metric_value(metrics, "rsv_chaos_faults_total",
+                              R"(kind="section_kill")");
+    auto restarts = metric_value(metrics, "rsv_actor_restarts_total",
+                                 R"(kind="section")");
+    std::cout << "[   info   ] " << kills << " section kills, " << restarts
+              << " restarts; " << summary(ops_) << "\n";
+    // 10 a second for 30 s, on a loaded machine: most of them.
+    EXPECT_GE(kills, 150);
+    EXPECT_GE(restarts, kills * 0.9) << "a killed section was not restarted";
+    EXPECT_EQ(metric_value(metrics, "rsv_sections_failed"), 0)
+        << "random kills at this rate must not look like a restart storm";
+    faults += static_cast<int>(kills);
+  }
+
+  // 2. kill -9 of the whole process under load, twice, and a restart.
+  for (unsigned round = 0; round < 2; ++round) {
+    auto generator = load(2 + round, 20s);
+    bool reached = generator->wait_for(
+        [](const load_progress& p) { return p.acknowledged >= 60; }, 20s);
+    kill_node();
+    generator->join();
+    keep(*generator);
+    ASSERT_TRUE(reached) << "the load made no progress before kill -9";
+    ++faults;
+    start_node();
+  }
+
+  // 3. PostgreSQL frozen for 5 s under load, then thawed.
+  {
+    auto generator = load(4, 40s);
+    ASSERT_TRUE(generator->wait_for(
+        [](const load_progress& p) { return p.acknowledged >= 60; }, 20s));
+    ASSERT_GT(cluster_->freeze(), 1) << "PostgreSQL was not frozen";
+    // The fault itself lasts 5 s: this sleep is its length, not a wait for
+    // something to happen.
+    std::this_thread::sleep_for(freeze_time);
+    auto at_thaw = generator->progress().acknowledged;
+    cluster_->thaw();
+    ++faults;
+    EXPECT_TRUE(generator->wait_for(
+        [&](const load_progress& p) {
+          return p.acknowledged >= at_thaw + 100;
+        },
+        20s))
+        << "writes did not resume after PostgreSQL was thawed";
+    generator->request_stop();
+    generator->join();
+    keep(*generator);
+  }
+
+  http_connection http{node_->port()};
+  ASSERT_TRUE(all_sections_serve(http));
+  // Every indeterminate request once more, with its key: the answer now says
+  // what happened (a replay, or a first run that meets the state).
+  auto ops = ops_;
+  int indeterminate = 0;
+  for (const auto& op : ops_) {
+    if (op.result != outcome::indeterminate) continue;
+    ++indeterminate;
+    auto again = op;
+    again.retry = true;
+    ops.push_back(perform(http, config_, std::move(again)));
+  }
+  auto violations = check_consistent(ops, observe(http, config_, ops));
+  auto in_store = check_store(conninfo(), config_.event_id);
+  violations.insert(violations.end(), in_store.begin(), in_store.end());
+  auto records = consume_until_complete(
+      broker_->bootstrap(), "reservation-events", conninfo(), 60s);
+  auto in_topic = check_records(records, committed_change_ids(conninfo()));
+  violations.insert(violations.end(), in_topic.begin(), in_topic.end());
+
+  int acknowledged = 0, rejected = 0, unresolved = 0;
+  for (const auto& op : ops_) {
+    acknowledged += op.result == outcome::acknowledged ? 1 : 0;
+    rejected += op.result == outcome::rejected ? 1 : 0;
+  }
+  for (std::size_t i = ops_.size(); i < ops.size(); ++i)
+    unresolved += ops[i].result == outcome::indeterminate ? 1 : 0;
+  std::cout << "[ summary  ] chaos: " << ops_.size() << " operations, "
+            << acknowledged << " acknowledged, " << rejected << " rejected, "
+            << indeterminate << " indeterminate (" << unresolved
+            << " still so after one retry); " << faults
+            << " faults injected; " << records.size() << " Kafka records; "
+            << violations.size() << " violations\n";
+  EXPECT_TRUE(violations.empty())
+      << violations.size() << " violations:" << as_lines(violations);
+  EXPECT_EQ(node_->stop(), 0) << "the server did not exit 0 on SIGTERM";
+}
+
+} // namespace
+} // namespace rsv::e2e
