@@ -80,7 +80,8 @@ struct idempotency_capture {
 };
 
 template <class View>
-using idempotency_capture_ptr = std::shared_ptr<const idempotency_capture<View>>;
+using idempotency_capture_ptr =
+    std::shared_ptr<const idempotency_capture<View>>;
 
 class quota_return;
 

@@ -29,7 +29,7 @@ struct supervised_section {
   std::shared_ptr<section_memory> memory; // the incarnations' one memory
   int64_t hold_ttl_ms = 0;
   bool customer_limit = false;
-  steady::time_point started{};      // of the current incarnation
+  steady::time_point started{};            // of the current incarnation
   std::deque<steady::time_point> restarts; // within the storm window
   millis backoff_ms = 0;                   // of the last restart
   bool failed = false;                     // a restart storm stopped it
@@ -78,11 +78,10 @@ void start_section(registry_self* self, const runtime_deps& deps,
 /// A supervised section's actor died for `reason`: restart it after the
 /// backoff, or fail it after a storm. Answers the delay of the restart, or
 /// nullopt when it was started failed at once.
-std::optional<millis> on_section_down(registry_self* self,
-                                      const runtime_deps& deps,
-                                      const std::shared_ptr<const customer_shards>& shards,
-                                      supervised_section& sup,
-                                      const caf::error& reason) {
+std::optional<millis>
+on_section_down(registry_self* self, const runtime_deps& deps,
+                const std::shared_ptr<const customer_shards>& shards,
+                supervised_section& sup, const caf::error& reason) {
   const auto& layout = *sup.entry->layout;
   auto now = steady::now();
   auto window = std::chrono::milliseconds(limits::section_restart_window_ms);
@@ -168,8 +167,8 @@ std::shared_ptr<event_entry> build_entry(
     section->publish(counts);
     auto& sup = (*self->state.sections)[layouts[i]->section_no];
     sup.entry = section;
-    sup.memory =
-        make_section_memory(layouts[i], ttl_ms, std::move(holds), *deps.metrics);
+    sup.memory = make_section_memory(layouts[i], ttl_ms, std::move(holds),
+                                     *deps.metrics);
     sup.hold_ttl_ms = ttl_ms;
     sup.customer_limit = limit;
     start_section(self, deps, shards, sup, section_start::fresh);
@@ -229,16 +228,15 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
         st.sections->erase(sup);
         return;
       }
-      if (auto delay = on_section_down(self, deps, shards, sup->second,
-                                       msg.reason))
+      if (auto delay =
+              on_section_down(self, deps, shards, sup->second, msg.reason))
         self->delayed_send(self, std::chrono::milliseconds(*delay),
                            restart_atom::value, no);
     });
     return {
         [=](restart_atom, uint32_t no) {
           auto sup = self->state.sections->find(no);
-          if (sup == self->state.sections->end() || sup->second.failed)
-            return;
+          if (sup == self->state.sections->end() || sup->second.failed) return;
           deps.metrics->section_restarts.Increment();
           start_section(self, deps, shards, sup->second,
                         section_start::restarted);
@@ -264,8 +262,7 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
           for (std::size_t i = 0; i < def.sections.size(); ++i)
             layouts.push_back(
                 section_layout::make(def.id, def.sections[i], section_nos[i]));
-          auto entry =
-              build_entry(self, def, layouts, deps, shards, nullptr);
+          auto entry = build_entry(self, def, layouts, deps, shards, nullptr);
           caf::actor me = caf::actor_cast<caf::actor>(self);
           deps.store->create_event(
               def, std::move(section_nos),

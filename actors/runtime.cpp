@@ -43,8 +43,8 @@ void runtime::chaos_kill_random(millis interval_ms, millis duration_ms) {
     caf::anon_send_exit(chaos_killer_, caf::exit_reason::user_shutdown);
   chaos_killer_ = spawn_chaos_killer(system_, directory_, deps_.metrics,
                                      interval_ms, duration_ms);
-  chaos_until_ = std::chrono::steady_clock::now() +
-                 std::chrono::milliseconds(duration_ms);
+  chaos_until_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(duration_ms);
 }
 
 bool runtime::chaos_killing() {

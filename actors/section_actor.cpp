@@ -378,14 +378,15 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.memory->seats->get_hold(req.customer_id, req.slot));
+          req.reply(
+              self->state.memory->seats->get_hold(req.customer_id, req.slot));
           finish();
         },
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.memory->seats->release_hold(req.customer_id, req.slot,
-                                                 deps.clock->now_ms()),
+          answer(self->state.memory->seats->release_hold(
+                     req.customer_id, req.slot, deps.clock->now_ms()),
                  req.reply, nothing, no_hold_capture);
           finish();
         },
@@ -393,7 +394,7 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           answer(self->state.memory->seats->book(req.customer_id, req.slot,
-                                         deps.clock->now_ms()),
+                                                 deps.clock->now_ms()),
                  req.reply, tell_shard(req.customer_id), req.idempotency);
           finish();
         },
@@ -401,14 +402,15 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.memory->seats->get_booking(req.customer_id, req.slot));
+          req.reply(self->state.memory->seats->get_booking(req.customer_id,
+                                                           req.slot));
           finish();
         },
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.memory->seats->cancel_booking(req.customer_id, req.slot,
-                                                   deps.clock->now_ms()),
+          answer(self->state.memory->seats->cancel_booking(
+                     req.customer_id, req.slot, deps.clock->now_ms()),
                  req.reply, tell_shard(req.customer_id), no_booking_capture);
           finish();
         },

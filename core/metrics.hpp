@@ -2,9 +2,9 @@
 
 #include <memory>
 #include <prometheus/counter.h>
-#include <string>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <string>
 
 namespace rsv {
 

@@ -1,9 +1,9 @@
 #include "http/api.hpp"
-#include "http/api_context.hpp"
 
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
+#include "http/api_context.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
 

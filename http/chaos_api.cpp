@@ -32,8 +32,8 @@ std::optional<int64_t> bounded(const nlohmann::json& body, const char* name,
     auto value = it->get<int64_t>();
     if (value >= low && value <= high) return value;
   }
-  why = std::string{name} + ": must be an integer from " +
-        std::to_string(low) + " to " + std::to_string(high);
+  why = std::string{name} + ": must be an integer from " + std::to_string(low) +
+        " to " + std::to_string(high);
   return std::nullopt;
 }
 
@@ -112,9 +112,9 @@ void api::chaos_kill_random(context& ctx) {
     return;
   }
   std::string why;
-  auto interval = bounded(*json, "interval_ms",
-                          limits::chaos_kill_interval_ms_min,
-                          limits::chaos_duration_ms_max, 100, why);
+  auto interval =
+      bounded(*json, "interval_ms", limits::chaos_kill_interval_ms_min,
+              limits::chaos_duration_ms_max, 100, why);
   auto duration = interval ? bounded(*json, "duration_ms", 1,
                                      limits::chaos_duration_ms_max, 30'000, why)
                            : std::nullopt;
@@ -147,13 +147,12 @@ void api::chaos_store(context& ctx) {
     return;
   }
   std::string why;
-  auto delay = bounded(*json, "commit_delay_ms", 0,
-                       limits::chaos_commit_delay_ms_max,
-                       faults->commit_delay_ms.load(), why);
-  auto failures =
-      delay ? bounded(*json, "commit_failure_percent", 0, 100,
-                      faults->commit_failure_percent.load(), why)
-            : std::nullopt;
+  auto delay =
+      bounded(*json, "commit_delay_ms", 0, limits::chaos_commit_delay_ms_max,
+              faults->commit_delay_ms.load(), why);
+  auto failures = delay ? bounded(*json, "commit_failure_percent", 0, 100,
+                                  faults->commit_failure_percent.load(), why)
+                        : std::nullopt;
   auto crashes = failures ? bounded(*json, "writer_crashes", 0, 100,
                                     faults->writer_crashes.load(), why)
                           : std::nullopt;

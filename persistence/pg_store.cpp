@@ -15,10 +15,10 @@
 #include <mutex>
 #include <optional>
 #include <prometheus/histogram.h>
+#include <random>
 #include <shared_mutex>
 #include <spdlog/spdlog.h>
 #include <string_view>
-#include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -866,7 +866,8 @@ struct writer {
       return;
     }
     state = service_state::ok;
-    std::exchange(request.done, nullptr)(std::move((*holds)[request.section_no]));
+    std::exchange(request.done,
+                  nullptr)(std::move((*holds)[request.section_no]));
   }
 
   /// Deletes idempotency records past their 24 hours, at most every ten
@@ -902,8 +903,9 @@ struct writer {
           state = service_state::down;
           conn.reset();
           for (auto& write : in_flight)
-            write.answer(make_error(
-                errc::unavailable, std::string{"the store's writer restarted"}));
+            write.answer(
+                make_error(errc::unavailable,
+                           std::string{"the store's writer restarted"}));
           in_flight.clear();
         },
         [this](std::chrono::milliseconds delay) {

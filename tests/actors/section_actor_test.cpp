@@ -39,7 +39,10 @@ public:
   explicit load_counting_store(std::shared_ptr<memory_store> inner)
       : inner_(std::move(inner)) {}
   const char* name() const override { return inner_->name(); }
-  bool durable() const override { return inner_->durable(); }
+  bool durable() const override { return pretend_durable || inner_->durable(); }
+  /// Makes a restarted section reload from the (holds-keeping) memory store,
+  /// as it would from PostgreSQL, instead of serving on from its memory.
+  bool pretend_durable = false;
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
                     store_ack done) override {
     inner_->create_event(def, std::move(section_nos), std::move(done));
@@ -530,6 +533,51 @@ TEST_F(section_actor_test, idempotency_records_replay_and_detect_reuse) {
       rt->shard_for("bob"),
       idempotency_finish{"bob", "k1", "body-b", {503, "", ""}, false});
   EXPECT_EQ(begin("bob", "k1", "body-b").what, kind::proceed);
+}
+
+// Supervision: a killed section actor is restarted by the registry, loads
+// itself from the store before it serves, and keeps every customer's count.
+TEST_F(section_actor_test, a_killed_section_reloads_and_serves_again) {
+  counted->pretend_durable = true;
+  auto event = create_event(two_sections(4));
+  auto floor = event->find_section("floor");
+  auto held = hold(*event, "floor", "alice", {"A-1", "A-2"});
+  ASSERT_TRUE(held);
+  auto loads = counted->loads();
+  auto first = floor->actor();
+  ASSERT_TRUE(kill_section(*floor, *deps.metrics));
+  ASSERT_TRUE(eventually([&] {
+    return floor->actor() != first && counted->loads() > loads;
+  })) << "the section was not restarted, or did not reload";
+  // Served again once reloaded (503 until then).
+  ASSERT_TRUE(
+      eventually([&] { return bool(hold(*event, "floor", "bob", {"A-3"})); }));
+  EXPECT_EQ(deps.metrics->section_restarts.Value(), 1);
+  EXPECT_EQ(get_hold("alice", held->hold_id)->status, hold_status::active);
+  EXPECT_EQ(code_of(hold(*event, "floor", "carol", {"A-1"}).error()),
+            errc::seats_unavailable);
+  // Alice's two seats still count against her limit of 4, exactly once.
+  EXPECT_TRUE(hold(*event, "balcony", "alice", {}, 2));
+  EXPECT_EQ(code_of(hold(*event, "floor", "alice", {}, 1).error()),
+            errc::limit_exceeded);
+}
+
+TEST_F(section_actor_test, a_restart_storm_fails_the_section) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto floor = event->find_section("floor");
+  for (std::size_t i = 0; i <= limits::section_restarts_max; ++i) {
+    auto before = floor->actor();
+    ASSERT_TRUE(kill_section(*floor, *deps.metrics));
+    ASSERT_TRUE(eventually([&] { return floor->actor() != before; }))
+        << "no new actor after kill " << i;
+  }
+  EXPECT_EQ(deps.metrics->section_restarts.Value(),
+            static_cast<double>(limits::section_restarts_max));
+  EXPECT_EQ(deps.metrics->sections_failed.Value(), 1);
+  // Failed: 503 for everything, while the other section serves on.
+  auto refused = hold(*event, "floor", "alice", {"A-1"});
+  EXPECT_EQ(code_of(refused.error()), errc::unavailable);
+  EXPECT_TRUE(hold(*event, "balcony", "alice", {"A-1"}));
 }
 
 } // namespace

@@ -95,10 +95,11 @@ protected:
 
   /// A load of this phase (its own seed, so its own idempotency keys).
   std::unique_ptr<load_generator> load(unsigned seed,
-                                       std::chrono::milliseconds duration) {
+                                       std::chrono::milliseconds duration,
+                                       int requests_max = 5000) {
     auto config = config_;
     config.seed = seed;
-    config.requests_max = 5000;
+    config.requests_max = requests_max;
     config.duration_max = duration;
     auto generator = std::make_unique<load_generator>(node_->port(), config);
     generator->start();
@@ -115,8 +116,8 @@ protected:
     return eventually(
         [&] {
           for (const auto& [id, seats] : config_.sections)
-            if (http.get("/v1/events/chaos/sections/" + id + "/seats")
-                    .status != 200)
+            if (http.get("/v1/events/chaos/sections/" + id + "/seats").status !=
+                200)
               return false;
           return true;
         },
@@ -135,14 +136,14 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   int faults = 0;
   // 1. Random section actors killed every 100 ms for 30 s, under load.
   {
-    auto generator = load(1, kill_phase + 2s);
+    // Enough requests per client to span the 30 s of kills.
+    auto generator = load(1, kill_phase + 2s, 15000);
     http_connection admin{node_->port()};
-    auto started =
-        admin.post("/v1/admin/chaos/kill-random",
-                   {{"interval_ms", 100},
-                    {"duration_ms",
-                     std::chrono::milliseconds(kill_phase).count()}},
-                   node_->admin_token());
+    auto started = admin.post(
+        "/v1/admin/chaos/kill-random",
+        {{"interval_ms", 100},
+         {"duration_ms", std::chrono::milliseconds(kill_phase).count()}},
+        node_->admin_token());
     ASSERT_EQ(started.status, 202u) << started;
     ASSERT_TRUE(eventually(
         [&] {
@@ -159,10 +160,19 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
     auto metrics = admin.get("/metrics").body;
     auto kills = metric_value(metrics, "rsv_chaos_faults_total",
                               R"(kind="section_kill")");
-    auto restarts = metric_value(metrics, "rsv_actor_restarts_total",
-                                 R"(kind="section")");
+    auto restarts =
+        metric_value(metrics, "rsv_actor_restarts_total", R"(kind="section")");
+    auto first_sent = ops_.front().sent, last_answer = ops_.front().answered;
+    for (const auto& op : ops_) {
+      first_sent = std::min(first_sent, op.sent);
+      last_answer = std::max(last_answer, op.answered);
+    }
     std::cout << "[   info   ] " << kills << " section kills, " << restarts
-              << " restarts; " << summary(ops_) << "\n";
+              << " restarts, load for "
+              << std::chrono::duration_cast<std::chrono::seconds>(last_answer -
+                                                                  first_sent)
+                     .count()
+              << " s; " << summary(ops_) << "\n";
     // 10 a second for 30 s, on a loaded machine: most of them.
     EXPECT_GE(kills, 150);
     EXPECT_GE(restarts, kills * 0.9) << "a killed section was not restarted";
@@ -197,9 +207,7 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
     cluster_->thaw();
     ++faults;
     EXPECT_TRUE(generator->wait_for(
-        [&](const load_progress& p) {
-          return p.acknowledged >= at_thaw + 100;
-        },
+        [&](const load_progress& p) { return p.acknowledged >= at_thaw + 100; },
         20s))
         << "writes did not resume after PostgreSQL was thawed";
     generator->request_stop();
@@ -223,8 +231,8 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   auto violations = check_consistent(ops, observe(http, config_, ops));
   auto in_store = check_store(conninfo(), config_.event_id);
   violations.insert(violations.end(), in_store.begin(), in_store.end());
-  auto records = consume_until_complete(
-      broker_->bootstrap(), "reservation-events", conninfo(), 60s);
+  auto records = consume_until_complete(broker_->bootstrap(),
+                                        "reservation-events", conninfo(), 60s);
   auto in_topic = check_records(records, committed_change_ids(conninfo()));
   violations.insert(violations.end(), in_topic.begin(), in_topic.end());
 
@@ -238,12 +246,75 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   std::cout << "[ summary  ] chaos: " << ops_.size() << " operations, "
             << acknowledged << " acknowledged, " << rejected << " rejected, "
             << indeterminate << " indeterminate (" << unresolved
-            << " still so after one retry); " << faults
-            << " faults injected; " << records.size() << " Kafka records; "
-            << violations.size() << " violations\n";
+            << " still so after one retry); " << faults << " faults injected; "
+            << records.size() << " Kafka records; " << violations.size()
+            << " violations\n";
   EXPECT_TRUE(violations.empty())
       << violations.size() << " violations:" << as_lines(violations);
   EXPECT_EQ(node_->stop(), 0) << "the server did not exit 0 on SIGTERM";
+}
+
+// The facility itself, on the PostgreSQL of scripts/test: off without
+// --chaos, admin-only, and a writer thread that crashes is answered for and
+// restarted by its supervisor.
+TEST(chaos_facility, is_off_by_default_and_admin_only) {
+  server_process plain{{"--request-timeout-ms", "2000"}};
+  http_connection http{plain.port()};
+  EXPECT_TRUE(is_problem(http.get("/v1/admin/chaos", plain.admin_token()), 404,
+                         "not_found"));
+  EXPECT_TRUE(is_problem(http.post("/v1/admin/chaos/kill-random",
+                                   json::object(), plain.admin_token()),
+                         404, "not_found"));
+  EXPECT_EQ(plain.stop(), 0);
+
+  server_process chaotic{{"--chaos"}};
+  http_connection to_chaotic{chaotic.port()};
+  auto who = new_customer(to_chaotic, "chaos");
+  EXPECT_TRUE(is_problem(to_chaotic.get("/v1/admin/chaos", who.token), 401,
+                         "unauthorized"));
+  EXPECT_TRUE(
+      is_problem(to_chaotic.post("/v1/admin/chaos/kill-random",
+                                 {{"interval_ms", 1}}, chaotic.admin_token()),
+                 422, "validation_failed"));
+  // The memory store has no writer to fail.
+  auto store = to_chaotic.post("/v1/admin/chaos/store",
+                               {{"commit_delay_ms", 5}}, chaotic.admin_token());
+  EXPECT_TRUE(is_problem(store, 409, "chaos_unsupported")) << store;
+  EXPECT_EQ(chaotic.stop(), 0);
+}
+
+TEST(chaos_facility, a_crashed_store_writer_is_restarted) {
+  scratch_database database;
+  auto args = database.server_args();
+  args.insert(args.end(), {"--chaos", "--pg-writers", "1"});
+  server_process node{args};
+  http_connection http{node.port()};
+  create_event(http, node.admin_token(),
+               event_json("crash", {section_json("s", 100, {{"A", 10}})}));
+  auto who = new_customer(http, "writer");
+  auto set = http.post("/v1/admin/chaos/store", {{"writer_crashes", 1}},
+                       node.admin_token());
+  ASSERT_EQ(set.status, 200u) << set;
+  // The batch the writer died on is answered 503, never a success.
+  auto first = hold_seats(http, who, "crash", "s", {"A-1"});
+  EXPECT_TRUE(is_problem(first, 503, "unavailable")) << first;
+  EXPECT_TRUE(first.header("Retry-After")) << first;
+  // The restarted writer (and the reloaded section) take writes again.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return hold_seats(http, who, "crash", "s", {"A-2"}).status == 201;
+      },
+      10s, 50ms));
+  auto metrics = http.get("/metrics").body;
+  EXPECT_EQ(metric_value(metrics, "rsv_actor_restarts_total",
+                         R"(kind="store_writer")"),
+            1);
+  EXPECT_EQ(
+      metric_value(metrics, "rsv_chaos_faults_total", R"(kind="writer_crash")"),
+      1);
+  // A-1 was never written: free, and nobody's.
+  EXPECT_EQ(get_seat_map(http, "crash", "s").status("A-1"), "free");
+  EXPECT_EQ(node.stop(), 0);
 }
 
 } // namespace
