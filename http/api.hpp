@@ -104,6 +104,8 @@ private:
   void chaos_store(context& ctx);
   /// False, with 404 or 401 answered, unless chaos is on and it is admin.
   bool require_chaos(context& ctx);
+  /// require_chaos, then the body as a JSON object; nullopt when answered.
+  std::optional<nlohmann::json> chaos_body(context& ctx);
 
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);

@@ -47,6 +47,17 @@ bool api::require_chaos(context& ctx) {
   return require_admin(ctx);
 }
 
+std::optional<nlohmann::json> api::chaos_body(context& ctx) {
+  if (!require_chaos(ctx)) return std::nullopt;
+  auto json = json_body(ctx);
+  if (json && !json->is_object()) {
+    ctx.done(problem(422, problem_code::validation_failed,
+                     "the body must be a JSON object"));
+    return std::nullopt;
+  }
+  return json;
+}
+
 void api::chaos_state(context& ctx) {
   if (!require_chaos(ctx)) return;
   nlohmann::json body{{"random_kills", rt_.chaos_killing()}};
@@ -73,8 +84,7 @@ void api::chaos_clear(context& ctx) {
 }
 
 void api::chaos_kill_section(context& ctx) {
-  if (!require_chaos(ctx)) return;
-  auto json = json_body(ctx);
+  auto json = chaos_body(ctx);
   if (!json) return;
   auto text = [&](const char* name) {
     auto it = json->find(name);
@@ -103,14 +113,8 @@ void api::chaos_kill_section(context& ctx) {
 }
 
 void api::chaos_kill_random(context& ctx) {
-  if (!require_chaos(ctx)) return;
-  auto json = json_body(ctx);
+  auto json = chaos_body(ctx);
   if (!json) return;
-  if (!json->is_object()) {
-    ctx.done(problem(422, problem_code::validation_failed,
-                     "the body must be a JSON object"));
-    return;
-  }
   std::string why;
   auto interval =
       bounded(*json, "interval_ms", limits::chaos_kill_interval_ms_min,
@@ -130,14 +134,8 @@ void api::chaos_kill_random(context& ctx) {
 }
 
 void api::chaos_store(context& ctx) {
-  if (!require_chaos(ctx)) return;
-  auto json = json_body(ctx);
+  auto json = chaos_body(ctx);
   if (!json) return;
-  if (!json->is_object()) {
-    ctx.done(problem(422, problem_code::validation_failed,
-                     "the body must be a JSON object"));
-    return;
-  }
   auto* faults = rt_.deps().store->faults();
   if (faults == nullptr) {
     ctx.done(problem(409, "chaos_unsupported",

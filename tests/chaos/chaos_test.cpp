@@ -38,8 +38,9 @@ constexpr auto freeze_time = 5s;
 json chaos_event() {
   std::vector<json> list;
   for (int i = 0; i < sections; ++i)
-    list.push_back(section_json("s" + std::to_string(i), 1000 + 100 * i,
-                                {{"A", 10}, {"B", 10}, {"C", 10}}));
+    list.push_back(
+        section_json("s" + std::to_string(i), 1000 + 100 * i,
+                     {{"A", 20}, {"B", 20}, {"C", 20}, {"D", 20}, {"E", 20}}));
   auto body = event_json("chaos", std::move(list));
   // No hold expires while the test runs: every status comes from a client.
   body["hold_ttl_seconds"] = 600;
@@ -137,7 +138,7 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   // 1. Random section actors killed every 100 ms for 30 s, under load.
   {
     // Enough requests per client to span the 30 s of kills.
-    auto generator = load(1, kill_phase + 2s, 15000);
+    auto generator = load(1, kill_phase + 2s, 8000);
     http_connection admin{node_->port()};
     auto started = admin.post(
         "/v1/admin/chaos/kill-random",
