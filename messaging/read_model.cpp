@@ -2,6 +2,8 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "core/metrics.hpp"
+#include "core/supervised.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -174,6 +176,7 @@ struct redis_read_model::impl
     changes_published = &published.Add({{"kind", "change"}});
     sections_published = &published.Add({{"kind", "section"}});
     lost = &published.Add({{"kind", "lost"}});
+    restarts = &actor_restarts(*config.registry, "read_model");
   }
 
   /// A committed change waiting to be published.
@@ -295,7 +298,26 @@ struct redis_read_model::impl
         shard_of(event));
   }
 
+  /// The thread: its loop, restarted should it throw (core/supervised.hpp).
+  /// Changes that were being published may be lost then, so every section
+  /// is published whole once it runs again.
   void run() {
+    run_supervised([this] { loop(); },
+                   [this](const char* what) {
+                     spdlog::error(
+                         "read model: its thread died: {}; it restarts and "
+                         "publishes every section whole",
+                         what);
+                     republish_all = true;
+                   },
+                   [this](std::chrono::milliseconds delay) {
+                     std::unique_lock lock{mutex};
+                     wake.wait_for(lock, delay, [this] { return stopping; });
+                   },
+                   restarts);
+  }
+
+  void loop() {
     uint64_t seen_connections = 0;
     auto next_check = std::chrono::steady_clock::now();
     std::unique_lock lock{mutex};
@@ -320,14 +342,16 @@ struct redis_read_model::impl
       next_check =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
       auto now_connections = redis->connections();
-      bool reconnected = now_connections != seen_connections &&
-                         redis->health() == service_state::ok;
+      bool reconnected =
+          (now_connections != seen_connections || republish_all) &&
+          redis->health() == service_state::ok;
       std::set<uint32_t> sections;
       sections.swap(wanted);
       lock.unlock();
       if (reconnected) {
         // A new connection may be a new, empty Redis: publish everything.
         seen_connections = now_connections;
+        republish_all = false;
         if (every_section) every_section();
       } else if (one_section) {
         for (auto no : sections)
@@ -345,6 +369,8 @@ struct redis_read_model::impl
   prometheus::Counter* changes_published = nullptr;
   prometheus::Counter* sections_published = nullptr;
   prometheus::Counter* lost = nullptr;
+  prometheus::Counter* restarts = nullptr;
+  bool republish_all = false; // its thread only
   snapshot_source one_section;
   std::function<void()> every_section;
 

@@ -3,6 +3,8 @@
 #include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "core/metrics.hpp"
+#include "core/supervised.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -182,7 +184,9 @@ struct redis_metrics {
                          "is rsv_redis_commands_total over this")
                    .Register(registry)
                    .Add({});
+    restarts = &actor_restarts(registry, "redis_connection");
   }
+  prometheus::Counter* restarts = nullptr;
   prometheus::Gauge* up = nullptr;
   prometheus::Counter* connects = nullptr;
   prometheus::Counter* commands_ok = nullptr;
@@ -198,9 +202,11 @@ struct redis_connection {
       : config(std::move(cfg)), scripts(std::move(script_sources)),
         shas(scripts.size()), up(m.up), connects(m.connects),
         commands_ok(m.commands_ok), commands_failed(m.commands_failed),
-        batches(m.batches), outages(std::move(outage_count)) {}
+        batches(m.batches), restarts(m.restarts),
+        outages(std::move(outage_count)) {}
 
   void fail(queued_command& command, const char* why) {
+    if (!command.done) return; // answered already
     if (commands_failed) commands_failed->Increment();
     command.done(make_error(errc::unavailable, std::string{why}));
   }
@@ -353,12 +359,21 @@ struct redis_connection {
         // Redis lost its scripts (SCRIPT FLUSH): the rest of the pipeline
         // is still unread, so send the source once the batch is read.
         retry.push_back(std::move(command));
+        command.done = nullptr;
         continue;
       }
       if (commands_ok) commands_ok->Increment();
-      command.done(std::move(*reply));
+      answer(command, std::move(*reply));
     }
     return true;
+  }
+
+  /// Answers `command` once: a supervisor's restart fails only the commands
+  /// not answered yet.
+  static void answer(queued_command& command, redis_reply reply) {
+    auto done = std::move(command.done);
+    command.done = nullptr;
+    done(std::move(reply));
   }
 
   bool resend_with_source() {
@@ -375,12 +390,39 @@ struct redis_connection {
         return false;
       }
       if (commands_ok) commands_ok->Increment();
-      command.done(std::move(*reply));
+      answer(command, std::move(*reply));
     }
     return true;
   }
 
+  /// The thread: its loop, restarted should it throw (core/supervised.hpp).
+  /// The connection's state is unknown then, so it is dropped, and every
+  /// command not answered yet is answered unavailable.
   void run() {
+    run_supervised([this] { loop(); },
+                   [this](const char* what) {
+                     spdlog::error(
+                         "redis: the connection thread died: {}; it restarts",
+                         what);
+                     outages->fetch_add(1, std::memory_order_acq_rel);
+                     set_connected(false);
+                     disconnect();
+                     for (auto& command : in_flight)
+                       fail(command, "the Redis connection restarted");
+                     in_flight.clear();
+                     for (auto& command : retry)
+                       fail(command, "the Redis connection restarted");
+                     retry.clear();
+                     fail_queued("the Redis connection restarted");
+                   },
+                   [this](std::chrono::milliseconds delay) {
+                     std::unique_lock lock{mutex};
+                     wake.wait_for(lock, delay, [this] { return stopping; });
+                   },
+                   restarts);
+  }
+
+  void loop() {
     auto backoff = std::chrono::milliseconds{50};
     bool was_up = false;
     bool warned_down = false;
@@ -416,7 +458,8 @@ struct redis_connection {
           continue;
         }
       }
-      std::vector<queued_command> batch;
+      auto& batch = in_flight;
+      batch.clear();
       {
         std::unique_lock lock{mutex};
         bool woke = wake.wait_for(lock, std::chrono::seconds(1), [this] {
@@ -480,6 +523,7 @@ struct redis_connection {
   prometheus::Counter* commands_ok = nullptr;
   prometheus::Counter* commands_failed = nullptr;
   prometheus::Counter* batches = nullptr;
+  prometheus::Counter* restarts = nullptr;
 
   // Connection losses over all of the client's connections, and the count
   // this connection last proved itself alive at.
@@ -495,6 +539,7 @@ struct redis_connection {
 
   // Client thread only.
   redisContext* context = nullptr;
+  std::vector<queued_command> in_flight; // the batch being sent
   std::vector<queued_command> retry;
   std::string last_error;
 };

@@ -2,6 +2,8 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "core/metrics.hpp"
+#include "core/supervised.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -97,6 +99,8 @@ struct waiting_room::impl {
                       .Help("Customers this node's admission loop admitted")
                       .Register(*config.registry)
                       .Add({});
+    if (config.registry)
+      restarts = &actor_restarts(*config.registry, "waiting_room");
   }
 
   void ask(const std::string& event_id, const std::string& customer_id,
@@ -162,7 +166,25 @@ struct waiting_room::impl {
     }
   }
 
+  /// The admission thread, restarted should it throw (core/supervised.hpp):
+  /// a tick lost only admits later; the lease makes sure no other node
+  /// admits for the event meanwhile twice.
   void run(const std::shared_ptr<impl>& self) {
+    run_supervised([this, &self] { loop(self); },
+                   [](const char* what) {
+                     spdlog::error(
+                         "waiting room: the admission thread died: {}; it "
+                         "restarts",
+                         what);
+                   },
+                   [this](std::chrono::milliseconds delay) {
+                     std::unique_lock lock{mutex};
+                     wake.wait_for(lock, delay, [this] { return stopping; });
+                   },
+                   restarts);
+  }
+
+  void loop(const std::shared_ptr<impl>& self) {
     std::unique_lock lock{mutex};
     while (!stopping) {
       wake.wait_for(lock, std::chrono::milliseconds(config.tick_ms),
@@ -179,6 +201,7 @@ struct waiting_room::impl {
   std::size_t standing = 0;
   std::size_t admit = 0;
   prometheus::Counter* admitted = nullptr;
+  prometheus::Counter* restarts = nullptr;
   std::atomic<int> in_flight{0};
   std::mutex mutex;
   std::condition_variable wake;
