@@ -9,7 +9,9 @@
 // them turn booked within 2 seconds; a hold's countdown reaches zero and its
 // seats turn free; a seat taken first by someone else gives a clear message
 // and the page goes on working; the map is driven by keyboard; the page fits
-// a phone's width; cancelling frees the seats. Every wait has a deadline.
+// a phone's width; cancelling frees the seats; with Redis, the waiting room
+// shows a live position and admits the buyer to hold. Every wait has a
+// deadline.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -60,7 +62,7 @@ async function waitUntil(what, deadlineMs, check) {
 }
 
 /** Starts the server on a fresh port (a few tries if a port was taken meanwhile). */
-async function startServer() {
+async function startServer(extraArgs = []) {
   const logDir = mkdtempSync(join(tmpdir(), "rsv-browser-"));
   for (let attempt = 1; attempt <= 3; attempt++) {
     const port = await freePort();
@@ -78,6 +80,7 @@ async function startServer() {
         "--password-hash-memory-kib", "1024",
         "--password-hash-ops", "1",
         "--log-level", "warn",
+        ...extraArgs,
       ],
       { stdio: ["ignore", out, out] },
     );
@@ -100,6 +103,25 @@ async function startServer() {
     log(`server attempt ${attempt} exited: ${readFileSync(logPath, "utf8").slice(-500)}`);
   }
   throw new Error("the server did not start");
+}
+
+/** A private redis-server on a free loopback port, for the waiting room. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    { stdio: "ignore" },
+  );
+  await waitUntil("redis-server", 10_000, () => new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  }));
+  return { child, port };
 }
 
 /** A request line sent as is: browsers and fetch() normalise `..` away. */
@@ -139,6 +161,7 @@ async function customerToken(base, email) {
 
 const errors = [];
 let serverChild; // killed on every way out, the watchdog's too
+let redisChild;
 
 async function openPage(browser, url, viewport = { width: 1200, height: 900 }) {
   const context = await browser.newContext({ viewport });
@@ -146,8 +169,9 @@ async function openPage(browser, url, viewport = { width: 1200, height: 900 }) {
   page.setDefaultTimeout(10_000);
   page.on("pageerror", (error) => errors.push(`${url}: ${error.message}`));
   page.on("console", (message) => {
-    // The browser logs every 4xx answer; the 409 of a taken seat is expected.
-    const expected = /Failed to load resource: .* status of 409/.test(message.text());
+    // The browser logs every 4xx answer; the 409 of a taken seat and the
+    // 403 of a hold before the waiting room admitted are expected.
+    const expected = /Failed to load resource: .* status of (409|403)/.test(message.text());
     if (message.type() === "error" && !expected) errors.push(`${url}: console: ${message.text()}`);
   });
   await page.goto(url);
@@ -184,6 +208,65 @@ async function main() {
     await browser.close();
     server.child.kill("SIGTERM");
   }
+  // The waiting room needs Redis: a second node with its own redis-server.
+  const redis = await startRedis();
+  redisChild = redis.child;
+  const queued = await startServer(["--redis-url", `redis://127.0.0.1:${redis.port}`]);
+  serverChild = queued.child;
+  const queueBrowser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+  try {
+    await runQueue(queued, queueBrowser);
+  } finally {
+    await queueBrowser.close();
+    queued.child.kill("SIGTERM");
+    redis.child.kill("SIGTERM");
+  }
+}
+
+/**
+ * A buyer meets an event with a waiting room: holding before joining says
+ * so; joining shows a live position behind the customer who came first; once
+ * admitted (two a second) the page holds with the admission token.
+ */
+async function runQueue(server, browser) {
+  const { base } = server;
+  await waitUntil("Redis in /health", 10_000, async () => {
+    const health = await apiCall(base, "GET", "/health");
+    return health.status === 200 && health.json.services?.redis === "ok";
+  });
+  const created = await apiCall(base, "POST", "/v1/events", {
+    token: adminToken,
+    body: {
+      id: "queue-test",
+      name: "Queue night",
+      starts_at: "2026-12-31T20:00:00Z",
+      sections: [{ id: "floor", name: "Floor", price_cents: 4000, rows: [{ label: "A", seats: 8 }] }],
+      waiting_room: { enabled: true, admit_per_second: 2 },
+    },
+  });
+  assert.equal(created.status, 201, created.text);
+  const first = await customerToken(base, "first-in-line@example.com");
+  const firstTicket = await apiCall(base, "POST", "/v1/events/queue-test/queue", { token: first });
+  assert.equal(firstTicket.status, 201, firstTicket.text);
+  assert.equal(firstTicket.json.position, 1);
+
+  const page = await openPage(browser, `${base}/?event=queue-test&section=floor`);
+  await register(page, "queued@example.com");
+  await page.waitForSelector("#queue:not([hidden])");
+  await page.waitForSelector("#queue-status:has-text('join it to get your turn')");
+  await page.click(seat("A-1", "free"));
+  await page.click("#hold-selected");
+  await page.waitForSelector("#problem:has-text('This event has a waiting room')");
+  await page.click("#queue-join");
+  // Second in line, or admitted already if the loop was quick.
+  await page.waitForSelector("#queue-status:has-text('You are number 2'), #queue-status:has-text('You are in')");
+  await page.waitForSelector("#queue-status:has-text('You are in')", { timeout: 10_000 });
+  await page.waitForSelector(seat("A-1", "selected"));
+  await page.click("#hold-selected");
+  await page.waitForSelector("#hold-panel:not([hidden])");
+  await page.waitForSelector(seat("A-1", "mine"));
+  log("the waiting room: a live position, then admitted, then held");
+  assert.deepEqual(errors, [], "no script errors on any page");
 }
 
 async function run(server, browser) {
@@ -367,6 +450,7 @@ async function run(server, browser) {
 const watchdog = setTimeout(() => {
   console.error(`the browser test passed its deadline of ${RUN_DEADLINE_MS / 1000} s`);
   serverChild?.kill("SIGKILL");
+  redisChild?.kill("SIGKILL");
   process.exit(1);
 }, RUN_DEADLINE_MS);
 watchdog.unref();
