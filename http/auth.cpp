@@ -7,26 +7,41 @@
 
 namespace rsv::http {
 
+namespace {
+
+/// HMAC-SHA256 of `payload` under `key`: the digest's bytes.
+std::string hmac(std::string_view key, std::string_view payload) {
+  unsigned char digest[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(
+      &state, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(
+      &state, reinterpret_cast<const unsigned char*>(payload.data()),
+      payload.size());
+  crypto_auth_hmacsha256_final(&state, digest);
+  return {reinterpret_cast<const char*>(digest), sizeof(digest)};
+}
+
+/// The same, base64url without padding (as tokens carry it).
+std::string hmac_base64(std::string_view key, std::string_view payload) {
+  auto digest = hmac(key, payload);
+  char encoded[sodium_base64_ENCODED_LEN(
+      crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(encoded, sizeof(encoded),
+                    reinterpret_cast<const unsigned char*>(digest.data()),
+                    digest.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return encoded;
+}
+
+} // namespace
+
 token_signer::token_signer(std::string secret, int64_t ttl_seconds)
     : secret_(std::move(secret)), ttl_seconds_(ttl_seconds) {
   RSV_ASSERT(secret_.size() >= 32, "token secret has at least 32 bytes");
 }
 
 std::string token_signer::mac(std::string_view payload) const {
-  unsigned char digest[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(
-      &state, reinterpret_cast<const unsigned char*>(secret_.data()),
-      secret_.size());
-  crypto_auth_hmacsha256_update(
-      &state, reinterpret_cast<const unsigned char*>(payload.data()),
-      payload.size());
-  crypto_auth_hmacsha256_final(&state, digest);
-  char encoded[sodium_base64_ENCODED_LEN(
-      crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-  sodium_bin2base64(encoded, sizeof(encoded), digest, sizeof(digest),
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return encoded;
+  return hmac_base64(secret_, payload);
 }
 
 token_signer::issued token_signer::issue(const std::string& customer_id,
@@ -60,40 +75,10 @@ std::optional<std::string> token_signer::verify(std::string_view token,
   return std::string{rest.substr(0, dot)};
 }
 
-namespace {
-
-std::string hmac_base64(const std::string& key, std::string_view payload) {
-  unsigned char digest[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(
-      &state, reinterpret_cast<const unsigned char*>(key.data()), key.size());
-  crypto_auth_hmacsha256_update(
-      &state, reinterpret_cast<const unsigned char*>(payload.data()),
-      payload.size());
-  crypto_auth_hmacsha256_final(&state, digest);
-  char encoded[sodium_base64_ENCODED_LEN(
-      crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-  sodium_bin2base64(encoded, sizeof(encoded), digest, sizeof(digest),
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return encoded;
-}
-
-} // namespace
-
 admission_signer::admission_signer(const std::string& secret) {
   RSV_ASSERT(secret.size() >= 32, "token secret has at least 32 bytes");
   // A key of its own: HMAC(secret, purpose).
-  unsigned char key[crypto_auth_hmacsha256_BYTES];
-  constexpr std::string_view purpose = "rsv admission tokens v1";
-  crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(
-      &state, reinterpret_cast<const unsigned char*>(secret.data()),
-      secret.size());
-  crypto_auth_hmacsha256_update(
-      &state, reinterpret_cast<const unsigned char*>(purpose.data()),
-      purpose.size());
-  crypto_auth_hmacsha256_final(&state, key);
-  key_.assign(reinterpret_cast<const char*>(key), sizeof(key));
+  key_ = hmac(secret, "rsv admission tokens v1");
 }
 
 std::string admission_signer::mac(std::string_view payload) const {

@@ -835,6 +835,15 @@ double metric_value(const std::string& text, const std::string& name,
   return total;
 }
 
+std::optional<double> metric(http_connection& http, const std::string& name) {
+  auto response = http.get("/metrics");
+  std::istringstream in{response.body};
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return std::nullopt;
+}
+
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline,
                 std::chrono::milliseconds interval) {

@@ -295,6 +295,10 @@ parse_time(std::string_view text);
 double metric_value(const std::string& text, const std::string& name,
                     const std::string& labels = {});
 
+/// The value of one sample of the node's /metrics, named with its labels as
+/// written there, e.g. `rsv_relay_lag{unit="rows"}`; nullopt when absent.
+std::optional<double> metric(http_connection& http, const std::string& name);
+
 /// Polls `condition` until it holds or the deadline passes.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline,

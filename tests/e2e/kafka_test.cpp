@@ -27,17 +27,6 @@ json kafka_event() {
   return body;
 }
 
-/// The value of one sample in /metrics text, e.g.
-/// `rsv_relay_lag{unit="rows"}`; nullopt when absent.
-std::optional<double> metric(http_connection& http, const std::string& name) {
-  auto response = http.get("/metrics");
-  std::istringstream in{response.body};
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(name + " ", 0) == 0)
-      return std::stod(line.substr(name.size() + 1));
-  return std::nullopt;
-}
-
 class kafka_test : public ::testing::Test {
 protected:
   void SetUp() override {

@@ -410,16 +410,6 @@ TEST_F(redis_test, WithoutRedisJoinsAnswer503AndAdmittedCustomersBookOn) {
   EXPECT_EQ(joined_late.body_json()["position"], 1);
 }
 
-/// The value of one sample in /metrics text; nullopt when absent.
-std::optional<double> metric(http_connection& http, const std::string& name) {
-  auto response = http.get("/metrics");
-  std::istringstream in{response.body};
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(name + " ", 0) == 0)
-      return std::stod(line.substr(name.size() + 1));
-  return std::nullopt;
-}
-
 TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
   redis_server redis;
   auto args = redis.server_args();
