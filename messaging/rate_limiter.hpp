@@ -31,17 +31,23 @@ struct rate_decision {
 
 /// Rate limits shared by every node: fixed windows counted in Redis (keys
 /// `rsv:rl:c:<customer>` and `rsv:rl:a:<address>`, each window starting at
-/// the first request and ending with the key's expiry, Redis's clock), both
-/// counted by one Lua script, so one round trip per request; the Redis client
-/// pipelines concurrent requests' checks together. When Redis cannot be asked
-/// the request is allowed (fail open) and rsv_rate_limit_fail_open_total counts
-/// it: Redis is never in the way of a booking.
+/// the first request and ending with the key's expiry, Redis's clock).
+///
+/// Checks are batched: while limits::rate_limit_calls_max script calls are
+/// in flight, new checks wait, and the next call counts all of them at once
+/// (each distinct key moved by INCRBY of its requests, the requests then
+/// numbered in arrival order), so under load one Lua call and one round trip
+/// serve hundreds of requests, and a lone request still goes out at once.
+/// When Redis cannot be asked the request is allowed (fail open) and
+/// rsv_rate_limit_requests_total{outcome="fail_open"} counts it: Redis is
+/// never in the way of a booking.
 ///
 /// Thread-safe. `done` runs on the Redis client's thread, or at once on the
 /// caller's when Redis is down: it must only post.
 class rate_limiter {
 public:
   rate_limiter(std::shared_ptr<redis_client> redis, rate_limit_config config);
+  ~rate_limiter();
 
   bool enabled() const {
     return config_.customer_per_window > 0 || config_.address_per_window > 0;
@@ -52,13 +58,11 @@ public:
   void check(const std::string& customer_id, const std::string& address,
              std::function<void(rate_decision)> done);
 
+  struct batcher;
+
 private:
-  std::shared_ptr<redis_client> redis_;
   rate_limit_config config_;
-  std::size_t script_ = 0;
-  std::string policy_;
-  prometheus::Counter* fail_open_ = nullptr;
-  prometheus::Counter* refused_ = nullptr;
+  std::shared_ptr<batcher> batcher_;
 };
 
 } // namespace rsv

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <sstream>
 #include <thread>
 
@@ -472,6 +473,66 @@ TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
   EXPECT_GE(*after, *before + 1);
   EXPECT_EQ(first.stop(), 0);
   EXPECT_EQ(second.stop(), 0);
+}
+
+TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
+  // Checks that arrive together share one script call (the limiter batches
+  // them); each must still be counted once, in a distinct place.
+  constexpr int quota = 40;
+  constexpr int threads = 8;
+  constexpr int per_thread = 15;
+  redis_server redis;
+  auto args = redis.server_args();
+  for (const char* flag : {"--rate-limit-customer", "40",
+                           "--rate-limit-window-seconds", "600"})
+    args.emplace_back(flag);
+  server_process node{args};
+  http_connection http{node.port()};
+  auto who = new_customer(http, "burst");
+
+  std::mutex mutex;
+  std::vector<int> remaining; // of the allowed requests, r= of RateLimit
+  int refused = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&] {
+      try {
+        http_connection mine{node.port()};
+        for (int i = 0; i < per_thread; ++i) {
+          // A write route that changes nothing: a hold that does not exist.
+          auto answer = mine.del("/v1/holds/hld_none", who.token);
+          std::lock_guard lock{mutex};
+          auto header = answer.header("RateLimit");
+          if (answer.status == 429) {
+            ++refused;
+          } else if (answer.status == 404 && header &&
+                     header->rfind("\"customer\";r=", 0) == 0) {
+            remaining.push_back(std::stoi(header->substr(13)));
+          } else {
+            unexpected.push_back(std::to_string(answer.status) + " " +
+                                 header.value_or("(no RateLimit)"));
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock{mutex};
+        unexpected.push_back(e.what());
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  ASSERT_TRUE(unexpected.empty()) << unexpected.front();
+  EXPECT_EQ(refused, threads * per_thread - quota);
+  // Every allowed request had its own place in the window: r= counts down
+  // from quota - 1 to 0 without a gap or a repeat.
+  std::sort(remaining.begin(), remaining.end());
+  std::vector<int> expected(quota);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(remaining, expected);
+  EXPECT_EQ(
+      metric(http, "rsv_rate_limit_requests_total{outcome=\"refused\"}"),
+      threads * per_thread - quota);
+  EXPECT_EQ(node.stop(), 0);
 }
 
 TEST(redis_read_model, SeatStatusesReachRedisAndSurviveItsRestart) {
