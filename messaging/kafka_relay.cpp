@@ -118,6 +118,11 @@ struct kafka_relay::impl {
   std::condition_variable wake;
   bool poked = false;    // guarded by mutex
   bool stopping = false; // guarded by mutex
+  // The thread waits in `idle`, where a poke ends the wait (guarded by
+  // mutex): pokes come with every commit, and waking the thread while it
+  // pauses between rounds, only for it to sleep again, cost a context switch
+  // per commit.
+  bool awaiting_poke = false;
   steady::time_point drain_deadline{};
   std::thread thread;
   // Written by the relay thread before it ends, read after the join.
@@ -372,7 +377,9 @@ struct kafka_relay::impl {
   /// Waits for a poke, a stop or `timeout`; true when stopping.
   bool idle(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock{mutex};
+    awaiting_poke = true;
     wake.wait_for(lock, timeout, [this] { return poked || stopping; });
+    awaiting_poke = false;
     poked = false;
     return stopping;
   }
@@ -494,11 +501,13 @@ caf::error kafka_relay::start() {
 }
 
 void kafka_relay::poke() {
+  bool waiting = false;
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
     impl_->poked = true;
+    waiting = impl_->awaiting_poke;
   }
-  impl_->wake.notify_one();
+  if (waiting) impl_->wake.notify_one();
 }
 
 service_state kafka_relay::health() const {

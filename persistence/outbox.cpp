@@ -9,7 +9,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <map>
+#include <set>
 #include <spdlog/spdlog.h>
 
 namespace rsv {
@@ -352,13 +354,114 @@ public:
   caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) override {
     if (auto err = ensure_connected()) return err;
     if (!leader_) return std::vector<outbox_row>{};
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_discovery_) {
+      if (auto err = discover()) return err;
+    }
+    auto rows = read_streams(max_rows);
+    // Nothing from the streams known: a new one (a node that started) may
+    // have rows.
+    if (rows && rows->empty() && now < next_discovery_) {
+      if (auto err = discover()) return err;
+      rows = read_streams(max_rows);
+    }
+    return rows;
+  }
+
+  void delivered(const std::vector<outbox_row>& rows) override {
+    for (const auto& row : rows) {
+      auto& mark = marks_[row.stream];
+      mark.delivered = std::max(mark.delivered, row.seq);
+    }
+  }
+
+  caf::error trim() override {
+    // Rows up to a stream's mark were all delivered: they are read in seq
+    // order, and a round is acknowledged only when all of it was. Only the
+    // range since the last trim: below it are the deleted rows' index
+    // entries, which vacuum has not necessarily removed yet.
+    std::string ranges;
+    for (const auto& [stream, mark] : marks_) {
+      if (mark.delivered <= mark.trimmed) continue;
+      ranges += (ranges.empty() ? "" : " OR ") + std::string{"(stream = "} +
+                literal(stream) + " AND seq > " + std::to_string(mark.trimmed) +
+                " AND seq <= " + std::to_string(mark.delivered) + ')';
+    }
+    if (ranges.empty()) return {};
+    if (auto err = ensure_connected()) return err;
+    auto sql = "DELETE FROM outbox WHERE " + ranges;
+    result_ptr result{PQexec(conn_.get(), sql.c_str())};
+    if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
+      return lost("trimming the outbox");
+    for (auto& [stream, mark] : marks_)
+      mark.trimmed = mark.delivered;
+    return {};
+  }
+
+  caf::expected<outbox_backlog> backlog() override {
+    if (auto err = ensure_connected()) return err;
+    auto sql = "SELECT count(*), coalesce(sum(o.records), 0), "
+               "coalesce((extract(epoch FROM min(o.created_at)) * "
+               "1000)::bigint, 0) FROM outbox o" +
+               after_marks();
+    result_ptr result{PQexec(conn_.get(), sql.c_str())};
+    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
+      return lost("measuring the outbox");
+    return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
+                          std::atoll(PQgetvalue(result.get(), 0, 1)),
+                          std::atoll(PQgetvalue(result.get(), 0, 2))};
+  }
+
+private:
+  /// Learns the streams that have rows, by a skip scan of the primary key
+  /// (a step per stream, whatever the backlog).
+  caf::error discover() {
+    next_discovery_ =
+        std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    result_ptr result{PQexec(
+        conn_.get(),
+        "WITH RECURSIVE s (stream) AS ("
+        " (SELECT stream FROM outbox ORDER BY stream LIMIT 1)"
+        " UNION ALL SELECT (SELECT o.stream FROM outbox o WHERE o.stream > "
+        "s.stream ORDER BY o.stream LIMIT 1) FROM s WHERE s.stream IS NOT "
+        "NULL) SELECT stream FROM s WHERE stream IS NOT NULL")};
+    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
+      return lost("listing the outbox streams");
+    std::set<std::string> found;
+    for (int i = 0; i < PQntuples(result.get()); ++i)
+      found.insert(PQgetvalue(result.get(), i, 0));
+    // A stream without rows whose deliveries are all deleted is forgotten
+    // (a node that went away); should it write again, its numbers are
+    // higher than any it had (pg_store), so reading it from 0 is right.
+    std::erase_if(marks_, [&](const auto& entry) {
+      return !found.contains(entry.first) &&
+             entry.second.delivered <= entry.second.trimmed;
+    });
+    for (const auto& stream : found)
+      marks_.try_emplace(stream);
+    return {};
+  }
+
+  /// The oldest undelivered rows of the known streams: per stream a range
+  /// of its primary key after its mark, so neither the delivered rows that
+  /// wait for `trim` nor the deleted ones that wait for vacuum are read;
+  /// then the oldest `max_rows` of them all, a prefix of each stream.
+  caf::expected<std::vector<outbox_row>> read_streams(std::size_t max_rows) {
+    if (marks_.empty()) return std::vector<outbox_row>{};
+    auto limit = std::to_string(max_rows);
+    std::string sql = "SELECT o.stream, o.seq, (extract(epoch FROM "
+                      "o.created_at) * 1000)::bigint, o.payload FROM (";
+    bool first = true;
+    for (const auto& [stream, mark] : marks_) {
+      if (!first) sql += " UNION ALL ";
+      first = false;
+      sql += "(SELECT * FROM outbox WHERE stream = " + literal(stream) +
+             " AND seq > " + std::to_string(mark.delivered) +
+             " ORDER BY seq LIMIT " + limit + ')';
+    }
     // created_at only grows within a stream (the writer makes sure), so
     // this order is seq order within each stream.
-    auto sql = "SELECT o.stream, o.seq, (extract(epoch FROM o.created_at) * "
-               "1000)::bigint, o.payload FROM outbox o" +
-               after_marks() +
-               " ORDER BY o.created_at, o.stream, o.seq LIMIT " +
-               std::to_string(max_rows);
+    sql += ") o ORDER BY o.created_at, o.stream, o.seq LIMIT " + limit;
     result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
       return lost("reading the outbox");
@@ -378,42 +481,6 @@ public:
     return rows;
   }
 
-  void delivered(const std::vector<outbox_row>& rows) override {
-    for (const auto& row : rows) {
-      auto& mark = marks_[row.stream];
-      mark = std::max(mark, row.seq);
-    }
-  }
-
-  caf::error trim() override {
-    if (marks_.empty()) return {};
-    if (auto err = ensure_connected()) return err;
-    // Rows up to a stream's mark were all delivered: they are read in seq
-    // order, and a round is acknowledged only when all of it was.
-    auto sql = "DELETE FROM outbox o USING " + marks_table() +
-               " AS d (stream, seq) WHERE o.stream = d.stream AND o.seq <= "
-               "d.seq";
-    result_ptr result{PQexec(conn_.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
-      return lost("trimming the outbox");
-    return {};
-  }
-
-  caf::expected<outbox_backlog> backlog() override {
-    if (auto err = ensure_connected()) return err;
-    auto sql = "SELECT count(*), coalesce(sum(o.records), 0), "
-               "coalesce((extract(epoch FROM min(o.created_at)) * "
-               "1000)::bigint, 0) FROM outbox o" +
-               after_marks();
-    result_ptr result{PQexec(conn_.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return lost("measuring the outbox");
-    return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
-                          std::atoll(PQgetvalue(result.get(), 0, 1)),
-                          std::atoll(PQgetvalue(result.get(), 0, 2))};
-  }
-
-private:
   /// The condition that skips delivered rows not yet deleted.
   std::string after_marks() {
     if (marks_.empty()) return {};
@@ -426,10 +493,11 @@ private:
   std::string marks_table() {
     std::string sql = "(VALUES ";
     bool first = true;
-    for (const auto& [stream, seq] : marks_) {
+    for (const auto& [stream, mark] : marks_) {
       if (!first) sql += ',';
       first = false;
-      sql += '(' + literal(stream) + ", " + std::to_string(seq) + "::bigint)";
+      sql += '(' + literal(stream) + ", " + std::to_string(mark.delivered) +
+             "::bigint)";
     }
     return sql + ')';
   }
@@ -468,6 +536,7 @@ private:
       // Another node may have relayed and deleted meanwhile: start from
       // what the table has.
       marks_.clear();
+      next_discovery_ = {};
       spdlog::info("this node relays the outbox");
     }
   }
@@ -488,8 +557,15 @@ private:
   std::string dsn_;
   conn_ptr conn_;
   bool leader_ = false;
-  // stream -> the last row delivered; rows up to it await `trim`.
-  std::map<std::string, int64_t> marks_;
+  // Per stream: the last row delivered (0: none yet) and the last deleted;
+  // the rows between await `trim`. Every stream with rows is here after a
+  // discovery.
+  struct stream_marks {
+    int64_t delivered = 0;
+    int64_t trimmed = 0;
+  };
+  std::map<std::string, stream_marks> marks_;
+  std::chrono::steady_clock::time_point next_discovery_{};
 };
 
 } // namespace

@@ -525,10 +525,10 @@ protected:
 
   /// A store with an outbox; the first one writes the event, later ones
   /// learn it as a restarted node does.
-  std::unique_ptr<pg_store> open_store() {
+  std::unique_ptr<pg_store> open_store(std::string node = "node-a") {
     pg_store_config config{dsn_};
     config.writers = 2;
-    config.outbox_node = "node-a";
+    config.outbox_node = std::move(node);
     config.on_outbox_commit = [this] { ++pokes_; };
     auto store = std::make_unique<pg_store>(config);
     auto def = gala();
@@ -637,6 +637,72 @@ TEST_F(outbox_test, committed_changes_have_their_records_in_commit_order) {
   ASSERT_EQ(later->size(), 1u);
   EXPECT_NE(later->front().payload.find("hld_1_0:hold.released"),
             std::string::npos);
+}
+
+TEST_F(outbox_test, the_reader_follows_new_streams_and_reads_a_prefix_of_each) {
+  auto store = open_store();
+  auto reader = make_pg_outbox_reader(dsn_);
+  // Each append waits for its commit: one row each, in both streams.
+  for (uint32_t slot = 0; slot < 6; ++slot) {
+    acks acked;
+    store->append(change(change_kind::hold_created, slot % 2, slot, {slot}),
+                  acked.expect());
+    ASSERT_FALSE(acked.wait().at(0));
+  }
+  auto records_of = [](const std::vector<outbox_row>& rows) {
+    std::vector<std::string> ids;
+    for (const auto& row : rows)
+      for (const auto& record : split_outbox_records(row.payload))
+        ids.emplace_back(record.id);
+    return ids;
+  };
+  // The event's row and the six holds. Three at a time: the oldest of
+  // each stream come first (the order between streams is the clock's, to
+  // the millisecond), and the rest follows them.
+  auto first = reader->read(3);
+  ASSERT_TRUE(first) << describe(first.error());
+  ASSERT_EQ(first->size(), 3u);
+  reader->delivered(*first);
+  auto rest = reader->read(100);
+  ASSERT_TRUE(rest);
+  ASSERT_EQ(rest->size(), 4u);
+  std::map<std::string, int64_t> newest_first;
+  for (const auto& row : *first)
+    newest_first[row.stream] = std::max(newest_first[row.stream], row.seq);
+  for (const auto& row : *rest)
+    if (newest_first.count(row.stream) != 0) {
+      EXPECT_GT(row.seq, newest_first[row.stream]) << row.stream;
+    }
+  auto ids = records_of(*first);
+  for (const auto& id : records_of(*rest))
+    ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{
+                     "evt_gala:event.created", "hld_0_0:hold.created",
+                     "hld_0_2:hold.created", "hld_0_4:hold.created",
+                     "hld_1_1:hold.created", "hld_1_3:hold.created",
+                     "hld_1_5:hold.created"}));
+  // Only what was delivered is deleted.
+  ASSERT_FALSE(reader->trim());
+  EXPECT_EQ(psql("SELECT count(*) FROM outbox"), "4\n");
+  reader->delivered(*rest);
+  ASSERT_FALSE(reader->trim());
+  EXPECT_EQ(psql("SELECT count(*) FROM outbox"), "0\n");
+
+  // Another node starts writing: its stream is read at once, not after
+  // the next periodic look for streams.
+  auto other = open_store("node-b");
+  acks acked;
+  other->append(change(change_kind::hold_released, 1, 1, {1}),
+                acked.expect());
+  ASSERT_FALSE(acked.wait().at(0));
+  auto theirs = reader->read(100);
+  ASSERT_TRUE(theirs);
+  ASSERT_EQ(theirs->size(), 1u);
+  EXPECT_EQ(theirs->front().stream.rfind("node-b/", 0), 0u);
+  EXPECT_EQ(records_of(*theirs),
+            std::vector<std::string>{"hld_1_1:hold.released"});
+  EXPECT_EQ(reader->backlog()->rows, 1);
 }
 
 TEST_F(outbox_test, a_new_store_continues_each_stream_after_its_last_row) {
