@@ -149,8 +149,9 @@ constexpr std::size_t redis_connections = 4;
 // script calls are in flight; checks that come meanwhile wait and go out
 // together in the next call, at most rate_limit_batch_max of them. One Lua
 // call per request cost more than half the holds/s of the benchmark
-// (docs/benchmarks.md, "Redis").
-constexpr std::size_t rate_limit_calls_max = 2;
+// (docs/benchmarks.md, "Redis"); with one call in flight a check waits at
+// most two round trips to Redis, and every call serves as many as came.
+constexpr std::size_t rate_limit_calls_max = 1;
 constexpr std::size_t rate_limit_batch_max = 500;
 // The read model (messaging/read_model) gathers committed changes for this
 // long and publishes them as one script call per event, of at most

@@ -25,7 +25,7 @@ struct api::context {
   api_request req;
   route_match match;
   respond_fn done;
-  std::string customer_id; // set by require_customer
+  std::string customer_id; // of a valid token: set by require_customer or limited
   std::shared_ptr<const idempotency_scope> idempotency; // set by idempotent
 };
 
