@@ -4,6 +4,7 @@
 #include "core/ids.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
+#include "core/supervised.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
 #include "messaging/kafka_relay.hpp"
@@ -205,6 +206,14 @@ int serve(const serve_config& cfg) {
   caf::actor_system system{caf_cfg};
 
   auto registry = std::make_shared<prometheus::Registry>();
+  // The chaos facility's crashes of the relay and the Redis threads: only
+  // with --chaos, so that without it their injection points test a null.
+  auto chaos_threads = cfg.chaos ? std::make_shared<thread_faults>() : nullptr;
+  auto crashes_of = [&](crash_fault thread_faults::*member) {
+    return chaos_threads ? std::shared_ptr<crash_fault>(
+                               chaos_threads, &(chaos_threads.get()->*member))
+                         : nullptr;
+  };
   runtime_deps deps;
   recovered_state recovered;
   std::shared_ptr<kafka_relay> relay;
@@ -239,6 +248,7 @@ int serve(const serve_config& cfg) {
       relay_cfg.properties = kafka_properties;
       relay_cfg.linger_ms = cfg.kafka_linger_ms;
       relay_cfg.registry = registry;
+      relay_cfg.crashes = crashes_of(&thread_faults::relay);
       relay = std::make_shared<kafka_relay>(std::move(relay_cfg),
                                             make_pg_outbox_reader(cfg.pg_dsn));
       pg_cfg.outbox_node = node_id;
@@ -281,12 +291,13 @@ int serve(const serve_config& cfg) {
     redis_config redis_cfg;
     redis_cfg.endpoint = *redis_at;
     redis_cfg.registry = registry;
+    redis_cfg.crashes = crashes_of(&thread_faults::redis_connection);
     redis = std::make_shared<redis_client>(std::move(redis_cfg));
   }
   if (redis && cfg.read_model != "off") {
     read_model = std::make_shared<redis_read_model>(
         redis, std::make_shared<counting_change_sink>(),
-        read_model_config{registry});
+        read_model_config{registry, crashes_of(&thread_faults::read_model)});
     deps.sink = read_model;
   } else {
     deps.sink = std::make_shared<counting_change_sink>();
@@ -319,6 +330,7 @@ int serve(const serve_config& cfg) {
     room_cfg.tick_ms = limits::admission_tick_ms;
     room_cfg.lease_ms = limits::admission_lease_ms;
     room_cfg.registry = registry;
+    room_cfg.crashes = crashes_of(&thread_faults::waiting_room);
     room_cfg.events = [&dir = rt->dir()] {
       std::vector<waiting_room_event> out;
       for (const auto& event : dir.snapshot()->events_ordered)
@@ -399,6 +411,7 @@ int serve(const serve_config& cfg) {
   api_cfg.reads_from_read_model = read_model && cfg.read_model == "serve";
   api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
   api_cfg.chaos = cfg.chaos;
+  api_cfg.chaos_threads = chaos_threads;
   if (cfg.chaos)
     spdlog::warn("CHAOS FACILITY ON: admins can kill section actors and fail "
                  "store commits under /v1/admin/chaos");

@@ -102,6 +102,9 @@ constexpr int64_t thread_restart_stable_ms = 10'000;
 constexpr int64_t chaos_kill_interval_ms_min = 10;
 constexpr int64_t chaos_duration_ms_max = 3600 * 1000;
 constexpr int64_t chaos_commit_delay_ms_max = 10'000;
+// Crashes to come per thread kind (and the store's writer_crashes): enough
+// for any test; each one costs a supervisor's backoff, up to 5 s.
+constexpr int64_t chaos_crashes_max = 100;
 
 // How long an HTTP request may wait for the actors before it is answered
 // 503 (the default of --request-timeout-ms).

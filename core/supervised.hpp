@@ -3,9 +3,12 @@
 #include "core/limits.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <prometheus/counter.h>
+#include <stdexcept>
+#include <string>
 
 namespace rsv {
 
@@ -50,5 +53,40 @@ void run_supervised(Body&& body, Recover&& recover, Wait&& wait,
     backoff = std::min(backoff * 2, most);
   }
 }
+
+/// Crashes that the chaos facility (--chaos, docs/operations.md) injects
+/// into one kind of supervised thread: the next `crashes` rounds of its loop
+/// throw, at one point at the top of a round, and its supervisor restarts
+/// it. Set from any thread (the admin API), taken by the thread; zero: none.
+struct crash_fault {
+  std::atomic<int> crashes{0};
+};
+
+/// The injection point of a supervised loop: when `fault` has a crash to
+/// come, takes one, counts it in `injected` (both may be null) and throws,
+/// naming `thread`. Otherwise one relaxed load and nothing else.
+inline void crash_if_due(crash_fault* fault, prometheus::Counter* injected,
+                         const char* thread) {
+  if (fault == nullptr) return;
+  int crashes = fault->crashes.load(std::memory_order_relaxed);
+  // Several threads of a kind (the Redis connections) share one count: each
+  // crash is taken by exactly one of them.
+  while (crashes > 0 &&
+         !fault->crashes.compare_exchange_weak(crashes, crashes - 1)) {
+  }
+  if (crashes <= 0) return;
+  if (injected != nullptr) injected->Increment();
+  throw std::runtime_error(std::string{"chaos: injected "} + thread + " crash");
+}
+
+/// The crash faults of the node's supervised threads besides the store's
+/// writers (those are in store_faults): made once at start, shared by the
+/// threads (each gets its member) and the chaos admin API.
+struct thread_faults {
+  crash_fault relay;            // the Kafka outbox relay
+  crash_fault redis_connection; // any of the Redis client's connections
+  crash_fault read_model;       // the read model's publishing thread
+  crash_fault waiting_room;     // the waiting room's admission thread
+};
 
 } // namespace rsv

@@ -70,6 +70,7 @@ struct kafka_relay::impl {
     if (!config.registry) return;
     auto& registry = *config.registry;
     restarts = &actor_restarts(registry, "relay");
+    crashes_injected = &chaos_faults(registry, "relay_crash");
     records_relayed = &prometheus::BuildCounter()
                            .Name("rsv_relay_records_total")
                            .Help("Outbox records Kafka acknowledged")
@@ -106,6 +107,7 @@ struct kafka_relay::impl {
   std::unique_ptr<outbox_reader> outbox;
 
   prometheus::Counter* restarts = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
   prometheus::Counter* records_relayed = nullptr;
   prometheus::Counter* rounds_failed = nullptr;
   prometheus::Gauge* lag_rows = nullptr;
@@ -410,6 +412,7 @@ struct kafka_relay::impl {
         poked = false;
       }
       if (past_drain_deadline()) break;
+      crash_if_due(config.crashes.get(), crashes_injected, "relay");
       auto now = steady::now();
       refresh_backlog_if_due();
       if (!producer) {

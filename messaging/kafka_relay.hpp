@@ -13,6 +13,8 @@
 
 namespace rsv {
 
+struct crash_fault; // core/supervised.hpp
+
 struct kafka_relay_config {
   std::string brokers; // bootstrap.servers
   std::string topic = "reservation-events";
@@ -35,6 +37,8 @@ struct kafka_relay_config {
   int round_gap_ms = 5;
   /// Where the rsv_relay_* metrics go; may be null.
   std::shared_ptr<prometheus::Registry> registry;
+  /// The chaos facility's crashes of the relay thread; may be null.
+  std::shared_ptr<crash_fault> crashes;
 };
 
 /// The outbox relay: reads the outbox in commit order, produces every record

@@ -177,6 +177,7 @@ struct redis_read_model::impl
     sections_published = &published.Add({{"kind", "section"}});
     lost = &published.Add({{"kind", "lost"}});
     restarts = &actor_restarts(*config.registry, "read_model");
+    crashes_injected = &chaos_faults(*config.registry, "read_model_crash");
   }
 
   /// A committed change waiting to be published.
@@ -325,6 +326,7 @@ struct redis_read_model::impl
       wake.wait_until(lock, next_check,
                       [this] { return stopping || !pending.empty(); });
       if (stopping) break;
+      crash_if_due(config.crashes.get(), crashes_injected, "read model");
       if (!pending.empty()) {
         // Let the changes of a few milliseconds gather into one script
         // call per event: one call per change held Redis's CPU (and the
@@ -370,6 +372,7 @@ struct redis_read_model::impl
   prometheus::Counter* sections_published = nullptr;
   prometheus::Counter* lost = nullptr;
   prometheus::Counter* restarts = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
   bool republish_all = false; // its thread only
   snapshot_source one_section;
   std::function<void()> every_section;

@@ -21,8 +21,12 @@ struct section_availability {
   std::vector<seat_status> statuses;
 };
 
+struct crash_fault; // core/supervised.hpp
+
 struct read_model_config {
   std::shared_ptr<prometheus::Registry> registry;
+  /// The chaos facility's crashes of the publishing thread; may be null.
+  std::shared_ptr<crash_fault> crashes;
 };
 
 /// The availability read model: every committed change of a section is

@@ -185,8 +185,10 @@ struct redis_metrics {
                    .Register(registry)
                    .Add({});
     restarts = &actor_restarts(registry, "redis_connection");
+    crashes_injected = &chaos_faults(registry, "redis_connection_crash");
   }
   prometheus::Counter* restarts = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
   prometheus::Gauge* up = nullptr;
   prometheus::Counter* connects = nullptr;
   prometheus::Counter* commands_ok = nullptr;
@@ -203,7 +205,8 @@ struct redis_connection {
         shas(scripts.size()), up(m.up), connects(m.connects),
         commands_ok(m.commands_ok), commands_failed(m.commands_failed),
         batches(m.batches), restarts(m.restarts),
-        outages(std::move(outage_count)) {}
+        crashes_injected(m.crashes_injected), outages(std::move(outage_count)) {
+  }
 
   void fail(queued_command& command, const char* why) {
     if (!command.done) return; // answered already
@@ -431,6 +434,7 @@ struct redis_connection {
         std::lock_guard lock{mutex};
         if (stopping) break;
       }
+      crash_if_due(config.crashes.get(), crashes_injected, "Redis connection");
       if (!context) {
         if (connect()) {
           backoff = std::chrono::milliseconds{50};
@@ -524,6 +528,7 @@ struct redis_connection {
   prometheus::Counter* commands_failed = nullptr;
   prometheus::Counter* batches = nullptr;
   prometheus::Counter* restarts = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
 
   // Connection losses over all of the client's connections, and the count
   // this connection last proved itself alive at.

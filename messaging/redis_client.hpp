@@ -14,6 +14,8 @@
 
 namespace rsv {
 
+struct crash_fault; // core/supervised.hpp
+
 /// Where Redis is, from `--redis-url`:
 /// `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0 by
 /// default). `rediss://` (TLS) is refused: Debian 12's hiredis 0.14 has no
@@ -42,6 +44,9 @@ struct redis_config {
   int command_timeout_ms = 1000;
   /// Where the rsv_redis_* metrics go; may be null.
   std::shared_ptr<prometheus::Registry> registry;
+  /// The chaos facility's crashes of the connection threads (one count for
+  /// all of them); may be null.
+  std::shared_ptr<crash_fault> crashes;
 };
 
 /// One Redis reply, copied out of hiredis so that no hiredis type leaves

@@ -99,8 +99,10 @@ struct waiting_room::impl {
                       .Help("Customers this node's admission loop admitted")
                       .Register(*config.registry)
                       .Add({});
-    if (config.registry)
+    if (config.registry) {
       restarts = &actor_restarts(*config.registry, "waiting_room");
+      crashes_injected = &chaos_faults(*config.registry, "waiting_room_crash");
+    }
   }
 
   void ask(const std::string& event_id, const std::string& customer_id,
@@ -190,6 +192,7 @@ struct waiting_room::impl {
       wake.wait_for(lock, std::chrono::milliseconds(config.tick_ms),
                     [this] { return stopping; });
       if (stopping) break;
+      crash_if_due(config.crashes.get(), crashes_injected, "admission");
       lock.unlock();
       tick(self);
       lock.lock();
@@ -202,6 +205,7 @@ struct waiting_room::impl {
   std::size_t admit = 0;
   prometheus::Counter* admitted = nullptr;
   prometheus::Counter* restarts = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
   std::atomic<int> in_flight{0};
   std::mutex mutex;
   std::condition_variable wake;

@@ -27,6 +27,8 @@ struct waiting_room_event {
   int64_t admit_per_second = 0;
 };
 
+struct crash_fault; // core/supervised.hpp
+
 struct waiting_room_config {
   /// This node's name in the admission lease (distinct per node).
   std::string node_id;
@@ -37,6 +39,8 @@ struct waiting_room_config {
   /// The events to admit for, read every tick (from the directory).
   std::function<std::vector<waiting_room_event>()> events;
   std::shared_ptr<prometheus::Registry> registry;
+  /// The chaos facility's crashes of the admission thread; may be null.
+  std::shared_ptr<crash_fault> crashes;
 };
 
 /// The waiting rooms of all events, kept in Redis so that every node sees
