@@ -198,6 +198,12 @@ void api::handle(api_request req, respond_fn done) {
   case route_id::chaos_store:
     target = &api::chaos_store;
     break;
+  case route_id::chaos_relay:
+    target = &api::chaos_relay;
+    break;
+  case route_id::chaos_redis:
+    target = &api::chaos_redis;
+    break;
   }
   // The write routes are rate limited: every POST and DELETE under /v1.
   bool write = verb == method::post || verb == method::del;

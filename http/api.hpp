@@ -18,6 +18,10 @@
 #include <prometheus/registry.h>
 #include <string>
 
+namespace rsv {
+struct thread_faults; // core/supervised.hpp
+}
+
 namespace rsv::http {
 
 struct api_config {
@@ -46,6 +50,9 @@ struct api_config {
   bool reads_from_read_model = false;
   /// The chaos facility's admin routes (--chaos): off, they answer 404.
   bool chaos = false;
+  /// With chaos: the crashes it injects into the relay and the Redis
+  /// threads (those that run: kafka_health, redis_health, read_model).
+  std::shared_ptr<rsv::thread_faults> chaos_threads;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed
@@ -102,6 +109,8 @@ private:
   void chaos_kill_section(context& ctx);
   void chaos_kill_random(context& ctx);
   void chaos_store(context& ctx);
+  void chaos_relay(context& ctx);
+  void chaos_redis(context& ctx);
   /// False, with 404 or 401 answered, unless chaos is on and it is admin.
   bool require_chaos(context& ctx);
   /// require_chaos, then the body as a JSON object; nullopt when answered.

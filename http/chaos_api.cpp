@@ -3,6 +3,7 @@
 // Without --chaos every one of them answers 404 like an unknown route.
 
 #include "core/limits.hpp"
+#include "core/supervised.hpp"
 #include "http/api.hpp"
 #include "http/api_context.hpp"
 #include "http/json_mapping.hpp"
@@ -37,6 +38,38 @@ std::optional<int64_t> bounded(const nlohmann::json& body, const char* name,
   return std::nullopt;
 }
 
+/// The first member of `body` not in `known`, as a reason; empty when every
+/// one is known. A misspelt fault would otherwise be a silent no-op.
+std::string unknown_member(const nlohmann::json& body,
+                           std::initializer_list<const char*> known) {
+  for (const auto& [name, value] : body.items()) {
+    bool found = false;
+    for (const char* k : known)
+      found = found || name == k;
+    if (!found) {
+      std::string why = name + ": unknown member; expected";
+      const char* separator = " ";
+      for (const char* k : known) {
+        why += separator;
+        why += k;
+        separator = ", ";
+      }
+      return why;
+    }
+  }
+  return {};
+}
+
+/// Crashes to come: 0 to limits::chaos_crashes_max, `fault`'s count when
+/// absent; nullopt (and why) otherwise.
+std::optional<int> crash_count(const nlohmann::json& body, const char* name,
+                               const crash_fault& fault, std::string& why) {
+  auto value = bounded(body, name, 0, limits::chaos_crashes_max,
+                       fault.crashes.load(), why);
+  if (!value) return std::nullopt;
+  return static_cast<int>(*value);
+}
+
 } // namespace
 
 bool api::require_chaos(context& ctx) {
@@ -68,6 +101,20 @@ void api::chaos_state(context& ctx) {
         {"writer_crashes", faults->writer_crashes.load()}};
   else
     body["store"] = nullptr;
+  // The relay and the Redis threads: null when the node does not run them.
+  const auto* threads = config_.chaos_threads.get();
+  body["relay"] = nullptr;
+  body["redis"] = nullptr;
+  if (threads && config_.kafka_health)
+    body["relay"] = {{"crashes", threads->relay.crashes.load()}};
+  if (threads && config_.redis_health) {
+    body["redis"] = {
+        {"connection_crashes", threads->redis_connection.crashes.load()},
+        {"read_model_crashes", nullptr},
+        {"waiting_room_crashes", threads->waiting_room.crashes.load()}};
+    if (config_.read_model)
+      body["redis"]["read_model_crashes"] = threads->read_model.crashes.load();
+  }
   ctx.done(chaos_answer(200, body));
 }
 
@@ -79,6 +126,10 @@ void api::chaos_clear(context& ctx) {
     faults->commit_failure_percent = 0;
     faults->writer_crashes = 0;
   }
+  if (auto* threads = config_.chaos_threads.get())
+    for (auto* fault : {&threads->relay, &threads->redis_connection,
+                        &threads->read_model, &threads->waiting_room})
+      fault->crashes = 0;
   spdlog::warn("chaos: every fault cleared");
   chaos_state(ctx);
 }
@@ -151,9 +202,10 @@ void api::chaos_store(context& ctx) {
   auto failures = delay ? bounded(*json, "commit_failure_percent", 0, 100,
                                   faults->commit_failure_percent.load(), why)
                         : std::nullopt;
-  auto crashes = failures ? bounded(*json, "writer_crashes", 0, 100,
-                                    faults->writer_crashes.load(), why)
-                          : std::nullopt;
+  auto crashes =
+      failures ? bounded(*json, "writer_crashes", 0, limits::chaos_crashes_max,
+                         faults->writer_crashes.load(), why)
+               : std::nullopt;
   if (!crashes) {
     ctx.done(problem(422, problem_code::validation_failed, why));
     return;
@@ -164,6 +216,69 @@ void api::chaos_store(context& ctx) {
   spdlog::warn("chaos: store commits delayed {} ms, {}% failing, {} writer "
                "crashes to come",
                *delay, *failures, *crashes);
+  chaos_state(ctx);
+}
+
+void api::chaos_relay(context& ctx) {
+  auto json = chaos_body(ctx);
+  if (!json) return;
+  auto* threads = config_.chaos_threads.get();
+  if (threads == nullptr || !config_.kafka_health) {
+    ctx.done(problem(409, "chaos_unsupported",
+                     "this node runs no Kafka relay; start it with "
+                     "--kafka-brokers"));
+    return;
+  }
+  auto why = unknown_member(*json, {"crashes"});
+  auto crashes = why.empty()
+                     ? crash_count(*json, "crashes", threads->relay, why)
+                     : std::nullopt;
+  if (!crashes) {
+    ctx.done(problem(422, problem_code::validation_failed, why));
+    return;
+  }
+  threads->relay.crashes = *crashes;
+  spdlog::warn("chaos: {} relay crashes to come", *crashes);
+  chaos_state(ctx);
+}
+
+void api::chaos_redis(context& ctx) {
+  auto json = chaos_body(ctx);
+  if (!json) return;
+  auto* threads = config_.chaos_threads.get();
+  if (threads == nullptr || !config_.redis_health) {
+    ctx.done(problem(409, "chaos_unsupported",
+                     "this node has no Redis threads; start it with "
+                     "--redis-url"));
+    return;
+  }
+  auto why = unknown_member(*json, {"connection_crashes", "read_model_crashes",
+                                    "waiting_room_crashes"});
+  std::optional<int> connection, read_model, waiting_room;
+  if (why.empty())
+    connection = crash_count(*json, "connection_crashes",
+                             threads->redis_connection, why);
+  if (connection)
+    read_model =
+        crash_count(*json, "read_model_crashes", threads->read_model, why);
+  if (read_model)
+    waiting_room =
+        crash_count(*json, "waiting_room_crashes", threads->waiting_room, why);
+  if (!waiting_room) {
+    ctx.done(problem(422, problem_code::validation_failed, why));
+    return;
+  }
+  if (*read_model > 0 && !config_.read_model) {
+    ctx.done(problem(409, "chaos_unsupported",
+                     "this node runs no read model (--read-model off)"));
+    return;
+  }
+  threads->redis_connection.crashes = *connection;
+  threads->read_model.crashes = *read_model;
+  threads->waiting_room.crashes = *waiting_room;
+  spdlog::warn("chaos: Redis crashes to come: {} of a connection thread, {} "
+               "of the read model, {} of the admission thread",
+               *connection, *read_model, *waiting_room);
   chaos_state(ctx);
 }
 

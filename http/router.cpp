@@ -57,6 +57,10 @@ constexpr std::array routes{
               route_id::chaos_kill_random, "POST /v1/admin/chaos/kill-random"},
     route_def{method::post, "/v1/admin/chaos/store", route_id::chaos_store,
               "POST /v1/admin/chaos/store"},
+    route_def{method::post, "/v1/admin/chaos/relay", route_id::chaos_relay,
+              "POST /v1/admin/chaos/relay"},
+    route_def{method::post, "/v1/admin/chaos/redis", route_id::chaos_redis,
+              "POST /v1/admin/chaos/redis"},
 };
 
 const char* method_name(method verb) {

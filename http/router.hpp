@@ -30,6 +30,8 @@ enum class route_id {
   chaos_kill_section,
   chaos_kill_random,
   chaos_store,
+  chaos_relay,
+  chaos_redis,
 };
 
 /// The outcome of matching a request line: a route with its path
