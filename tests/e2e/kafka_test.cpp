@@ -54,10 +54,15 @@ protected:
     }
   }
 
+  /// Further `serve` flags of a fixture.
+  virtual std::vector<std::string> extra_args() const { return {}; }
+
   void start_server() {
     auto args = database_.server_args();
     args.insert(args.end(), {"--kafka-brokers", broker_->bootstrap(),
                              "--node-id", "kafka-test"});
+    auto extra = extra_args();
+    args.insert(args.end(), extra.begin(), extra.end());
     node_ = std::make_unique<server_process>(args);
     http_ = std::make_unique<http_connection>(node_->port());
   }
@@ -156,8 +161,7 @@ TEST_F(kafka_test, a_hold_left_to_expire_becomes_a_hold_expired_record) {
       [&] {
         records = consume_all(broker_->bootstrap(), topic);
         for (const auto& record : records)
-          if (record.id_header == hold_id + ":hold.expired")
-            expired = &record;
+          if (record.id_header == hold_id + ":hold.expired") expired = &record;
         return expired != nullptr;
       },
       45s, 500ms))
@@ -242,6 +246,83 @@ TEST_F(kafka_test, bookings_go_on_while_the_broker_is_down) {
       },
       5s))
       << "the relay lag did not return to 0";
+}
+
+/// The same, with the chaos facility on.
+class kafka_chaos_test : public kafka_test {
+protected:
+  std::vector<std::string> extra_args() const override { return {"--chaos"}; }
+};
+
+// The relay thread crashed six times (the chaos facility) while it relays a
+// load: its supervisor restarts it each time, and every committed change is
+// in the topic, once after dropping duplicates by id, in order per section.
+TEST_F(kafka_chaos_test, a_relay_crashed_under_load_loses_no_change) {
+  const auto& admin = node_->admin_token();
+  for (const json& bad : {json{{"crashes", -1}}, json{{"crashes", 101}},
+                          json{{"crashes", 1.5}}, json{{"crash", 1}}}) {
+    auto refused = http_->post("/v1/admin/chaos/relay", bad, admin);
+    EXPECT_TRUE(is_problem(refused, 422, "validation_failed")) << refused;
+  }
+  // No Redis on this node: nothing of it to crash.
+  EXPECT_TRUE(is_problem(
+      http_->post("/v1/admin/chaos/redis", {{"connection_crashes", 1}}, admin),
+      409, "chaos_unsupported"));
+  EXPECT_EQ(http_->get("/v1/admin/chaos", admin).body_json()["relay"],
+            (json{{"crashes", 0}}));
+
+  // A load that runs until told to stop; each client keeps a few holds and
+  // bookings so that the seats do not run out.
+  auto config = config_;
+  config.seed = 21;
+  config.requests_max = 20'000;
+  config.duration_max = 60s;
+  config.live_max = 8;
+  load_generator load(node_->port(), config);
+  load.start();
+  constexpr int rounds = 3, crashes_per_round = 2;
+  for (int round = 0; round < rounds; ++round) {
+    // Each round further into the load, with records waiting to be relayed.
+    ASSERT_TRUE(load.wait_for(
+        [&](const load_progress& p) {
+          return p.acknowledged >= 150 * (round + 1);
+        },
+        20s))
+        << "the load made no progress";
+    auto set = http_->post("/v1/admin/chaos/relay",
+                           {{"crashes", crashes_per_round}}, admin);
+    ASSERT_EQ(set.status, 200u) << set;
+    EXPECT_EQ(set.body_json()["relay"]["crashes"], crashes_per_round);
+    ASSERT_TRUE(eventually(
+        [&] {
+          return http_->get("/v1/admin/chaos", admin)
+                     .body_json()["relay"]["crashes"] == 0;
+        },
+        10s))
+        << "the relay did not take its crashes";
+  }
+  // A little more load after the last restart.
+  auto at_last = load.progress().acknowledged;
+  EXPECT_TRUE(load.wait_for(
+      [&](const load_progress& p) { return p.acknowledged >= at_last + 100; },
+      20s));
+  load.request_stop();
+  load.join();
+  std::cout << "[   info   ] " << summary(load.operations()) << "\n";
+
+  expect_everything_arrived();
+  auto metrics = http_->get("/metrics").body;
+  EXPECT_EQ(
+      metric_value(metrics, "rsv_chaos_faults_total", R"(kind="relay_crash")"),
+      rounds * crashes_per_round);
+  EXPECT_EQ(
+      metric_value(metrics, "rsv_actor_restarts_total", R"(kind="relay")"),
+      rounds * crashes_per_round);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return http_->get("/health").body_json()["services"]["kafka"] == "ok";
+      },
+      10s));
 }
 
 } // namespace

@@ -589,5 +589,179 @@ TEST(redis_read_model, SeatStatusesReachRedisAndSurviveItsRestart) {
   EXPECT_EQ(node.stop(), 0);
 }
 
+// The chaos facility's crashes of the Redis threads (a connection thread,
+// the read model's, the admission thread) under booking load: no booking
+// fails, and rate limits, the waiting room and the read model work again
+// once the supervisors restarted them.
+TEST(redis_chaos, CrashedRedisThreadsRestartAndNoBookingFails) {
+  redis_server redis;
+  auto args = redis.server_args();
+  for (const char* flag :
+       {"--chaos", "--read-model", "serve", "--rate-limit-customer", "1000000",
+        "--rate-limit-window-seconds", "600"})
+    args.emplace_back(flag);
+  server_process node{args};
+  http_connection http{node.port()};
+  const auto& admin = node.admin_token();
+  ASSERT_TRUE(
+      eventually([&] { return http.get("/health").status == 200; }, 10s))
+      << node.log();
+  create_event(http, admin, queued_event("crashy", 1000, 20));
+
+  // The routes check what they are given.
+  for (const json& bad :
+       {json{{"connection_crashes", -1}}, json{{"read_model_crashes", 101}},
+        json{{"waiting_room_crashes", "2"}}, json{{"connection_crash", 1}}}) {
+    auto refused = http.post("/v1/admin/chaos/redis", bad, admin);
+    EXPECT_TRUE(is_problem(refused, 422, "validation_failed")) << refused;
+  }
+  EXPECT_TRUE(
+      is_problem(http.post("/v1/admin/chaos/relay", {{"crashes", 1}}, admin),
+                 409, "chaos_unsupported"));
+  auto state = http.get("/v1/admin/chaos", admin).body_json();
+  EXPECT_EQ(state["relay"], nullptr);
+  EXPECT_EQ(state["redis"], (json{{"connection_crashes", 0},
+                                  {"read_model_crashes", 0},
+                                  {"waiting_room_crashes", 0}}));
+
+  std::vector<customer> admitted;
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 4; ++i) {
+    admitted.push_back(new_customer(http, "admitted"));
+    auto joined_now = join(http, admitted.back(), "crashy");
+    ASSERT_EQ(joined_now.status, 201u) << joined_now;
+    tokens.push_back(wait_admitted(http, admitted.back(),
+                                   joined_now.body_json()["ticket"]
+                                       .get<std::string>())["admission_token"]
+                         .get<std::string>());
+  }
+
+  // Hold, book, cancel (so the seats come back), until told to stop;
+  // bounded in rounds and time. Every step must succeed.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::mutex failures_mutex;
+  std::vector<std::string> failures;
+  std::vector<std::thread> workers;
+  for (std::size_t i = 0; i < admitted.size(); ++i)
+    workers.emplace_back([&, i] {
+      http_connection client{node.port()};
+      auto until = std::chrono::steady_clock::now() + 60s;
+      for (int round = 0;
+           round < 20'000 && !stop && std::chrono::steady_clock::now() < until;
+           ++round) {
+        auto step = hold_quantity(client, admitted[i], "crashy", "floor", 1,
+                                  {{"X-Admission-Token", tokens[i]}});
+        if (step.status == 201) {
+          step = client.post("/v1/bookings",
+                             {{"hold_id", step.body_json()["hold_id"]}},
+                             admitted[i].token);
+          if (step.status == 201) {
+            step = client.del(
+                "/v1/bookings/" +
+                    step.body_json()["booking_id"].get<std::string>(),
+                admitted[i].token);
+            if (step.status == 200) {
+              ++ok;
+              continue;
+            }
+          }
+        }
+        std::lock_guard lock{failures_mutex};
+        failures.push_back(std::to_string(step.status) + " " + step.body);
+      }
+    });
+
+  ASSERT_TRUE(eventually([&] { return ok.load() >= 20; }, 10s));
+  constexpr int connection_crashes = 3, read_model_crashes = 2,
+                waiting_room_crashes = 2;
+  auto set = http.post("/v1/admin/chaos/redis",
+                       {{"connection_crashes", connection_crashes},
+                        {"read_model_crashes", read_model_crashes},
+                        {"waiting_room_crashes", waiting_room_crashes}},
+                       admin);
+  ASSERT_EQ(set.status, 200u) << set;
+  // Each thread takes its crashes at the top of its loop rounds, after the
+  // backoffs of the restarts before.
+  EXPECT_TRUE(eventually(
+      [&] {
+        return http.get("/v1/admin/chaos", admin).body_json()["redis"] ==
+               json{{"connection_crashes", 0},
+                    {"read_model_crashes", 0},
+                    {"waiting_room_crashes", 0}};
+      },
+      15s, 50ms))
+      << http.get("/v1/admin/chaos", admin);
+  auto after_crashes = ok.load();
+  ASSERT_TRUE(eventually([&] { return ok.load() >= after_crashes + 20; }, 10s))
+      << "the booking load stalled after the crashes";
+  stop = true;
+  for (auto& w : workers)
+    w.join();
+  EXPECT_TRUE(failures.empty())
+      << failures.size() << " failed, first: " << failures.front();
+
+  auto metrics = http.get("/metrics").body;
+  for (auto [kind, crashes] :
+       {std::pair<std::string, int>{"redis_connection", connection_crashes},
+        {"read_model", read_model_crashes},
+        {"waiting_room", waiting_room_crashes}}) {
+    EXPECT_EQ(metric_value(metrics, "rsv_chaos_faults_total",
+                           "kind=\"" + kind + "_crash\""),
+              crashes)
+        << kind;
+    EXPECT_EQ(metric_value(metrics, "rsv_actor_restarts_total",
+                           "kind=\"" + kind + "\""),
+              crashes)
+        << kind;
+  }
+
+  // Everything works again. Redis is up.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto health = http.get("/health");
+        return health.status == 200 &&
+               health.body_json()["services"]["redis"] == "ok";
+      },
+      10s));
+  // The rate limits: counted in Redis again (a RateLimit header), not failed
+  // open.
+  auto limited = hold_quantity(http, admitted[0], "crashy", "floor", 1,
+                               {{"X-Admission-Token", tokens[0]}});
+  ASSERT_EQ(limited.status, 201u) << limited;
+  EXPECT_TRUE(limited.header("RateLimit")) << limited;
+  auto late = new_customer(http, "late");
+  // The waiting room admits a new customer.
+  auto joined_late = join(http, late, "crashy");
+  ASSERT_EQ(joined_late.status, 201u) << joined_late;
+  auto late_token = wait_admitted(http, late,
+                                  joined_late.body_json()["ticket"]
+                                      .get<std::string>())["admission_token"]
+                        .get<std::string>();
+  // The read model shows a new hold.
+  auto held = hold_seats(http, late, "crashy", "floor", {"T-50"},
+                         {{"X-Admission-Token", late_token}});
+  ASSERT_EQ(held.status, 201u) << held;
+  const std::string counts_key = "rsv:rm:{crashy}:floor:counts";
+  EXPECT_TRUE(eventually(
+      [&] {
+        return redis.cli({"HMGET", counts_key, "free", "held", "booked"}) ==
+               "998\n2\n0";
+      },
+      10s))
+      << redis.cli({"HMGET", counts_key, "free", "held", "booked"});
+  EXPECT_EQ(get_seat_map(http, "crashy", "floor").status("T-50"), "held");
+
+  // DELETE clears crashes still to come.
+  ASSERT_EQ(
+      http.post("/v1/admin/chaos/redis", {{"waiting_room_crashes", 100}}, admin)
+          .status,
+      200u);
+  auto cleared = http.del("/v1/admin/chaos", admin);
+  ASSERT_EQ(cleared.status, 200u) << cleared;
+  EXPECT_EQ(cleared.body_json()["redis"]["waiting_room_crashes"], 0);
+  EXPECT_EQ(node.stop(), 0);
+}
+
 } // namespace
 } // namespace rsv::e2e
