@@ -1,10 +1,13 @@
 // The chaos suite (label `chaos`): the real binary with --store postgres on
-// a private PostgreSQL, Kafka on (the project's broker), and the chaos
-// facility (--chaos) on. Eight clients hold, book, release and cancel at
-// once through three faults in a row:
+// a private PostgreSQL, Kafka on (the project's broker), Redis on (a
+// redis-server of the test: the read model and the waiting room's threads),
+// and the chaos facility (--chaos) on. Eight clients hold, book, release and
+// cancel at once through three faults in a row:
 //
 // 1. a random section actor killed every 100 ms for 30 s (the supervisor
-//    restarts each, and it reloads from PostgreSQL before it serves);
+//    restarts each, and it reloads from PostgreSQL before it serves), and
+//    meanwhile, three times, crashes of the Kafka relay thread and of the
+//    Redis threads (each restarted by its supervisor);
 // 2. the whole process killed with SIGKILL, twice, and started again;
 // 3. PostgreSQL frozen with SIGSTOP for 5 s, then thawed.
 //
@@ -22,9 +25,11 @@
 #include "kafka_support.hpp"
 #include "load.hpp"
 #include "pg_cluster.hpp"
+#include "redis_support.hpp"
 
 #include <csignal>
 #include <iostream>
+#include <map>
 #include <thread>
 
 namespace rsv::e2e {
@@ -34,6 +39,13 @@ constexpr int clients = 8;
 constexpr int sections = 16;
 constexpr auto kill_phase = 30s;
 constexpr auto freeze_time = 5s;
+// Rounds of relay and Redis thread crashes during the kill phase, and what
+// each round injects.
+constexpr int crash_rounds = 3;
+constexpr int relay_crashes = 2;
+constexpr int redis_connection_crashes = 2;
+constexpr int read_model_crashes = 1;
+constexpr int waiting_room_crashes = 1;
 
 json chaos_event() {
   std::vector<json> list;
@@ -53,6 +65,7 @@ protected:
     cluster_ = std::make_unique<pg_cluster>();
     cluster_->create_database("rsv_chaos");
     broker_ = std::make_unique<kafka_broker>();
+    redis_ = std::make_unique<redis_server>();
     start_node();
     http_connection http{node_->port()};
     create_event(http, node_->admin_token(), chaos_event());
@@ -63,6 +76,10 @@ protected:
     }
     for (int i = 0; i < clients; ++i)
       config_.customers.push_back(new_customer(http, "chaos"));
+    // Eight clients of at most 25 live holds and bookings each (about 2.3
+    // seats apiece) keep at most ~450 of the 1,600 seats: the load finds
+    // free seats however long it runs.
+    config_.live_max = 25;
   }
 
   void TearDown() override {
@@ -84,7 +101,8 @@ protected:
   void start_node() {
     node_ = std::make_unique<server_process>(std::vector<std::string>{
         "--store", "postgres", "--pg-dsn", conninfo(), "--kafka-brokers",
-        broker_->bootstrap(), "--chaos", "--request-timeout-ms", "2000"});
+        broker_->bootstrap(), "--redis-url", redis_->url(), "--chaos",
+        "--request-timeout-ms", "2000"});
   }
 
   /// SIGKILL, reaped; its log kept for a failure report.
@@ -127,6 +145,7 @@ protected:
 
   std::unique_ptr<pg_cluster> cluster_;
   std::unique_ptr<kafka_broker> broker_;
+  std::unique_ptr<redis_server> redis_;
   std::unique_ptr<server_process> node_;
   load_config config_;
   std::vector<operation> ops_;
@@ -135,21 +154,46 @@ protected:
 
 TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   int faults = 0;
-  // 1. Random section actors killed every 100 ms for 30 s, under load.
+  // 1. Random section actors killed every 100 ms for 30 s, under load, and
+  //    the relay and the Redis threads crashed now and then meanwhile.
   {
-    // Enough requests per client to span the 30 s of kills.
-    auto generator = load(1, kill_phase + 2s, 8000);
+    // Time-bounded: the load spans the whole phase (the count is a bound
+    // for a machine several times faster than this one).
+    auto generator = load(1, kill_phase + 2s, 50'000);
     http_connection admin{node_->port()};
+    const auto& token = node_->admin_token();
     auto started = admin.post(
         "/v1/admin/chaos/kill-random",
         {{"interval_ms", 100},
          {"duration_ms", std::chrono::milliseconds(kill_phase).count()}},
-        node_->admin_token());
+        token);
     ASSERT_EQ(started.status, 202u) << started;
+    auto phase_started = std::chrono::steady_clock::now();
+    int rounds = 0;
+    auto crash_threads = [&] {
+      auto relay = admin.post("/v1/admin/chaos/relay",
+                              {{"crashes", relay_crashes}}, token);
+      EXPECT_EQ(relay.status, 200u) << relay;
+      auto redis = admin.post("/v1/admin/chaos/redis",
+                              {{"connection_crashes", redis_connection_crashes},
+                               {"read_model_crashes", read_model_crashes},
+                               {"waiting_room_crashes", waiting_room_crashes}},
+                              token);
+      EXPECT_EQ(redis.status, 200u) << redis;
+    };
+    // Polls until the kills end; at a quarter, half and three quarters of
+    // the phase it starts a round of thread crashes.
     ASSERT_TRUE(eventually(
         [&] {
-          return admin.get("/v1/admin/chaos", node_->admin_token())
-                     .body_json()["random_kills"] == false;
+          auto elapsed = std::chrono::steady_clock::now() - phase_started;
+          if (rounds < crash_rounds &&
+              elapsed >= kill_phase * (rounds + 1) / (crash_rounds + 1)) {
+            crash_threads();
+            ++rounds;
+          }
+          return rounds == crash_rounds &&
+                 admin.get("/v1/admin/chaos", token)
+                         .body_json()["random_kills"] == false;
         },
         kill_phase + 10s, 100ms))
         << "the random kills did not end";
@@ -158,28 +202,68 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
     keep(*generator);
     ASSERT_TRUE(all_sections_serve(admin))
         << "a section did not serve again after the kills";
+    // Every crash is taken by its thread within a second of a loop round
+    // (plus the backoffs of the ones before it).
+    EXPECT_TRUE(eventually(
+        [&] {
+          auto state = admin.get("/v1/admin/chaos", token).body_json();
+          return state["relay"] == json{{"crashes", 0}} &&
+                 state["redis"] == json{{"connection_crashes", 0},
+                                        {"read_model_crashes", 0},
+                                        {"waiting_room_crashes", 0}};
+        },
+        15s, 100ms))
+        << admin.get("/v1/admin/chaos", token);
     auto metrics = admin.get("/metrics").body;
     auto kills = metric_value(metrics, "rsv_chaos_faults_total",
                               R"(kind="section_kill")");
     auto restarts =
         metric_value(metrics, "rsv_actor_restarts_total", R"(kind="section")");
-    auto first_sent = ops_.front().sent, last_answer = ops_.front().answered;
-    for (const auto& op : ops_) {
-      first_sent = std::min(first_sent, op.sent);
-      last_answer = std::max(last_answer, op.answered);
+    // Each thread kind: every crash injected as asked, and restarted.
+    int thread_crashes = 0;
+    for (auto [kind, per_round] :
+         {std::pair<std::string, int>{"relay", relay_crashes},
+          {"redis_connection", redis_connection_crashes},
+          {"read_model", read_model_crashes},
+          {"waiting_room", waiting_room_crashes}}) {
+      auto injected = metric_value(metrics, "rsv_chaos_faults_total",
+                                   "kind=\"" + kind + "_crash\"");
+      EXPECT_EQ(injected, per_round * crash_rounds) << kind;
+      EXPECT_GE(metric_value(metrics, "rsv_actor_restarts_total",
+                             "kind=\"" + kind + "\""),
+                injected)
+          << "a crashed " << kind << " thread was not restarted";
+      thread_crashes += static_cast<int>(injected);
     }
-    std::cout << "[   info   ] " << kills << " section kills, " << restarts
-              << " restarts, load for "
-              << std::chrono::duration_cast<std::chrono::seconds>(last_answer -
-                                                                  first_sent)
-                     .count()
-              << " s; " << summary(ops_) << "\n";
+    // The load ran through the whole phase: the client that stopped first
+    // still answered until at least 90% of it.
+    auto ops = generator->operations();
+    std::map<int, steady_time> last_answer;
+    auto first_sent = ops.front().sent;
+    for (const auto& op : ops) {
+      first_sent = std::min(first_sent, op.sent);
+      last_answer[op.client] = std::max(last_answer[op.client], op.answered);
+    }
+    std::chrono::milliseconds shortest = kill_phase * 2;
+    for (const auto& [client, at] : last_answer)
+      shortest = std::min(shortest,
+                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                              at - first_sent));
+    std::cout
+        << "[   info   ] " << kills << " section kills, " << restarts
+        << " restarts, " << thread_crashes
+        << " relay and Redis thread crashes, load for "
+        << std::chrono::duration_cast<std::chrono::seconds>(shortest).count()
+        << " s (the shortest client); " << summary(ops) << "\n";
+    EXPECT_EQ(last_answer.size(), static_cast<std::size_t>(clients));
+    EXPECT_GE(shortest, kill_phase * 9 / 10)
+        << "the load ended before the kills did";
     // 10 a second for 30 s, on a loaded machine: most of them.
     EXPECT_GE(kills, 150);
     EXPECT_GE(restarts, kills * 0.9) << "a killed section was not restarted";
     EXPECT_EQ(metric_value(metrics, "rsv_sections_failed"), 0)
         << "random kills at this rate must not look like a restart storm";
-    faults += static_cast<int>(kills);
+    faults += static_cast<int>(kills) + thread_crashes;
   }
 
   // 2. kill -9 of the whole process under load, twice, and a restart.
@@ -281,6 +365,18 @@ TEST(chaos_facility, is_off_by_default_and_admin_only) {
   auto store = to_chaotic.post("/v1/admin/chaos/store",
                                {{"commit_delay_ms", 5}}, chaotic.admin_token());
   EXPECT_TRUE(is_problem(store, 409, "chaos_unsupported")) << store;
+  // Nor a relay (no Kafka) or Redis threads (no Redis) to crash.
+  auto relay = to_chaotic.post("/v1/admin/chaos/relay", {{"crashes", 1}},
+                               chaotic.admin_token());
+  EXPECT_TRUE(is_problem(relay, 409, "chaos_unsupported")) << relay;
+  auto redis =
+      to_chaotic.post("/v1/admin/chaos/redis", {{"connection_crashes", 1}},
+                      chaotic.admin_token());
+  EXPECT_TRUE(is_problem(redis, 409, "chaos_unsupported")) << redis;
+  auto state =
+      to_chaotic.get("/v1/admin/chaos", chaotic.admin_token()).body_json();
+  EXPECT_EQ(state["relay"], nullptr);
+  EXPECT_EQ(state["redis"], nullptr);
   EXPECT_EQ(chaotic.stop(), 0);
 }
 

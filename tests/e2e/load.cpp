@@ -314,14 +314,19 @@ void load_generator::run_client(int index) {
 
   auto next_mixed = [&] {
     auto roll = rng() % 100;
+    // At its bound a client gives seats back instead of taking more: it
+    // releases where it would have held, or cancels when it has bookings.
+    bool full =
+        config_.live_max > 0 && active.size() + confirmed.size() >=
+                                    static_cast<std::size_t>(config_.live_max);
     operation op;
     if (!active.empty() && roll < 25) {
       op.kind = op_kind::book;
       op.hold_id = active[pick(active.size())];
-    } else if (!active.empty() && roll < 40) {
+    } else if (!active.empty() && (roll < 40 || (full && confirmed.empty()))) {
       op.kind = op_kind::release;
       op.hold_id = active[pick(active.size())];
-    } else if (!confirmed.empty() && roll < 50) {
+    } else if (!confirmed.empty() && (roll < 50 || full)) {
       op.kind = op_kind::cancel;
       const auto& booking = confirmed[pick(confirmed.size())];
       op.booking_id = booking.first;

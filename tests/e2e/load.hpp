@@ -80,6 +80,11 @@ struct load_config {
   };
   plan what = plan::mixed;
   int burst_holds = 5;
+  /// Mixed plan: a client with this many holds and bookings of its own (
+  /// acknowledged, not released or cancelled) books, releases and cancels
+  /// but holds nothing more until it has fewer, so that a long load keeps
+  /// finding free seats. 0: no bound (the seats run out in the end).
+  int live_max = 0;
   /// Requests per client at most, and the whole load's time at most.
   int requests_max = 400;
   std::chrono::milliseconds duration_max = 30s;
