@@ -397,6 +397,9 @@ struct kafka_relay::impl {
                         "round again",
                         what);
           brokers_up = false;
+          // The topic handle first: it belongs to the producer, and
+          // destroying it after its producer hung the restarted relay.
+          topic.reset();
           producer.reset();
         },
         [this](std::chrono::milliseconds delay) { pause(delay); }, restarts);
