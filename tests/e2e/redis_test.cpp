@@ -72,6 +72,88 @@ json wait_admitted(http_connection& http, const customer& who,
   return last;
 }
 
+/// `count` new customers, each queued for `event_id` and admitted; their
+/// admission tokens in `tokens`, in the same order. Throws on failure.
+std::vector<customer> admitted_customers(http_connection& http,
+                                         const std::string& event_id,
+                                         int count,
+                                         std::vector<std::string>& tokens) {
+  std::vector<customer> out;
+  for (int i = 0; i < count; ++i) {
+    out.push_back(new_customer(http, "admitted"));
+    auto joined_now = join(http, out.back(), event_id);
+    if (joined_now.status != 201)
+      throw std::runtime_error("join answered " +
+                               std::to_string(joined_now.status));
+    tokens.push_back(wait_admitted(http, out.back(),
+                                   joined_now.body_json()["ticket"]
+                                       .get<std::string>())["admission_token"]
+                         .get<std::string>());
+  }
+  return out;
+}
+
+/// Booking load: one thread per admitted customer holds a seat of the
+/// event's "floor", books it and cancels it (so the seats come back), round
+/// after round until `stop` (at most 20,000 rounds and 60 s). A round that
+/// does not succeed at every step is a failure.
+class booking_cycles {
+public:
+  booking_cycles(unsigned short port, std::string event_id,
+                 const std::vector<customer>& who,
+                 const std::vector<std::string>& tokens) {
+    for (std::size_t i = 0; i < who.size(); ++i)
+      workers_.emplace_back([this, port, event_id, customer = who[i],
+                             token = tokens[i]] {
+        http_connection http{port};
+        auto until = std::chrono::steady_clock::now() + 60s;
+        for (int round = 0; round < 20'000 && !stop_ &&
+                            std::chrono::steady_clock::now() < until;
+             ++round) {
+          auto step = hold_quantity(http, customer, event_id, "floor", 1,
+                                    {{"X-Admission-Token", token}});
+          if (step.status == 201) {
+            step = http.post("/v1/bookings",
+                             {{"hold_id", step.body_json()["hold_id"]}},
+                             customer.token);
+            if (step.status == 201) {
+              step = http.del(
+                  "/v1/bookings/" +
+                      step.body_json()["booking_id"].get<std::string>(),
+                  customer.token);
+              if (step.status == 200) {
+                ++ok_;
+                continue;
+              }
+            }
+          }
+          std::lock_guard lock{mutex_};
+          failures_.push_back(std::to_string(step.status) + " " + step.body);
+        }
+      });
+  }
+  ~booking_cycles() { stop(); }
+
+  /// Rounds that succeeded so far.
+  int ok() const { return ok_.load(); }
+
+  /// Stops and joins the threads; the failed rounds' last answers.
+  std::vector<std::string> stop() {
+    stop_ = true;
+    for (auto& w : workers_)
+      if (w.joinable()) w.join();
+    std::lock_guard lock{mutex_};
+    return failures_;
+  }
+
+private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0};
+  std::mutex mutex_;
+  std::vector<std::string> failures_;
+  std::vector<std::thread> workers_;
+};
+
 class redis_test : public ::testing::Test {
 protected:
   void SetUp() override {
@@ -324,60 +406,14 @@ TEST_F(redis_test, AdmissionTokensAreBoundToCustomerEventAndTime) {
 
 TEST_F(redis_test, WithoutRedisJoinsAnswer503AndAdmittedCustomersBookOn) {
   create_event(*http_, node_->admin_token(), queued_event("show", 1000, 20));
-  std::vector<customer> admitted;
   std::vector<std::string> tokens;
-  for (int i = 0; i < 4; ++i) {
-    admitted.push_back(new_customer(*http_, "admitted"));
-    auto joined_now = join(*http_, admitted.back(), "show");
-    ASSERT_EQ(joined_now.status, 201u) << joined_now;
-    tokens.push_back(wait_admitted(*http_, admitted.back(),
-                                   joined_now.body_json()["ticket"]
-                                       .get<std::string>())["admission_token"]
-                         .get<std::string>());
-  }
+  auto admitted = admitted_customers(*http_, "show", 4, tokens);
   auto late = new_customer(*http_, "late");
 
   // Booking load from the admitted customers while Redis is killed and
   // started again: every hold and booking succeeds.
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0};
-  std::mutex failures_mutex;
-  std::vector<std::string> failures;
-  std::vector<std::thread> workers;
-  for (std::size_t i = 0; i < admitted.size(); ++i)
-    workers.emplace_back([&, i] {
-      http_connection http{node_->port()};
-      // Hold, book, cancel (so the seats come back), until told to stop;
-      // bounded in rounds and time.
-      auto until = std::chrono::steady_clock::now() + 60s;
-      for (int round = 0;
-           round < 20'000 && !stop && std::chrono::steady_clock::now() < until;
-           ++round) {
-        auto hold = hold_quantity(http, admitted[i], "show", "floor", 1,
-                                  {{"X-Admission-Token", tokens[i]}});
-        if (hold.status == 201) {
-          auto booked = http.post("/v1/bookings",
-                                  {{"hold_id", hold.body_json()["hold_id"]}},
-                                  admitted[i].token);
-          if (booked.status == 201) {
-            auto cancelled = http.del(
-                "/v1/bookings/" +
-                    booked.body_json()["booking_id"].get<std::string>(),
-                admitted[i].token);
-            if (cancelled.status == 200) {
-              ++ok;
-              continue;
-            }
-            booked = cancelled;
-          }
-          hold = booked;
-        }
-        std::lock_guard lock{failures_mutex};
-        failures.push_back(std::to_string(hold.status) + " " + hold.body);
-      }
-    });
-
-  ASSERT_TRUE(eventually([&] { return ok.load() >= 5; }, 10s));
+  booking_cycles load{node_->port(), "show", admitted, tokens};
+  ASSERT_TRUE(eventually([&] { return load.ok() >= 5; }, 10s));
   redis_->kill();
   EXPECT_TRUE(eventually(
       [&] {
@@ -389,8 +425,8 @@ TEST_F(redis_test, WithoutRedisJoinsAnswer503AndAdmittedCustomersBookOn) {
   auto refused = join(*http_, late, "show");
   EXPECT_TRUE(is_problem(refused, 503, "unavailable")) << refused;
   EXPECT_TRUE(refused.header("Retry-After").has_value());
-  auto during = ok.load();
-  ASSERT_TRUE(eventually([&] { return ok.load() >= during + 5; }, 10s));
+  auto during = load.ok();
+  ASSERT_TRUE(eventually([&] { return load.ok() >= during + 5; }, 10s));
 
   redis_->restart();
   EXPECT_TRUE(eventually(
@@ -400,9 +436,7 @@ TEST_F(redis_test, WithoutRedisJoinsAnswer503AndAdmittedCustomersBookOn) {
                health.body_json()["services"]["redis"] == "ok";
       },
       10s));
-  stop = true;
-  for (auto& w : workers)
-    w.join();
+  auto failures = load.stop();
   EXPECT_TRUE(failures.empty())
       << failures.size() << " failed, first: " << failures.front();
   // The new Redis is empty: the late customer is first in line.
@@ -624,55 +658,12 @@ TEST(redis_chaos, CrashedRedisThreadsRestartAndNoBookingFails) {
                                   {"read_model_crashes", 0},
                                   {"waiting_room_crashes", 0}}));
 
-  std::vector<customer> admitted;
   std::vector<std::string> tokens;
-  for (int i = 0; i < 4; ++i) {
-    admitted.push_back(new_customer(http, "admitted"));
-    auto joined_now = join(http, admitted.back(), "crashy");
-    ASSERT_EQ(joined_now.status, 201u) << joined_now;
-    tokens.push_back(wait_admitted(http, admitted.back(),
-                                   joined_now.body_json()["ticket"]
-                                       .get<std::string>())["admission_token"]
-                         .get<std::string>());
-  }
+  auto admitted = admitted_customers(http, "crashy", 4, tokens);
+  // Every round of the booking load must succeed.
+  booking_cycles load{node.port(), "crashy", admitted, tokens};
 
-  // Hold, book, cancel (so the seats come back), until told to stop;
-  // bounded in rounds and time. Every step must succeed.
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0};
-  std::mutex failures_mutex;
-  std::vector<std::string> failures;
-  std::vector<std::thread> workers;
-  for (std::size_t i = 0; i < admitted.size(); ++i)
-    workers.emplace_back([&, i] {
-      http_connection client{node.port()};
-      auto until = std::chrono::steady_clock::now() + 60s;
-      for (int round = 0;
-           round < 20'000 && !stop && std::chrono::steady_clock::now() < until;
-           ++round) {
-        auto step = hold_quantity(client, admitted[i], "crashy", "floor", 1,
-                                  {{"X-Admission-Token", tokens[i]}});
-        if (step.status == 201) {
-          step = client.post("/v1/bookings",
-                             {{"hold_id", step.body_json()["hold_id"]}},
-                             admitted[i].token);
-          if (step.status == 201) {
-            step = client.del(
-                "/v1/bookings/" +
-                    step.body_json()["booking_id"].get<std::string>(),
-                admitted[i].token);
-            if (step.status == 200) {
-              ++ok;
-              continue;
-            }
-          }
-        }
-        std::lock_guard lock{failures_mutex};
-        failures.push_back(std::to_string(step.status) + " " + step.body);
-      }
-    });
-
-  ASSERT_TRUE(eventually([&] { return ok.load() >= 20; }, 10s));
+  ASSERT_TRUE(eventually([&] { return load.ok() >= 20; }, 10s));
   constexpr int connection_crashes = 3, read_model_crashes = 2,
                 waiting_room_crashes = 2;
   auto set = http.post("/v1/admin/chaos/redis",
@@ -692,12 +683,10 @@ TEST(redis_chaos, CrashedRedisThreadsRestartAndNoBookingFails) {
       },
       15s, 50ms))
       << http.get("/v1/admin/chaos", admin);
-  auto after_crashes = ok.load();
-  ASSERT_TRUE(eventually([&] { return ok.load() >= after_crashes + 20; }, 10s))
+  auto after_crashes = load.ok();
+  ASSERT_TRUE(eventually([&] { return load.ok() >= after_crashes + 20; }, 10s))
       << "the booking load stalled after the crashes";
-  stop = true;
-  for (auto& w : workers)
-    w.join();
+  auto failures = load.stop();
   EXPECT_TRUE(failures.empty())
       << failures.size() << " failed, first: " << failures.front();
 
