@@ -37,7 +37,8 @@ struct rate_decision {
 /// in flight, new checks wait, and the next call counts all of them at once
 /// (each distinct key moved by INCRBY of its requests, the requests then
 /// numbered in arrival order), so under load one Lua call and one round trip
-/// serve hundreds of requests, and a lone request still goes out at once.
+/// serve many requests (about ten in the benchmark, docs/benchmarks.md), and
+/// a lone request still goes out at once.
 /// When Redis cannot be asked the request is allowed (fail open) and
 /// rsv_rate_limit_requests_total{outcome="fail_open"} counts it: Redis is
 /// never in the way of a booking.

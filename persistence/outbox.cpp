@@ -354,14 +354,15 @@ public:
   caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) override {
     if (auto err = ensure_connected()) return err;
     if (!leader_) return std::vector<outbox_row>{};
-    auto now = std::chrono::steady_clock::now();
-    if (now >= next_discovery_) {
+    bool discovered = false;
+    if (std::chrono::steady_clock::now() >= next_discovery_) {
       if (auto err = discover()) return err;
+      discovered = true;
     }
     auto rows = read_streams(max_rows);
     // Nothing from the streams known: a new one (a node that started) may
-    // have rows.
-    if (rows && rows->empty() && now < next_discovery_) {
+    // have rows, unless the streams were just listed.
+    if (rows && rows->empty() && !discovered) {
       if (auto err = discover()) return err;
       rows = read_streams(max_rows);
     }
@@ -376,19 +377,26 @@ public:
   }
 
   caf::error trim() override {
+    auto untrimmed = [](const auto& entry) {
+      return entry.second.delivered > entry.second.trimmed;
+    };
+    if (std::none_of(marks_.begin(), marks_.end(), untrimmed)) return {};
+    // Escaping the stream names needs the connection.
+    if (auto err = ensure_connected()) return err;
     // Rows up to a stream's mark were all delivered: they are read in seq
     // order, and a round is acknowledged only when all of it was. Only the
     // range since the last trim: below it are the deleted rows' index
     // entries, which vacuum has not necessarily removed yet.
     std::string ranges;
-    for (const auto& [stream, mark] : marks_) {
-      if (mark.delivered <= mark.trimmed) continue;
+    for (const auto& entry : marks_) {
+      if (!untrimmed(entry)) continue;
+      const auto& [stream, mark] = entry;
       ranges += (ranges.empty() ? "" : " OR ") + std::string{"(stream = "} +
                 literal(stream) + " AND seq > " + std::to_string(mark.trimmed) +
                 " AND seq <= " + std::to_string(mark.delivered) + ')';
     }
+    // A reconnection that took the lease again starts from the table.
     if (ranges.empty()) return {};
-    if (auto err = ensure_connected()) return err;
     auto sql = "DELETE FROM outbox WHERE " + ranges;
     result_ptr result{PQexec(conn_.get(), sql.c_str())};
     if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
