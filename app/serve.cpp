@@ -346,6 +346,7 @@ int serve(const serve_config& cfg) {
       limit_cfg.address_per_window = cfg.rate_limit_address;
       limit_cfg.window_seconds = cfg.rate_limit_window_seconds;
       limit_cfg.registry = registry;
+      limit_cfg.endpoint = *redis_at;
       limits_shared = std::make_shared<rate_limiter>(redis, limit_cfg);
       spdlog::info("rate limits: {} per customer, {} per address, per {} s "
                    "(0: none)",
@@ -404,7 +405,14 @@ int serve(const serve_config& cfg) {
     spdlog::warn("no web pages (no --web-root, none beside the executable): "
                  "/ answers 404");
   api_cfg.web_pages = *web_pages;
-  if (redis) api_cfg.redis_health = [redis] { return redis->health(); };
+  // The rate limits' own connections (one per I/O thread) count too.
+  if (redis)
+    api_cfg.redis_health = [redis, limits_shared] {
+      auto state = redis->health();
+      if (state == service_state::ok && limits_shared)
+        state = limits_shared->health();
+      return state;
+    };
   api_cfg.waiting_room = queues;
   api_cfg.rate_limits = limits_shared;
   api_cfg.read_model = read_model;

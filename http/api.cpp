@@ -215,6 +215,12 @@ void api::handle(api_request req, respond_fn done) {
   (this->*target)(*ctx);
 }
 
+std::shared_ptr<void> api::io_thread_started(boost::asio::io_context& io) {
+  if (config_.rate_limits && config_.rate_limits->enabled())
+    return config_.rate_limits->attach(io);
+  return nullptr;
+}
+
 void api::limited(std::shared_ptr<context> ctx, handler target) {
   // The customer of a valid session token; an invalid one is counted by
   // address only (and refused 401 by the route).

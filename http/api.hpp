@@ -6,6 +6,8 @@
 #include "http/router.hpp"
 #include "http/static_files.hpp"
 #include "messaging/rate_limiter.hpp"
+
+#include <boost/asio/io_context.hpp>
 #include "messaging/read_model.hpp"
 #include "messaging/waiting_room.hpp"
 
@@ -69,6 +71,11 @@ public:
   ~api();
 
   void handle(api_request req, respond_fn done);
+
+  /// Called by each I/O thread, on it, before it runs `io`: what the API
+  /// keeps per thread (the rate limits' own Redis connection). The thread
+  /// drops the answer once `io` no longer runs.
+  std::shared_ptr<void> io_thread_started(boost::asio::io_context& io);
 
   /// `/ready` answers 200 only while ready: false while starting and once
   /// draining begins.

@@ -25,9 +25,10 @@ struct api_request {
   /// The client's IP address as text (for per-address rate limits); empty
   /// when unknown.
   std::string remote_address;
-  /// Runs a continuation back on the connection's I/O thread (set by the
-  /// server); unset: the API runs it inline. Used after a Redis answer, so
-  /// that request work does not pile up on the Redis client's thread.
+  /// Runs a continuation on the connection's I/O thread (set by the server):
+  /// at once when called there, posted from any other thread; unset: the API
+  /// runs it inline. Used after a Redis answer, so that request work does not
+  /// pile up on the Redis client's thread.
   std::function<void(std::function<void()>)> resume;
 };
 

@@ -241,9 +241,11 @@ private:
     keep_alive_ = message.keep_alive();
     auto req = to_api_request(std::move(message));
     req.remote_address = remote_address();
+    // On this thread already (a Redis answer on the thread's own
+    // connection) it runs at once; from any other thread it is posted.
     req.resume = [executor = stream_.get_executor()](
                      std::function<void()> continuation) {
-      asio::post(executor, std::move(continuation));
+      asio::dispatch(executor, std::move(continuation));
     };
     started_ = std::chrono::steady_clock::now();
     auto generation = ++generation_;
@@ -407,9 +409,12 @@ caf::expected<unsigned short> server::start() {
   accept_next();
   for (auto& context : contexts_) {
     auto* ctx = context.get();
-    threads_.emplace_back([ctx] {
+    threads_.emplace_back([ctx, shared = shared_] {
       auto guard = asio::make_work_guard(*ctx);
+      auto per_thread = shared->handler.io_thread_started(*ctx);
       ctx->run();
+      // Before the io_context goes (it outlives the thread).
+      per_thread.reset();
     });
   }
   return port;

@@ -8,6 +8,10 @@
 #include <prometheus/registry.h>
 #include <string>
 
+namespace boost::asio {
+class io_context;
+} // namespace boost::asio
+
 namespace rsv {
 
 struct rate_limit_config {
@@ -16,6 +20,10 @@ struct rate_limit_config {
   int64_t customer_per_window = 0;
   int64_t address_per_window = 0;
   int64_t window_seconds = 10;
+  /// Where the I/O threads' own connections go (see `attach`).
+  redis_endpoint endpoint;
+  int connect_timeout_ms = 500;
+  int command_timeout_ms = 1000;
   std::shared_ptr<prometheus::Registry> registry;
 };
 
@@ -33,18 +41,25 @@ struct rate_decision {
 /// `rsv:rl:c:<customer>` and `rsv:rl:a:<address>`, each window starting at
 /// the first request and ending with the key's expiry, Redis's clock).
 ///
-/// Checks are batched: while limits::rate_limit_calls_max script calls are
-/// in flight, new checks wait, and the next call counts all of them at once
-/// (each distinct key moved by INCRBY of its requests, the requests then
-/// numbered in arrival order), so under load one Lua call and one round trip
-/// serve many requests (about ten in the benchmark, docs/benchmarks.md), and
-/// a lone request still goes out at once.
+/// Each HTTP I/O thread has a Redis connection of its own (`attach`, a
+/// redis_pipe driven by the thread's io_context): a check made on that
+/// thread goes out from it and is answered on it, with no other thread woken
+/// and no lock taken. A check from any other thread goes through the shared
+/// redis_client.
+///
+/// Checks are batched per connection: while limits::rate_limit_calls_max
+/// script calls are in flight, new checks wait, and the next call counts all
+/// of them at once (each distinct key moved by INCRBY of its requests, the
+/// requests then numbered in arrival order), so under load one Lua call and
+/// one round trip serve many requests, and a lone request still goes out at
+/// once.
 /// When Redis cannot be asked the request is allowed (fail open) and
 /// rsv_rate_limit_requests_total{outcome="fail_open"} counts it: Redis is
 /// never in the way of a booking.
 ///
-/// Thread-safe. `done` runs on the Redis client's thread, or at once on the
-/// caller's when Redis is down: it must only post.
+/// Thread-safe. On an attached thread `done` runs on that thread, later or
+/// at once; otherwise on the Redis client's thread, or at once on the
+/// caller's when Redis is down: there it must only post.
 class rate_limiter {
 public:
   rate_limiter(std::shared_ptr<redis_client> redis, rate_limit_config config);
@@ -59,11 +74,24 @@ public:
   void check(const std::string& customer_id, const std::string& address,
              std::function<void(rate_decision)> done);
 
+  /// Gives the calling thread, which runs `io`, a Redis connection of its
+  /// own for its checks; call it on that thread before `io` runs. The
+  /// answer holds the connection: drop it on the same thread once `io` no
+  /// longer runs, before `io` is destroyed.
+  std::shared_ptr<void> attach(boost::asio::io_context& io);
+
+  /// ok while every attached thread's connection is up (and when none is
+  /// attached), down otherwise.
+  service_state health() const;
+
   struct batcher;
+  struct lane;
+  struct lanes;
 
 private:
   rate_limit_config config_;
   std::shared_ptr<batcher> batcher_;
+  std::shared_ptr<lanes> lanes_;
 };
 
 } // namespace rsv

@@ -1,5 +1,7 @@
 #include "messaging/redis_client.hpp"
 
+#include "messaging/hiredis_support.hpp"
+
 #include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
@@ -11,7 +13,6 @@
 #include <charconv>
 #include <condition_variable>
 #include <deque>
-#include <hiredis/hiredis.h>
 #include <mutex>
 #include <optional>
 #include <prometheus/counter.h>
@@ -46,6 +47,24 @@ std::string percent_decode(std::string_view text) {
   return out;
 }
 
+timeval to_timeval(int ms) {
+  timeval tv{};
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  return tv;
+}
+
+/// One command on its way: `script` names a script to run by EVALSHA
+/// (args then start with numkeys), otherwise `args` is the whole command.
+struct queued_command {
+  std::size_t script = no_script;
+  std::vector<std::string> args;
+  redis_callback done;
+  static constexpr std::size_t no_script = static_cast<std::size_t>(-1);
+};
+
+} // namespace
+
 redis_reply copy_reply(const redisReply* reply) {
   redis_reply out;
   switch (reply->type) {
@@ -77,23 +96,19 @@ redis_reply copy_reply(const redisReply* reply) {
   return out;
 }
 
-timeval to_timeval(int ms) {
-  timeval tv{};
-  tv.tv_sec = ms / 1000;
-  tv.tv_usec = (ms % 1000) * 1000;
-  return tv;
+std::vector<std::vector<std::string>>
+session_commands(const redis_endpoint& endpoint) {
+  std::vector<std::vector<std::string>> out;
+  if (!endpoint.password.empty()) {
+    if (endpoint.user.empty())
+      out.push_back({"AUTH", endpoint.password});
+    else
+      out.push_back({"AUTH", endpoint.user, endpoint.password});
+  }
+  if (endpoint.db != 0) out.push_back({"SELECT", std::to_string(endpoint.db)});
+  return out;
 }
 
-/// One command on its way: `script` names a script to run by EVALSHA
-/// (args then start with numkeys), otherwise `args` is the whole command.
-struct queued_command {
-  std::size_t script = no_script;
-  std::vector<std::string> args;
-  redis_callback done;
-  static constexpr std::size_t no_script = static_cast<std::size_t>(-1);
-};
-
-} // namespace
 
 caf::expected<redis_endpoint> parse_redis_url(const std::string& url) {
   constexpr std::string_view scheme = "redis://";
@@ -258,10 +273,8 @@ struct redis_connection {
       return true;
     };
     bool ok = true;
-    if (!ep.password.empty())
-      ok = ep.user.empty() ? simple({"AUTH", ep.password})
-                           : simple({"AUTH", ep.user, ep.password});
-    if (ok && ep.db != 0) ok = simple({"SELECT", std::to_string(ep.db)});
+    for (auto& command : session_commands(ep))
+      if (ok) ok = simple(std::move(command));
     for (std::size_t i = 0; ok && i < scripts.size(); ++i) {
       auto reply = run_now({"SCRIPT", "LOAD", scripts[i]});
       ok = reply && reply->kind == redis_reply::type::string;

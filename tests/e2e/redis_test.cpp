@@ -505,6 +505,29 @@ TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
       metric(a, "rsv_rate_limit_requests_total{outcome=\"fail_open\"}");
   ASSERT_TRUE(after);
   EXPECT_GE(*after, *before + 1);
+
+  // Redis back (empty): both nodes reconnect by themselves, every
+  // connection of theirs (the I/O threads' own ones included, which /health
+  // counts), and the shared limit holds again.
+  redis.restart();
+  for (auto* http : {&a, &b})
+    EXPECT_TRUE(eventually(
+        [&] {
+          auto health = http->get("/health");
+          return health.status == 200u &&
+                 health.body_json()["services"]["redis"] == "ok";
+        },
+        10s))
+        << http->get("/health");
+  auto later = new_customer(a, "later");
+  for (int i = 0; i < 6; ++i) {
+    auto again = hold_quantity(i % 2 == 0 ? a : b, later, "limited", "s", 1);
+    ASSERT_EQ(again.status, 201u) << "request " << i + 1 << ": " << again;
+    EXPECT_TRUE(again.header("RateLimit")) << again;
+  }
+  for (auto* http : {&a, &b})
+    EXPECT_TRUE(is_problem(hold_quantity(*http, later, "limited", "s", 1), 429,
+                           "rate_limited"));
   EXPECT_EQ(first.stop(), 0);
   EXPECT_EQ(second.stop(), 0);
 }
