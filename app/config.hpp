@@ -29,6 +29,8 @@ struct serve_config {
   int64_t rate_limit_customer = 0;
   int64_t rate_limit_address = 0;
   int64_t rate_limit_window_seconds = 10;
+  // Request numbers reserved ahead per hot key (0: none).
+  int64_t rate_limit_lease_max = 256;
   // The availability read model in Redis: off, publish (keep it, read from
   // memory) or serve (also answer event counts and seat maps from it).
   std::string read_model = "publish";

@@ -156,6 +156,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}))
       ->capture_default_str();
   serve
+      ->add_option("--rate-limit-lease-max", cfg.rate_limit_lease_max,
+                   "request numbers an I/O thread may reserve ahead in Redis "
+                   "for a key that keeps coming, so that its next requests "
+                   "need no round trip (0: every request counted in Redis; "
+                   "docs/architecture.md, \"Rate limits\")")
+      ->envname("RSV_RATE_LIMIT_LEASE_MAX")
+      ->check(CLI::Range(int64_t{0}, int64_t{100'000}))
+      ->capture_default_str();
+  serve
       ->add_option("--read-model", cfg.read_model,
                    "with Redis: off, publish (counts and seat statuses to "
                    "Redis after every commit) or serve (also answer event "

@@ -156,6 +156,16 @@ constexpr std::size_t redis_connections = 4;
 // most two round trips to Redis, and every call serves as many as came.
 constexpr std::size_t rate_limit_calls_max = 1;
 constexpr std::size_t rate_limit_batch_max = 500;
+// Leases of request numbers (messaging/rate_limiter): a key that comes again
+// in its window has numbers reserved ahead, at most --rate-limit-lease-max
+// and at most 1/rate_limit_lease_share of what its window has left, so that
+// numbers left unused when the window ends (the only cost: requests refused
+// that another node's lease would have allowed) are a small share of the
+// quota, and near the quota every request is counted in Redis again. Keys
+// are remembered for their window, at most rate_limit_leases_max per I/O
+// thread (about 100 bytes each).
+constexpr std::size_t rate_limit_lease_share = 128;
+constexpr std::size_t rate_limit_leases_max = 65'536;
 // The read model (messaging/read_model) gathers committed changes for this
 // long and publishes them as one script call per event, of at most
 // read_model_batch_max changes: a call per change cost Redis more CPU than

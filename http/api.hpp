@@ -130,6 +130,8 @@ private:
   std::optional<nlohmann::json> json_body(context& ctx);
   /// Checks the shared rate limits, then runs `target` (429 when over).
   void limited(std::shared_ptr<context> ctx, handler target);
+  /// Answers 429, or runs `target` with the RateLimit headers added.
+  void after_limits(context& ctx, handler target, rate_decision decision);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
 

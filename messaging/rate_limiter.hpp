@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <prometheus/registry.h>
 #include <string>
 
@@ -20,6 +21,9 @@ struct rate_limit_config {
   int64_t customer_per_window = 0;
   int64_t address_per_window = 0;
   int64_t window_seconds = 10;
+  /// Request numbers reserved ahead for a key that keeps coming, at most
+  /// (see below); 0: every request is counted in Redis.
+  int64_t lease_max = 0;
   /// Where the I/O threads' own connections go (see `attach`).
   redis_endpoint endpoint;
   int connect_timeout_ms = 500;
@@ -73,6 +77,12 @@ public:
   /// (empty: unknown) and says whether it is within the limits.
   void check(const std::string& customer_id, const std::string& address,
              std::function<void(rate_decision)> done);
+
+  /// The decision at once, on an attached thread whose leases hold a
+  /// number for every key of the request (no Redis call, no callback);
+  /// nullopt otherwise, and then `check` it.
+  std::optional<rate_decision> check_now(const std::string& customer_id,
+                                         const std::string& address);
 
   /// Gives the calling thread, which runs `io`, a Redis connection of its
   /// own for its checks; call it on that thread before `io` runs. The

@@ -592,6 +592,79 @@ TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
   EXPECT_EQ(node.stop(), 0);
 }
 
+TEST(redis_rate_limits, LeasedNumbersNeverAllowMoreThanTheQuotaAcrossNodes) {
+  // A customer far from its quota that keeps coming: each I/O thread
+  // reserves request numbers ahead in Redis and counts most requests
+  // itself. Two nodes together still allow at most the quota, each number
+  // once, and leave unused at most what their leases held when the quota
+  // ran out (at most 1/128 of what was left, per I/O thread).
+  constexpr int quota = 3000;
+  constexpr int threads = 8;
+  constexpr int per_thread = 500;
+  redis_server redis;
+  auto args = redis.server_args();
+  for (const char* flag : {"--rate-limit-customer", "3000",
+                           "--rate-limit-window-seconds", "600",
+                           "--io-threads", "2"})
+    args.emplace_back(flag);
+  server_process first{args};
+  server_process second{args};
+  http_connection a{first.port()};
+  auto who = new_customer(a, "hot");
+
+  std::mutex mutex;
+  std::vector<int> remaining; // of the allowed requests, r= of RateLimit
+  int refused = 0;
+  std::vector<std::string> unexpected;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      try {
+        http_connection mine{t % 2 == 0 ? first.port() : second.port()};
+        for (int i = 0; i < per_thread; ++i) {
+          auto answer = mine.del("/v1/holds/hld_none", who.token);
+          std::lock_guard lock{mutex};
+          auto header = answer.header("RateLimit");
+          if (answer.status == 429) {
+            ++refused;
+          } else if (answer.status == 404 && header &&
+                     header->rfind("\"customer\";r=", 0) == 0) {
+            remaining.push_back(std::stoi(header->substr(13)));
+          } else {
+            unexpected.push_back(std::to_string(answer.status) + " " +
+                                 header.value_or("(no RateLimit)"));
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock{mutex};
+        unexpected.push_back(e.what());
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  ASSERT_TRUE(unexpected.empty()) << unexpected.front();
+  auto allowed = static_cast<int>(remaining.size());
+  EXPECT_EQ(allowed + refused, threads * per_thread);
+  EXPECT_LE(allowed, quota);
+  constexpr int lanes = 2 * 2; // nodes times I/O threads
+  EXPECT_GE(allowed, quota - lanes * (quota / 128)) << refused << " refused";
+  // Each allowed request had a number of its own.
+  std::sort(remaining.begin(), remaining.end());
+  EXPECT_EQ(std::adjacent_find(remaining.begin(), remaining.end()),
+            remaining.end());
+  EXPECT_GE(remaining.front(), 0);
+  EXPECT_LT(remaining.back(), quota);
+  // And most of them needed no round trip of their own, on both nodes.
+  http_connection b{second.port()};
+  for (auto* http : {&a, &b}) {
+    auto leased = metric(*http, "rsv_rate_limit_leased_total");
+    ASSERT_TRUE(leased);
+    EXPECT_GT(*leased, quota / 4);
+  }
+  EXPECT_EQ(first.stop(), 0);
+  EXPECT_EQ(second.stop(), 0);
+}
+
 TEST(redis_read_model, SeatStatusesReachRedisAndSurviveItsRestart) {
   redis_server redis;
   auto args = redis.server_args();
