@@ -148,8 +148,8 @@ constexpr std::size_t redis_batch_max = 1'000;
 // to make Redis's CPU the limit on the benchmark machine
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
-// Shared rate limits (messaging/rate_limiter): at most rate_limit_calls_max
-// script calls are in flight; checks that come meanwhile wait and go out
+// Shared rate limits (messaging/rate_limiter): per I/O thread at most
+// rate_limit_calls_max script calls are in flight; checks that come meanwhile wait and go out
 // together in the next call, at most rate_limit_batch_max of them. One Lua
 // call per request cost more than half the holds/s of the benchmark
 // (docs/benchmarks.md, "Redis"); with one call in flight a check waits at
