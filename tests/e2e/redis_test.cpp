@@ -532,6 +532,49 @@ TEST(redis_rate_limits, TwoNodesShareOneLimitAndFailOpenWithoutRedis) {
   EXPECT_EQ(second.stop(), 0);
 }
 
+/// What a burst of counted requests of one customer got back.
+struct burst_answers {
+  std::vector<int> remaining; // of the allowed requests, r= of RateLimit
+  int refused = 0;
+  std::vector<std::string> unexpected;
+};
+
+/// `threads` connections, thread t to ports[t % ports.size()], each sending
+/// `per_thread` requests of a write route that changes nothing (releasing a
+/// hold that does not exist: 404 when allowed, 429 when refused).
+burst_answers burst(const std::vector<unsigned short>& ports,
+                    const std::string& token, int threads, int per_thread) {
+  burst_answers out;
+  std::mutex mutex;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      try {
+        http_connection mine{ports[static_cast<std::size_t>(t) % ports.size()]};
+        for (int i = 0; i < per_thread; ++i) {
+          auto answer = mine.del("/v1/holds/hld_none", token);
+          std::lock_guard lock{mutex};
+          auto header = answer.header("RateLimit");
+          if (answer.status == 429) {
+            ++out.refused;
+          } else if (answer.status == 404 && header &&
+                     header->rfind("\"customer\";r=", 0) == 0) {
+            out.remaining.push_back(std::stoi(header->substr(13)));
+          } else {
+            out.unexpected.push_back(std::to_string(answer.status) + " " +
+                                     header.value_or("(no RateLimit)"));
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock{mutex};
+        out.unexpected.push_back(e.what());
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  return out;
+}
+
 TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
   // Checks that arrive together share one script call (the limiter batches
   // them); each must still be counted once, in a distinct place.
@@ -547,37 +590,8 @@ TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
   http_connection http{node.port()};
   auto who = new_customer(http, "burst");
 
-  std::mutex mutex;
-  std::vector<int> remaining; // of the allowed requests, r= of RateLimit
-  int refused = 0;
-  std::vector<std::string> unexpected;
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t)
-    workers.emplace_back([&] {
-      try {
-        http_connection mine{node.port()};
-        for (int i = 0; i < per_thread; ++i) {
-          // A write route that changes nothing: a hold that does not exist.
-          auto answer = mine.del("/v1/holds/hld_none", who.token);
-          std::lock_guard lock{mutex};
-          auto header = answer.header("RateLimit");
-          if (answer.status == 429) {
-            ++refused;
-          } else if (answer.status == 404 && header &&
-                     header->rfind("\"customer\";r=", 0) == 0) {
-            remaining.push_back(std::stoi(header->substr(13)));
-          } else {
-            unexpected.push_back(std::to_string(answer.status) + " " +
-                                 header.value_or("(no RateLimit)"));
-          }
-        }
-      } catch (const std::exception& e) {
-        std::lock_guard lock{mutex};
-        unexpected.push_back(e.what());
-      }
-    });
-  for (auto& w : workers)
-    w.join();
+  auto [remaining, refused, unexpected] =
+      burst({node.port()}, who.token, threads, per_thread);
   ASSERT_TRUE(unexpected.empty()) << unexpected.front();
   EXPECT_EQ(refused, threads * per_thread - quota);
   // Every allowed request had its own place in the window: r= counts down
@@ -612,36 +626,8 @@ TEST(redis_rate_limits, LeasedNumbersNeverAllowMoreThanTheQuotaAcrossNodes) {
   http_connection a{first.port()};
   auto who = new_customer(a, "hot");
 
-  std::mutex mutex;
-  std::vector<int> remaining; // of the allowed requests, r= of RateLimit
-  int refused = 0;
-  std::vector<std::string> unexpected;
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t)
-    workers.emplace_back([&, t] {
-      try {
-        http_connection mine{t % 2 == 0 ? first.port() : second.port()};
-        for (int i = 0; i < per_thread; ++i) {
-          auto answer = mine.del("/v1/holds/hld_none", who.token);
-          std::lock_guard lock{mutex};
-          auto header = answer.header("RateLimit");
-          if (answer.status == 429) {
-            ++refused;
-          } else if (answer.status == 404 && header &&
-                     header->rfind("\"customer\";r=", 0) == 0) {
-            remaining.push_back(std::stoi(header->substr(13)));
-          } else {
-            unexpected.push_back(std::to_string(answer.status) + " " +
-                                 header.value_or("(no RateLimit)"));
-          }
-        }
-      } catch (const std::exception& e) {
-        std::lock_guard lock{mutex};
-        unexpected.push_back(e.what());
-      }
-    });
-  for (auto& w : workers)
-    w.join();
+  auto [remaining, refused, unexpected] =
+      burst({first.port(), second.port()}, who.token, threads, per_thread);
   ASSERT_TRUE(unexpected.empty()) << unexpected.front();
   auto allowed = static_cast<int>(remaining.size());
   EXPECT_EQ(allowed + refused, threads * per_thread);
