@@ -347,7 +347,6 @@ int serve(const serve_config& cfg) {
       limit_cfg.window_seconds = cfg.rate_limit_window_seconds;
       limit_cfg.lease_max = cfg.rate_limit_lease_max;
       limit_cfg.registry = registry;
-      limit_cfg.endpoint = *redis_at;
       limits_shared = std::make_shared<rate_limiter>(redis, limit_cfg);
       spdlog::info("rate limits: {} per customer, {} per address, per {} s "
                    "(0: none)",

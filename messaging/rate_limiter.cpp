@@ -147,13 +147,14 @@ struct rate_limiter::batcher
     {
       std::lock_guard lock{mutex};
       now = steady::now();
+      lease* found[limit_count] = {};
       for (std::size_t j = 0; j < limit_count; ++j)
-        if (!ids[j].empty() && !usable(j, ids[j], now)) return std::nullopt;
+        if (!ids[j].empty() && !(found[j] = usable(j, ids[j], now)))
+          return std::nullopt;
       for (std::size_t j = 0; j < limit_count; ++j) {
-        if (ids[j].empty()) continue;
-        auto* l = usable(j, ids[j], now);
-        w.numbers[j] = l->next++;
-        w.ends[j] = l->expires;
+        if (!found[j]) continue;
+        w.numbers[j] = found[j]->next++;
+        w.ends[j] = found[j]->expires;
       }
     }
     if (rules->leased) rules->leased->Increment();
@@ -446,7 +447,8 @@ thread_local rate_limiter::lane* lane_of_thread = nullptr;
 
 rate_limiter::rate_limiter(std::shared_ptr<redis_client> redis,
                            rate_limit_config config)
-    : config_(std::move(config)), lanes_(std::make_shared<lanes>()) {
+    : config_(std::move(config)), lanes_(std::make_shared<lanes>()),
+      redis_(std::move(redis)) {
   if (config_.window_seconds < 1) config_.window_seconds = 1;
   auto rules = std::make_shared<limit_rules>();
   if (config_.registry) {
@@ -488,8 +490,8 @@ rate_limiter::rate_limiter(std::shared_ptr<redis_client> redis,
   }
   batcher_ = std::make_shared<batcher>();
   batcher_->rules = std::move(rules);
-  auto script = redis->add_script(count_script);
-  batcher_->call = [redis = std::move(redis), script](
+  auto script = redis_->add_script(count_script);
+  batcher_->call = [redis = redis_, script](
                        std::vector<std::string> keys,
                        std::vector<std::string> args, redis_callback done) {
     redis->eval(script, std::move(keys), std::move(args), std::move(done));
@@ -500,9 +502,10 @@ rate_limiter::~rate_limiter() = default;
 
 std::shared_ptr<void> rate_limiter::attach(boost::asio::io_context& io) {
   redis_pipe_config pipe_cfg;
-  pipe_cfg.endpoint = config_.endpoint;
-  pipe_cfg.connect_timeout_ms = config_.connect_timeout_ms;
-  pipe_cfg.command_timeout_ms = config_.command_timeout_ms;
+  const auto& shared = redis_->config();
+  pipe_cfg.endpoint = shared.endpoint;
+  pipe_cfg.connect_timeout_ms = shared.connect_timeout_ms;
+  pipe_cfg.command_timeout_ms = shared.command_timeout_ms;
   pipe_cfg.scripts = {count_script};
   auto l = std::make_shared<lane>();
   l->pipe = std::make_shared<redis_pipe>(io, std::move(pipe_cfg));

@@ -24,10 +24,6 @@ struct rate_limit_config {
   /// Request numbers reserved ahead for a key that keeps coming, at most
   /// (see below); 0: every request is counted in Redis.
   int64_t lease_max = 0;
-  /// Where the I/O threads' own connections go (see `attach`).
-  redis_endpoint endpoint;
-  int connect_timeout_ms = 500;
-  int command_timeout_ms = 1000;
   std::shared_ptr<prometheus::Registry> registry;
 };
 
@@ -102,6 +98,9 @@ private:
   rate_limit_config config_;
   std::shared_ptr<batcher> batcher_;
   std::shared_ptr<lanes> lanes_;
+  /// The shared client: checks from threads without a connection of their
+  /// own, and the endpoint and timeouts of those connections.
+  std::shared_ptr<redis_client> redis_;
 };
 
 } // namespace rsv

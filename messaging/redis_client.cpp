@@ -664,6 +664,10 @@ service_state redis_client::health() const {
   return service_state::ok;
 }
 
+const redis_config& redis_client::config() const {
+  return impl_->config;
+}
+
 uint64_t redis_client::connections() const {
   uint64_t total = 0;
   for (const auto& c : impl_->connections)

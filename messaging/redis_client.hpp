@@ -121,6 +121,9 @@ public:
   /// Connections made since start (the first ones included), over all.
   uint64_t connections() const;
 
+  /// Where it connects, and with what timeouts.
+  const redis_config& config() const;
+
   struct impl;
 
 private:

@@ -122,7 +122,8 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     warned = false;
     auto early = std::move(first_wait);
     first_wait.clear();
-    for (auto& e : early) issue(e.script, std::move(e.command), std::move(e.done));
+    for (auto& e : early)
+      issue(e.script, std::move(e.command), std::move(e.done));
   }
 
   /// The connection is lost (or never came): what waits is answered
@@ -203,9 +204,9 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
                       });
   }
 
-  /// A command from the caller: sent when ready; kept until the first
+  /// A script call from the caller: sent when ready; kept until the first
   /// connection is ready (or fails) while that is being made; refused at
-  /// once otherwise. For a script, `command` is numkeys, keys, args.
+  /// once otherwise. `command` is numkeys, keys, args.
   void issue(std::size_t script, std::vector<std::string> command,
              redis_callback done) {
     if (state != phase::ready) {
@@ -221,10 +222,6 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     if (queue.size() >= limits::redis_queue_max)
       return done(make_error(errc::unavailable,
                              std::string{"the Redis queue is full"}));
-    if (script == no_script) {
-      send(std::move(done), command);
-      return;
-    }
     command.insert(command.begin(), {"EVALSHA", shas[script]});
     auto& a = send(std::move(done), command);
     a.script = script;
@@ -343,11 +340,6 @@ void redis_pipe::start() {
 void redis_pipe::stop() {
   if (impl_->state == impl::phase::stopped) return;
   impl_->close(impl::phase::stopped);
-}
-
-void redis_pipe::submit(const std::vector<std::string>& command,
-                        redis_callback done) {
-  impl_->issue(impl::no_script, command, std::move(done));
 }
 
 void redis_pipe::eval(std::size_t script, const std::vector<std::string>& keys,

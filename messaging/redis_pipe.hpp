@@ -54,9 +54,6 @@ public:
   /// reconnection after it.
   void stop();
 
-  /// Sends one command, e.g. {"INCR", "key"}.
-  void submit(const std::vector<std::string>& command, redis_callback done);
-
   /// Runs script number `script` of the config: EVALSHA, EVAL should Redis
   /// have lost it.
   void eval(std::size_t script, const std::vector<std::string>& keys,
