@@ -78,8 +78,9 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
               static_cast<int64_t>(hold.seats.size());
         if (!booked) continue;
         booking_view view;
-        view.booking_id = make_booking_id({no, hold.slot});
-        view.hold_id = make_hold_id({no, hold.slot});
+        view.booking_id =
+            make_booking_id({no, hold.slot, layout->event_hash});
+        view.hold_id = make_hold_id({no, hold.slot, layout->event_hash});
         view.event_id = event.def.id;
         view.section_id = layout->section_id;
         for (auto seat : hold.seats)

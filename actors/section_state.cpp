@@ -117,7 +117,7 @@ section_state::hold_record* section_state::find(const std::string& customer_id,
 hold_view section_state::view_of(uint32_t slot) const {
   const auto& hold = holds_[slot];
   hold_view view;
-  view.hold_id = make_hold_id({layout_->section_no, slot});
+  view.hold_id = make_hold_id({layout_->section_no, slot, layout_->event_hash});
   view.event_id = layout_->event_id;
   view.section_id = layout_->section_id;
   view.seats.reserve(hold.seats.size());
@@ -133,8 +133,8 @@ hold_view section_state::view_of(uint32_t slot) const {
 booking_view section_state::booking_of(uint32_t slot) const {
   const auto& hold = holds_[slot];
   booking_view view;
-  view.booking_id = make_booking_id({layout_->section_no, slot});
-  view.hold_id = make_hold_id({layout_->section_no, slot});
+  view.booking_id = make_booking_id({layout_->section_no, slot, layout_->event_hash});
+  view.hold_id = make_hold_id({layout_->section_no, slot, layout_->event_hash});
   view.event_id = layout_->event_id;
   view.section_id = layout_->section_id;
   view.seats.reserve(hold.seats.size());
@@ -268,7 +268,7 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
   if (hold == nullptr) return no_such_hold();
   if (hold->status == hold_status::booked)
     return make_error(errc::hold_booked,
-                      make_booking_id({layout_->section_no, slot}));
+                      make_booking_id({layout_->section_no, slot, layout_->event_hash}));
   if (hold->status != hold_status::active)
     return applied<hold_view>{view_of(slot), {}};
   free_seats(*hold);
@@ -287,7 +287,7 @@ section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   switch (hold->status) {
   case hold_status::booked:
     return make_error(errc::hold_booked,
-                      make_booking_id({layout_->section_no, slot}));
+                      make_booking_id({layout_->section_no, slot, layout_->event_hash}));
   case hold_status::expired:
   case hold_status::released:
     return make_error(errc::hold_expired);

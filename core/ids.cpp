@@ -32,10 +32,28 @@ std::optional<uint32_t> parse_hex_u32(std::string_view text) {
   return value;
 }
 
+std::optional<uint64_t> parse_hex_u64(std::string_view text) {
+  if (text.empty() || text.size() > 16) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    auto digit = parse_hex_u32(std::string_view{&c, 1});
+    if (!digit) return std::nullopt;
+    value = value * 16 + *digit;
+  }
+  return value;
+}
+
 std::string make_record_id(std::string_view prefix, record_ref ref) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.*s_%x_%x", static_cast<int>(prefix.size()),
-                prefix.data(), ref.section_no, ref.slot);
+  char buf[64];
+  if (ref.event_hash == 0)
+    std::snprintf(buf, sizeof(buf), "%.*s_%x_%x",
+                  static_cast<int>(prefix.size()), prefix.data(),
+                  ref.section_no, ref.slot);
+  else
+    std::snprintf(buf, sizeof(buf), "%.*s_%x_%x_%llx",
+                  static_cast<int>(prefix.size()), prefix.data(),
+                  ref.section_no, ref.slot,
+                  static_cast<unsigned long long>(ref.event_hash));
   return buf;
 }
 
@@ -48,10 +66,15 @@ std::optional<record_ref> parse_record_id(std::string_view prefix,
   auto sep = rest.find('_');
   if (sep == std::string_view::npos) return std::nullopt;
   auto section = parse_hex_u32(rest.substr(0, sep));
-  auto slot = parse_hex_u32(rest.substr(sep + 1));
-  if (!section || !slot) return std::nullopt;
+  rest = rest.substr(sep + 1);
+  auto hash_sep = rest.find('_');
+  auto slot = parse_hex_u32(rest.substr(0, hash_sep));
+  std::optional<uint64_t> hash = uint64_t{0};
+  if (hash_sep != std::string_view::npos)
+    hash = parse_hex_u64(rest.substr(hash_sep + 1));
+  if (!section || !slot || !hash) return std::nullopt;
   // Reject non-canonical spellings (leading zeros) so one record has one id.
-  record_ref ref{*section, *slot};
+  record_ref ref{*section, *slot, *hash};
   if (make_record_id(prefix, ref) != id) return std::nullopt;
   return ref;
 }

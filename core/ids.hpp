@@ -25,12 +25,16 @@ std::optional<seat_ref> parse_seat_id(std::string_view seat_id);
 bool is_valid_idempotency_key(std::string_view key);
 
 /// Hold and booking ids are opaque to clients but carry the number of the
-/// section that owns them, so any front end routes `GET /v1/holds/{id}` in one
-/// step without a global index. Shape: `hld_<section hex>_<slot hex>` and
-/// `bkg_<section hex>_<slot hex>`.
+/// section that owns them and the hash of its event id (core/partition.hpp),
+/// so any node routes `GET /v1/holds/{id}` in one step without a global
+/// index: to the section when it is local, to the owner of the event's
+/// partition in a cluster. Shape: `hld_<section hex>_<slot hex>_<hash hex>`
+/// and `bkg_...`; ids made before clusters existed have no hash
+/// (`hld_<section hex>_<slot hex>`, event_hash 0) and still parse.
 struct record_ref {
   uint32_t section_no = 0;
   uint32_t slot = 0;
+  uint64_t event_hash = 0; // 0: an id without it
 };
 std::string make_hold_id(record_ref ref);
 std::string make_booking_id(record_ref ref);

@@ -1,6 +1,7 @@
 #include "core/model.hpp"
 
 #include "core/assert.hpp"
+#include "core/partition.hpp"
 #include "core/ids.hpp"
 
 #include <algorithm>
@@ -37,6 +38,7 @@ section_layout::make(const std::string& event_id, const section_def& def,
   layout->section_id = def.id;
   layout->name = def.name;
   layout->section_no = section_no;
+  layout->event_hash = fnv1a_64(event_id);
   layout->price_cents = def.price_cents;
   layout->row_offset.reserve(def.rows.size() + 1);
   uint32_t offset = 0;

@@ -48,7 +48,8 @@ struct section_layout {
   std::string event_id;
   std::string section_id;
   std::string name;
-  uint32_t section_no = 0; // node-wide number carried inside hold ids
+  uint32_t section_no = 0; // cluster-wide number carried inside hold ids
+  uint64_t event_hash = 0; // fnv1a_64(event_id), also carried inside them
   int64_t price_cents = 0;
   std::vector<std::string> row_labels;
   std::vector<uint32_t> row_offset; // size rows + 1; last = seat count

@@ -2,6 +2,7 @@
 
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "core/partition.hpp"
 #include "persistence/pg_handles.hpp"
 
 #include <algorithm>
@@ -126,7 +127,7 @@ struct change_fields {
 void render_record(const change_fields& change, std::string& payload) {
   bool booking = change.kind == change_kind::booking_confirmed ||
                  change.kind == change_kind::booking_cancelled;
-  record_ref ref{change.section_no, change.slot};
+  record_ref ref{change.section_no, change.slot, fnv1a_64(change.event_id)};
   auto hold_id = make_hold_id(ref);
   auto booking_id = booking ? make_booking_id(ref) : std::string{};
   // A slot sees each kind of change at most once, so the record id of the
