@@ -1,4 +1,5 @@
 #include "actors/runtime.hpp"
+#include "persistence/cluster_store.hpp"
 
 #include <caf/all.hpp>
 #include <unordered_map>
@@ -20,17 +21,26 @@ struct forget_email {
   std::string email;
 };
 
+/// In a cluster: an email this node did not know, as PostgreSQL has it
+/// (another node registered it).
+struct customer_looked_up {
+  find_customer_request request;
+  caf::expected<std::optional<customer_record>> found;
+};
+
 } // namespace
 
 } // namespace rsv
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::forget_email)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::customer_looked_up)
 
 namespace rsv {
 
 caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
   auto store = deps.store;
-  auto behavior = [store](accounts_self* self) -> caf::behavior {
+  auto cluster_db = deps.cluster_db;
+  auto behavior = [store, cluster_db](accounts_self* self) -> caf::behavior {
     return {
         [=](register_customer_request& req) {
           auto email = req.record.email;
@@ -63,10 +73,34 @@ caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
         [=](const forget_email& msg) { self->state.by_email.erase(msg.email); },
         [=](find_customer_request& req) {
           auto it = self->state.by_email.find(req.email);
-          if (it == self->state.by_email.end())
-            req.reply(make_error(errc::invalid_credentials));
-          else
+          if (it != self->state.by_email.end()) {
             req.reply(it->second);
+          } else if (cluster_db) {
+            // Registered on another node, perhaps.
+            auto me = caf::actor_cast<caf::actor>(self);
+            auto email = req.email;
+            cluster_db->find_customer(
+                std::move(email),
+                [me, req = std::move(req)](
+                    caf::expected<std::optional<customer_record>>
+                        found) mutable {
+                  caf::anon_send(
+                      me, customer_looked_up{std::move(req), std::move(found)});
+                });
+          } else {
+            req.reply(make_error(errc::invalid_credentials));
+          }
+        },
+        [=](customer_looked_up& msg) {
+          if (!msg.found) {
+            msg.request.reply(std::move(msg.found.error()));
+          } else if (!*msg.found) {
+            msg.request.reply(make_error(errc::invalid_credentials));
+          } else {
+            auto record = **msg.found;
+            self->state.by_email.emplace(record.email, record);
+            msg.request.reply(std::move(record));
+          }
         },
     };
   };

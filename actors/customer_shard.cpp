@@ -1,5 +1,6 @@
 #include "actors/runtime.hpp"
 #include "core/limits.hpp"
+#include "persistence/cluster_store.hpp"
 
 #include <algorithm>
 #include <caf/all.hpp>
@@ -44,7 +45,9 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
                                 const runtime_deps& deps) {
   auto clock = deps.clock;
   auto store = deps.store;
-  auto behavior = [clock, store](shard_self* self) -> caf::behavior {
+  auto cluster_db = deps.cluster_db;
+  auto behavior = [clock, store,
+                   cluster_db](shard_self* self) -> caf::behavior {
     self->delayed_send(self, purge_interval, purge_tick_atom::value);
     return {
         [=](reserve_quota_request& req) {
@@ -116,6 +119,24 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           auto& records = self->state.customers[req.customer_id].idempotency;
           auto [it, inserted] = records.try_emplace(req.key);
           idempotency_decision decision;
+          if (inserted && cluster_db) {
+            // In a cluster another node may have answered this key (for
+            // another event): PostgreSQL decides. Meanwhile the key is in
+            // use here.
+            it->second.fingerprint = req.fingerprint;
+            auto me = caf::actor_cast<caf::actor>(self);
+            auto customer_id = req.customer_id;
+            auto key = req.key;
+            cluster_db->find_idempotency(
+                std::move(customer_id), std::move(key),
+                [me, req = std::move(req)](
+                    caf::expected<std::optional<idempotency_record>>
+                        found) mutable {
+                  caf::anon_send(me, idempotency_looked_up{std::move(req),
+                                                           std::move(found)});
+                });
+            return;
+          }
           if (inserted) {
             it->second.fingerprint = req.fingerprint;
             decision.what = idempotency_decision::kind::proceed;
@@ -128,6 +149,45 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
             decision.response = it->second.response;
           }
           req.reply(std::move(decision));
+        },
+        [=](idempotency_looked_up& msg) {
+          auto& req = msg.request;
+          auto& records = self->state.customers[req.customer_id].idempotency;
+          if (!msg.found) {
+            records.erase(req.key);
+            req.reply(std::move(msg.found.error()));
+            return;
+          }
+          idempotency_decision decision;
+          if (!*msg.found) {
+            decision.what = idempotency_decision::kind::proceed;
+            req.reply(std::move(decision));
+            return;
+          }
+          // Recorded elsewhere: it is this node's record from now on.
+          auto& recorded = **msg.found;
+          auto& record = records[req.key];
+          record.fingerprint = recorded.fingerprint;
+          record.finished = true;
+          record.response = recorded.response;
+          record.finished_at_ms = recorded.created_at_ms;
+          if (recorded.fingerprint != req.fingerprint) {
+            decision.what = idempotency_decision::kind::key_reused;
+          } else {
+            decision.what = idempotency_decision::kind::replay;
+            decision.response = std::move(recorded.response);
+          }
+          req.reply(std::move(decision));
+        },
+        [=](event_seats& msg) {
+          for (auto& [customer, seats] : msg.seats_by_customer)
+            self->state.customers[customer].seats_by_event[msg.event_id] =
+                seats;
+        },
+        [=](const forget_events& msg) {
+          for (auto& [id, customer] : self->state.customers)
+            for (const auto& event_id : msg.event_ids)
+              customer.seats_by_event.erase(event_id);
         },
         [=](idempotency_finish& msg) {
           auto customer = self->state.customers.find(msg.customer_id);

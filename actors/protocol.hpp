@@ -12,6 +12,7 @@
 #include <caf/type_id.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -260,6 +261,53 @@ struct create_event_request {
   reply_fn<std::shared_ptr<const event_entry>> reply;
 };
 
+/// Cluster: section numbers for an event being created came from the store.
+struct section_nos_reserved {
+  create_event_request request;
+  caf::expected<std::vector<uint32_t>> section_nos;
+};
+
+/// Cluster: the events of partitions this node took over, as recorded, with
+/// layouts fenced under the new epochs; the registry serves them (as at
+/// recovery) and answers how many events it added.
+struct load_events_request {
+  std::vector<recovered_event> events;
+  std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
+  reply_fn<std::size_t> reply;
+};
+
+/// Cluster: stop serving the events of these partitions (of
+/// `partition_count`): their section actors stop, the directory forgets
+/// them, the shards forget the customers' seats in them. Answers how many
+/// events were dropped.
+struct drop_partitions_request {
+  std::vector<uint32_t> partitions;
+  uint32_t partition_count = 0;
+  reply_fn<std::size_t> reply;
+};
+
+// -- customer shards, in a cluster
+// ---------------------------------------------
+
+/// The seats (held and booked) each customer has in an event that this node
+/// now serves, for the per-customer limit; replaces what the shard had.
+struct event_seats {
+  std::string event_id;
+  std::unordered_map<std::string, int64_t> seats_by_customer;
+};
+
+/// The node no longer serves these events: forget the seats counted in them.
+struct forget_events {
+  std::vector<std::string> event_ids;
+};
+
+/// A shard asked the store whether another node recorded an idempotency key
+/// it did not know; the request waits for the answer.
+struct idempotency_looked_up {
+  idempotency_begin request;
+  caf::expected<std::optional<idempotency_record>> found;
+};
+
 } // namespace rsv
 
 CAF_BEGIN_TYPE_ID_BLOCK(rsv, caf::first_custom_type_id)
@@ -285,6 +333,12 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::create_event_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::recover_events_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customers)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::section_nos_reserved)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_events_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::drop_partitions_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::event_seats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::forget_events)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_looked_up)
 
 namespace rsv {
 

@@ -1,5 +1,7 @@
 #include "actors/runtime.hpp"
 #include "core/ids.hpp"
+#include "core/partition.hpp"
+#include "persistence/cluster_store.hpp"
 
 #include <algorithm>
 #include <caf/all.hpp>
@@ -182,6 +184,17 @@ std::shared_ptr<event_entry> build_entry(
   return entry;
 }
 
+/// Removes an event from a new directory snapshot.
+void remove_event(directory_snapshot& next, const std::string& id) {
+  auto found = next.events.find(id);
+  if (found == next.events.end()) return;
+  for (const auto& section : found->second->sections)
+    next.sections_by_no[section->layout->section_no] = nullptr;
+  std::erase_if(next.events_ordered,
+                [&](const auto& entry) { return entry->def.id == id; });
+  next.events.erase(found);
+}
+
 /// Adds a published event to a new directory snapshot.
 void add_event(directory_snapshot& next,
                const std::shared_ptr<const event_entry>& entry) {
@@ -208,6 +221,38 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
                           std::shared_ptr<directory> dir,
                           std::shared_ptr<const customer_shards> shards) {
   auto behavior = [deps, dir, shards](registry_self* self) -> caf::behavior {
+    // Builds a new event's sections and writes it; it is published when
+    // the store acknowledged it (event_written).
+    auto start_event = [self, deps, shards](create_event_request req,
+                                            std::vector<uint32_t> section_nos,
+                                            write_fence fence) {
+      auto& def = req.def;
+      std::vector<std::shared_ptr<const section_layout>> layouts;
+      for (std::size_t i = 0; i < def.sections.size(); ++i)
+        layouts.push_back(section_layout::make(def.id, def.sections[i],
+                                               section_nos[i], fence));
+      auto entry = build_entry(self, def, layouts, deps, shards, nullptr);
+      caf::actor me = caf::actor_cast<caf::actor>(self);
+      deps.store->create_event(
+          def, std::move(section_nos),
+          [me, entry, reply = req.reply](caf::error err) {
+            caf::anon_send(me, event_written{entry, std::move(err), reply});
+          },
+          fence);
+    };
+    // Serves recorded events: at recovery, or when a cluster node takes
+    // their partitions over.
+    auto add_events =
+        [self, deps, dir, shards](
+            std::vector<recovered_event>& events,
+            std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds) {
+          auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
+          for (auto& event : events)
+            add_event(*next, build_entry(self, event.def, event.layouts, deps,
+                                         shards, &holds));
+          dir->publish(std::move(next));
+          deps.metrics->events.Increment(static_cast<double>(events.size()));
+        };
     self->attach_functor([sections = self->state.sections](const caf::error&) {
       for (const auto& [no, sup] : *sections)
         caf::anon_send_exit(sup.entry->actor(),
@@ -255,33 +300,84 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
             return;
           }
           self->state.pending_ids.insert(def.id);
+          if (deps.cluster) {
+            // Nodes create events concurrently: section numbers come from
+            // the database's sequence, and the event is written under its
+            // partition's epoch. The front end sent it to the owner.
+            auto info = deps.cluster->get(
+                partition_of(def.id, deps.cluster->partitions()));
+            if (info.state != partition_state::local) {
+              self->state.pending_ids.erase(def.id);
+              req.reply(make_error(errc::not_owner));
+              return;
+            }
+            caf::actor me = caf::actor_cast<caf::actor>(self);
+            auto count = def.sections.size();
+            deps.cluster_db->reserve_section_nos(
+                count, [me, req = std::move(req)](
+                           caf::expected<std::vector<uint32_t>> nos) mutable {
+                  caf::anon_send(
+                      me, section_nos_reserved{std::move(req), std::move(nos)});
+                });
+            return;
+          }
           std::vector<uint32_t> section_nos;
           for (std::size_t i = 0; i < def.sections.size(); ++i)
             section_nos.push_back(self->state.next_section_no++);
-          std::vector<std::shared_ptr<const section_layout>> layouts;
-          for (std::size_t i = 0; i < def.sections.size(); ++i)
-            layouts.push_back(
-                section_layout::make(def.id, def.sections[i], section_nos[i]));
-          auto entry = build_entry(self, def, layouts, deps, shards, nullptr);
-          caf::actor me = caf::actor_cast<caf::actor>(self);
-          deps.store->create_event(
-              def, std::move(section_nos),
-              [me, entry, reply = req.reply](caf::error err) {
-                caf::anon_send(me, event_written{entry, std::move(err), reply});
-              });
+          start_event(std::move(req), std::move(section_nos), {});
+        },
+        [=](section_nos_reserved& msg) {
+          auto& def = msg.request.def;
+          if (!msg.section_nos) {
+            self->state.pending_ids.erase(def.id);
+            msg.request.reply(std::move(msg.section_nos.error()));
+            return;
+          }
+          auto info = deps.cluster->get(
+              partition_of(def.id, deps.cluster->partitions()));
+          if (info.state != partition_state::local) {
+            self->state.pending_ids.erase(def.id);
+            msg.request.reply(make_error(errc::not_owner));
+            return;
+          }
+          write_fence fence{partition_of(def.id, deps.cluster->partitions()),
+                            info.epoch};
+          start_event(std::move(msg.request), std::move(*msg.section_nos),
+                      fence);
         },
         [=](recover_events_request& req) {
-          auto next = std::make_shared<directory_snapshot>(*dir->snapshot());
-          for (std::size_t i = 0; i < req.events.size(); ++i)
-            add_event(*next, build_entry(self, req.events[i].def,
-                                         req.events[i].layouts, deps, shards,
-                                         &req.holds));
+          add_events(req.events, req.holds);
           self->state.next_section_no =
               std::max(self->state.next_section_no, req.next_section_no);
-          dir->publish(std::move(next));
-          deps.metrics->events.Increment(
-              static_cast<double>(req.events.size()));
           req.reply(req.events.size());
+        },
+        [=](load_events_request& req) {
+          add_events(req.events, req.holds);
+          req.reply(req.events.size());
+        },
+        [=](drop_partitions_request& req) {
+          auto current = dir->snapshot();
+          auto next = std::make_shared<directory_snapshot>(*current);
+          std::vector<std::string> dropped;
+          for (const auto& [id, entry] : current->events) {
+            auto p = partition_of(id, req.partition_count);
+            if (std::find(req.partitions.begin(), req.partitions.end(), p) ==
+                req.partitions.end())
+              continue;
+            dropped.push_back(id);
+            for (const auto& section : entry->sections) {
+              // Erased first: its down message then restarts nothing.
+              self->state.sections->erase(section->layout->section_no);
+              self->send_exit(section->actor(),
+                              caf::exit_reason::user_shutdown);
+            }
+            remove_event(*next, id);
+          }
+          dir->publish(std::move(next));
+          deps.metrics->events.Decrement(static_cast<double>(dropped.size()));
+          for (const auto& shard : shards->actors)
+            self->send(shard, forget_events{dropped});
+          req.reply(dropped.size());
         },
         [=](event_written& msg) {
           auto& entry = msg.entry;

@@ -78,8 +78,7 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
               static_cast<int64_t>(hold.seats.size());
         if (!booked) continue;
         booking_view view;
-        view.booking_id =
-            make_booking_id({no, hold.slot, layout->event_hash});
+        view.booking_id = make_booking_id({no, hold.slot, layout->event_hash});
         view.hold_id = make_hold_id({no, hold.slot, layout->event_hash});
         view.event_id = event.def.id;
         view.section_id = layout->section_id;
@@ -117,6 +116,30 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
     return make_error(errc::unavailable,
                       std::string{"recovery did not finish within 60 s"});
   return future.get();
+}
+
+} // namespace rsv
+
+namespace rsv {
+
+std::unordered_map<std::string, std::unordered_map<std::string, int64_t>>
+seats_by_event_and_customer(
+    const std::vector<recovered_event>& events,
+    const std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds) {
+  std::unordered_map<std::string, std::unordered_map<std::string, int64_t>> out;
+  for (const auto& event : events) {
+    auto& by_customer = out[event.def.id];
+    for (auto no : event.section_nos) {
+      auto recorded = holds.find(no);
+      if (recorded == holds.end()) continue;
+      for (const auto& hold : recorded->second)
+        if (hold.status == hold_status::active ||
+            (hold.status == hold_status::booked && !hold.cancelled))
+          by_customer[hold.customer_id] +=
+              static_cast<int64_t>(hold.seats.size());
+    }
+  }
+  return out;
 }
 
 } // namespace rsv

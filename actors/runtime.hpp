@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/directory.hpp"
+#include "actors/ownership.hpp"
 #include "actors/protocol.hpp"
 #include "actors/section_state.hpp"
 #include "core/clock.hpp"
@@ -12,12 +13,16 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace rsv {
+
+class cluster_store; // persistence/cluster_store.hpp
 
 /// How a stale section (one whose write failed) retries loading itself from
 /// the store; the reasons for the defaults are in core/limits.hpp. Times are
@@ -44,7 +49,22 @@ struct runtime_deps {
   std::shared_ptr<clock_source> clock;
   std::shared_ptr<domain_metrics> metrics;
   reload_policy reload;
+  /// In a cluster (docs/cluster.md), both set: which partitions this node
+  /// serves, and the store's cluster reads and numbers. Null on a single
+  /// node.
+  std::shared_ptr<const ownership> cluster;
+  std::shared_ptr<cluster_store> cluster_db;
+  /// In a cluster: a write of this partition was fenced (it moved to
+  /// another node). Called on any thread; must not block.
+  std::function<void(uint32_t)> on_fenced;
 };
+
+/// The seats (held and booked) of each customer in each of `events`, from
+/// their recorded holds: what the customer shards count for the limits.
+std::unordered_map<std::string, std::unordered_map<std::string, int64_t>>
+seats_by_event_and_customer(
+    const std::vector<recovered_event>& events,
+    const std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds);
 
 /// The customer shard actors: customer-scoped state (per-event seat counts
 /// for limits, the bookings list, idempotency records) lives in the shard

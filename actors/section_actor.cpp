@@ -187,10 +187,14 @@ caf::actor spawn_section(caf::actor_system& system,
       entry->publish(self->state.memory->seats->counts());
       auto me = caf::actor_cast<caf::actor>(self);
       deps.store->append(change, [committed, change, me,
+                                  on_fenced = deps.on_fenced,
                                   then = std::move(then)](caf::error err) {
         if (!err) {
           committed(change);
         } else {
+          // The partition moved to another node: this one stops serving it.
+          if (code_of(err) == errc::fenced && on_fenced)
+            on_fenced(change.fence.partition);
           spdlog::warn("store write failed: {} of event {} section {} slot "
                        "{}: {}",
                        to_string(change.kind), change.event_id,

@@ -133,7 +133,8 @@ hold_view section_state::view_of(uint32_t slot) const {
 booking_view section_state::booking_of(uint32_t slot) const {
   const auto& hold = holds_[slot];
   booking_view view;
-  view.booking_id = make_booking_id({layout_->section_no, slot, layout_->event_hash});
+  view.booking_id =
+      make_booking_id({layout_->section_no, slot, layout_->event_hash});
   view.hold_id = make_hold_id({layout_->section_no, slot, layout_->event_hash});
   view.event_id = layout_->event_id;
   view.section_id = layout_->section_id;
@@ -156,6 +157,7 @@ seat_change section_state::change_of(change_kind kind, uint32_t slot,
   change.event_id = layout_->event_id;
   change.section_id = layout_->section_id;
   change.section_no = layout_->section_no;
+  change.fence = layout_->fence;
   change.slot = slot;
   change.customer_id = hold.customer_id;
   change.seat_indexes = hold.seats;
@@ -267,8 +269,9 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
   auto* hold = find(customer_id, slot);
   if (hold == nullptr) return no_such_hold();
   if (hold->status == hold_status::booked)
-    return make_error(errc::hold_booked,
-                      make_booking_id({layout_->section_no, slot, layout_->event_hash}));
+    return make_error(
+        errc::hold_booked,
+        make_booking_id({layout_->section_no, slot, layout_->event_hash}));
   if (hold->status != hold_status::active)
     return applied<hold_view>{view_of(slot), {}};
   free_seats(*hold);
@@ -286,8 +289,9 @@ section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   if (hold == nullptr) return no_such_hold();
   switch (hold->status) {
   case hold_status::booked:
-    return make_error(errc::hold_booked,
-                      make_booking_id({layout_->section_no, slot, layout_->event_hash}));
+    return make_error(
+        errc::hold_booked,
+        make_booking_id({layout_->section_no, slot, layout_->event_hash}));
   case hold_status::expired:
   case hold_status::released:
     return make_error(errc::hold_expired);

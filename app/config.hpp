@@ -52,6 +52,20 @@ struct serve_config {
   /// folder), else `../share/reservations/web` from it (an installed tree).
   std::string web_root;
   bool chaos = false; // the chaos facility's admin routes
+
+  // Clustered nodes (docs/cluster.md): events placed by partition, owners
+  // from a Kafka consumer group, writes fenced by epochs in PostgreSQL.
+  bool cluster = false;
+  std::string advertise; // empty: the listen address
+  uint32_t cluster_partitions = 64;
+  std::string cluster_group = "rsv-owners";
+  std::string cluster_topic = "rsv-owners";
+  // Defaults for real brokers: a node that stops heartbeating loses its
+  // partitions after 10 s (docs/cluster.md, "Failure cases").
+  int cluster_session_timeout_ms = 10000;
+  int cluster_heartbeat_ms = 3000;
+  // Test-only: writes are not fenced, only counted when stale.
+  bool cluster_unsafe_no_fencing = false;
 };
 
 /// Runs a node until SIGTERM or SIGINT; answers the process exit code.

@@ -263,6 +263,55 @@ int main(int argc, char** argv) {
                  "/v1/admin/chaos (kill section actors, slow or fail store "
                  "commits); never in production")
       ->envname("RSV_CHAOS");
+  serve
+      ->add_flag("--cluster", cfg.cluster,
+                 "Run as one node of a cluster (docs/cluster.md): needs "
+                 "--store postgres and --kafka-brokers")
+      ->envname("RSV_CLUSTER");
+  serve
+      ->add_option("--advertise", cfg.advertise,
+                   "HOST:PORT where the other nodes reach this one (default: "
+                   "the --listen address; on ECS the task's own address)")
+      ->envname("RSV_ADVERTISE");
+  serve
+      ->add_option("--cluster-partitions", cfg.cluster_partitions,
+                   "partitions of the events (fixed for the life of the "
+                   "database: recorded at the first start, checked after)")
+      ->envname("RSV_CLUSTER_PARTITIONS")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  serve
+      ->add_option("--cluster-group", cfg.cluster_group,
+                   "Kafka consumer group whose assignment decides the owners")
+      ->envname("RSV_CLUSTER_GROUP")
+      ->capture_default_str();
+  serve
+      ->add_option("--cluster-topic", cfg.cluster_topic,
+                   "Kafka topic with one partition per event partition "
+                   "(nothing is produced to it)")
+      ->envname("RSV_CLUSTER_TOPIC")
+      ->capture_default_str();
+  serve
+      ->add_option("--cluster-session-timeout-ms",
+                   cfg.cluster_session_timeout_ms,
+                   "how long the group waits for a silent node before it "
+                   "moves its partitions")
+      ->envname("RSV_CLUSTER_SESSION_TIMEOUT_MS")
+      ->check(CLI::Range(1000, 300000))
+      ->capture_default_str();
+  serve
+      ->add_option("--cluster-heartbeat-ms", cfg.cluster_heartbeat_ms,
+                   "interval of the group heartbeats (below a third of the "
+                   "session timeout)")
+      ->envname("RSV_CLUSTER_HEARTBEAT_MS")
+      ->check(CLI::Range(100, 100000))
+      ->capture_default_str();
+  // A test switch, left out of --help: it shows what the fence prevents.
+  serve
+      ->add_flag("--cluster-unsafe-no-fencing", cfg.cluster_unsafe_no_fencing,
+                 "")
+      ->envname("RSV_CLUSTER_UNSAFE_NO_FENCING")
+      ->group("");
 
   auto* migrate =
       cli.add_subcommand("migrate", "Apply the database migrations and exit");

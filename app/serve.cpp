@@ -1,3 +1,4 @@
+#include "actors/cluster_coordinator.hpp"
 #include "actors/runtime.hpp"
 #include "app/config.hpp"
 #include "core/errc.hpp"
@@ -7,11 +8,13 @@
 #include "core/supervised.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+#include "messaging/cluster_membership.hpp"
 #include "messaging/kafka_relay.hpp"
 #include "messaging/rate_limiter.hpp"
 #include "messaging/read_model.hpp"
 #include "messaging/redis_client.hpp"
 #include "messaging/waiting_room.hpp"
+#include "persistence/cluster_store.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
@@ -187,6 +190,19 @@ int serve(const serve_config& cfg) {
   if (cfg.admin_token.empty())
     spdlog::warn("no --admin-token: admin calls are refused");
   bool postgres = cfg.store == "postgres";
+  if (cfg.cluster && (!postgres || !kafka)) {
+    // Ownership comes from a Kafka consumer group and is fenced in
+    // PostgreSQL: a cluster without either would sell seats twice.
+    spdlog::critical("--cluster needs --store postgres and --kafka-brokers "
+                     "(docs/cluster.md)");
+    return 2;
+  }
+  if (cfg.cluster && cfg.token_secret.empty()) {
+    // Nodes check each other's session tokens and forwarded requests.
+    spdlog::critical("--cluster needs --token-secret, the same on every node");
+    return 2;
+  }
+  auto advertise = cfg.advertise.empty() ? cfg.listen : cfg.advertise;
   if (!postgres)
     spdlog::warn("STORE IS MEMORY: NOTHING IS DURABLE. Every hold and "
                  "booking is lost when this process ends.");
@@ -217,6 +233,9 @@ int serve(const serve_config& cfg) {
   runtime_deps deps;
   recovered_state recovered;
   std::shared_ptr<kafka_relay> relay;
+  std::shared_ptr<pg_store> pg;
+  std::shared_ptr<ownership> owners;
+  std::shared_ptr<cluster_store> cluster_db;
   auto recovery_started = std::chrono::steady_clock::now();
   if (postgres) {
     // Migrations and recovery happen before the node listens: until then
@@ -226,6 +245,16 @@ int serve(const serve_config& cfg) {
       spdlog::critical("migrations failed: {}", describe(migrated.error()));
       return 1;
     }
+    if (cfg.cluster) {
+      if (auto err = cluster_store::init(cfg.pg_dsn, cfg.cluster_partitions)) {
+        spdlog::critical("cluster: {}", describe(err));
+        return 2;
+      }
+      owners = std::make_shared<ownership>(cfg.cluster_partitions, advertise);
+      cluster_db = std::make_shared<cluster_store>(cfg.pg_dsn);
+      deps.cluster = owners;
+      deps.cluster_db = cluster_db;
+    }
     recovery_started = std::chrono::steady_clock::now();
     auto loaded = load_recorded_state(cfg.pg_dsn);
     if (!loaded) {
@@ -233,6 +262,12 @@ int serve(const serve_config& cfg) {
       return 1;
     }
     recovered = std::move(*loaded);
+    if (cfg.cluster) {
+      // A node of a cluster serves only the events of the partitions the
+      // group assigns it, loaded when they are (cluster_coordinator).
+      recovered.events.clear();
+      recovered.holds.clear();
+    }
     pg_store_config pg_cfg;
     pg_cfg.dsn = cfg.pg_dsn;
     pg_cfg.encoding =
@@ -241,6 +276,10 @@ int serve(const serve_config& cfg) {
                                               : batch_encoding::pipeline;
     pg_cfg.writers = cfg.pg_writers;
     pg_cfg.registry = registry;
+    pg_cfg.fencing = !cfg.cluster_unsafe_no_fencing;
+    if (cfg.cluster_unsafe_no_fencing)
+      spdlog::critical("--cluster-unsafe-no-fencing: WRITES ARE NOT FENCED. "
+                       "A test switch: this node can sell seats twice.");
     if (kafka) {
       kafka_relay_config relay_cfg;
       relay_cfg.brokers = cfg.kafka_brokers;
@@ -265,7 +304,7 @@ int serve(const serve_config& cfg) {
                    "streams {}/*)",
                    cfg.kafka_topic, cfg.kafka_brokers, node_id);
     }
-    auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
+    pg = std::make_shared<pg_store>(std::move(pg_cfg));
     pg->learn(recovered.events);
     deps.store = pg;
     std::size_t holds = 0;
@@ -304,6 +343,14 @@ int serve(const serve_config& cfg) {
   }
   deps.clock = std::make_shared<system_clock_source>();
   deps.metrics = std::make_shared<domain_metrics>(registry);
+  // The coordinator comes after the runtime it drives; a fenced write that
+  // is reported before it exists has nothing to move yet.
+  auto coordinator_slot =
+      std::make_shared<std::atomic<cluster_coordinator*>>(nullptr);
+  if (cfg.cluster)
+    deps.on_fenced = [coordinator_slot](uint32_t partition) {
+      if (auto* c = coordinator_slot->load()) c->fenced(partition);
+    };
   auto rt = std::make_unique<runtime>(system, deps, cfg.customer_shards);
   if (postgres) {
     auto restored = rt->recover(std::move(recovered));
@@ -420,6 +467,57 @@ int serve(const serve_config& cfg) {
   api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
   api_cfg.chaos = cfg.chaos;
   api_cfg.chaos_threads = chaos_threads;
+  std::unique_ptr<cluster_coordinator> coordinator;
+  std::unique_ptr<cluster_membership> membership;
+  if (cfg.cluster) {
+    coordinator_config coordinator_cfg;
+    coordinator_cfg.learn_layouts =
+        [weak = std::weak_ptr<pg_store>(pg)](
+            const std::vector<recovered_event>& events) {
+          if (auto store = weak.lock()) store->learn(events);
+        };
+    coordinator = std::make_unique<cluster_coordinator>(
+        system, *rt, owners, cluster_db, std::move(coordinator_cfg));
+    coordinator_slot->store(coordinator.get());
+    membership_config group_cfg;
+    group_cfg.brokers = cfg.kafka_brokers;
+    group_cfg.properties = kafka_properties;
+    group_cfg.group = cfg.cluster_group;
+    group_cfg.topic = cfg.cluster_topic;
+    group_cfg.session_timeout_ms = cfg.cluster_session_timeout_ms;
+    group_cfg.heartbeat_interval_ms = cfg.cluster_heartbeat_ms;
+    group_cfg.client_id = advertise;
+    auto* c = coordinator.get();
+    membership_handlers handlers;
+    handlers.assigned = [c](std::vector<uint32_t> partitions) {
+      c->assigned(std::move(partitions));
+    };
+    // The group moves the partitions on once this returns: their events
+    // must be gone from here first (bounded: a stuck registry must not
+    // hold the whole group).
+    handlers.revoked = [c](std::vector<uint32_t> partitions) {
+      if (!c->revoked(std::move(partitions), limits::cluster_revoke_wait_ms))
+        spdlog::warn("cluster: revoked partitions were not dropped within {} "
+                     "ms; the fence keeps their writes out",
+                     limits::cluster_revoke_wait_ms);
+    };
+    handlers.lost = [c](std::vector<uint32_t> partitions) {
+      c->lost(std::move(partitions));
+    };
+    membership = std::make_unique<cluster_membership>(
+        std::move(group_cfg), std::move(handlers), registry);
+    api_cfg.cluster = owners;
+    api_cfg.cluster_db = cluster_db;
+    api_cfg.refresh_owners = [c](std::function<void()> then) {
+      c->refresh(std::move(then));
+    };
+    api_cfg.forward_marker = http::forward_marker(token_secret);
+    api_cfg.membership_health = [m = membership.get()] { return m->health(); };
+    spdlog::info("cluster: node {} of group {} on topic {} ({} partitions, "
+                 "session timeout {} ms)",
+                 advertise, cfg.cluster_group, cfg.cluster_topic,
+                 cfg.cluster_partitions, cfg.cluster_session_timeout_ms);
+  }
   if (cfg.chaos)
     spdlog::warn("CHAOS FACILITY ON: admins can kill section actors and fail "
                  "store commits under /v1/admin/chaos");
@@ -434,7 +532,11 @@ int serve(const serve_config& cfg) {
     return 1;
   }
 
-  if (cfg.demo) {
+  if (cfg.demo && cfg.cluster) {
+    // The demo event belongs to the node its partition is assigned to,
+    // which is not known yet: create it through the API (scripts/cluster).
+    spdlog::warn("--demo is ignored with --cluster");
+  } else if (cfg.demo) {
     std::promise<std::string> created;
     auto future = created.get_future();
     caf::anon_send(
@@ -459,6 +561,8 @@ int serve(const serve_config& cfg) {
     spdlog::info("demo event: {}", future.get());
   }
 
+  // Joins the group only now that forwarded requests can reach this node.
+  if (membership) membership->start();
   api->set_ready(true);
   spdlog::info("listening on {}:{} ({} I/O threads, {} actor threads, store "
                "{})",
@@ -500,6 +604,11 @@ int serve(const serve_config& cfg) {
   // 100 ms without a new request: a client that got a keep-alive answer
   // just before the drain began has sent its next request by then.
   auto unanswered = server->drain(remaining(), std::chrono::milliseconds(100));
+  // Leaving the group hands the partitions over at once (no session
+  // timeout to wait for); their events are dropped here first, and writes
+  // still queued commit before the new owner raises the epochs, or are
+  // fenced.
+  if (membership) membership->stop();
   // Order matters: no new work from I/O threads, then no new work from the
   // hashing pool, then the actors finish and the store commits what it has
   // queued (their late answers land in the stopped io_contexts and are
@@ -509,6 +618,8 @@ int serve(const serve_config& cfg) {
   // The admission loop reads the directory: stop it before the runtime goes.
   if (queues) queues->stop();
   if (read_model) read_model->stop();
+  coordinator_slot->store(nullptr);
+  coordinator.reset();
   rt.reset();
   // Returns once every actor has unregistered, which CAF 0.17 does before it
   // runs the actor's exit functors: those still run on CAF's workers until

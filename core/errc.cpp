@@ -35,6 +35,10 @@ const char* to_string(errc code) {
     return "unavailable";
   case errc::overloaded:
     return "overloaded";
+  case errc::fenced:
+    return "fenced";
+  case errc::not_owner:
+    return "not_owner";
   }
   return "unknown";
 }

@@ -30,6 +30,12 @@ enum class errc : uint8_t {
   validation_failed,
   unavailable,
   overloaded,
+  /// A write refused by the cluster's fence: the event's partition moved to
+  /// another node after this one loaded it. Answered 503 (safe to retry).
+  fenced,
+  /// This node does not own the event (now): a forwarded request answers
+  /// 421, and the node that forwarded it refreshes and retries once.
+  not_owner,
 };
 
 const char* to_string(errc code);

@@ -149,11 +149,12 @@ constexpr std::size_t redis_batch_max = 1'000;
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
 // Shared rate limits (messaging/rate_limiter): per I/O thread at most
-// rate_limit_calls_max script calls are in flight; checks that come meanwhile wait and go out
-// together in the next call, at most rate_limit_batch_max of them. One Lua
-// call per request cost more than half the holds/s of the benchmark
-// (docs/benchmarks.md, "Redis"); with one call in flight a check waits at
-// most two round trips to Redis, and every call serves as many as came.
+// rate_limit_calls_max script calls are in flight; checks that come meanwhile
+// wait and go out together in the next call, at most rate_limit_batch_max of
+// them. One Lua call per request cost more than half the holds/s of the
+// benchmark (docs/benchmarks.md, "Redis"); with one call in flight a check
+// waits at most two round trips to Redis, and every call serves as many as
+// came.
 constexpr std::size_t rate_limit_calls_max = 1;
 constexpr std::size_t rate_limit_batch_max = 500;
 // Leases of request numbers (messaging/rate_limiter): a key that comes again
@@ -189,5 +190,11 @@ constexpr int64_t admission_lease_ms = 2'000;
 // Waiting-room events one node drives at once: each costs one script call per
 // tick.
 constexpr std::size_t waiting_rooms_max = 1'000;
+
+// Cluster (docs/cluster.md). A revoked partition's events are dropped before
+// the group moves it; a registry that does not answer within this time must
+// not hold the whole group's rebalance (the fence keeps the node's late
+// writes out anyway).
+constexpr int64_t cluster_revoke_wait_ms = 5'000;
 
 } // namespace rsv::limits

@@ -1,8 +1,8 @@
 #include "core/model.hpp"
 
 #include "core/assert.hpp"
-#include "core/partition.hpp"
 #include "core/ids.hpp"
+#include "core/partition.hpp"
 
 #include <algorithm>
 
@@ -32,13 +32,14 @@ std::string section_layout::seat_id(uint32_t index) const {
 
 std::shared_ptr<const section_layout>
 section_layout::make(const std::string& event_id, const section_def& def,
-                     uint32_t section_no) {
+                     uint32_t section_no, write_fence fence) {
   auto layout = std::make_shared<section_layout>();
   layout->event_id = event_id;
   layout->section_id = def.id;
   layout->name = def.name;
   layout->section_no = section_no;
   layout->event_hash = fnv1a_64(event_id);
+  layout->fence = fence;
   layout->price_cents = def.price_cents;
   layout->row_offset.reserve(def.rows.size() + 1);
   uint32_t offset = 0;

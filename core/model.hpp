@@ -42,6 +42,18 @@ struct event_def {
   std::vector<section_def> sections;
 };
 
+/// Under which ownership a write was made, in a cluster: the partition of
+/// its event and the epoch the node held it at when it loaded the event. A
+/// group commit refuses writes whose epoch is no longer current
+/// (docs/cluster.md, "Fencing"). Epoch 0: a single node, nothing to check.
+struct write_fence {
+  uint32_t partition = 0;
+  uint64_t epoch = 0;
+
+  bool operator==(const write_fence&) const = default;
+  auto operator<=>(const write_fence&) const = default;
+};
+
 /// The immutable shape of one section, shared by its actor and the request
 /// router: seat ids map to dense indexes `row_offset[row] + number - 1`.
 struct section_layout {
@@ -50,6 +62,8 @@ struct section_layout {
   std::string name;
   uint32_t section_no = 0; // cluster-wide number carried inside hold ids
   uint64_t event_hash = 0; // fnv1a_64(event_id), also carried inside them
+  /// The ownership its event was loaded under; every change carries it.
+  write_fence fence;
   int64_t price_cents = 0;
   std::vector<std::string> row_labels;
   std::vector<uint32_t> row_offset; // size rows + 1; last = seat count
@@ -68,7 +82,8 @@ struct section_layout {
 
   static std::shared_ptr<const section_layout> make(const std::string& event_id,
                                                     const section_def& def,
-                                                    uint32_t section_no);
+                                                    uint32_t section_no,
+                                                    write_fence fence = {});
 };
 
 enum class hold_status : uint8_t { active, expired, released, booked };
@@ -105,6 +120,15 @@ struct booking_view {
 /// the list is the same however the bookings reached memory (live, after a
 /// section reload, after a restart).
 bool listed_before(const booking_view& a, const booking_view& b);
+
+/// One line of `GET /v1/events`.
+struct event_summary {
+  std::string id;
+  std::string name;
+  millis starts_at_ms = 0;
+  uint32_t seats_total = 0;
+  uint32_t seats_free = 0;
+};
 
 /// A section's seat statuses in dense index order, with the layout needed to
 /// name them.
@@ -174,6 +198,8 @@ struct seat_change {
   millis at_ms = 0;
   millis expires_at_ms = 0;
   int64_t amount_cents = 0;
+  /// The section's ownership (section_layout::fence).
+  write_fence fence;
   /// Set when the change answers a request with an Idempotency-Key.
   std::shared_ptr<const idempotency_record> idempotency;
 };

@@ -3,9 +3,11 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
+#include "core/partition.hpp"
 #include "http/api_context.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
+#include "persistence/cluster_store.hpp"
 
 #include <boost/asio/post.hpp>
 #include <caf/all.hpp>
@@ -95,6 +97,7 @@ api::api(runtime& rt, api_config config,
       admissions_(config_.token_secret), registry_(std::move(registry)),
       hashing_(config_.hash_threads) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
+  if (config_.cluster) peer_metrics_ = make_peer_metrics(registry_);
 }
 
 api::~api() {
@@ -205,20 +208,180 @@ void api::handle(api_request req, respond_fn done) {
     target = &api::chaos_redis;
     break;
   }
-  // The write routes are rate limited: every POST and DELETE under /v1.
+  // The write routes are rate limited: every POST and DELETE under /v1,
+  // counted once, by the node the client reached.
   bool write = verb == method::post || verb == method::del;
   if (write && config_.rate_limits && config_.rate_limits->enabled() &&
-      ctx->req.target.rfind("/v1/", 0) == 0) {
+      ctx->req.target.rfind("/v1/", 0) == 0 && !forwarded(*ctx)) {
     limited(std::move(ctx), target);
     return;
   }
-  (this->*target)(*ctx);
+  route(*ctx, target);
+}
+
+// -- cluster
+// -------------------------------------------------------------------
+
+bool api::forwarded(const context& ctx) const {
+  return config_.cluster && !ctx.req.forwarded.empty() &&
+         secrets_equal(ctx.req.forwarded, config_.forward_marker);
+}
+
+namespace {
+
+/// A string member of a JSON body, if the body is an object that has one.
+std::optional<std::string> body_member(const std::string& body,
+                                       const char* name) {
+  auto json = parse_json(body);
+  if (!json || !json->is_object()) return std::nullopt;
+  auto member = json->find(name);
+  if (member == json->end() || !member->is_string()) return std::nullopt;
+  return member->get<std::string>();
+}
+
+std::optional<std::pair<std::string, std::string>>
+read_ticket(std::string_view ticket);
+
+} // namespace
+
+std::optional<uint32_t> api::partition_of_request(context& ctx) {
+  auto count = config_.cluster->partitions();
+  auto of_record =
+      [count](const std::optional<record_ref>& ref) -> std::optional<uint32_t> {
+    // Ids from before clusters carry no event hash: the node that has the
+    // section answers them (docs/cluster.md).
+    if (!ref || ref->event_hash == 0) return std::nullopt;
+    return partition_of_hash(ref->event_hash, count);
+  };
+  const auto& params = ctx.match.params;
+  switch (ctx.match.route) {
+  case route_id::event:
+  case route_id::seats:
+  case route_id::stats:
+  case route_id::queue_join:
+    return partition_of(params[0], count);
+  case route_id::queue_ticket:
+    if (auto named = read_ticket(params[0]))
+      return partition_of(named->first, count);
+    return std::nullopt;
+  case route_id::holds:
+    if (auto event_id = body_member(ctx.req.body, "event_id"))
+      return partition_of(*event_id, count);
+    return std::nullopt;
+  case route_id::hold:
+    return of_record(parse_hold_id(params[0]));
+  case route_id::booking:
+    return of_record(parse_booking_id(params[0]));
+  case route_id::bookings:
+    if (ctx.req.verb != method::post) return std::nullopt;
+    if (auto hold_id = body_member(ctx.req.body, "hold_id"))
+      return of_record(parse_hold_id(*hold_id));
+    return std::nullopt;
+  case route_id::events: {
+    if (ctx.req.verb != method::post) return std::nullopt;
+    // An event's id decides its node: one the client left out is made up
+    // here and written into the body, so that the owner creates that one.
+    auto json = parse_json(ctx.req.body);
+    if (!json || !json->is_object()) return std::nullopt;
+    auto id = json->find("id");
+    if (id == json->end()) {
+      auto made = make_random_id("evt");
+      made[3] = '-'; // event ids have no '_'
+      (*json)["id"] = made;
+      ctx.req.body = dump(*json);
+      return partition_of(made, count);
+    }
+    if (!id->is_string()) return std::nullopt;
+    return partition_of(id->get<std::string>(), count);
+  }
+  default:
+    return std::nullopt;
+  }
+}
+
+void api::route(context& ctx, handler target, bool may_retry) {
+  auto partition = config_.cluster ? partition_of_request(ctx) : std::nullopt;
+  if (!partition) {
+    (this->*target)(ctx);
+    return;
+  }
+  auto info = config_.cluster->get(*partition);
+  switch (info.state) {
+  case partition_state::local:
+    (this->*target)(ctx);
+    return;
+  case partition_state::loading:
+    ctx.done(problem(503, problem_code::unavailable,
+                     "this node is taking the event over; retry shortly"));
+    return;
+  case partition_state::remote:
+    break;
+  }
+  if (forwarded(ctx)) {
+    // One hop at most: the node that sent it reads the owners again.
+    ctx.done(problem_from(make_error(errc::not_owner)));
+    return;
+  }
+  forward(std::make_shared<context>(std::move(ctx)), target, info.owner,
+          may_retry);
+}
+
+void api::forward(std::shared_ptr<context> ctx, handler target,
+                  std::string owner, bool may_retry) {
+  // Reads the owners again, then routes once more on the request's thread.
+  auto again = [this, ctx, target] {
+    config_.refresh_owners([this, ctx, target] {
+      auto go = [this, ctx, target] { route(*ctx, target, false); };
+      if (ctx->req.resume)
+        ctx->req.resume(std::move(go));
+      else
+        go();
+    });
+  };
+  if (owner.empty()) {
+    if (may_retry) {
+      again();
+      return;
+    }
+    ctx->done(problem(503, problem_code::unavailable,
+                      "no node serves this event right now (it is moving); "
+                      "retry shortly"));
+    return;
+  }
+  rsv::http::forward(
+      owner, ctx->req, {{"X-Rsv-Forwarded", config_.forward_marker}},
+      [ctx, again, may_retry,
+       owner](caf::expected<api_response> answer) mutable {
+        if (!answer) {
+          // The owner is unreachable (killed, frozen, moving): the client
+          // may retry; by then the group has moved its events.
+          auto response = problem(503, problem_code::unavailable,
+                                  "the node that serves this event (" + owner +
+                                      ") did not answer; retry shortly");
+          ctx->done(std::move(response));
+          return;
+        }
+        if (answer->status == 421 && may_retry) {
+          again();
+          return;
+        }
+        ctx->done(std::move(*answer));
+      });
 }
 
 std::shared_ptr<void> api::io_thread_started(boost::asio::io_context& io) {
+  // What the thread keeps while it runs: its Redis connection for the rate
+  // limits, its connections to the other nodes of a cluster.
+  struct per_thread {
+    std::shared_ptr<void> rate_limits;
+    std::shared_ptr<void> peers;
+  };
+  auto kept = std::make_shared<per_thread>();
   if (config_.rate_limits && config_.rate_limits->enabled())
-    return config_.rate_limits->attach(io);
-  return nullptr;
+    kept->rate_limits = config_.rate_limits->attach(io);
+  if (config_.cluster)
+    kept->peers = attach_peer_pool(io, config_.peers, peer_metrics_);
+  return kept;
 }
 
 void api::limited(std::shared_ptr<context> ctx, handler target) {
@@ -232,7 +395,8 @@ void api::limited(std::shared_ptr<context> ctx, handler target) {
   auto& limits = *config_.rate_limits;
   // Most requests of a busy caller are decided from the numbers this
   // thread reserved ahead: at once, on this thread.
-  if (auto decision = limits.check_now(ctx->customer_id, ctx->req.remote_address)) {
+  if (auto decision =
+          limits.check_now(ctx->customer_id, ctx->req.remote_address)) {
     after_limits(*ctx, target, std::move(*decision));
     return;
   }
@@ -253,10 +417,10 @@ void api::limited(std::shared_ptr<context> ctx, handler target) {
 
 void api::after_limits(context& ctx, handler target, rate_decision decision) {
   if (!decision.allowed) {
-    auto response = problem(
-        429, problem_code::rate_limited,
-        "retry after " + std::to_string(decision.retry_after_seconds) +
-            " second" + (decision.retry_after_seconds == 1 ? "" : "s"));
+    auto response =
+        problem(429, problem_code::rate_limited,
+                "retry after " + std::to_string(decision.retry_after_seconds) +
+                    " second" + (decision.retry_after_seconds == 1 ? "" : "s"));
     response.header("Retry-After",
                     std::to_string(decision.retry_after_seconds));
     response.header("RateLimit", std::move(decision.remaining));
@@ -274,7 +438,7 @@ void api::after_limits(context& ctx, handler target, rate_decision decision) {
       inner(std::move(response));
     };
   }
-  (this->*target)(ctx);
+  route(ctx, target);
 }
 
 // -- checks -------------------------------------------------------------------
@@ -414,6 +578,37 @@ void api::health(context& ctx) {
         {"kafka", to_string(kafka)},
         {"redis", to_string(redis)}}},
   };
+  if (config_.cluster) {
+    // This node's partitions and events, and every member as the owners
+    // table says (docs/cluster.md, "Operating").
+    auto table = config_.cluster->snapshot();
+    auto dir = rt_.dir().snapshot();
+    nlohmann::json members = nlohmann::json::object();
+    nlohmann::json local = nlohmann::json::array();
+    nlohmann::json loading = nlohmann::json::array();
+    nlohmann::json epochs = nlohmann::json::array();
+    for (uint32_t p = 0; p < table->size(); ++p) {
+      const auto& info = (*table)[p];
+      epochs.push_back(info.epoch);
+      if (info.state == partition_state::local) local.push_back(p);
+      if (info.state == partition_state::loading) loading.push_back(p);
+      if (!info.owner.empty() && info.state != partition_state::loading)
+        members[info.owner].push_back(p);
+    }
+    nlohmann::json events = nlohmann::json::array();
+    for (const auto& event : dir->events_ordered)
+      events.push_back(event->def.id);
+    auto group = config_.membership_health ? config_.membership_health()
+                                           : service_state::disabled;
+    body["cluster"] = {{"node", config_.cluster->self()},
+                       {"partitions", config_.cluster->partitions()},
+                       {"group", to_string(group)},
+                       {"owned", std::move(local)},
+                       {"loading", std::move(loading)},
+                       {"events", std::move(events)},
+                       {"members", std::move(members)},
+                       {"epochs", std::move(epochs)}};
+  }
   ctx.done(json_response(healthy ? 200 : 503, dump(body)));
 }
 
@@ -504,7 +699,19 @@ void api::create_session(context& ctx) {
 }
 
 void api::list_events(context& ctx) {
-  ctx.done(json_response(200, render_events(*rt_.dir().snapshot())));
+  if (!config_.cluster_db) {
+    ctx.done(json_response(200, render_events(*rt_.dir().snapshot())));
+    return;
+  }
+  // Each node has only its own events in memory: the list (with counts as
+  // of the last commits) comes from PostgreSQL.
+  config_.cluster_db->list_events(
+      [done = ctx.done](caf::expected<std::vector<event_summary>> events) {
+        if (!events)
+          done(problem_from(events.error()));
+        else
+          done(json_response(200, render_events(*events)));
+      });
 }
 
 void api::create_event(context& ctx) {
@@ -878,6 +1085,19 @@ void api::create_booking(context& ctx) {
 
 void api::list_bookings(context& ctx) {
   if (!require_customer(ctx)) return;
+  if (config_.cluster_db) {
+    // Bookings of events that other nodes serve: PostgreSQL has them all,
+    // and a booking answered 2xx is committed there.
+    config_.cluster_db->list_bookings(
+        ctx.customer_id,
+        [done = ctx.done](caf::expected<std::vector<booking_view>> list) {
+          if (!list)
+            done(problem_from(list.error()));
+          else
+            done(json_response(200, render_bookings(*list)));
+        });
+    return;
+  }
   caf::anon_send(rt_.shard_for(ctx.customer_id),
                  list_bookings_request{
                      ctx.customer_id,

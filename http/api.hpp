@@ -3,15 +3,15 @@
 #include "actors/runtime.hpp"
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
+#include "http/peer_client.hpp"
 #include "http/router.hpp"
 #include "http/static_files.hpp"
 #include "messaging/rate_limiter.hpp"
-
-#include <boost/asio/io_context.hpp>
 #include "messaging/read_model.hpp"
 #include "messaging/waiting_room.hpp"
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
@@ -22,7 +22,8 @@
 
 namespace rsv {
 struct thread_faults; // core/supervised.hpp
-}
+class cluster_store;  // persistence/cluster_store.hpp
+} // namespace rsv
 
 namespace rsv::http {
 
@@ -55,6 +56,22 @@ struct api_config {
   /// With chaos: the crashes it injects into the relay and the Redis
   /// threads (those that run: kafka_health, redis_health, read_model).
   std::shared_ptr<rsv::thread_faults> chaos_threads;
+
+  /// In a cluster (docs/cluster.md); all null or empty on a single node.
+  /// Which node serves which partition.
+  std::shared_ptr<const ownership> cluster;
+  /// Reads what no single node has in memory: the event list, a
+  /// customer's bookings across events.
+  std::shared_ptr<cluster_store> cluster_db;
+  /// Reads the owners again now, then runs the continuation (any thread).
+  std::function<void(std::function<void()>)> refresh_owners;
+  /// The value of X-Rsv-Forwarded that marks a request forwarded by a node
+  /// of this cluster (derived from the token secret, which all share).
+  std::string forward_marker;
+  /// Connections to the other nodes (per I/O thread).
+  peer_config peers;
+  /// The consumer group's view for /health: state of the membership.
+  std::function<service_state()> membership_health;
 };
 
 /// The HTTP API of the contract, independent of sockets: takes a parsed
@@ -134,6 +151,16 @@ private:
   void after_limits(context& ctx, handler target, rate_decision decision);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
+  /// In a cluster: runs `target` here when this node serves the request's
+  /// event (or it names none), else forwards it to the owner; a misdirected
+  /// answer (421) makes it read the owners again and route once more.
+  void route(context& ctx, handler target, bool may_retry = true);
+  void forward(std::shared_ptr<context> ctx, handler target, std::string owner,
+               bool may_retry);
+  /// The partition of the event a request names, if it names one.
+  std::optional<uint32_t> partition_of_request(context& ctx);
+  /// Whether the request came from a node of this cluster.
+  bool forwarded(const context& ctx) const;
 
   runtime& rt_;
   api_config config_;
@@ -142,6 +169,7 @@ private:
   std::shared_ptr<prometheus::Registry> registry_;
   boost::asio::thread_pool hashing_;
   std::string dummy_hash_; // compared against for unknown emails
+  std::shared_ptr<const peer_metrics> peer_metrics_; // in a cluster
   std::atomic<bool> ready_{false};
 };
 

@@ -21,6 +21,9 @@ struct api_request {
   bool has_idempotency_key = false;
   std::string admission_token;
   std::string if_none_match; // for the web pages' ETags
+  /// X-Rsv-Forwarded: set by a cluster node that forwarded the request to
+  /// this one (docs/cluster.md, "Forwarding"); empty otherwise.
+  std::string forwarded;
   std::string body;
   /// The client's IP address as text (for per-address rate limits); empty
   /// when unknown.

@@ -35,6 +35,10 @@ std::string hmac_base64(std::string_view key, std::string_view payload) {
 
 } // namespace
 
+std::string forward_marker(std::string_view token_secret) {
+  return "f1." + hmac_base64(token_secret, "rsv forwarded request");
+}
+
 token_signer::token_signer(std::string secret, int64_t ttl_seconds)
     : secret_(std::move(secret)), ttl_seconds_(ttl_seconds) {
   RSV_ASSERT(secret_.size() >= 32, "token secret has at least 32 bytes");

@@ -72,6 +72,12 @@ std::string hash_password(std::string_view password, password_cost cost);
 bool verify_password(const std::string& encoded_hash,
                      std::string_view password);
 
+/// The X-Rsv-Forwarded value that marks a request one node of a cluster
+/// forwarded to another: derived from the token secret, which every node
+/// shares and no client knows, so a client cannot skip the first node's
+/// rate limits by claiming its request was forwarded.
+std::string forward_marker(std::string_view token_secret);
+
 /// Constant-time comparison for bearer secrets.
 bool secrets_equal(std::string_view a, std::string_view b);
 

@@ -212,23 +212,33 @@ std::string render_event(const event_entry& event,
 }
 
 std::string render_events(const directory_snapshot& snapshot) {
-  std::string out = R"({"events":[)";
-  bool first = true;
+  std::vector<event_summary> events;
+  events.reserve(snapshot.events_ordered.size());
   for (const auto& event : snapshot.events_ordered) {
     uint32_t free = 0;
     for (const auto& section : event->sections)
       free += section->counts().free;
+    events.push_back({event->def.id, event->def.name, event->def.starts_at_ms,
+                      event->seat_count(), free});
+  }
+  return render_events(events);
+}
+
+std::string render_events(const std::vector<event_summary>& events) {
+  std::string out = R"({"events":[)";
+  bool first = true;
+  for (const auto& event : events) {
     out += first ? "{" : ",{";
     first = false;
-    append_member(out, "id", event->def.id);
+    append_member(out, "id", event.id);
     out += ',';
-    append_member(out, "name", event->def.name);
+    append_member(out, "name", event.name);
     out += ',';
-    append_member(out, "starts_at", format_rfc3339(event->def.starts_at_ms));
+    append_member(out, "starts_at", format_rfc3339(event.starts_at_ms));
     out += ',';
-    append_member(out, "seats_total", event->seat_count());
+    append_member(out, "seats_total", event.seats_total);
     out += ',';
-    append_member(out, "seats_free", free);
+    append_member(out, "seats_free", event.seats_free);
     out += '}';
   }
   out += "]}";

@@ -46,6 +46,8 @@ std::string render_bookings(const std::vector<booking_view>& bookings);
 std::string render_event(const event_entry& event,
                          const std::vector<seat_counts>* counts = nullptr);
 std::string render_events(const directory_snapshot& snapshot);
+/// The same from a list (a cluster reads it from PostgreSQL), in its order.
+std::string render_events(const std::vector<event_summary>& events);
 std::string render_seat_map(const seat_map_view& map);
 std::string render_stats(const event_entry& event);
 

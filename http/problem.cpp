@@ -33,6 +33,7 @@ const char* title_of(std::string_view code) {
       {"event_exists", "Event already exists"},
       {"email_taken", "Email already registered"},
       {"invalid_credentials", "Invalid email or password"},
+      {"not_owner", "Misdirected request"},
   };
   for (const auto& [name, title] : titles)
     if (code == name) return title;
@@ -115,8 +116,12 @@ api_response problem_from(const caf::error& err) {
     return problem(401, "invalid_credentials", "wrong email or password");
   case errc::validation_failed:
     return problem(422, "validation_failed", detail_or("invalid request"));
+  case errc::not_owner:
+    return problem(421, "not_owner",
+                   "this node does not own the event; ask its owner");
   case errc::unavailable:
   case errc::overloaded:
+  case errc::fenced:
     return problem(503, "unavailable",
                    "the service cannot answer now; retry with the same "
                    "Idempotency-Key to learn whether the request took effect");

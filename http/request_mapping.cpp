@@ -39,6 +39,7 @@ api_request to_api_request(bhttp::request<bhttp::string_body>&& message) {
   }
   req.admission_token = std::string{message["X-Admission-Token"]};
   req.if_none_match = std::string{message[bhttp::field::if_none_match]};
+  req.forwarded = std::string{message["X-Rsv-Forwarded"]};
   req.body = std::move(message.body());
   return req;
 }

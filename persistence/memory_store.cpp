@@ -25,7 +25,7 @@ caf::error outcome(bool failing) {
 } // namespace
 
 void memory_store::create_event(const event_def&, std::vector<uint32_t>,
-                                store_ack done) {
+                                store_ack done, write_fence) {
   done(outcome(failing_));
 }
 

@@ -14,8 +14,10 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <random>
+#include <set>
 #include <shared_mutex>
 #include <spdlog/spdlog.h>
 #include <string_view>
@@ -31,6 +33,7 @@ namespace {
 struct event_write {
   event_def def;
   std::vector<uint32_t> section_nos;
+  write_fence fence;
 };
 
 /// A read of one section's holds, ordered after the writes queued before it.
@@ -166,11 +169,63 @@ constexpr prepared_statement insert_outbox{
     "INSERT INTO outbox VALUES ($1, $2::int8, to_timestamp($3::int8 / "
     "1000.0), $4::int, $5)"};
 
+// The cluster's fence (migration 0006, docs/cluster.md): the first statement
+// of a transaction whose writes were made under an ownership epoch. It fails
+// with SQLSTATE RSV01 when any of them is no longer current. The test-only
+// switch that turns fencing off asks the second instead, which only tells.
+constexpr prepared_statement check_fence{
+    "rsv_check_fence", 2, "SELECT rsv_fence($1::int[], $2::int8[])"};
+constexpr prepared_statement check_stale{
+    "rsv_check_stale", 2, "SELECT rsv_stale_epochs($1::int[], $2::int8[])"};
+constexpr const char* fenced_sqlstate = "RSV01";
+
 constexpr prepared_statement pipeline_statements[] = {
-    insert_holds,     update_statuses,    insert_bookings, cancel_bookings,
-    insert_customers, upsert_idempotency, insert_outbox};
+    insert_holds,    update_statuses,  insert_bookings,
+    cancel_bookings, insert_customers, upsert_idempotency,
+    insert_outbox,   check_fence,      check_stale};
+
+/// The distinct ownership fences a batch's writes were made under, as the
+/// two array parameters of rsv_fence; empty when none was (a single node).
+struct batch_fences {
+  array_param partitions;
+  array_param epochs;
+  std::size_t count = 0;
+};
+
+batch_fences fences_of(const std::vector<const pending_write*>& batch) {
+  std::set<write_fence> distinct;
+  for (const auto* write : batch) {
+    if (const auto* change = std::get_if<seat_change>(&write->what))
+      distinct.insert(change->fence);
+    else if (const auto* event = std::get_if<event_write>(&write->what))
+      distinct.insert(event->fence);
+  }
+  batch_fences out;
+  for (const auto& fence : distinct) {
+    if (fence.epoch == 0) continue;
+    out.partitions.add(static_cast<int64_t>(fence.partition));
+    out.epochs.add(static_cast<int64_t>(fence.epoch));
+    ++out.count;
+  }
+  return out;
+}
 
 } // namespace
+
+/// What a refused statement means for its writes: the fence's refusal
+/// (SQLSTATE RSV01), an email another node registered first (in a
+/// cluster, the unique index is where two registrations meet), or an
+/// outage or refused row (unavailable).
+errc refusal_of(const PGresult* result) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  if (state != nullptr && std::string_view{state} == fenced_sqlstate)
+    return errc::fenced;
+  const char* constraint = PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME);
+  if (constraint != nullptr &&
+      std::string_view{constraint} == "customers_email_key")
+    return errc::email_taken;
+  return errc::unavailable;
+}
 
 /// What every writer shares: the configuration, the metrics, and the
 /// layouts that turn seat indexes into seat ids.
@@ -196,7 +251,38 @@ struct shared_state {
                .Add({}, prometheus::Histogram::BucketBoundaries{
                             0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
                             0.25, 0.5, 1, 2.5, 5});
+      fenced_batches = &prometheus::BuildCounter()
+                            .Name("rsv_store_fenced_batches_total")
+                            .Help("Transactions the cluster's fence refused: "
+                                  "their partitions had moved to another node")
+                            .Register(*config.registry)
+                            .Add({});
+      if (!config.fencing)
+        stale_batches =
+            &prometheus::BuildCounter()
+                 .Name("rsv_store_unfenced_stale_batches_total")
+                 .Help("With fencing turned off (a test switch): "
+                       "transactions written under an epoch that was no "
+                       "longer current, which the fence would have refused")
+                 .Register(*config.registry)
+                 .Add({});
     }
+  }
+
+  /// A transaction PostgreSQL refused, as its writes are answered; the
+  /// fence's refusals are counted.
+  caf::error refused(errc refusal, const std::string& message) {
+    if (refusal == errc::fenced) {
+      if (fenced_batches != nullptr) fenced_batches->Increment();
+      spdlog::warn("a batch was fenced: {}", message);
+    }
+    return make_error(refusal, "PostgreSQL: " + message);
+  }
+
+  void stale_batch() {
+    if (stale_batches != nullptr) stale_batches->Increment();
+    spdlog::error("fencing is OFF (test switch) and a batch was written under "
+                  "a stale epoch");
   }
 
   std::shared_ptr<const section_layout> layout(uint32_t section_no) {
@@ -214,6 +300,8 @@ struct shared_state {
   // Group commit at work: rows per transaction and the time COMMIT takes.
   prometheus::Histogram* batch_rows = nullptr;
   prometheus::Histogram* commit_seconds = nullptr;
+  prometheus::Counter* fenced_batches = nullptr;
+  prometheus::Counter* stale_batches = nullptr;
   // Supervision and the chaos facility's faults (store.hpp).
   store_faults faults;
   prometheus::Counter* writer_restarts = nullptr;
@@ -729,6 +817,16 @@ struct writer {
       sent += queued ? 1 : 0;
     };
     send_text("BEGIN");
+    auto fences = fences_of(batch);
+    int fence_at = -1; // the fence's place among the results
+    if (fences.count > 0 && queued) {
+      const char* values[] = {fences.partitions.c_str(), fences.epochs.c_str()};
+      const auto& check = config.fencing ? check_fence : check_stale;
+      queued = PQsendQueryPrepared(c, check.name, check.params, values, nullptr,
+                                   nullptr, 0) == 1;
+      fence_at = sent;
+      sent += queued ? 1 : 0;
+    }
     send(insert_customers, rows.customers);
     send(insert_holds, rows.holds);
     send(update_statuses, rows.statuses);
@@ -758,9 +856,20 @@ struct writer {
     // come back as PGRES_PIPELINE_ABORTED, and the sync closes the pipeline.
     std::string message;
     bool committed = false;
+    auto refusal = errc::unavailable;
     for (int i = 0; i < sent; ++i) {
       while (result_ptr result{PQgetResult(c)}) {
         auto status = PQresultStatus(result.get());
+        if (i == fence_at && status == PGRES_TUPLES_OK) {
+          // Fencing off (a test): the check only tells whether it would
+          // have refused.
+          if (!config.fencing && PQntuples(result.get()) == 1 &&
+              *PQgetvalue(result.get(), 0, 0) == 't')
+            shared.stale_batch();
+          continue;
+        }
+        if (status == PGRES_FATAL_ERROR && message.empty())
+          refusal = refusal_of(result.get());
         if (status == PGRES_COMMAND_OK) {
           committed = i == sent - 1 &&
                       std::string_view{PQcmdStatus(result.get())} == "COMMIT";
@@ -788,7 +897,7 @@ struct writer {
     if (PQtransactionStatus(c) != PQTRANS_IDLE) {
       result_ptr rollback{PQexec(c, "ROLLBACK")};
     }
-    return make_error(errc::unavailable, "PostgreSQL: " + message);
+    return shared.refused(refusal, message);
   }
 
   /// Writes `batch` in one transaction; answers the error, if any.
@@ -804,6 +913,9 @@ struct writer {
         }))
       return commit_pipeline(batch);
     std::string sql = "BEGIN;\n";
+    if (auto fences = fences_of(batch); fences.count > 0 && config.fencing)
+      sql += std::string{"SELECT rsv_fence('"} + fences.partitions.c_str() +
+             "'::int[], '" + fences.epochs.c_str() + "'::int8[]);\n";
     bool rendered = true;
     if (config.encoding == batch_encoding::multirow && batch.size() > 1) {
       rendered = render_multirow(batch, sql);
@@ -824,9 +936,10 @@ struct writer {
       return {};
     }
     std::string message = PQerrorMessage(conn.get());
+    auto refusal = refusal_of(result.get());
     // The transaction is aborted; end it so the connection can go on.
     result_ptr rollback{PQexec(conn.get(), "ROLLBACK")};
-    return make_error(errc::unavailable, "PostgreSQL: " + message);
+    return shared.refused(refusal, message);
   }
 
   /// While idle, once a second: is the database still there? Keeps
@@ -1054,7 +1167,8 @@ pg_store::pg_store(pg_store_config config)
 pg_store::~pg_store() = default;
 
 void pg_store::create_event(const event_def& def,
-                            std::vector<uint32_t> section_nos, store_ack done) {
+                            std::vector<uint32_t> section_nos, store_ack done,
+                            write_fence fence) {
   // Every writer may write this event's holds later: learn the layouts now.
   // The event's sections take requests only after this write is
   // acknowledged, so no hold comes before its event.
@@ -1062,7 +1176,7 @@ void pg_store::create_event(const event_def& def,
     impl_->shared.learn(
         section_layout::make(def.id, def.sections[i], section_nos[i]));
   impl_->writers[0]->push(
-      {event_write{def, std::move(section_nos)}, std::move(done)});
+      {event_write{def, std::move(section_nos), fence}, std::move(done)});
 }
 
 void pg_store::create_customer(const customer_record& record, store_ack done) {

@@ -38,6 +38,12 @@ struct pg_store_config {
   /// Called on a writer thread after a transaction with an outbox row
   /// committed, so that the relay need not poll; must not block.
   std::function<void()> on_outbox_commit = {};
+  /// In a cluster, every transaction with writes made under an ownership
+  /// epoch first checks that the epochs are current (rsv_fence). False
+  /// only in tests that show what the fence prevents: the check then
+  /// counts stale batches (rsv_store_unfenced_stale_batches_total) and
+  /// lets them commit.
+  bool fencing = true;
   /// Where rsv_store_batch_rows and rsv_store_commit_seconds go; may be null.
   std::shared_ptr<prometheus::Registry> registry = nullptr;
 };
@@ -68,7 +74,7 @@ public:
   const char* name() const override { return "postgres"; }
   bool durable() const override { return true; }
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done) override;
+                    store_ack done, write_fence fence = {}) override;
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
   void put_idempotency(const idempotency_record& record,

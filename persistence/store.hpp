@@ -66,9 +66,11 @@ public:
   /// True when an acknowledged write survives a crash of the process.
   virtual bool durable() const = 0;
 
+  /// Writes a new event. `fence` is the ownership of its partition the
+  /// node creates it under (in a cluster; else none).
   virtual void create_event(const event_def& def,
-                            std::vector<uint32_t> section_nos,
-                            store_ack done) = 0;
+                            std::vector<uint32_t> section_nos, store_ack done,
+                            write_fence fence = {}) = 0;
 
   virtual void create_customer(const customer_record& record,
                                store_ack done) = 0;
@@ -109,7 +111,7 @@ public:
   const char* name() const override { return "memory"; }
   bool durable() const override { return false; }
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done) override;
+                    store_ack done, write_fence fence = {}) override;
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
   void put_idempotency(const idempotency_record& record,

@@ -44,8 +44,8 @@ public:
   /// as it would from PostgreSQL, instead of serving on from its memory.
   bool pretend_durable = false;
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done) override {
-    inner_->create_event(def, std::move(section_nos), std::move(done));
+                    store_ack done, write_fence fence = {}) override {
+    inner_->create_event(def, std::move(section_nos), std::move(done), fence);
   }
   void create_customer(const customer_record& record, store_ack done) override {
     inner_->create_customer(record, std::move(done));

@@ -230,11 +230,14 @@ command_result run_command(std::vector<std::string> args,
   return result;
 }
 
-server_process::server_process(std::vector<std::string> extra_args) {
+server_process::server_process(std::vector<std::string> extra_args,
+                               std::string admin_token)
+    : admin_token_(std::move(admin_token)) {
   std::signal(SIGPIPE, SIG_IGN);
   static std::atomic<int> counter{0};
-  admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(counter.fetch_add(1));
+  if (admin_token_.empty())
+    admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(counter.fetch_add(1));
   std::string why;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (start_once(extra_args, why)) return;

@@ -32,7 +32,9 @@ class server_process {
 public:
   /// Starts the server and waits until `GET /ready` answers 200. Retries on a
   /// few fresh ports when the process does not come up. Throws on failure.
-  explicit server_process(std::vector<std::string> extra_args = {});
+  /// `admin_token` empty: one of its own (the nodes of a cluster share one).
+  explicit server_process(std::vector<std::string> extra_args = {},
+                          std::string admin_token = {});
   ~server_process();
 
   server_process(const server_process&) = delete;

@@ -1,7 +1,10 @@
 #include "kafka_support.hpp"
 
+#include "core/partition.hpp"
+
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -45,13 +48,16 @@ int stage_of(const std::string& type) {
 
 } // namespace
 
-kafka_broker::kafka_broker(int partitions) {
+kafka_broker::kafka_broker(int partitions,
+                           std::vector<std::string> extra_args) {
   log_path_ = make_temp_file("rsv-kafka");
   int fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   if (fd < 0)
     throw std::runtime_error("open " + log_path_ + ": " + std::strerror(errno));
-  pid_ = spawn_child(
-      {broker_binary(), "--partitions", std::to_string(partitions)}, fd);
+  std::vector<std::string> args{broker_binary(), "--partitions",
+                                std::to_string(partitions)};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  pid_ = spawn_child(std::move(args), fd);
   ::close(fd);
   bool started = eventually(
       [&] {
@@ -149,25 +155,45 @@ std::vector<consumed_record> consume_all(const std::string& bootstrap,
 }
 
 std::set<std::string> committed_change_ids(const std::string& conninfo) {
+  // Hold and booking ids end in the hash of their event's id
+  // (core/partition.hpp), which C++ adds: `<id without it>|<event id>|<type>`.
   auto result = run_psql(conninfo, R"sql(
     SELECT 'evt_' || id || ':event.created' FROM events
     UNION ALL
-    SELECT 'hld_' || to_hex(section_no) || '_' || to_hex(slot) ||
-           ':hold.created' FROM holds
+    SELECT 'hld_' || to_hex(h.section_no) || '_' || to_hex(h.slot) || '|' ||
+           s.event_id || '|hold.created'
+    FROM holds h JOIN sections s USING (section_no)
     UNION ALL
-    SELECT 'hld_' || to_hex(section_no) || '_' || to_hex(slot) ||
-           ':hold.' || status FROM holds WHERE status IN ('released', 'expired')
+    SELECT 'hld_' || to_hex(h.section_no) || '_' || to_hex(h.slot) || '|' ||
+           s.event_id || '|hold.' || h.status
+    FROM holds h JOIN sections s USING (section_no)
+    WHERE h.status IN ('released', 'expired')
     UNION ALL
-    SELECT 'bkg_' || to_hex(section_no) || '_' || to_hex(slot) ||
-           ':booking.confirmed' FROM bookings
+    SELECT 'bkg_' || to_hex(b.section_no) || '_' || to_hex(b.slot) || '|' ||
+           s.event_id || '|booking.confirmed'
+    FROM bookings b JOIN sections s USING (section_no)
     UNION ALL
-    SELECT 'bkg_' || to_hex(section_no) || '_' || to_hex(slot) ||
-           ':booking.cancelled' FROM bookings WHERE status = 'cancelled'
+    SELECT 'bkg_' || to_hex(b.section_no) || '_' || to_hex(b.slot) || '|' ||
+           s.event_id || '|booking.cancelled'
+    FROM bookings b JOIN sections s USING (section_no)
+    WHERE b.status = 'cancelled'
   )sql");
   if (result.exit_code != 0) throw std::runtime_error("psql: " + result.output);
   std::set<std::string> ids;
-  for (const auto& line : lines_of(result.output))
-    if (!line.empty()) ids.insert(line);
+  for (const auto& line : lines_of(result.output)) {
+    if (line.empty()) continue;
+    auto first = line.find('|');
+    if (first == std::string::npos) {
+      ids.insert(line);
+      continue;
+    }
+    auto second = line.find('|', first + 1);
+    char hash[24];
+    std::snprintf(hash, sizeof(hash), "_%llx",
+                  static_cast<unsigned long long>(
+                      fnv1a_64(line.substr(first + 1, second - first - 1))));
+    ids.insert(line.substr(0, first) + hash + ':' + line.substr(second + 1));
+  }
   return ids;
 }
 

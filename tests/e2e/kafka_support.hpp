@@ -20,7 +20,8 @@ namespace rsv::e2e {
 class kafka_broker {
 public:
   /// Starts it and waits for its bootstrap line; throws on failure.
-  explicit kafka_broker(int partitions = 6);
+  explicit kafka_broker(int partitions = 6,
+                        std::vector<std::string> extra_args = {});
   ~kafka_broker();
 
   kafka_broker(const kafka_broker&) = delete;

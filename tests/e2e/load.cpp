@@ -250,8 +250,29 @@ void load_generator::run_client(int index) {
   } catch (const std::exception&) {
     http.reset(); // the server is gone already: nothing to send
   }
+  // A cluster's nodes, round robin: one connection each, made again after
+  // a loss (the node was killed or frozen, or comes back).
+  std::vector<unsigned short> ports{port_};
+  ports.insert(ports.end(), config_.more_ports.begin(),
+               config_.more_ports.end());
+  const bool round_robin = ports.size() > 1;
+  std::vector<std::unique_ptr<http_connection>> nodes(ports.size());
+  std::size_t turn = static_cast<std::size_t>(index);
+  if (round_robin) http.reset();
+  auto next_node = [&]() -> http_connection* {
+    auto i = turn++ % ports.size();
+    if (!nodes[i]) {
+      try {
+        nodes[i] = std::make_unique<http_connection>(ports[i],
+                                                     config_.request_timeout);
+      } catch (const std::exception&) {
+        return nullptr;
+      }
+    }
+    return nodes[i].get();
+  };
   auto may_send = [&] {
-    return http && sent < config_.requests_max && !stop_ &&
+    return (http || round_robin) && sent < config_.requests_max && !stop_ &&
            clock_type::now() < deadline_;
   };
   auto pick = [&](std::size_t size) {
@@ -266,7 +287,16 @@ void load_generator::run_client(int index) {
       op.idempotency_key = "c" + std::to_string(index) + "-r" +
                            std::to_string(sent) + "-s" +
                            std::to_string(config_.seed);
-    auto done = perform(*http, config_, std::move(op));
+    http_connection* to = http.get();
+    if (round_robin) {
+      to = next_node();
+      if (to == nullptr) {
+        // That node refuses connections: try the next one after a pause.
+        ++sent;
+        return pause(config_.pause_after_failure);
+      }
+    }
+    auto done = perform(*to, config_, std::move(op));
     ++sent;
     switch (done.kind) {
     case op_kind::hold_seats:
@@ -289,6 +319,11 @@ void load_generator::run_client(int index) {
     bool connection_lost = done.status == 0;
     bool failed = done.result == outcome::indeterminate;
     record(done);
+    if (connection_lost && round_robin) {
+      for (auto& node : nodes)
+        if (node.get() == to) node.reset();
+      return pause(config_.pause_after_failure);
+    }
     if (connection_lost) return false;
     if (failed) return pause(config_.pause_after_failure);
     return true;
@@ -355,7 +390,7 @@ void load_generator::run_client(int index) {
       going = send(std::move(op));
     }
     arrived = true;
-    if (going && http) {
+    if (going && (http || round_robin)) {
       burst_.arrive_and_wait();
     } else {
       burst_.count_down();

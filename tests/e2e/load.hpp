@@ -95,6 +95,11 @@ struct load_config {
   /// request: it paces a client facing an outage instead of spinning.
   std::chrono::milliseconds pause_after_failure = 20ms;
   unsigned seed = 1;
+  /// Further nodes of a cluster: with any, each client sends its requests
+  /// round robin over the generator's port and these, and a lost
+  /// connection (a node killed or frozen) does not stop it: it goes on with
+  /// the next node after `pause_after_failure`.
+  std::vector<unsigned short> more_ports;
 };
 
 /// Counters of a running load.
