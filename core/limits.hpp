@@ -149,11 +149,12 @@ constexpr std::size_t redis_batch_max = 1'000;
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
 // Shared rate limits (messaging/rate_limiter): per I/O thread at most
-// rate_limit_calls_max script calls are in flight; checks that come meanwhile wait and go out
-// together in the next call, at most rate_limit_batch_max of them. One Lua
-// call per request cost more than half the holds/s of the benchmark
-// (docs/benchmarks.md, "Redis"); with one call in flight a check waits at
-// most two round trips to Redis, and every call serves as many as came.
+// rate_limit_calls_max script calls are in flight; checks that come meanwhile
+// wait and go out together in the next call, at most rate_limit_batch_max of
+// them. One Lua call per request cost more than half the holds/s of the
+// benchmark (docs/benchmarks.md, "Redis"); with one call in flight a check
+// waits at most two round trips to Redis, and every call serves as many as
+// came.
 constexpr std::size_t rate_limit_calls_max = 1;
 constexpr std::size_t rate_limit_batch_max = 500;
 // Leases of request numbers (messaging/rate_limiter): a key that comes again
@@ -189,5 +190,22 @@ constexpr int64_t admission_lease_ms = 2'000;
 // Waiting-room events one node drives at once: each costs one script call per
 // tick.
 constexpr std::size_t waiting_rooms_max = 1'000;
+
+// Cluster membership (messaging/cluster_membership): the poll thread waits
+// at most membership_poll_ms in rd_kafka_consumer_poll, so a stop is seen
+// that fast. A node's `revoked` handler may block this long while it stops
+// serving the revoked partitions (it finishes their in-flight work); the
+// consumer's max.poll.interval.ms is membership_max_poll_interval_ms, well
+// above it, so a slow revocation never makes librdkafka leave the group.
+// The broker is asked for the topic's metadata every
+// membership_probe_interval_ms (waiting at most membership_probe_timeout_ms):
+// that keeps topic_partitions() fresh and tells health() whether the brokers
+// answer; an answer older than membership_health_stale_ms counts as none.
+constexpr int membership_poll_ms = 100;
+constexpr int membership_revoke_block_max_ms = 30'000;
+constexpr int membership_max_poll_interval_ms = 120'000;
+constexpr int membership_probe_interval_ms = 1'000;
+constexpr int membership_probe_timeout_ms = 500;
+constexpr int membership_health_stale_ms = 5'000;
 
 } // namespace rsv::limits
