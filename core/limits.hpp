@@ -197,4 +197,21 @@ constexpr std::size_t waiting_rooms_max = 1'000;
 // writes out anyway).
 constexpr int64_t cluster_revoke_wait_ms = 5'000;
 
+// Cluster membership (messaging/cluster_membership): the poll thread waits
+// at most membership_poll_ms in rd_kafka_consumer_poll, so a stop is seen
+// that fast. A node's `revoked` handler may block this long while it stops
+// serving the revoked partitions (it finishes their in-flight work); the
+// consumer's max.poll.interval.ms is membership_max_poll_interval_ms, well
+// above it, so a slow revocation never makes librdkafka leave the group.
+// The broker is asked for the topic's metadata every
+// membership_probe_interval_ms (waiting at most membership_probe_timeout_ms):
+// that keeps topic_partitions() fresh and tells health() whether the brokers
+// answer; an answer older than membership_health_stale_ms counts as none.
+constexpr int membership_poll_ms = 100;
+constexpr int membership_revoke_block_max_ms = 30'000;
+constexpr int membership_max_poll_interval_ms = 120'000;
+constexpr int membership_probe_interval_ms = 1'000;
+constexpr int membership_probe_timeout_ms = 500;
+constexpr int membership_health_stale_ms = 5'000;
+
 } // namespace rsv::limits

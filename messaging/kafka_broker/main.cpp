@@ -24,6 +24,7 @@ namespace {
 
 using rsv::kafka_broker::cluster_options;
 using rsv::kafka_broker::mock_cluster;
+using rsv::kafka_broker::topic_spec;
 
 constexpr int exit_usage = 2;
 
@@ -57,18 +58,27 @@ std::string topic_name_problem(std::string_view name) {
   return {};
 }
 
-/// Checks what CLI11 cannot check alone; "" or the problem.
-std::string options_problem(const cluster_options& options) {
+/// Checks what CLI11 cannot check alone and reads the `--topic` values
+/// (NAME or NAME:PARTITIONS) into `options`; "" or the problem.
+std::string options_problem(const std::vector<std::string>& topic_values,
+                            int default_partition_count,
+                            cluster_options& options) {
   if (options.replication_factor < 1 ||
       options.replication_factor > options.broker_count)
     return "--replication must be between 1 and --brokers (" +
            std::to_string(options.broker_count) + ")";
-  std::set<std::string_view> seen;
-  for (const auto& topic : options.topics) {
-    if (auto problem = topic_name_problem(topic); !problem.empty())
-      return "--topic '" + topic + "' " + problem;
-    if (!seen.insert(topic).second)
-      return "--topic '" + topic + "' is given twice";
+  std::set<std::string> seen;
+  for (const auto& value : topic_values) {
+    topic_spec topic;
+    if (auto problem = rsv::kafka_broker::parse_topic_spec(
+            value, default_partition_count, partition_count_max, topic);
+        !problem.empty())
+      return "--topic '" + value + "' " + problem;
+    if (auto problem = topic_name_problem(topic.name); !problem.empty())
+      return "--topic '" + value + "' " + problem;
+    if (!seen.insert(topic.name).second)
+      return "--topic '" + topic.name + "' is given twice";
+    options.topics.push_back(std::move(topic));
   }
   return {};
 }
@@ -122,7 +132,10 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
 
   cluster_options options;
-  options.topics = {"reservation-events"};
+  // NAME or NAME:PARTITIONS, read after parsing (the default count may come
+  // after them on the command line).
+  std::vector<std::string> topic_values{"reservation-events"};
+  int partition_count = 6;
   int replication_factor = 0; // 0: min(3, brokers), decided after parsing
 
   CLI::App app{"A Kafka-protocol broker on loopback (librdkafka's mock "
@@ -134,12 +147,13 @@ int main(int argc, char** argv) {
   app.add_option("--brokers", options.broker_count, "Number of brokers")
       ->check(CLI::Range(1, broker_count_max))
       ->capture_default_str();
-  app.add_option("--topic", options.topics,
-                 "Topic to create; repeat it or give a comma-separated list")
+  app.add_option("--topic", topic_values,
+                 "Topic to create, NAME or NAME:PARTITIONS (e.g. "
+                 "rsv-owners:16); repeat it or give a comma-separated list")
       ->delimiter(',')
       ->capture_default_str();
-  app.add_option("--partitions", options.partition_count,
-                 "Partitions of each topic")
+  app.add_option("--partitions", partition_count,
+                 "Partitions of each topic that does not give its own")
       ->check(CLI::Range(1, partition_count_max))
       ->capture_default_str();
   app.add_option("--replication", replication_factor,
@@ -157,7 +171,8 @@ int main(int argc, char** argv) {
   options.replication_factor = replication_factor != 0
                                    ? replication_factor
                                    : std::min(3, options.broker_count);
-  if (auto problem = options_problem(options); !problem.empty()) {
+  if (auto problem = options_problem(topic_values, partition_count, options);
+      !problem.empty()) {
     spdlog::critical("{}", problem);
     return exit_usage;
   }
@@ -181,11 +196,11 @@ int main(int argc, char** argv) {
   auto bootstraps = cluster->bootstraps();
   std::string topic_list;
   for (const auto& topic : options.topics)
-    topic_list += (topic_list.empty() ? "" : ",") + topic;
-  spdlog::info("{} broker(s) on {}; topic(s) {} with {} partition(s), "
-               "replication {}",
+    topic_list += (topic_list.empty() ? "" : ",") + topic.name + ":" +
+                  std::to_string(topic.partition_count);
+  spdlog::info("{} broker(s) on {}; topic(s):partitions {}, replication {}",
                options.broker_count, bootstraps, topic_list,
-               options.partition_count, options.replication_factor);
+               options.replication_factor);
   announce("bootstrap=" + bootstraps);
 
   serve_signals(*cluster, signals);

@@ -72,11 +72,11 @@ mock_cluster::create(const cluster_options& options, std::string& error) {
     return nullptr;
   }
   for (const auto& topic : options.topics) {
-    auto err = rd_kafka_mock_topic_create(cluster->cluster_, topic.c_str(),
-                                          options.partition_count,
+    auto err = rd_kafka_mock_topic_create(cluster->cluster_, topic.name.c_str(),
+                                          topic.partition_count,
                                           options.replication_factor);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      error = "creating topic " + topic + ": " + rd_kafka_err2str(err);
+      error = "creating topic " + topic.name + ": " + rd_kafka_err2str(err);
       return nullptr;
     }
   }
@@ -104,6 +104,24 @@ std::string mock_cluster::set_all_up() {
   auto err = rd_kafka_mock_broker_set_up(cluster_, -1);
   return err == RD_KAFKA_RESP_ERR_NO_ERROR ? std::string{}
                                            : rd_kafka_err2str(err);
+}
+
+std::string parse_topic_spec(const std::string& value,
+                             int default_partition_count,
+                             int partition_count_max, topic_spec& spec) {
+  auto colon = value.find(':');
+  spec.name = value.substr(0, colon);
+  spec.partition_count = default_partition_count;
+  if (colon == std::string::npos) return {};
+  auto count = value.substr(colon + 1);
+  bool digits = !count.empty() && count.size() <= 9 &&
+                count.find_first_not_of("0123456789") == std::string::npos;
+  int parsed = digits ? std::stoi(count) : 0;
+  if (parsed < 1 || parsed > partition_count_max)
+    return "has partitions '" + count + "', not a number from 1 to " +
+           std::to_string(partition_count_max);
+  spec.partition_count = parsed;
+  return {};
 }
 
 std::vector<std::string> non_loopback_entries(const std::string& bootstraps) {

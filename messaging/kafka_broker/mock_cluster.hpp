@@ -13,11 +13,16 @@ struct rd_kafka_mock_cluster_s;
 
 namespace rsv::kafka_broker {
 
+/// A topic to create and its partitions.
+struct topic_spec {
+  std::string name;
+  int partition_count = 6;
+};
+
 /// What to create: brokers, and topics with their partitions and replicas.
 struct cluster_options {
   int broker_count = 1;
-  std::vector<std::string> topics;
-  int partition_count = 6;
+  std::vector<topic_spec> topics;
   int replication_factor = 1;
   /// librdkafka `debug` contexts for the cluster's handle ("" for none).
   std::string debug_contexts;
@@ -57,6 +62,13 @@ private:
 
 /// The HOST:PORT entries of a bootstrap list that do not name 127.0.0.1,
 /// or that are not HOST:PORT at all.
+/// Reads `--topic` values: NAME or NAME:PARTITIONS, the former with
+/// `default_partition_count`. "" or what is wrong with `value` (the name is
+/// checked elsewhere, the count must be 1..`partition_count_max`).
+std::string parse_topic_spec(const std::string& value,
+                             int default_partition_count,
+                             int partition_count_max, topic_spec& spec);
+
 std::vector<std::string> non_loopback_entries(const std::string& bootstraps);
 
 } // namespace rsv::kafka_broker

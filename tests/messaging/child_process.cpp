@@ -182,9 +182,10 @@ command_result run_command(std::vector<std::string> args,
   return result;
 }
 
-broker_process::broker_process(std::vector<std::string> args,
-                               std::chrono::milliseconds deadline) {
-  char log_template[] = "/tmp/rsv-kafka-broker-test-XXXXXX";
+line_process::line_process(std::vector<std::string> args,
+                           std::string_view ready_prefix,
+                           std::chrono::milliseconds deadline) {
+  char log_template[] = "/tmp/rsv-messaging-test-XXXXXX";
   int log_fd = ::mkstemp(log_template);
   if (log_fd < 0) throw system_error("mkstemp");
   log_path_ = log_template;
@@ -193,7 +194,7 @@ broker_process::broker_process(std::vector<std::string> args,
     ::close(log_fd);
     throw system_error("pipe");
   }
-  args.insert(args.begin(), RSV_KAFKA_BROKER);
+  auto program = args.empty() ? std::string{} : args[0];
   try {
     pid_ = spawn(std::move(args), out_pipe[1], log_fd);
   } catch (...) {
@@ -206,29 +207,43 @@ broker_process::broker_process(std::vector<std::string> args,
   ::close(log_fd);
   stdout_fd_ = out_pipe[0];
 
-  constexpr std::string_view prefix = "bootstrap=";
   auto line = next_line(deadline);
-  if (!line || line->rfind(prefix, 0) != 0) {
-    auto what = "the broker did not print its bootstrap line within " +
-                std::to_string(deadline.count()) + " ms (first line: '" +
-                line.value_or("<none>") + "'); exit " +
+  if (!line || line->rfind(ready_prefix, 0) != 0) {
+    auto what = program + " did not print its '" + std::string{ready_prefix} +
+                "' line within " + std::to_string(deadline.count()) +
+                " ms (first line: '" + line.value_or("<none>") + "'); exit " +
                 std::to_string(stop(1s, SIGKILL)) + "; log:\n" + log();
     ::close(stdout_fd_);
     ::unlink(log_path_.c_str());
     throw std::runtime_error(what);
   }
-  bootstrap_ = line->substr(prefix.size());
+  ready_line_ = line->substr(ready_prefix.size());
 }
 
-broker_process::~broker_process() {
+namespace {
+
+std::vector<std::string> with_program(std::string program,
+                                      std::vector<std::string> args) {
+  args.insert(args.begin(), std::move(program));
+  return args;
+}
+
+} // namespace
+
+broker_process::broker_process(std::vector<std::string> args,
+                               std::chrono::milliseconds deadline)
+    : line_process(with_program(RSV_KAFKA_BROKER, std::move(args)),
+                   "bootstrap=", deadline) {}
+
+line_process::~line_process() {
   if (pid_ > 0) kill_and_reap(pid_);
   if (stdout_fd_ >= 0) ::close(stdout_fd_);
   if (!log_path_.empty()) ::unlink(log_path_.c_str());
 }
 
-bool broker_process::signal_and_wait_for(int signal_number,
-                                         std::string_view expected,
-                                         std::chrono::milliseconds deadline) {
+bool line_process::signal_and_wait_for(int signal_number,
+                                       std::string_view expected,
+                                       std::chrono::milliseconds deadline) {
   if (pid_ <= 0 || ::kill(pid_, signal_number) != 0) return false;
   auto until = clock_type::now() + deadline;
   while (auto line = next_line(left_until(until)))
@@ -236,8 +251,7 @@ bool broker_process::signal_and_wait_for(int signal_number,
   return false;
 }
 
-int broker_process::stop(std::chrono::milliseconds deadline,
-                         int signal_number) {
+int line_process::stop(std::chrono::milliseconds deadline, int signal_number) {
   if (pid_ <= 0) return exit_code_;
   ::kill(pid_, signal_number);
   auto code = wait_for_exit(pid_, deadline);
@@ -247,12 +261,12 @@ int broker_process::stop(std::chrono::milliseconds deadline,
   return exit_code_;
 }
 
-std::string broker_process::log() const {
+std::string line_process::log() const {
   return read_file(log_path_);
 }
 
 std::optional<std::string>
-broker_process::next_line(std::chrono::milliseconds deadline) {
+line_process::next_line(std::chrono::milliseconds deadline) {
   auto until = clock_type::now() + deadline;
   while (true) {
     if (auto newline = pending_.find('\n'); newline != std::string::npos) {
@@ -269,7 +283,7 @@ broker_process::next_line(std::chrono::milliseconds deadline) {
     char buffer[1024];
     auto n = ::read(stdout_fd_, buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt; // the broker closed stdout: it exited
+    if (n <= 0) return std::nullopt; // the child closed stdout: it exited
     pending_.append(buffer, static_cast<std::size_t>(n));
   }
 }

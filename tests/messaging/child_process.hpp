@@ -40,22 +40,24 @@ std::ostream& operator<<(std::ostream& os, const command_result& result);
 command_result run_command(std::vector<std::string> args,
                            std::chrono::milliseconds deadline = 20s);
 
-/// One rsv-kafka-broker child process. Its stdout (the protocol lines) is
-/// read by this object, its stderr goes to a temporary log file. Owned and
-/// used by one test thread; the destructor kills and reaps the child.
-class broker_process {
+/// A child process whose stdout carries protocol lines, one a line: it is
+/// ready when it printed a first line starting with a given prefix. Its
+/// stderr goes to a temporary log file. Owned and used by one test thread;
+/// the destructor kills and reaps the child.
+class line_process {
 public:
-  /// Starts the broker with `args` and waits at most `deadline` for its
-  /// `bootstrap=` line. Throws when it exits or stays silent.
-  explicit broker_process(std::vector<std::string> args = {},
-                          std::chrono::milliseconds deadline = 10s);
-  ~broker_process();
+  /// Starts `args` (args[0] the program) and waits at most `deadline` for a
+  /// first line that starts with `ready_prefix`. Throws when it exits or
+  /// stays silent.
+  line_process(std::vector<std::string> args, std::string_view ready_prefix,
+               std::chrono::milliseconds deadline);
+  ~line_process();
 
-  broker_process(const broker_process&) = delete;
-  broker_process& operator=(const broker_process&) = delete;
+  line_process(const line_process&) = delete;
+  line_process& operator=(const line_process&) = delete;
 
-  /// HOST:PORT[,HOST:PORT...] from the bootstrap line.
-  const std::string& bootstrap() const { return bootstrap_; }
+  /// The first line without the prefix.
+  const std::string& ready_line() const { return ready_line_; }
   pid_t pid() const { return pid_; }
 
   /// Sends `signal_number` and waits at most `deadline` for the stdout line
@@ -69,19 +71,30 @@ public:
   int stop(std::chrono::milliseconds deadline = 5s,
            int signal_number = SIGTERM);
 
-  /// Everything the broker has written to stderr so far.
+  /// Everything the child has written to stderr so far.
   std::string log() const;
 
-private:
   /// The next complete stdout line, nullopt at the deadline or end of file.
   std::optional<std::string> next_line(std::chrono::milliseconds deadline);
 
+private:
   pid_t pid_ = -1;
   int exit_code_ = -1;
   int stdout_fd_ = -1;
   std::string pending_; // stdout bytes after the last complete line
-  std::string bootstrap_;
+  std::string ready_line_;
   std::string log_path_;
+};
+
+/// One rsv-kafka-broker child process (path in RSV_KAFKA_BROKER), ready
+/// when it printed its `bootstrap=` line.
+class broker_process : public line_process {
+public:
+  explicit broker_process(std::vector<std::string> args = {},
+                          std::chrono::milliseconds deadline = 10s);
+
+  /// HOST:PORT[,HOST:PORT...] from the bootstrap line.
+  const std::string& bootstrap() const { return ready_line(); }
 };
 
 } // namespace rsv::messaging_test
