@@ -98,6 +98,8 @@ std::optional<std::string> parse_address(const std::string& address,
   return std::nullopt;
 }
 
+/// Headers about the connection to the peer, not about the answer; Date and
+/// Server too, since this node's server writes its own.
 bool is_hop_by_hop(std::string_view name,
                    const std::vector<std::string_view>& named_by_connection) {
   static constexpr std::string_view fixed[] = {"Connection",
@@ -109,8 +111,7 @@ bool is_hop_by_hop(std::string_view name,
                                                "TE",
                                                "Trailer",
                                                "Upgrade",
-                                               "Proxy-Connection",
-                                               "Content-Type"};
+                                               "Proxy-Connection"};
   for (auto hop : fixed)
     if (beast::iequals(name, hop)) return true;
   for (auto hop : named_by_connection)
@@ -142,7 +143,10 @@ api_response to_api_response(bhttp::response<bhttp::string_body>&& message) {
     }
   }
   for (auto& field : message) {
-    if (is_hop_by_hop(field.name_string(), named)) continue;
+    // Content-Type travels in its own field of api_response.
+    if (field.name() == bhttp::field::content_type ||
+        is_hop_by_hop(field.name_string(), named))
+      continue;
     out.headers.emplace_back(std::string{field.name_string()},
                              std::string{field.value()});
   }
