@@ -117,6 +117,14 @@ constexpr int64_t body_read_timeout_ms = 10'000;
 constexpr int64_t write_timeout_ms = 10'000;
 constexpr int64_t keepalive_idle_timeout_ms = 60'000;
 
+// Answers of peer nodes to forwarded requests (http/peer_client): a seat map
+// of a big section is tens of MB of JSON, so a forwarded answer may be up to
+// 64 MiB; anything beyond is a broken peer, and the forward fails instead of
+// holding more of this node's memory. Headers up to 64 KiB: a node's own
+// answers have a few hundred bytes of them, the bound only stops a runaway.
+constexpr std::size_t peer_response_body_bytes_max = 64 * 1024 * 1024;
+constexpr std::size_t peer_response_header_bytes_max = 64 * 1024;
+
 // Open connections per node: beyond this the acceptor stops accepting until
 // one closes, so a connection flood cannot exhaust file descriptors.
 constexpr std::size_t connections_max = 50'000;
