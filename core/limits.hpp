@@ -149,11 +149,12 @@ constexpr std::size_t redis_batch_max = 1'000;
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
 // Shared rate limits (messaging/rate_limiter): per I/O thread at most
-// rate_limit_calls_max script calls are in flight; checks that come meanwhile wait and go out
-// together in the next call, at most rate_limit_batch_max of them. One Lua
-// call per request cost more than half the holds/s of the benchmark
-// (docs/benchmarks.md, "Redis"); with one call in flight a check waits at
-// most two round trips to Redis, and every call serves as many as came.
+// rate_limit_calls_max script calls are in flight; checks that come meanwhile
+// wait and go out together in the next call, at most rate_limit_batch_max of
+// them. One Lua call per request cost more than half the holds/s of the
+// benchmark (docs/benchmarks.md, "Redis"); with one call in flight a check
+// waits at most two round trips to Redis, and every call serves as many as
+// came.
 constexpr std::size_t rate_limit_calls_max = 1;
 constexpr std::size_t rate_limit_batch_max = 500;
 // Leases of request numbers (messaging/rate_limiter): a key that comes again
@@ -189,5 +190,32 @@ constexpr int64_t admission_lease_ms = 2'000;
 // Waiting-room events one node drives at once: each costs one script call per
 // tick.
 constexpr std::size_t waiting_rooms_max = 1'000;
+
+// Clusters (persistence/cluster_store). The partition count is at most 4096,
+// as the CHECK of cluster_settings says: partitions are the unit of
+// ownership, and each costs a row, a consumer-group assignment and a fence
+// entry per batch that writes under it; more than a few thousand buys no
+// finer balance over any plausible number of nodes.
+constexpr uint32_t cluster_partitions_max = 4096;
+// Jobs waiting for the cluster store's one connection: its reads (customers,
+// idempotency records, bookings and events owned by other nodes) take well
+// under a millisecond each, so a full queue is about a second of work, and a
+// request waiting behind it would miss its deadline
+// (request_timeout_ms_default) anyway. Beyond it the caller is told at once
+// that the store is unavailable.
+constexpr std::size_t cluster_store_queue_max = 1'000;
+// A takeover raises its partitions' epochs with lock_timeout set: a batch of
+// the former owner that passed rsv_fence holds a FOR SHARE lock on the rows
+// until it commits, normally a few milliseconds (one flush), at most the
+// writer's statement_timeout (10 s). A frozen former owner can hold it open
+// much longer, so the takeover gives up after a bounded number of waits of
+// one second each (about 3 s in all, during which the store's one thread
+// serves nothing else) and reports it; the caller decides whether to try
+// again later.
+constexpr int64_t cluster_bump_lock_timeout_ms = 1000;
+constexpr int cluster_bump_attempts_max = 3;
+// The cluster store's connection, when lost, is tried again at most this
+// often (as pg_store's writers do): jobs meanwhile fail at once.
+constexpr int64_t cluster_store_reconnect_delay_ms = 200;
 
 } // namespace rsv::limits
