@@ -45,14 +45,15 @@ struct event_summary {
 ///
 /// Owns one libpq connection and one thread of its own, which runs the jobs
 /// one at a time in the order they were queued. Any thread may call it; no
-/// call blocks but `init`. A queue past limits::cluster_store_queue_max, a
-/// closed store and an unreachable database answer errc::unavailable (the
-/// first two at once, on the caller's thread; the connection is tried again
-/// at most every limits::cluster_store_reconnect_delay_ms). Otherwise each
-/// callback is called exactly once, on the store's thread: it must only post
-/// (to an actor, a promise), never block. Destroying the store finishes the
-/// job in progress, answers the queued ones unavailable and joins the
-/// thread.
+/// call blocks but `init`. Each callback is called exactly once and must only
+/// post (to an actor, a promise), never block: on the caller's thread, at
+/// once, when the queue holds limits::cluster_store_queue_max jobs or the
+/// store is closed (errc::unavailable) or an argument is out of bounds
+/// (errc::validation_failed); otherwise on the store's thread. An
+/// unreachable database answers errc::unavailable; the connection is tried
+/// again at most every limits::cluster_store_reconnect_delay_ms. Destroying the
+/// store finishes the job in progress, answers the queued ones unavailable and
+/// joins the thread.
 class cluster_store {
 public:
   template <class T>
