@@ -222,4 +222,31 @@ constexpr int membership_probe_interval_ms = 1'000;
 constexpr int membership_probe_timeout_ms = 500;
 constexpr int membership_health_stale_ms = 5'000;
 
+// Clusters (persistence/cluster_store). The partition count is at most 4096,
+// as the CHECK of cluster_settings says: partitions are the unit of
+// ownership, and each costs a row, a consumer-group assignment and a fence
+// entry per batch that writes under it; more than a few thousand buys no
+// finer balance over any plausible number of nodes.
+constexpr uint32_t cluster_partitions_max = 4096;
+// Jobs waiting for the cluster store's one connection: its reads (customers,
+// idempotency records, bookings and events owned by other nodes) take well
+// under a millisecond each, so a full queue is about a second of work, and a
+// request waiting behind it would miss its deadline
+// (request_timeout_ms_default) anyway. Beyond it the caller is told at once
+// that the store is unavailable.
+constexpr std::size_t cluster_store_queue_max = 1'000;
+// A takeover raises its partitions' epochs with lock_timeout set: a batch of
+// the former owner that passed rsv_fence holds a FOR SHARE lock on the rows
+// until it commits, normally a few milliseconds (one flush), at most the
+// writer's statement_timeout (10 s). A frozen former owner can hold it open
+// much longer, so the takeover gives up after a bounded number of waits of
+// one second each (about 3 s in all, during which the store's one thread
+// serves nothing else) and reports it; the caller decides whether to try
+// again later.
+constexpr int64_t cluster_bump_lock_timeout_ms = 1000;
+constexpr int cluster_bump_attempts_max = 3;
+// The cluster store's connection, when lost, is tried again at most this
+// often (as pg_store's writers do): jobs meanwhile fail at once.
+constexpr int64_t cluster_store_reconnect_delay_ms = 200;
+
 } // namespace rsv::limits

@@ -27,4 +27,42 @@ std::string literal(PGconn* conn, const std::string& text) {
   return out;
 }
 
+std::string sqlstate(const PGresult* result) {
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  return state != nullptr ? state : "";
+}
+
+std::string int_array(const std::vector<uint32_t>& values) {
+  std::string out = "{";
+  for (auto value : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(value);
+  }
+  return out + "}";
+}
+
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const auto& value : values) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+result_ptr exec_params(PGconn* conn, const char* sql,
+                       const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& param : params)
+    values.push_back(param.c_str());
+  return result_ptr{PQexecParams(conn, sql, static_cast<int>(values.size()),
+                                 nullptr, values.data(), nullptr, nullptr, 0)};
+}
+
 } // namespace rsv::pg

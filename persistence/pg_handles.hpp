@@ -3,8 +3,11 @@
 // Private to persistence/: owning handles for libpq objects, so that a
 // connection or result is freed on every path.
 #include "core/model.hpp"
+#include "persistence/recovery.hpp"
 
 #include <caf/expected.hpp>
+#include <charconv>
+#include <functional>
 #include <libpq-fe.h>
 #include <memory>
 #include <optional>
@@ -33,6 +36,34 @@ conn_ptr connect(const std::string& dsn);
 /// encoding (PQescapeLiteral); NULL if libpq cannot escape it.
 std::string literal(PGconn* conn, const std::string& text);
 
+/// An integer column (times come back as milliseconds since the epoch); 0
+/// when NULL.
+inline int64_t int_at(PGresult* result, int row, int column) {
+  const char* text = PQgetvalue(result, row, column);
+  int64_t value = 0;
+  std::from_chars(text, text + PQgetlength(result, row, column), value);
+  return value;
+}
+
+inline std::string text_at(PGresult* result, int row, int column) {
+  return {PQgetvalue(result, row, column),
+          static_cast<std::size_t>(PQgetlength(result, row, column))};
+}
+
+/// The SQLSTATE of a failed result (`55P03`), empty when there is none.
+std::string sqlstate(const PGresult* result);
+
+/// Array parameters in PostgreSQL's text form, for `$1::int[]` and
+/// `$1::text[]`: each text element is double-quoted with `"` and `\`
+/// escaped, which is the array syntax's quoting, not SQL's.
+std::string int_array(const std::vector<uint32_t>& values);
+std::string text_array(const std::vector<std::string>& values);
+
+/// Runs `sql` with text parameters (PQexecParams: values never become SQL
+/// text).
+result_ptr exec_params(PGconn* conn, const char* sql,
+                       const std::vector<std::string>& params);
+
 using layout_map =
     std::unordered_map<uint32_t, std::shared_ptr<const section_layout>>;
 using holds_by_section =
@@ -44,5 +75,35 @@ using holds_by_section =
 caf::expected<holds_by_section> read_holds(PGconn* conn,
                                            const layout_map& layouts,
                                            std::optional<uint32_t> section_no);
+
+/// Reads the recorded holds of these sections, as read_holds does.
+caf::expected<holds_by_section>
+read_holds_of(PGconn* conn, const layout_map& layouts,
+              const std::vector<uint32_t>& section_nos);
+
+/// The select list of a customers row, in the order customer_at reads it.
+extern const char* const customer_columns;
+customer_record customer_at(PGresult* result, int row);
+
+/// The select list of an idempotency_records row, in the order
+/// idempotency_at reads it.
+extern const char* const idempotency_columns;
+idempotency_record idempotency_at(PGresult* result, int row);
+
+/// Events as recorded, with their sections in event order and the
+/// sections' layouts.
+struct recorded_events {
+  std::vector<recovered_event> events;
+  layout_map layouts;
+  uint32_t next_section_no = 0; // past every section number read
+};
+
+/// Reads events (with their waiting rooms) and their sections, in the
+/// caller's transaction: every event when `keep` is empty, else only the
+/// events whose id it accepts, and only their sections. Start-up recovery
+/// reads them all; a clustered node reads its partitions' (cluster_store).
+caf::expected<recorded_events>
+read_events(PGconn* conn,
+            const std::function<bool(const std::string&)>& keep = {});
 
 } // namespace rsv::pg

@@ -3,7 +3,6 @@
 #include "persistence/pg_handles.hpp"
 #include "persistence/recovery.hpp"
 
-#include <charconv>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -13,20 +12,9 @@ namespace rsv {
 namespace {
 
 using pg::conn_ptr;
+using pg::int_at;
 using pg::result_ptr;
-
-/// Times come back as milliseconds since the epoch.
-int64_t int_at(PGresult* result, int row, int column) {
-  const char* text = PQgetvalue(result, row, column);
-  int64_t value = 0;
-  std::from_chars(text, text + PQgetlength(result, row, column), value);
-  return value;
-}
-
-std::string text_at(PGresult* result, int row, int column) {
-  return {PQgetvalue(result, row, column),
-          static_cast<std::size_t>(PQgetlength(result, row, column))};
-}
+using pg::text_at;
 
 hold_status status_of(const std::string& text) {
   if (text == "active") return hold_status::active;
@@ -35,35 +23,30 @@ hold_status status_of(const std::string& text) {
   return hold_status::released;
 }
 
-} // namespace
+/// The columns of a hold with its booking, as holds_from reads them.
+constexpr const char* holds_select =
+    "SELECT h.section_no, h.slot, h.customer_id, array_to_string(h.seats, "
+    "','), h.status, (extract(epoch FROM h.expires_at) * 1000)::bigint, "
+    "coalesce((extract(epoch FROM b.created_at) * 1000)::bigint, 0), "
+    "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
+    "USING (section_no, slot)";
 
-namespace pg {
-
-caf::expected<holds_by_section> read_holds(PGconn* conn,
-                                           const layout_map& layouts,
-                                           std::optional<uint32_t> section_no) {
-  std::string sql =
-      "SELECT h.section_no, h.slot, h.customer_id, array_to_string(h.seats, "
-      "','), h.status, (extract(epoch FROM h.expires_at) * 1000)::bigint, "
-      "coalesce((extract(epoch FROM b.created_at) * 1000)::bigint, 0), "
-      "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
-      "USING (section_no, slot)";
-  if (section_no) sql += " WHERE h.section_no = " + std::to_string(*section_no);
-  result_ptr holds{PQexec(conn, sql.c_str())};
-  if (PQresultStatus(holds.get()) != PGRES_TUPLES_OK)
+caf::expected<pg::holds_by_section> holds_from(PGconn* conn, PGresult* holds,
+                                               const pg::layout_map& layouts) {
+  if (PQresultStatus(holds) != PGRES_TUPLES_OK)
     return make_error(errc::unavailable,
                       std::string{"reading holds: "} + PQerrorMessage(conn));
-  holds_by_section out;
-  for (int row = 0; row < PQntuples(holds.get()); ++row) {
-    auto no = static_cast<uint32_t>(int_at(holds.get(), row, 0));
+  pg::holds_by_section out;
+  for (int row = 0; row < PQntuples(holds); ++row) {
+    auto no = static_cast<uint32_t>(int_at(holds, row, 0));
     auto layout = layouts.find(no);
     if (layout == layouts.end())
       return make_error(errc::unavailable,
                         std::string{"a hold of an unknown section"});
     recorded_hold hold;
-    hold.slot = static_cast<uint32_t>(int_at(holds.get(), row, 1));
-    hold.customer_id = text_at(holds.get(), row, 2);
-    auto seats = text_at(holds.get(), row, 3);
+    hold.slot = static_cast<uint32_t>(int_at(holds, row, 1));
+    hold.customer_id = text_at(holds, row, 2);
+    auto seats = text_at(holds, row, 3);
     for (std::size_t start = 0; start < seats.size();) {
       auto end = seats.find(',', start);
       if (end == std::string::npos) end = seats.size();
@@ -75,11 +58,151 @@ caf::expected<holds_by_section> read_holds(PGconn* conn,
       hold.seats.push_back(*index);
       start = end + 1;
     }
-    hold.status = status_of(text_at(holds.get(), row, 4));
-    hold.expires_at_ms = int_at(holds.get(), row, 5);
-    hold.booked_at_ms = int_at(holds.get(), row, 6);
-    hold.cancelled = text_at(holds.get(), row, 7) == "cancelled";
+    hold.status = status_of(text_at(holds, row, 4));
+    hold.expires_at_ms = int_at(holds, row, 5);
+    hold.booked_at_ms = int_at(holds, row, 6);
+    hold.cancelled = text_at(holds, row, 7) == "cancelled";
     out[no].push_back(std::move(hold));
+  }
+  return out;
+}
+
+/// The waiting room column: `{"enabled": bool, "admit_per_second": int}`, or
+/// NULL (read as empty text) for an event without one.
+caf::expected<std::optional<waiting_room_def>>
+waiting_room_of(const std::string& event_id, const std::string& text) {
+  if (text.empty()) return std::optional<waiting_room_def>{};
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  auto enabled = json.is_object() ? json.find("enabled") : json.end();
+  auto pace = json.is_object() ? json.find("admit_per_second") : json.end();
+  if (!json.is_object() || enabled == json.end() || !enabled->is_boolean() ||
+      pace == json.end() || !pace->is_number_integer())
+    return make_error(errc::unavailable,
+                      "event " + event_id + " has an unreadable waiting room");
+  return std::optional<waiting_room_def>{
+      waiting_room_def{enabled->get<bool>(), pace->get<int64_t>()}};
+}
+
+} // namespace
+
+namespace pg {
+
+caf::expected<holds_by_section> read_holds(PGconn* conn,
+                                           const layout_map& layouts,
+                                           std::optional<uint32_t> section_no) {
+  std::string sql = holds_select;
+  if (section_no) sql += " WHERE h.section_no = " + std::to_string(*section_no);
+  result_ptr holds{PQexec(conn, sql.c_str())};
+  return holds_from(conn, holds.get(), layouts);
+}
+
+caf::expected<holds_by_section>
+read_holds_of(PGconn* conn, const layout_map& layouts,
+              const std::vector<uint32_t>& section_nos) {
+  if (section_nos.empty()) return holds_by_section{};
+  auto sql = std::string{holds_select} + " WHERE h.section_no = ANY($1::int[])";
+  auto holds = exec_params(conn, sql.c_str(), {int_array(section_nos)});
+  return holds_from(conn, holds.get(), layouts);
+}
+
+const char* const customer_columns =
+    "id, email, password_hash, (extract(epoch FROM created_at) * "
+    "1000)::bigint";
+
+customer_record customer_at(PGresult* result, int row) {
+  return {text_at(result, row, 0), text_at(result, row, 1),
+          text_at(result, row, 2), int_at(result, row, 3)};
+}
+
+const char* const idempotency_columns =
+    "customer_id, key, fingerprint, status, body, location, (extract(epoch "
+    "FROM created_at) * 1000)::bigint";
+
+idempotency_record idempotency_at(PGresult* result, int row) {
+  idempotency_record record;
+  record.customer_id = text_at(result, row, 0);
+  record.key = text_at(result, row, 1);
+  record.fingerprint = text_at(result, row, 2);
+  record.response.status = static_cast<unsigned>(int_at(result, row, 3));
+  record.response.body = text_at(result, row, 4);
+  record.response.location = text_at(result, row, 5);
+  record.created_at_ms = int_at(result, row, 6);
+  return record;
+}
+
+caf::expected<recorded_events>
+read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
+  auto fail = [&](const std::string& what) {
+    return make_error(errc::unavailable, what + ": " + PQerrorMessage(conn));
+  };
+  recorded_events out;
+  std::unordered_map<std::string, std::size_t> event_index;
+  std::vector<std::string> kept_ids;
+  result_ptr events{PQexec(conn,
+                           "SELECT id, name, (extract(epoch FROM starts_at) * "
+                           "1000)::bigint, hold_ttl_seconds, "
+                           "coalesce(max_seats_per_customer, 0), "
+                           "coalesce(waiting_room::text, '') FROM events")};
+  if (PQresultStatus(events.get()) != PGRES_TUPLES_OK)
+    return fail("reading events");
+  for (int row = 0; row < PQntuples(events.get()); ++row) {
+    recovered_event event;
+    event.def.id = text_at(events.get(), row, 0);
+    if (keep && !keep(event.def.id)) continue;
+    event.def.name = text_at(events.get(), row, 1);
+    event.def.starts_at_ms = int_at(events.get(), row, 2);
+    event.def.hold_ttl_seconds = int_at(events.get(), row, 3);
+    if (auto limit = int_at(events.get(), row, 4); limit > 0)
+      event.def.max_seats_per_customer = limit;
+    auto room = waiting_room_of(event.def.id, text_at(events.get(), row, 5));
+    if (!room) return room.error();
+    event.def.waiting_room = *room;
+    event_index.emplace(event.def.id, out.events.size());
+    kept_ids.push_back(event.def.id);
+    out.events.push_back(std::move(event));
+  }
+  if (keep && kept_ids.empty()) return out;
+
+  // Section layouts turn recorded seat ids back into indexes.
+  constexpr const char* sections_select =
+      "SELECT section_no, event_id, id, name, price_cents, rows::text FROM "
+      "sections";
+  result_ptr sections =
+      keep ? exec_params(conn,
+                         (std::string{sections_select} +
+                          " WHERE event_id = ANY($1::text[]) ORDER BY "
+                          "event_id, position")
+                             .c_str(),
+                         {text_array(kept_ids)})
+           : result_ptr{PQexec(conn, (std::string{sections_select} +
+                                      " ORDER BY event_id, position")
+                                         .c_str())};
+  if (PQresultStatus(sections.get()) != PGRES_TUPLES_OK)
+    return fail("reading sections");
+  for (int row = 0; row < PQntuples(sections.get()); ++row) {
+    auto no = static_cast<uint32_t>(int_at(sections.get(), row, 0));
+    auto event = event_index.find(text_at(sections.get(), row, 1));
+    if (event == event_index.end())
+      return make_error(errc::unavailable,
+                        std::string{"a section of an unknown event"});
+    section_def def;
+    def.id = text_at(sections.get(), row, 2);
+    def.name = text_at(sections.get(), row, 3);
+    def.price_cents = int_at(sections.get(), row, 4);
+    auto rows =
+        nlohmann::json::parse(text_at(sections.get(), row, 5), nullptr, false);
+    if (!rows.is_array())
+      return make_error(errc::unavailable,
+                        "section " + def.id + " has unreadable rows");
+    for (const auto& r : rows)
+      def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
+    auto& recovered = out.events[event->second];
+    auto layout = section_layout::make(recovered.def.id, def, no);
+    out.layouts[no] = layout;
+    recovered.layouts.push_back(std::move(layout));
+    recovered.def.sections.push_back(std::move(def));
+    recovered.section_nos.push_back(no);
+    out.next_section_no = std::max(out.next_section_no, no + 1);
   }
   return out;
 }
@@ -107,86 +230,32 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
     return fail("starting the recovery snapshot");
 
   recovered_state state;
-  std::unordered_map<std::string, std::size_t> event_index;
-  auto events = query("SELECT id, name, (extract(epoch FROM starts_at) * "
-                      "1000)::bigint, hold_ttl_seconds, "
-                      "coalesce(max_seats_per_customer, 0) FROM events");
-  if (!ok(events)) return fail("reading events");
-  for (int row = 0; row < PQntuples(events.get()); ++row) {
-    recovered_event event;
-    event.def.id = text_at(events.get(), row, 0);
-    event.def.name = text_at(events.get(), row, 1);
-    event.def.starts_at_ms = int_at(events.get(), row, 2);
-    event.def.hold_ttl_seconds = int_at(events.get(), row, 3);
-    if (auto limit = int_at(events.get(), row, 4); limit > 0)
-      event.def.max_seats_per_customer = limit;
-    event_index.emplace(event.def.id, state.events.size());
-    state.events.push_back(std::move(event));
-  }
+  auto events = pg::read_events(conn.get());
+  if (!events) return events.error();
+  state.events = std::move(events->events);
+  state.next_section_no = events->next_section_no;
 
-  // Section layouts turn recorded seat ids back into indexes.
-  pg::layout_map layouts;
-  auto sections = query("SELECT section_no, event_id, id, name, price_cents, "
-                        "rows::text FROM sections ORDER BY event_id, position");
-  if (!ok(sections)) return fail("reading sections");
-  for (int row = 0; row < PQntuples(sections.get()); ++row) {
-    auto no = static_cast<uint32_t>(int_at(sections.get(), row, 0));
-    auto event = event_index.find(text_at(sections.get(), row, 1));
-    if (event == event_index.end())
-      return make_error(errc::unavailable,
-                        std::string{"a section of an unknown event"});
-    section_def def;
-    def.id = text_at(sections.get(), row, 2);
-    def.name = text_at(sections.get(), row, 3);
-    def.price_cents = int_at(sections.get(), row, 4);
-    auto rows =
-        nlohmann::json::parse(text_at(sections.get(), row, 5), nullptr, false);
-    if (!rows.is_array())
-      return make_error(errc::unavailable,
-                        "section " + def.id + " has unreadable rows");
-    for (const auto& r : rows)
-      def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
-    auto& recovered = state.events[event->second];
-    auto layout = section_layout::make(recovered.def.id, def, no);
-    layouts[no] = layout;
-    recovered.layouts.push_back(std::move(layout));
-    recovered.def.sections.push_back(std::move(def));
-    recovered.section_nos.push_back(no);
-    state.next_section_no = std::max(state.next_section_no, no + 1);
-  }
-
-  auto customers = query("SELECT id, email, password_hash, (extract(epoch "
-                         "FROM created_at) * 1000)::bigint FROM customers");
+  auto customers =
+      query((std::string{"SELECT "} + pg::customer_columns + " FROM customers")
+                .c_str());
   if (!ok(customers)) return fail("reading customers");
   for (int row = 0; row < PQntuples(customers.get()); ++row)
-    state.customers.push_back(
-        {text_at(customers.get(), row, 0), text_at(customers.get(), row, 1),
-         text_at(customers.get(), row, 2), int_at(customers.get(), row, 3)});
+    state.customers.push_back(pg::customer_at(customers.get(), row));
 
-  auto holds = pg::read_holds(conn.get(), layouts, std::nullopt);
+  auto holds = pg::read_holds(conn.get(), events->layouts, std::nullopt);
   if (!holds) return holds.error();
   state.holds = std::move(*holds);
 
   // Answers to idempotent requests, for as long as they are replayed.
   auto records =
-      query(("SELECT customer_id, key, fingerprint, status, body, location, "
-             "(extract(epoch FROM created_at) * 1000)::bigint FROM "
-             "idempotency_records WHERE created_at > now() - interval '" +
+      query((std::string{"SELECT "} + pg::idempotency_columns +
+             " FROM idempotency_records WHERE created_at > now() "
+             "- interval '" +
              std::to_string(limits::idempotency_ttl_seconds) + " seconds'")
                 .c_str());
   if (!ok(records)) return fail("reading idempotency records");
-  for (int row = 0; row < PQntuples(records.get()); ++row) {
-    idempotency_record record;
-    record.customer_id = text_at(records.get(), row, 0);
-    record.key = text_at(records.get(), row, 1);
-    record.fingerprint = text_at(records.get(), row, 2);
-    record.response.status =
-        static_cast<unsigned>(int_at(records.get(), row, 3));
-    record.response.body = text_at(records.get(), row, 4);
-    record.response.location = text_at(records.get(), row, 5);
-    record.created_at_ms = int_at(records.get(), row, 6);
-    state.idempotency.push_back(std::move(record));
-  }
+  for (int row = 0; row < PQntuples(records.get()); ++row)
+    state.idempotency.push_back(pg::idempotency_at(records.get(), row));
   return state;
 }
 

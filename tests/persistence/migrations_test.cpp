@@ -21,8 +21,9 @@ TEST_F(migrations_test, an_empty_database_gets_every_table) {
                      "COLLATE ucs_basic) "
                      "FROM information_schema.tables WHERE table_schema = "
                      "'public'");
-  EXPECT_EQ(tables, "bookings,customers,events,holds,idempotency_records,"
-                    "outbox,schema_migrations,seat_state,sections\n");
+  EXPECT_EQ(tables, "bookings,cluster_partitions,cluster_settings,customers,"
+                    "events,holds,idempotency_records,outbox,"
+                    "schema_migrations,seat_state,sections\n");
 }
 
 TEST_F(migrations_test, applying_again_changes_nothing) {
