@@ -414,6 +414,9 @@ async function run(server, browser) {
     return cells[4]?.textContent === "2" && cells[3]?.textContent === "2";
   });
   await operator.waitForFunction(() => document.querySelector("#holds-rate").textContent !== "–");
+  // A single node's /health has no cluster member, so the dashboard has no Cluster panel.
+  assert.equal((await apiCall(base, "GET", "/health")).json.cluster, undefined);
+  assert.equal(await operator.isHidden("#cluster"), true, "a single node shows no Cluster panel");
   await operator.evaluate(() => window.scrollTo(0, 0));
   await operator.screenshot({ path: join(screenshots, "operator.png"), fullPage: true });
   const phone = await openPage(browser, `${base}/?event=ui-test&section=floor`, { width: 390, height: 844 });

@@ -117,6 +117,31 @@ export interface NewEvent {
   }[];
 }
 
+export type ServiceState = "ok" | "down" | "disabled";
+
+/** A clustered node's view of the partitions (`--cluster`); absent on a single node. */
+export interface ClusterStatus {
+  /** This node's advertised address. */
+  node: string;
+  partitions: number;
+  /** Its consumer-group membership. */
+  group: ServiceState;
+  owned: number[];
+  /** Partitions it is taking over; they answer 503 meanwhile. */
+  loading: number[];
+  events: string[];
+  /** Owner address to its partitions, as PostgreSQL records them. */
+  members: Record<string, number[]>;
+  /** The epoch of each partition, indexed by partition. */
+  epochs: number[];
+}
+
+export interface Health {
+  status: "healthy" | "unhealthy";
+  services: Record<string, ServiceState>;
+  cluster?: ClusterStatus;
+}
+
 interface CallOptions {
   token?: string;
   body?: unknown;
@@ -199,6 +224,24 @@ export const api = {
   joinQueue: (token: string, eventId: string) =>
     call<QueueTicket>("POST", `/v1/events/${enc(eventId)}/queue`, { token }),
   queueTicket: (token: string, ticket: string) => call<QueueTicket>("GET", `/v1/queue/${enc(ticket)}`, { token }),
+  /** The node's health; a 503 (a service down) carries the same body, so both are read. */
+  health: async (): Promise<Health> => {
+    let response: Response;
+    try {
+      response = await fetch("/health", { headers: { Accept: "application/json" }, cache: "no-store" });
+    } catch {
+      throw new ApiError({ status: 0, code: "network", detail: "/health cannot be read" });
+    }
+    let body: unknown;
+    try {
+      body = await response.json();
+    } catch {
+      body = undefined;
+    }
+    if ((response.ok || response.status === 503) && body && typeof body === "object" && "status" in body)
+      return body as Health;
+    throw new ApiError({ status: response.status, code: `http_${response.status}`, detail: "/health gave no answer" });
+  },
   metrics: async (): Promise<string> => {
     try {
       const response = await fetch("/metrics", { cache: "no-store" });

@@ -1,14 +1,17 @@
 // The operator's page: every event with live counts per section and its
-// revenue, the node's holds/s and bookings/s, and a form that creates an
-// event. Needs the admin token for stats and creation; reads are public.
+// revenue, the node's holds/s and bookings/s, on a clustered node its
+// partitions and the cluster's members, and a form that creates an event.
+// Needs the admin token for stats and creation; reads are public.
 
-import { api, ApiError, EventDetail, EventStats, money, NewEvent, rowLabel } from "./api";
+import { api, ApiError, ClusterStatus, EventDetail, EventStats, money, NewEvent, rowLabel } from "./api";
 import { byId, describeProblem, say, sayProblem } from "./ui";
 
 const REFRESH_MS = 1000;
 /** Events shown with their sections; each costs two requests a refresh. */
 const DETAILED_EVENTS_MAX = 10;
 const RATE_WINDOW_MS = 10_000;
+/** Owner colours in style.css (.owner-0 ...); more members reuse them in turn. */
+const OWNER_COLOURS = 8;
 
 const el = {
   tokenForm: byId<HTMLFormElement>("token-form"),
@@ -20,6 +23,16 @@ const el = {
   revenueTotal: byId<HTMLElement>("revenue-total"),
   eventsUpdated: byId<HTMLParagraphElement>("events-updated"),
   eventList: byId<HTMLDivElement>("event-list"),
+  cluster: byId<HTMLElement>("cluster"),
+  clusterNode: byId<HTMLElement>("cluster-node"),
+  clusterGroup: byId<HTMLElement>("cluster-group"),
+  clusterOwned: byId<HTMLElement>("cluster-owned"),
+  clusterLoading: byId<HTMLElement>("cluster-loading"),
+  clusterEvents: byId<HTMLParagraphElement>("cluster-events"),
+  clusterMembers: byId<HTMLTableElement>("cluster-members").tBodies[0],
+  partitionLegend: byId<HTMLUListElement>("partition-legend"),
+  partitionMap: byId<HTMLOListElement>("partition-map"),
+  clusterUpdated: byId<HTMLParagraphElement>("cluster-updated"),
   form: byId<HTMLFormElement>("event-form"),
   name: byId<HTMLInputElement>("new-name"),
   id: byId<HTMLInputElement>("new-id"),
@@ -202,11 +215,132 @@ function renderEvents(details: { detail: EventDetail; stats?: EventStats }[], to
   );
 }
 
+// -- the cluster ----------------------------------------------------------------
+
+/** Sorted partitions as ranges: [0, 3, 5, 6, 7] is "0, 3, 5-7". */
+function compactRanges(partitions: number[]): string {
+  const sorted = [...new Set(partitions)].sort((a, b) => a - b);
+  const ranges: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    ranges.push(j === i ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return ranges.join(", ") || "none";
+}
+
+/** Only a node started with --cluster has the panel; a single node's page stays as it was. */
+async function refreshCluster(): Promise<void> {
+  try {
+    const { cluster } = await api.health();
+    el.cluster.hidden = !cluster;
+    if (cluster) renderCluster(cluster);
+  } catch (error) {
+    // A panel already shown keeps its last figures and says they are old.
+    el.clusterUpdated.textContent = `Not updated: ${describeProblem(error)}`;
+  }
+}
+
+function renderCluster(cluster: ClusterStatus): void {
+  const members = Object.keys(cluster.members).sort();
+  const colour = new Map(members.map((address, i) => [address, `owner-${i % OWNER_COLOURS}`]));
+  renderClusterSummary(cluster);
+  renderMembers(cluster, members, colour);
+  renderPartitionLegend(cluster, members, colour);
+  renderPartitionMap(cluster, colour);
+  el.clusterUpdated.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+}
+
+function renderClusterSummary(cluster: ClusterStatus): void {
+  el.clusterNode.textContent = cluster.node;
+  el.clusterGroup.textContent = cluster.group;
+  el.clusterGroup.className = cluster.group === "down" ? "bad" : "";
+  el.clusterOwned.textContent = `${cluster.owned.length} of ${cluster.partitions}`;
+  el.clusterLoading.textContent = String(cluster.loading.length);
+  const events = cluster.events.length ? [...cluster.events].sort().join(", ") : "none yet";
+  el.clusterEvents.textContent =
+    `Serves events: ${events}.` +
+    (cluster.loading.length
+      ? ` Taking over ${compactRanges(cluster.loading)}: their requests answer 503 until loaded.`
+      : "");
+}
+
+function renderMembers(cluster: ClusterStatus, members: string[], colour: Map<string, string>): void {
+  el.clusterMembers.replaceChildren(
+    ...members.map((address) => {
+      const row = document.createElement("tr");
+      row.dataset.member = address;
+      const name = cell("th", "");
+      name.scope = "row";
+      name.append(swatch(colour.get(address)!), ` ${address}${address === cluster.node ? " (this node)" : ""}`);
+      const partitions = cluster.members[address];
+      row.append(name, cell("td", String(partitions.length), true), cell("td", compactRanges(partitions)));
+      return row;
+    }),
+  );
+}
+
+function swatch(className: string): HTMLSpanElement {
+  const box = document.createElement("span");
+  box.className = `swatch ${className}`;
+  box.setAttribute("aria-hidden", "true");
+  return box;
+}
+
+function renderPartitionLegend(cluster: ClusterStatus, members: string[], colour: Map<string, string>): void {
+  const item = (className: string, text: string) => {
+    const li = document.createElement("li");
+    li.append(swatch(className), text);
+    return li;
+  };
+  const items = members.map((address) =>
+    item(colour.get(address)!, address === cluster.node ? `${address} (this node)` : address),
+  );
+  if (cluster.loading.length) items.push(item("loading", "taking over here"));
+  const loading = new Set(cluster.loading);
+  if (ownerOf(cluster).some((owner, p) => owner === undefined && !loading.has(p)))
+    items.push(item("unowned", "no owner"));
+  el.partitionLegend.replaceChildren(...items);
+}
+
+/** The owner of each partition by the members' record; undefined where none claims it. */
+function ownerOf(cluster: ClusterStatus): (string | undefined)[] {
+  const owners: (string | undefined)[] = Array.from({ length: cluster.partitions }, () => undefined);
+  for (const [address, partitions] of Object.entries(cluster.members))
+    for (const p of partitions) if (p >= 0 && p < cluster.partitions) owners[p] = address;
+  return owners;
+}
+
+function renderPartitionMap(cluster: ClusterStatus, colour: Map<string, string>): void {
+  const loading = new Set(cluster.loading);
+  el.partitionMap.replaceChildren(
+    ...ownerOf(cluster).map((owner, p) => {
+      const box = document.createElement("li");
+      box.dataset.partition = String(p);
+      const epoch = cluster.epochs[p];
+      const state = loading.has(p) ? "loading" : owner ? colour.get(owner)! : "unowned";
+      box.className = `partition ${state}`;
+      const number = document.createElement("span");
+      number.textContent = String(p);
+      const small = document.createElement("small");
+      small.textContent = epoch === undefined ? "" : `e${epoch}`;
+      box.append(number, small);
+      box.title =
+        `Partition ${p}: ${owner ?? "no owner"}` +
+        (loading.has(p) ? ", being taken over by this node" : "") +
+        (epoch === undefined ? "" : `, epoch ${epoch}`);
+      box.setAttribute("aria-label", box.title);
+      return box;
+    }),
+  );
+}
+
 async function refresh(): Promise<void> {
   window.clearTimeout(timer);
   if (document.hidden) return;
   try {
-    await Promise.all([refreshRates(), refreshEvents()]);
+    await Promise.all([refreshRates(), refreshEvents(), refreshCluster()]);
   } catch (error) {
     el.eventsUpdated.textContent = `Not updated: ${describeProblem(error)}`;
   } finally {
