@@ -225,8 +225,9 @@ export class ReservationsStack extends Stack {
       retention: c.logRetentionDays as logs.RetentionDays,
       removalPolicy: removal,
     });
+    const metricsLogGroupName = `/rsv/${c.name}/metrics`;
     const metricsLogGroup = new logs.LogGroup(this, 'MetricsLogs', {
-      logGroupName: `/rsv/${c.name}/metrics`,
+      logGroupName: metricsLogGroupName,
       retention: logs.RetentionDays.ONE_WEEK,
       removalPolicy: RemovalPolicy.DESTROY,
     });
@@ -323,7 +324,7 @@ export class ReservationsStack extends Stack {
       cpu: 64,
       memoryReservationMiB: 128,
       command: ['--config=env:AOT_CONFIG_CONTENT'],
-      environment: { AOT_CONFIG_CONTENT: collectorConfig(c, metricsLogGroup.logGroupName) },
+      environment: { AOT_CONFIG_CONTENT: collectorConfig(c, metricsLogGroupName) },
       logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'metrics' }),
     });
     metricsLogGroup.grantWrite(taskDefinition.taskRole);
