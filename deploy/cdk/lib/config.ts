@@ -35,6 +35,11 @@ export interface EnvironmentConfig {
   /** Target of ALBRequestCountPerTarget: requests per task per minute. */
   readonly requestsPerTaskPerMinute: number;
 
+  /** Write requests per window per customer and per client address,
+   * shared through Redis (`--rate-limit-customer`, `--rate-limit-address`;
+   * 0: off). Set them before an on-sale (docs/operations.md, "Runbook"). */
+  readonly rateLimitCustomer: number;
+  readonly rateLimitAddress: number;
   /** The node's request deadline (`--request-timeout-ms`). */
   readonly requestTimeoutMs: number;
   /** `--shutdown-delay-ms`: keep serving after SIGTERM this long. */
@@ -92,6 +97,8 @@ const shared = {
   repositoryName: 'reservations',
   imageTag: 'latest',
   requestTimeoutMs: 5000,
+  rateLimitCustomer: 0,
+  rateLimitAddress: 0,
   // The ALB stops sending to a task whose /ready fails within 2 x 5 s, so a
   // task stopped without deregistration first (stop-task by hand, Fargate
   // maintenance) keeps serving that long after SIGTERM.

@@ -301,6 +301,8 @@ export class ReservationsStack extends Stack {
         RSV_KAFKA_BROKERS: bootstrapBrokers,
         RSV_KAFKA_TOPIC: c.eventsTopic,
         RSV_REDIS_URL: `redis://${redis.attrPrimaryEndPointAddress}:${redisPort}`,
+        RSV_RATE_LIMIT_CUSTOMER: String(c.rateLimitCustomer),
+        RSV_RATE_LIMIT_ADDRESS: String(c.rateLimitAddress),
         RSV_CLUSTER: 'true',
         RSV_CLUSTER_PARTITIONS: String(c.clusterPartitions),
         RSV_CLUSTER_GROUP: c.clusterGroup,

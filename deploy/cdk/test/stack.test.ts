@@ -158,6 +158,7 @@ describe('service', () => {
     assert.equal(env.RSV_CLUSTER_HEARTBEAT_MS, '3000');
     assert.ok(!('RSV_ADVERTISE' in env), 'the entrypoint sets RSV_ADVERTISE from the task metadata');
     assert.ok(env.RSV_KAFKA_BROKERS, 'brokers from GetBootstrapBrokers');
+    assert.equal(env.RSV_RATE_LIMIT_CUSTOMER, String(dev.rateLimitCustomer));
     assert.equal(node.LogConfiguration?.LogDriver, 'awslogs');
   });
 });
