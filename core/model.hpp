@@ -127,6 +127,8 @@ struct event_summary {
   std::string name;
   millis starts_at_ms = 0;
   uint32_t seats_total = 0;
+  /// seats_total minus the seats of active holds not yet past their expiry
+  /// and of confirmed bookings.
   uint32_t seats_free = 0;
 };
 

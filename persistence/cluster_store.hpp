@@ -26,17 +26,6 @@ struct partition_owner {
   millis updated_at_ms = 0;
 };
 
-/// An event with its seat counts, as every node lists it.
-struct event_summary {
-  std::string id;
-  std::string name;
-  millis starts_at_ms = 0;
-  uint32_t seats_total = 0;
-  /// seats_total minus the seats of active holds not yet past their expiry
-  /// and of confirmed bookings.
-  uint32_t seats_free = 0;
-};
-
 /// What a clustered node asks PostgreSQL besides its group commits: the
 /// partitions' epochs and owners (taking partitions over), the events of the
 /// partitions it is assigned, fresh section numbers, and the reads a single

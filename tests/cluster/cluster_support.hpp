@@ -33,7 +33,7 @@ public:
 
   uint32_t partitions() const { return partitions_; }
   const std::string& admin() const { return admin_; }
-  const std::string& conninfo() const { return database_.conninfo(); }
+  std::string conninfo() const { return database_.conninfo(); }
   const std::string& bootstrap() const { return broker_->bootstrap(); }
   std::size_t size() const { return nodes_.size(); }
   server_process& node(std::size_t i) { return *nodes_.at(i); }
