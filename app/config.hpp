@@ -64,6 +64,10 @@ struct serve_config {
   // partitions after 10 s (docs/cluster.md, "Failure cases").
   int cluster_session_timeout_ms = 10000;
   int cluster_heartbeat_ms = 3000;
+  // How often a node reads every partition's owner and epoch from
+  // PostgreSQL (forwarding follows moves; a node whose partition another
+  // node took stops serving it even before a write of its is fenced).
+  int cluster_owners_refresh_ms = 1000;
   // Test-only: writes are not fenced, only counted when stale.
   bool cluster_unsafe_no_fencing = false;
 };

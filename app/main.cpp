@@ -306,6 +306,14 @@ int main(int argc, char** argv) {
       ->envname("RSV_CLUSTER_HEARTBEAT_MS")
       ->check(CLI::Range(100, 100000))
       ->capture_default_str();
+  serve
+      ->add_option("--cluster-owners-refresh-ms",
+                   cfg.cluster_owners_refresh_ms,
+                   "how often the partitions' owners and epochs are read "
+                   "from PostgreSQL")
+      ->envname("RSV_CLUSTER_OWNERS_REFRESH_MS")
+      ->check(CLI::Range(50, 600000))
+      ->capture_default_str();
   // A test switch, left out of --help: it shows what the fence prevents.
   serve
       ->add_flag("--cluster-unsafe-no-fencing", cfg.cluster_unsafe_no_fencing,

@@ -471,6 +471,7 @@ int serve(const serve_config& cfg) {
   std::unique_ptr<cluster_membership> membership;
   if (cfg.cluster) {
     coordinator_config coordinator_cfg;
+    coordinator_cfg.refresh_interval_ms = cfg.cluster_owners_refresh_ms;
     coordinator_cfg.learn_layouts =
         [weak = std::weak_ptr<pg_store>(pg)](
             const std::vector<recovered_event>& events) {

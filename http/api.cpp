@@ -244,6 +244,30 @@ read_ticket(std::string_view ticket);
 
 } // namespace
 
+api_response api::absent(api_response not_found,
+                         std::optional<uint32_t> partition) const {
+  if (!config_.cluster || !partition ||
+      config_.cluster->get(*partition).state == partition_state::local)
+    return not_found;
+  auto response = problem(503, problem_code::unavailable,
+                          "this event moved to another node while the "
+                          "request waited; retry shortly");
+  response.header("Retry-After", "1");
+  return response;
+}
+
+std::optional<uint32_t>
+api::event_partition(const std::string& event_id) const {
+  if (!config_.cluster) return std::nullopt;
+  return partition_of(event_id, config_.cluster->partitions());
+}
+
+std::optional<uint32_t>
+api::record_partition(const std::optional<record_ref>& ref) const {
+  if (!config_.cluster || !ref || ref->event_hash == 0) return std::nullopt;
+  return partition_of_hash(ref->event_hash, config_.cluster->partitions());
+}
+
 std::optional<uint32_t> api::partition_of_request(context& ctx) {
   auto count = config_.cluster->partitions();
   auto of_record =
@@ -736,7 +760,8 @@ void api::create_event(context& ctx) {
 void api::get_event(context& ctx) {
   auto event = rt_.dir().find_event(ctx.match.params[0]);
   if (!event) {
-    ctx.done(problem(404, problem_code::not_found, "no such event"));
+    ctx.done(absent(problem(404, problem_code::not_found, "no such event"),
+                    event_partition(ctx.match.params[0])));
     return;
   }
   if (!config_.reads_from_read_model) {
@@ -768,7 +793,9 @@ void api::get_seats(context& ctx) {
   auto event = rt_.dir().find_event(ctx.match.params[0]);
   auto section = event ? event->find_section(ctx.match.params[1]) : nullptr;
   if (!section) {
-    ctx.done(problem(404, problem_code::not_found, "no such event or section"));
+    ctx.done(absent(
+        problem(404, problem_code::not_found, "no such event or section"),
+        event_partition(ctx.match.params[0])));
     return;
   }
   auto from_actor = [section](respond_fn done) {
@@ -808,7 +835,8 @@ void api::get_stats(context& ctx) {
   if (!require_admin(ctx)) return;
   auto event = rt_.dir().find_event(ctx.match.params[0]);
   if (!event) {
-    ctx.done(problem(404, problem_code::not_found, "no such event"));
+    ctx.done(absent(problem(404, problem_code::not_found, "no such event"),
+                    event_partition(ctx.match.params[0])));
     return;
   }
   ctx.done(json_response(200, render_stats(*event)));
@@ -875,8 +903,9 @@ void api::queue_join(context& ctx) {
   idempotent(ctx, [this](context& c) {
     auto event = rt_.dir().find_event(c.match.params[0]);
     if (!event || !has_waiting_room(*event)) {
-      c.done(problem(404, problem_code::not_found,
-                     "no such event with an enabled waiting room"));
+      c.done(absent(problem(404, problem_code::not_found,
+                            "no such event with an enabled waiting room"),
+                    event ? std::nullopt : event_partition(c.match.params[0])));
       return;
     }
     if (!config_.waiting_room) {
@@ -909,7 +938,9 @@ void api::queue_ticket(context& ctx) {
                    ? rt_.dir().find_event(named->first)
                    : nullptr;
   if (!event || !has_waiting_room(*event)) {
-    ctx.done(problem(404, problem_code::not_found, "no such ticket"));
+    ctx.done(
+        absent(problem(404, problem_code::not_found, "no such ticket"),
+               named && !event ? event_partition(named->first) : std::nullopt));
     return;
   }
   if (!config_.waiting_room) {
@@ -966,7 +997,9 @@ void api::create_hold(context& ctx) {
     auto event = rt_.dir().find_event(body->event_id);
     auto section = event ? event->find_section(body->section_id) : nullptr;
     if (!section) {
-      c.done(problem(404, problem_code::not_found, "no such event or section"));
+      c.done(absent(
+          problem(404, problem_code::not_found, "no such event or section"),
+          event ? std::nullopt : event_partition(body->event_id)));
       return;
     }
     // Checked by its signature alone: no Redis round trip, and customers
@@ -1010,13 +1043,13 @@ namespace {
 
 /// The section that owns a hold or booking id, with one more request counted
 /// as queued for it; nullptr, with `not_found` answered, when there is none.
-std::shared_ptr<section_entry> owner_of(const directory& dir,
-                                        const std::optional<record_ref>& ref,
-                                        const respond_fn& done,
-                                        const caf::error& not_found) {
+template <class Absent>
+std::shared_ptr<section_entry>
+owner_of(const directory& dir, const std::optional<record_ref>& ref,
+         const respond_fn& done, Absent&& absent) {
   auto section = ref ? dir.find_section(ref->section_no) : nullptr;
   if (!section) {
-    done(problem_from(not_found));
+    done(absent());
     return nullptr;
   }
   section->queued.fetch_add(1, std::memory_order_relaxed);
@@ -1043,7 +1076,9 @@ api_response no_content(const hold_view&) {
 void api::get_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
+        return absent(problem_from(no_such_hold()), record_partition(ref));
+      }))
     caf::anon_send(section->actor(),
                    get_hold_request{ctx.customer_id, ref->slot,
                                     answer<hold_view>(ctx.done, ok_hold)});
@@ -1052,7 +1087,9 @@ void api::get_hold(context& ctx) {
 void api::release_hold(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_hold_id(ctx.match.params[0]);
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_hold()))
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
+        return absent(problem_from(no_such_hold()), record_partition(ref));
+      }))
     caf::anon_send(
         section->actor(),
         release_hold_request{ctx.customer_id, ref->slot,
@@ -1070,7 +1107,9 @@ void api::create_booking(context& ctx) {
       return;
     }
     auto ref = parse_hold_id(*hold_id);
-    auto section = owner_of(rt_.dir(), ref, c.done, no_such_hold());
+    auto section = owner_of(rt_.dir(), ref, c.done, [&] {
+      return absent(problem_from(no_such_hold()), record_partition(ref));
+    });
     if (!section) return;
     auto render = [](const booking_view& b) {
       return created(render_booking(b), "/v1/bookings/" + b.booking_id);
@@ -1110,7 +1149,9 @@ void api::list_bookings(context& ctx) {
 void api::get_booking(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
+        return absent(problem_from(no_such_booking()), record_partition(ref));
+      }))
     caf::anon_send(
         section->actor(),
         get_booking_request{ctx.customer_id, ref->slot,
@@ -1120,7 +1161,9 @@ void api::get_booking(context& ctx) {
 void api::cancel_booking(context& ctx) {
   if (!require_customer(ctx)) return;
   auto ref = parse_booking_id(ctx.match.params[0]);
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, no_such_booking()))
+  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
+        return absent(problem_from(no_such_booking()), record_partition(ref));
+      }))
     caf::anon_send(
         section->actor(),
         cancel_booking_request{ctx.customer_id, ref->slot,

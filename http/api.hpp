@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/runtime.hpp"
+#include "core/ids.hpp"
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
 #include "http/peer_client.hpp"
@@ -161,6 +162,16 @@ private:
   std::optional<uint32_t> partition_of_request(context& ctx);
   /// Whether the request came from a node of this cluster.
   bool forwarded(const context& ctx) const;
+  /// The answer for an event, section, hold or booking this node does not
+  /// have: `not_found`, unless this is a cluster node that no longer serves
+  /// the partition (it moved while the request waited, for its
+  /// Idempotency-Key say): then 503 with Retry-After, which is not kept as
+  /// the key's answer, so the retry reaches the new owner.
+  api_response absent(api_response not_found,
+                      std::optional<uint32_t> partition) const;
+  std::optional<uint32_t> event_partition(const std::string& event_id) const;
+  std::optional<uint32_t>
+  record_partition(const std::optional<record_ref>& ref) const;
 
   runtime& rt_;
   api_config config_;

@@ -269,14 +269,16 @@ struct shared_state {
     }
   }
 
-  /// A transaction PostgreSQL refused, as its writes are answered; the
-  /// fence's refusals are counted.
+  /// A transaction PostgreSQL refused, as its writes are answered.
   caf::error refused(errc refusal, const std::string& message) {
-    if (refusal == errc::fenced) {
-      if (fenced_batches != nullptr) fenced_batches->Increment();
-      spdlog::warn("a batch was fenced: {}", message);
-    }
     return make_error(refusal, "PostgreSQL: " + message);
+  }
+
+  /// A group commit the fence refused: counted once, whatever its writes
+  /// meet when they are tried again one by one.
+  void fenced(const caf::error& err) {
+    if (fenced_batches != nullptr) fenced_batches->Increment();
+    spdlog::warn("a batch was fenced: {}", describe(err));
   }
 
   void stale_batch() {
@@ -1132,11 +1134,20 @@ struct writer {
         for (auto& write : in_flight)
           write.answer(err);
       } else {
-        // One bad row must not fail its neighbours: write each alone.
-        for (auto& write : in_flight) {
-          auto single = commit({&write});
-          if (single) spdlog::warn("store write refused: {}", describe(single));
-          write.answer(std::move(single));
+        if (code_of(err) == errc::fenced) shared.fenced(err);
+        if (in_flight.size() == 1) {
+          spdlog::warn("store write refused: {}", describe(err));
+          in_flight.front().answer(err);
+        } else {
+          // One bad row must not fail its neighbours: write each alone (the
+          // writes of a partition another node took are fenced again; those
+          // of the others go through).
+          for (auto& write : in_flight) {
+            auto single = commit({&write});
+            if (single)
+              spdlog::warn("store write refused: {}", describe(single));
+            write.answer(std::move(single));
+          }
         }
       }
       in_flight.clear();
