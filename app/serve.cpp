@@ -203,6 +203,14 @@ int serve(const serve_config& cfg) {
     return 2;
   }
   auto advertise = cfg.advertise.empty() ? cfg.listen : cfg.advertise;
+  if (cfg.cluster && (advertise.ends_with(":0") || advertise.empty())) {
+    // The other nodes forward to this address: a port the kernel picks is
+    // known only after binding, and "0" reaches nobody.
+    spdlog::critical("--cluster needs --advertise HOST:PORT when --listen "
+                     "has port 0 (got '{}')",
+                     advertise);
+    return 2;
+  }
   if (!postgres)
     spdlog::warn("STORE IS MEMORY: NOTHING IS DURABLE. Every hold and "
                  "booking is lost when this process ends.");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/ops against a real node and PostgreSQL (labels deploy, pg): migrate,
 # seed from deploy/examples/venue.json (and again: 409, nothing changed),
-# status with and without a cluster_partitions table, reset's refusals and
-# reset itself, which keeps schema_migrations and cluster_partitions. Needs
+# status before and after nodes ran with --cluster (the partitions as a
+# clustered node writes them), reset's refusals and reset itself, which
+# keeps schema_migrations and the cluster's settings and epochs. Needs
 # the PG* variables of scripts/test's pg_virtualenv and RSV_BINARY.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,11 +40,10 @@ expect "exists already" "$out"
 
 out="$(scripts/ops status 2>&1)"
 expect '"store":"ok"' "$out"
-expect "not clustered yet" "$out"
-psql -XAq -c "CREATE TABLE cluster_partitions (partition int PRIMARY KEY, epoch bigint NOT NULL,
-  owner text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
-  INSERT INTO cluster_partitions SELECT p, 7, CASE WHEN p % 2 = 0 THEN '10.0.1.5:8080'
-  ELSE '10.0.2.6:8080' END FROM generate_series(0, 63) p"
+expect "no node has run with --cluster" "$out"
+psql -XAq -c "INSERT INTO cluster_settings (partitions) VALUES (64);
+  INSERT INTO cluster_partitions (partition, epoch, owner) SELECT p, 7,
+  CASE WHEN p % 2 = 0 THEN '10.0.1.5:8080' ELSE '10.0.2.6:8080' END FROM generate_series(0, 63) p"
 out="$(scripts/ops status 2>&1)"
 expect "10.0.1.5:8080 |         32 |         7 |         7" "$out"
 expect "(64 rows)" "$out"
@@ -54,6 +54,7 @@ if RSV_ENVIRONMENT=prod scripts/ops reset --yes >/dev/null 2>&1; then fail "rese
 scripts/ops reset --yes >/dev/null 2>&1
 [[ "$(psql -XAtc 'SELECT count(*) FROM events')" == 0 ]] || fail "reset left events"
 [[ "$(psql -XAtc 'SELECT count(*) FROM cluster_partitions')" == 64 ]] || fail "reset emptied cluster_partitions"
+[[ "$(psql -XAtc 'SELECT partitions FROM cluster_settings')" == 64 ]] || fail "reset emptied cluster_settings"
 [[ "$(psql -XAtc 'SELECT count(*) > 0 FROM schema_migrations')" == t ]] || fail "reset emptied schema_migrations"
 rm -f "/tmp/ops_test_node.$$.log"
 echo "scripts/ops: migrate, seed, status, reset all as expected"

@@ -1604,6 +1604,11 @@ TEST(cli, HelpListsEveryFlagWithItsVariable) {
       {"--io-threads", "RSV_IO_THREADS"},
       {"--log-level", "RSV_LOG_LEVEL"},
       {"--log-format", "RSV_LOG_FORMAT"},
+      {"--cluster", "RSV_CLUSTER"},
+      {"--advertise", "RSV_ADVERTISE"},
+      {"--cluster-partitions", "RSV_CLUSTER_PARTITIONS"},
+      {"--cluster-session-timeout-ms", "RSV_CLUSTER_SESSION_TIMEOUT_MS"},
+      {"--cluster-owners-refresh-ms", "RSV_CLUSTER_OWNERS_REFRESH_MS"},
   };
   for (const auto& [flag, variable] : flags) {
     EXPECT_NE(serve.output.find(flag), std::string::npos) << flag << "\n"
@@ -1612,6 +1617,26 @@ TEST(cli, HelpListsEveryFlagWithItsVariable) {
   }
   EXPECT_NE(serve.output.find("127.0.0.1:8080"), std::string::npos)
       << "the default of --listen";
+}
+
+// A cluster node that could not work refuses to start, and says why, before
+// it touches a database or a broker.
+TEST(cli, ClusterRefusesWhatCannotWork) {
+  auto memory = run_command({server_binary(), "serve", "--cluster", "--store",
+                             "memory", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(memory.exit_code, 2) << memory.output;
+  EXPECT_NE(memory.output.find("--cluster needs --store postgres"),
+            std::string::npos)
+      << memory.output;
+  auto no_advertise = run_command(
+      {server_binary(), "serve", "--cluster", "--store", "postgres",
+       "--pg-dsn", "host=127.0.0.1 port=1", "--kafka-brokers", "127.0.0.1:1",
+       "--token-secret", "0123456789abcdef0123456789abcdef", "--listen",
+       "127.0.0.1:0"});
+  EXPECT_EQ(no_advertise.exit_code, 2) << no_advertise.output;
+  EXPECT_NE(no_advertise.output.find("--cluster needs --advertise"),
+            std::string::npos)
+      << no_advertise.output;
 }
 
 } // namespace
