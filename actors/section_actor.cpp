@@ -260,6 +260,30 @@ caf::actor spawn_section(caf::actor_system& system,
                reply(std::move(view));
              });
     };
+    // A repeated release or cancellation changes nothing in memory, but the
+    // write that ended the hold may not have committed yet (or may have
+    // failed, the section then reloading): its state is written again, with
+    // no other effect (counts, limits and notifications followed the first
+    // time), and the answer waits for that commit. A 2xx is never given for
+    // a state PostgreSQL may not have.
+    auto answer_repeat = [self, deps](uint32_t slot, auto view, auto reply) {
+      auto me = caf::actor_cast<caf::actor>(self);
+      auto change =
+          self->state.memory->seats->restated(slot, deps.clock->now_ms());
+      auto partition = change.fence.partition;
+      deps.store->append(change,
+                         [me, reply, partition, view = std::move(view),
+                          on_fenced = deps.on_fenced](caf::error err) mutable {
+                           if (!err) {
+                             reply(std::move(view));
+                             return;
+                           }
+                           if (code_of(err) == errc::fenced && on_fenced)
+                             on_fenced(partition);
+                           caf::anon_send(me, store_failed_atom::value);
+                           reply(std::move(err));
+                         });
+    };
     auto nothing = [](const auto&) {};
     const idempotency_capture_ptr<hold_view> no_hold_capture;
     const idempotency_capture_ptr<booking_view> no_booking_capture;
@@ -389,9 +413,12 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.memory->seats->release_hold(
-                     req.customer_id, req.slot, deps.clock->now_ms()),
-                 req.reply, nothing, no_hold_capture);
+          auto released = self->state.memory->seats->release_hold(
+              req.customer_id, req.slot, deps.clock->now_ms());
+          if (released && !released->change)
+            answer_repeat(req.slot, std::move(released->view), req.reply);
+          else
+            answer(std::move(released), req.reply, nothing, no_hold_capture);
           finish();
         },
         [=](book_request& req) {
@@ -413,9 +440,13 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          answer(self->state.memory->seats->cancel_booking(
-                     req.customer_id, req.slot, deps.clock->now_ms()),
-                 req.reply, tell_shard(req.customer_id), no_booking_capture);
+          auto cancelled = self->state.memory->seats->cancel_booking(
+              req.customer_id, req.slot, deps.clock->now_ms());
+          if (cancelled && !cancelled->change)
+            answer_repeat(req.slot, std::move(cancelled->view), req.reply);
+          else
+            answer(std::move(cancelled), req.reply, tell_shard(req.customer_id),
+                   no_booking_capture);
           finish();
         },
         [=](seat_map_request& req) {

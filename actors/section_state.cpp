@@ -168,6 +168,19 @@ seat_change section_state::change_of(change_kind kind, uint32_t slot,
   return change;
 }
 
+seat_change section_state::restated(uint32_t slot, millis now) const {
+  RSV_ASSERT(slot < holds_.size(), "restated: no such slot");
+  const auto& hold = holds_[slot];
+  RSV_ASSERT(hold.status == hold_status::released ||
+                 hold.status == hold_status::expired || hold.cancelled,
+             "restated: the hold has not ended");
+  auto kind = hold.cancelled ? change_kind::booking_cancelled
+              : hold.status == hold_status::released
+                  ? change_kind::hold_released
+                  : change_kind::hold_expired;
+  return change_of(kind, slot, now);
+}
+
 section_state::applied<hold_view>
 section_state::create_hold(const std::string& customer_id,
                            std::vector<uint32_t> seats, millis now) {

@@ -72,6 +72,13 @@ public:
   caf::expected<applied<booking_view>>
   cancel_booking(const std::string& customer_id, uint32_t slot, millis now);
 
+  /// The change that brought an ended hold where it is (released, expired,
+  /// or its booking cancelled), to be written again: a repeated release or
+  /// cancellation finds nothing to change, but the write that made it so
+  /// may still be on its way to the store, or may have failed; its answer
+  /// waits for this one.
+  seat_change restated(uint32_t slot, millis now) const;
+
   /// Expires every active hold whose time has come. Every operation above
   /// calls it first; the changes wait in take_expired() for the owner to
   /// persist.

@@ -380,6 +380,70 @@ TEST(chaos_facility, is_off_by_default_and_admin_only) {
   EXPECT_EQ(chaotic.stop(), 0);
 }
 
+// A release repeated while the first one's write is still on its way is not
+// answered 204 from memory: it waits for its own write of the state, so
+// when the first write fails, the repeat fails too and the hold stays as
+// PostgreSQL has it. (Before: the repeat got 204 for a release that never
+// committed.) The same holds for a repeated cancellation.
+TEST(chaos_facility, a_repeated_release_is_answered_only_once_durable) {
+  scratch_database database;
+  auto args = database.server_args();
+  args.insert(args.end(), {"--chaos", "--pg-writers", "1"});
+  server_process node{args};
+  http_connection http{node.port()};
+  create_event(http, node.admin_token(),
+               event_json("repeat", {section_json("s", 100, {{"A", 10}})}));
+  auto who = new_customer(http, "repeat");
+  auto held = hold_seats(http, who, "repeat", "s", {"A-1"});
+  ASSERT_EQ(held.status, 201u) << held;
+  auto hold_id = held.body_json()["hold_id"].get<std::string>();
+
+  // Every commit from now on waits 1 s, then fails (well within the 5 s
+  // request timeout, so that the answers are the store's, not deadlines').
+  auto set =
+      http.post("/v1/admin/chaos/store",
+                {{"commit_delay_ms", 1000}, {"commit_failure_percent", 100}},
+                node.admin_token());
+  ASSERT_EQ(set.status, 200u) << set;
+  http_response first;
+  std::thread releasing{[&] {
+    http_connection own{node.port()};
+    first = own.del("/v1/holds/" + hold_id, who.token);
+  }};
+  // The first release is applied in memory (the seat shows free) and its
+  // write waits: now the repeat.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return section_counts(http, "repeat", "s") == counts{10, 0, 0};
+      },
+      2s, 10ms));
+  auto repeat = http.del("/v1/holds/" + hold_id, who.token);
+  releasing.join();
+  EXPECT_TRUE(is_problem(first, 503, "unavailable")) << first;
+  EXPECT_TRUE(is_problem(repeat, 503, "unavailable")) << repeat;
+
+  // Nothing committed: once commits work again, the hold is active.
+  set = http.post("/v1/admin/chaos/store",
+                  {{"commit_delay_ms", 0}, {"commit_failure_percent", 0}},
+                  node.admin_token());
+  ASSERT_EQ(set.status, 200u) << set;
+  std::string status;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto hold = http.get("/v1/holds/" + hold_id, who.token);
+        status = hold.status == 200
+                     ? hold.body_json()["status"].get<std::string>()
+                     : "";
+        return !status.empty();
+      },
+      10s, 20ms));
+  EXPECT_EQ(status, "active") << node.log();
+  // And a release now is answered once it committed, repeated or not.
+  EXPECT_EQ(http.del("/v1/holds/" + hold_id, who.token).status, 204u);
+  EXPECT_EQ(http.del("/v1/holds/" + hold_id, who.token).status, 204u);
+  EXPECT_EQ(node.stop(), 0);
+}
+
 TEST(chaos_facility, a_crashed_store_writer_is_restarted) {
   scratch_database database;
   auto args = database.server_args();
