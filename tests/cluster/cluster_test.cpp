@@ -339,6 +339,10 @@ scenario_result run_faults(test_cluster& cluster, const std::string& event_id) {
   config.duration_max = 90s;
   config.request_timeout = 8s;
   config.pause_after_failure = 50ms;
+  // As a real client would: without retries every hold a client was
+  // operating on when a fault hit leaves its view, its seats stay taken
+  // for the whole test (no hold expires), and the 64 seats run out.
+  config.retries_after_failure = 200;
   auto ports = cluster.ports();
   config.more_ports.assign(ports.begin() + 1, ports.end());
   load_generator load(ports.front(), config);
@@ -426,13 +430,16 @@ TEST_F(cluster_test, nothing_acknowledged_is_lost_and_no_seat_is_sold_twice) {
   auto records = consume_until_complete(
       cluster.bootstrap(), "reservation-events", cluster.conninfo(), 60s);
   auto kafka = check_records(records, committed_change_ids(cluster.conninfo()));
-  // Failures only as 503 or timeouts, and only inside the fault windows.
+  // Failures only as 503, timeouts or a key still in use (its first try
+  // waits for an owner that does not answer), and only inside the fault
+  // windows.
   std::vector<std::string> stray;
   int failed = 0;
   for (const auto& op : ops) {
     if (op.result != outcome::indeterminate) continue;
     ++failed;
-    if (op.status != 0 && op.status != 503)
+    if (op.status != 0 && op.status != 503 &&
+        !(op.status == 409 && op.code == "idempotency_key_in_use"))
       stray.push_back("failed with " + std::to_string(op.status) + ": " +
                       op.describe());
     bool inside = false;

@@ -1,6 +1,7 @@
 #include "load.hpp"
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -149,6 +150,10 @@ operation perform(http_connection& http, const load_config& config,
                 : response.status >= 400 && response.status < 500
                     ? outcome::rejected
                     : outcome::indeterminate;
+    // The key's first request is still running (on this node, waiting for
+    // an owner that does not answer, say): what it does is not known yet.
+    if (response.status == 409 && op.code == "idempotency_key_in_use")
+      op.result = outcome::indeterminate;
     if (op.result == outcome::acknowledged && op.body.is_object()) {
       if (op.kind == op_kind::hold_seats || op.kind == op_kind::hold_quantity)
         op.hold_id = op.body.value("hold_id", "");
@@ -298,6 +303,24 @@ void load_generator::run_client(int index) {
     }
     auto done = perform(*to, config_, std::move(op));
     ++sent;
+    // A client that keeps its holds: an indeterminate answer is asked again
+    // (same request, same key), through the next node, until it is definite
+    // or the retries run out; every attempt goes into the history.
+    for (int r = 0; r < config_.retries_after_failure &&
+                    done.result == outcome::indeterminate && may_send();
+         ++r) {
+      record(done);
+      if (done.status == 0 && round_robin)
+        for (auto& node : nodes)
+          if (node.get() == to) node.reset();
+      if (!pause(config_.pause_after_failure)) return false;
+      to = round_robin ? next_node() : http.get();
+      if (to == nullptr) return pause(config_.pause_after_failure);
+      auto again = done;
+      again.retry = true;
+      done = perform(*to, config_, std::move(again));
+      ++sent;
+    }
     switch (done.kind) {
     case op_kind::hold_seats:
     case op_kind::hold_quantity:
@@ -828,15 +851,22 @@ std::vector<std::string> check_store(const std::string& conninfo,
 
 std::string summary(const std::vector<operation>& ops) {
   int acknowledged = 0, rejected = 0, indeterminate = 0, unanswered = 0;
+  std::map<std::string, int> refusals; // "409 seats_unavailable" -> count
   for (const auto& op : ops) {
     if (op.result == outcome::acknowledged) ++acknowledged;
-    if (op.result == outcome::rejected) ++rejected;
+    if (op.result == outcome::rejected) {
+      ++rejected;
+      ++refusals[std::to_string(op.status) + " " + op.code];
+    }
     if (op.result == outcome::indeterminate) ++indeterminate;
     if (op.status == 0) ++unanswered;
   }
+  std::string why;
+  for (const auto& [what, n] : refusals)
+    why += (why.empty() ? ": " : ", ") + std::to_string(n) + " " + what;
   return std::to_string(ops.size()) +
          " requests: " + std::to_string(acknowledged) + " acknowledged, " +
-         std::to_string(rejected) + " rejected, " +
+         std::to_string(rejected) + " rejected" + why + ", " +
          std::to_string(indeterminate) + " indeterminate (" +
          std::to_string(unanswered) + " without an answer)";
 }

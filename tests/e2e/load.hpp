@@ -94,6 +94,12 @@ struct load_config {
   /// After a 5xx a client waits this long, or until stopped, before its next
   /// request: it paces a client facing an outage instead of spinning.
   std::chrono::milliseconds pause_after_failure = 20ms;
+  /// After an indeterminate answer (5xx, timeout, lost connection), how
+  /// often a client sends the same request again (same Idempotency-Key),
+  /// each time after `pause_after_failure`, before it gives the hold or
+  /// booking up as unknown. 0: at once (its seats then stay taken, unseen
+  /// by the load, until the hold expires).
+  int retries_after_failure = 0;
   unsigned seed = 1;
   /// Further nodes of a cluster: with any, each client sends its requests
   /// round robin over the generator's port and these, and a lost
