@@ -535,13 +535,25 @@ struct writer {
   bool render_change(const pending_write& write, std::string& sql) {
     if (const auto* event = std::get_if<event_write>(&write.what)) {
       const auto& def = event->def;
+      // Every field of the definition, as pg_recovery reads it back: a
+      // field left out here is lost at the next restart (the waiting room
+      // was, and with it the queue of an on-sale).
       sql += "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
-             "max_seats_per_customer) VALUES (";
+             "max_seats_per_customer, waiting_room) VALUES (";
       sql += literal(def.id) + ", " + literal(def.name) + ", " +
              timestamp(def.starts_at_ms) + ", " +
              std::to_string(def.hold_ttl_seconds) + ", " +
              (def.max_seats_per_customer
                   ? std::to_string(*def.max_seats_per_customer)
+                  : std::string{"NULL"}) +
+             ", " +
+             (def.waiting_room
+                  ? literal(std::string{R"({"enabled":)"} +
+                            (def.waiting_room->enabled ? "true" : "false") +
+                            R"(,"admit_per_second":)" +
+                            std::to_string(def.waiting_room->admit_per_second) +
+                            "}") +
+                        "::jsonb"
                   : std::string{"NULL"}) +
              ");\n";
       for (std::size_t i = 0; i < def.sections.size(); ++i) {
