@@ -264,42 +264,36 @@ api::event_partition(const std::string& event_id) const {
 
 std::optional<uint32_t>
 api::record_partition(const std::optional<record_ref>& ref) const {
+  // Ids from before clusters carry no event hash: the node that has the
+  // section answers them (docs/cluster.md).
   if (!config_.cluster || !ref || ref->event_hash == 0) return std::nullopt;
   return partition_of_hash(ref->event_hash, config_.cluster->partitions());
 }
 
 std::optional<uint32_t> api::partition_of_request(context& ctx) {
-  auto count = config_.cluster->partitions();
-  auto of_record =
-      [count](const std::optional<record_ref>& ref) -> std::optional<uint32_t> {
-    // Ids from before clusters carry no event hash: the node that has the
-    // section answers them (docs/cluster.md).
-    if (!ref || ref->event_hash == 0) return std::nullopt;
-    return partition_of_hash(ref->event_hash, count);
-  };
   const auto& params = ctx.match.params;
   switch (ctx.match.route) {
   case route_id::event:
   case route_id::seats:
   case route_id::stats:
   case route_id::queue_join:
-    return partition_of(params[0], count);
+    return event_partition(params[0]);
   case route_id::queue_ticket:
     if (auto named = read_ticket(params[0]))
-      return partition_of(named->first, count);
+      return event_partition(named->first);
     return std::nullopt;
   case route_id::holds:
     if (auto event_id = body_member(ctx.req.body, "event_id"))
-      return partition_of(*event_id, count);
+      return event_partition(*event_id);
     return std::nullopt;
   case route_id::hold:
-    return of_record(parse_hold_id(params[0]));
+    return record_partition(parse_hold_id(params[0]));
   case route_id::booking:
-    return of_record(parse_booking_id(params[0]));
+    return record_partition(parse_booking_id(params[0]));
   case route_id::bookings:
     if (ctx.req.verb != method::post) return std::nullopt;
     if (auto hold_id = body_member(ctx.req.body, "hold_id"))
-      return of_record(parse_hold_id(*hold_id));
+      return record_partition(parse_hold_id(*hold_id));
     return std::nullopt;
   case route_id::events: {
     if (ctx.req.verb != method::post) return std::nullopt;
@@ -313,10 +307,10 @@ std::optional<uint32_t> api::partition_of_request(context& ctx) {
       made[3] = '-'; // event ids have no '_'
       (*json)["id"] = made;
       ctx.req.body = dump(*json);
-      return partition_of(made, count);
+      return event_partition(made);
     }
     if (!id->is_string()) return std::nullopt;
-    return partition_of(id->get<std::string>(), count);
+    return event_partition(id->get<std::string>());
   }
   default:
     return std::nullopt;
