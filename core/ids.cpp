@@ -251,15 +251,19 @@ std::optional<int64_t> parse_rfc3339(std::string_view text) {
     if (!oh || !om || pos + 6 > text.size() || text[pos + 3] != ':' ||
         *oh > 23 || *om > 59)
       return std::nullopt;
-    offset_minutes = (*oh * 60 + *om) * (text[pos] == '+' ? 1 : -1);
+    // Signed arithmetic: the digits are unsigned, and a negative offset
+    // multiplied in unsigned became a date thousands of years away.
+    auto magnitude = static_cast<int64_t>(*oh) * 60 + static_cast<int64_t>(*om);
+    offset_minutes = text[pos] == '+' ? magnitude : -magnitude;
     pos += 6;
   } else {
     return std::nullopt;
   }
   if (pos != text.size()) return std::nullopt;
   int64_t days = days_from_civil(*year, *month, *day);
-  int64_t secs = days * 86400 + *hour * 3600 + *minute * 60 + *second -
-                 offset_minutes * 60;
+  int64_t secs = days * 86400 + static_cast<int64_t>(*hour) * 3600 +
+                 static_cast<int64_t>(*minute) * 60 +
+                 static_cast<int64_t>(*second) - offset_minutes * 60;
   return secs * 1000 + ms;
 }
 
