@@ -3,6 +3,7 @@
 #include "app/config.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "core/json_log.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
@@ -41,11 +42,7 @@ namespace {
 void setup_logging(const serve_config& cfg) {
   auto logger = spdlog::stderr_color_mt("rsv");
   if (cfg.log_format == "json")
-    // Messages are written by this code base without quotes or backslashes,
-    // so the pattern yields valid JSON lines.
-    logger->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",)"
-                        R"("thread":%t,"msg":"%v"})",
-                        spdlog::pattern_time_type::utc);
+    logger->set_formatter(make_json_log_formatter());
   else
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
                         spdlog::pattern_time_type::utc);
