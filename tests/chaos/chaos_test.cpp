@@ -380,19 +380,34 @@ TEST(chaos_facility, is_off_by_default_and_admin_only) {
   EXPECT_EQ(chaotic.stop(), 0);
 }
 
+/// A node with --chaos and one store writer on a database of its own, with
+/// an event `event_id` of one 10-seat section `s`.
+struct chaotic_node {
+  explicit chaotic_node(const std::string& event_id)
+      : server{args_of(database)}, http{server.port()} {
+    create_event(http, server.admin_token(),
+                 event_json(event_id, {section_json("s", 100, {{"A", 10}})}));
+  }
+  static std::vector<std::string> args_of(const scratch_database& db) {
+    auto args = db.server_args();
+    args.insert(args.end(), {"--chaos", "--pg-writers", "1"});
+    return args;
+  }
+
+  scratch_database database;
+  server_process server;
+  http_connection http;
+};
+
 // A release repeated while the first one's write is still on its way is not
 // answered 204 from memory: it waits for its own write of the state, so
 // when the first write fails, the repeat fails too and the hold stays as
 // PostgreSQL has it. (Before: the repeat got 204 for a release that never
 // committed.) The same holds for a repeated cancellation.
 TEST(chaos_facility, a_repeated_release_is_answered_only_once_durable) {
-  scratch_database database;
-  auto args = database.server_args();
-  args.insert(args.end(), {"--chaos", "--pg-writers", "1"});
-  server_process node{args};
-  http_connection http{node.port()};
-  create_event(http, node.admin_token(),
-               event_json("repeat", {section_json("s", 100, {{"A", 10}})}));
+  chaotic_node chaotic{"repeat"};
+  auto& node = chaotic.server;
+  auto& http = chaotic.http;
   auto who = new_customer(http, "repeat");
   auto held = hold_seats(http, who, "repeat", "s", {"A-1"});
   ASSERT_EQ(held.status, 201u) << held;
@@ -445,13 +460,9 @@ TEST(chaos_facility, a_repeated_release_is_answered_only_once_durable) {
 }
 
 TEST(chaos_facility, a_crashed_store_writer_is_restarted) {
-  scratch_database database;
-  auto args = database.server_args();
-  args.insert(args.end(), {"--chaos", "--pg-writers", "1"});
-  server_process node{args};
-  http_connection http{node.port()};
-  create_event(http, node.admin_token(),
-               event_json("crash", {section_json("s", 100, {{"A", 10}})}));
+  chaotic_node chaotic{"crash"};
+  auto& node = chaotic.server;
+  auto& http = chaotic.http;
   auto who = new_customer(http, "writer");
   auto set = http.post("/v1/admin/chaos/store", {{"writer_crashes", 1}},
                        node.admin_token());

@@ -13,6 +13,13 @@ namespace {
 class durability_test : public ::testing::Test {
 protected:
   std::vector<std::string> args() const { return database_.server_args(); }
+  /// A node on this database and on `redis`.
+  std::vector<std::string> args_with(const redis_server& redis) const {
+    auto out = args();
+    for (auto& flag : redis.server_args())
+      out.push_back(flag);
+    return out;
+  }
 
   scratch_database database_;
 };
@@ -176,13 +183,7 @@ TEST_F(durability_test, idempotent_answers_are_replayed_after_kill_minus_nine) {
 // read without being written, shows here).
 TEST_F(durability_test, a_fully_specified_event_survives_kill_minus_nine) {
   redis_server redis; // a waiting room needs Redis to be created
-  auto with_redis = [&] {
-    auto a = args();
-    for (auto& flag : redis.server_args())
-      a.push_back(flag);
-    return a;
-  };
-  auto node = std::make_unique<server_process>(with_redis());
+  auto node = std::make_unique<server_process>(args_with(redis));
   http_connection http{node->port()};
   auto body =
       event_json("full-gala",
@@ -204,7 +205,7 @@ TEST_F(durability_test, a_fully_specified_event_survives_kill_minus_nine) {
 
   ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
   node->stop();
-  node = std::make_unique<server_process>(with_redis());
+  node = std::make_unique<server_process>(args_with(redis));
   http_connection again{node->port()};
   EXPECT_EQ(again.get("/v1/events/full-gala").body_json(), before);
   EXPECT_EQ(get_seat_map(again, "full-gala", "stalls").seats, stalls);
@@ -216,13 +217,7 @@ TEST_F(durability_test, a_fully_specified_event_survives_kill_minus_nine) {
 TEST_F(durability_test,
        the_waiting_room_still_guards_holds_after_kill_minus_nine) {
   redis_server redis;
-  auto with_redis = [&] {
-    auto a = args();
-    for (auto& flag : redis.server_args())
-      a.push_back(flag);
-    return a;
-  };
-  auto node = std::make_unique<server_process>(with_redis());
+  auto node = std::make_unique<server_process>(args_with(redis));
   http_connection http{node->port()};
   auto body =
       event_json("queued-gala", {section_json("floor", 1000, {{"A", 10}})});
@@ -234,7 +229,7 @@ TEST_F(durability_test,
 
   ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
   node->stop();
-  node = std::make_unique<server_process>(with_redis());
+  node = std::make_unique<server_process>(args_with(redis));
   http_connection again{node->port()};
   auto after = hold_quantity(again, who, "queued-gala", "floor", 1);
   EXPECT_TRUE(is_problem(after, 403, "admission_required")) << after;
