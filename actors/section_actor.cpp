@@ -177,20 +177,26 @@ caf::actor spawn_section(caf::actor_system& system,
     after_commit committed{deps};
     on_apply applied{deps, shards, customer_limit};
 
-    // Persists a change; `then` runs with the store's verdict. The counts are
-    // published first, so that a client that reads the event right after
-    // its answer sees its own change. A failed write makes the section stale.
-    auto commit = [self, entry, deps, committed,
-                   applied](seat_change change,
-                            std::function<void(caf::error)> then) {
-      applied(change);
-      entry->publish(self->state.memory->seats->counts());
+    // Persists a change; `then` runs with the store's verdict. With
+    // `effects`, the change is applied first (gauges, customer limits) and
+    // the counts published, so that a client that reads the event right
+    // after its answer sees its own change, and a committed change is told
+    // to the change sink. A restated change has neither: they followed the
+    // first time. A failed write makes the section stale; a fenced one gives
+    // its partition up.
+    auto write = [self, entry, deps, committed,
+                  applied](seat_change change, bool effects,
+                           std::function<void(caf::error)> then) {
+      if (effects) {
+        applied(change);
+        entry->publish(self->state.memory->seats->counts());
+      }
       auto me = caf::actor_cast<caf::actor>(self);
-      deps.store->append(change, [committed, change, me,
+      deps.store->append(change, [committed, change, me, effects,
                                   on_fenced = deps.on_fenced,
                                   then = std::move(then)](caf::error err) {
         if (!err) {
-          committed(change);
+          if (effects) committed(change);
         } else {
           // The partition moved to another node: this one stops serving it.
           if (code_of(err) == errc::fenced && on_fenced)
@@ -203,6 +209,10 @@ caf::actor spawn_section(caf::actor_system& system,
         }
         then(std::move(err));
       });
+    };
+    auto commit = [write](seat_change change,
+                          std::function<void(caf::error)> then) {
+      write(std::move(change), true, std::move(then));
     };
 
     // Persists the holds that expired before or during the last operation.
@@ -266,23 +276,15 @@ caf::actor spawn_section(caf::actor_system& system,
     // no other effect (counts, limits and notifications followed the first
     // time), and the answer waits for that commit. A 2xx is never given for
     // a state PostgreSQL may not have.
-    auto answer_repeat = [self, deps](uint32_t slot, auto view, auto reply) {
-      auto me = caf::actor_cast<caf::actor>(self);
-      auto change =
-          self->state.memory->seats->restated(slot, deps.clock->now_ms());
-      auto partition = change.fence.partition;
-      deps.store->append(change,
-                         [me, reply, partition, view = std::move(view),
-                          on_fenced = deps.on_fenced](caf::error err) mutable {
-                           if (!err) {
-                             reply(std::move(view));
-                             return;
-                           }
-                           if (code_of(err) == errc::fenced && on_fenced)
-                             on_fenced(partition);
-                           caf::anon_send(me, store_failed_atom::value);
-                           reply(std::move(err));
-                         });
+    auto answer_repeat = [self, deps, write](uint32_t slot, auto view,
+                                             auto reply) {
+      write(self->state.memory->seats->restated(slot, deps.clock->now_ms()),
+            false, [reply, view = std::move(view)](caf::error err) mutable {
+              if (err)
+                reply(std::move(err));
+              else
+                reply(std::move(view));
+            });
     };
     auto nothing = [](const auto&) {};
     const idempotency_capture_ptr<hold_view> no_hold_capture;
