@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/limits.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,6 +36,8 @@ struct serve_config {
   // The availability read model in Redis: off, publish (keep it, read from
   // memory) or serve (also answer event counts and seat maps from it).
   std::string read_model = "publish";
+  std::size_t connections_per_address_max =
+      limits::connections_per_address_default;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
   std::size_t customer_shards = 8;

@@ -178,6 +178,14 @@ int main(int argc, char** argv) {
       ->envname("RSV_RATE_LIMIT_WINDOW_SECONDS")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
+  serve
+      ->add_option("--connections-per-address-max",
+                   cfg.connections_per_address_max,
+                   "Open connections per client address (IPv6: per /64); "
+                   "0: no cap (behind a load balancer)")
+      ->envname("RSV_CONNECTIONS_PER_ADDRESS_MAX")
+      ->check(CLI::Range(std::size_t{0}, rsv::limits::connections_max))
+      ->capture_default_str();
   serve->add_option("--io-threads", cfg.io_threads, "HTTP I/O threads")
       ->envname("RSV_IO_THREADS")
       ->check(CLI::Range(1, 256))

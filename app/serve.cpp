@@ -414,14 +414,14 @@ int serve(const serve_config& cfg) {
         if (!section) return;
         section->queued.fetch_add(1, std::memory_order_relaxed);
         caf::anon_send(section->actor(),
-                       seat_map_request{reply_fn<seat_map_view>{
+                       seat_map_request{0, reply_fn<seat_map_snapshot>{
                            [weak, layout = section->layout](
-                               caf::expected<seat_map_view> map) {
+                               caf::expected<seat_map_snapshot> snapshot) {
                              auto model = weak.lock();
-                             if (model && map)
+                             if (model && snapshot && snapshot->map)
                                model->publish_section(layout->event_id,
                                                       layout->section_id,
-                                                      map->statuses);
+                                                      snapshot->map->statuses);
                            }}});
       };
       auto every = [&dir = rt->dir(), one] {
@@ -530,7 +530,8 @@ int serve(const serve_config& cfg) {
   auto api = std::make_unique<http::api>(*rt, api_cfg, registry);
 
   http::server_config server_cfg{host, port, cfg.io_threads,
-                                 cfg.request_timeout_ms};
+                                 cfg.request_timeout_ms,
+                                 cfg.connections_per_address_max};
   auto server = std::make_unique<http::server>(server_cfg, *api, registry);
   auto bound = server->start();
   if (!bound) {

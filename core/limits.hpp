@@ -110,8 +110,13 @@ constexpr int64_t chaos_crashes_max = 100;
 // 503 (the default of --request-timeout-ms).
 constexpr int64_t request_timeout_ms_default = 5000;
 
-// Slow clients: a request's header must arrive within this time, and an idle
-// keep-alive connection is closed after it.
+// Slow clients: a new connection must send its first byte within
+// first_byte_timeout_ms (a connection that never speaks only holds a file
+// descriptor), a request's header must arrive within header_read_timeout_ms,
+// and an idle keep-alive connection is closed after
+// keepalive_idle_timeout_ms (longer than the usual load balancer idle
+// timeout of 60 s would be wrong: 60 s keeps an ALB's connections alive).
+constexpr int64_t first_byte_timeout_ms = 10'000;
 constexpr int64_t header_read_timeout_ms = 10'000;
 constexpr int64_t body_read_timeout_ms = 10'000;
 constexpr int64_t write_timeout_ms = 10'000;
@@ -125,9 +130,27 @@ constexpr int64_t keepalive_idle_timeout_ms = 60'000;
 constexpr std::size_t peer_response_body_bytes_max = 64 * 1024 * 1024;
 constexpr std::size_t peer_response_header_bytes_max = 64 * 1024;
 
-// Open connections per node: beyond this the acceptor stops accepting until
-// one closes, so a connection flood cannot exhaust file descriptors.
+// Open connections per node: a connection beyond the cap is closed as soon
+// as it is accepted. The cap is the smaller of connections_max and what the
+// process's file limit (RLIMIT_NOFILE, raised to its hard limit at start)
+// leaves after a reserve for everything else (PostgreSQL, Redis, Kafka,
+// peer nodes, the process itself): a quarter of the limit, at most
+// connections_fd_reserve_max, plus connections_fd_reserve_min.
 constexpr std::size_t connections_max = 50'000;
+constexpr std::size_t connections_fd_reserve_min = 32;
+constexpr std::size_t connections_fd_reserve_max = 1024;
+// Connections per client address (IPv4 address, IPv6 /64 prefix): the
+// default of --connections-per-address-max, so that one client cannot take
+// every connection. 0 turns the cap off (behind a load balancer every
+// connection comes from the balancer's few addresses).
+constexpr std::size_t connections_per_address_default = 1024;
+// After a failed accept (out of file descriptors, most often) the acceptor
+// waits before it tries again, doubling from the minimum to the maximum
+// while accepts keep failing; the warning is logged at most once per
+// accept_error_log_interval_ms, with how many failures it stands for.
+constexpr int64_t accept_retry_ms_min = 10;
+constexpr int64_t accept_retry_ms_max = 1000;
+constexpr int64_t accept_error_log_interval_ms = 10'000;
 
 // The web pages (web/, served from `/`) are read into memory at start, so
 // that serving them never touches the disk on an I/O thread. The built pages
@@ -141,6 +164,31 @@ constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 
 // Idempotency records are kept at least this long (the contract: 24 hours).
 constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
+// Keys one customer may have recorded at once (within those 24 hours): a
+// request with a new key beyond it is answered 429 rate_limited, with
+// Retry-After until the oldest record expires, and not run. The contract
+// promises every recorded answer for 24 hours, so old records are never
+// evicted to make room. 10,000 keys of at most idempotency_response_bytes_max
+// each bound one customer's records; real clients use a few per booking.
+constexpr std::size_t idempotency_keys_per_customer_max = 10'000;
+// An answer larger than this is not recorded when it is a refusal (4xx), so
+// a retry runs again; answers that carry a change are always recorded (holds
+// of at most seats_per_hold_max seats stay far below it).
+constexpr std::size_t idempotency_response_bytes_max = 16 * 1024;
+
+// Seat maps (http/seat_maps.hpp) are rendered on their own threads, each
+// version once; readers of a section wait for the snapshot after theirs,
+// and beyond seat_map_readers_waiting_max such readers the next is answered
+// 503 at once, so that seat map reads never pile up in front of holds.
+constexpr std::size_t seat_map_render_threads = 1;
+constexpr std::size_t seat_map_readers_waiting_max = 256;
+
+// Problem answers echo input back (a seat id, a repeated id): the `detail`
+// is cut at problem_detail_chars_max characters and every string among the
+// extra members at problem_echo_chars_max, each marked with "...", so that
+// an answer (and its idempotency record) stays small whatever was sent.
+constexpr std::size_t problem_detail_chars_max = 300;
+constexpr std::size_t problem_echo_chars_max = 64;
 
 // Commands waiting for the node's Redis connection (messaging/redis_client):
 // the client's one thread writes up to redis_batch_max of them as one

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <future>
 #include <limits>
 #include <optional>
@@ -17,6 +18,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <mutex>
 #include <unordered_map>
 
 namespace rsv::http {
@@ -43,7 +46,20 @@ public:
                          .Name("rsv_http_connections_open")
                          .Help("Open HTTP connections")
                          .Register(registry)
-                         .Add({})) {}
+                         .Add({})),
+        refused_(prometheus::BuildCounter()
+                     .Name("rsv_http_connections_refused_total")
+                     .Help("Connections closed as soon as accepted, by the "
+                           "cap they were over (node or address)")
+                     .Register(registry)),
+        refused_node_(refused_.Add({{"cap", "node"}})),
+        refused_address_(refused_.Add({{"cap", "address"}})),
+        accept_errors_(prometheus::BuildCounter()
+                           .Name("rsv_http_accept_errors_total")
+                           .Help("Failed accepts (most often: out of file "
+                                 "descriptors)")
+                           .Register(registry)
+                           .Add({})) {}
 
   void observe(const char* route, unsigned status, double seconds) {
     thread_local std::unordered_map<uint64_t, prometheus::Counter*> counters;
@@ -75,13 +91,85 @@ public:
   }
 
   prometheus::Gauge& connections() { return connections_; }
+  prometheus::Counter& refused_over_node_cap() { return refused_node_; }
+  prometheus::Counter& refused_over_address_cap() { return refused_address_; }
+  prometheus::Counter& accept_errors() { return accept_errors_; }
 
 private:
   std::mutex mutex_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Gauge& connections_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Counter& refused_node_;
+  prometheus::Counter& refused_address_;
+  prometheus::Counter& accept_errors_;
 };
+
+/// Open connections per client address, so that one client cannot take
+/// them all. IPv6 clients are counted per /64: one host usually has a whole
+/// /64 to pick addresses from. Taken on the acceptor's thread, released on
+/// the connection's.
+class address_counts {
+public:
+  explicit address_counts(std::size_t max) : max_(max) {}
+
+  /// The key to release later, or nothing when `address` is at the cap.
+  std::optional<std::string> take(const asio::ip::address& address) {
+    auto key = key_of(address);
+    if (max_ == 0) return key;
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto& count = counts_[key];
+    if (count >= max_) return std::nullopt;
+    ++count;
+    return key;
+  }
+
+  void release(const std::string& key) {
+    if (max_ == 0) return;
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto it = counts_.find(key);
+    if (it == counts_.end()) return;
+    if (--it->second == 0) counts_.erase(it);
+  }
+
+private:
+  static std::string key_of(const asio::ip::address& address) {
+    if (address.is_v6() && !address.to_v6().is_v4_mapped()) {
+      auto bytes = address.to_v6().to_bytes();
+      return std::string(reinterpret_cast<const char*>(bytes.data()), 8);
+    }
+    auto v4 = address.is_v6()
+                  ? asio::ip::make_address_v4(asio::ip::v4_mapped,
+                                              address.to_v6())
+                  : address.to_v4();
+    auto bytes = v4.to_bytes();
+    return std::string(reinterpret_cast<const char*>(bytes.data()), 4);
+  }
+
+  std::size_t max_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::size_t> counts_;
+};
+
+/// The connection cap this process can keep: connections_max, or less when
+/// the file limit would run out first (see core/limits.hpp). Raises the soft
+/// file limit to the hard one first.
+std::size_t connections_cap_from_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return limits::connections_max;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = std::min<rlim_t>(limit.rlim_max, 1u << 20);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return limits::connections_max;
+  auto files = static_cast<std::size_t>(limit.rlim_cur);
+  auto reserve = limits::connections_fd_reserve_min +
+                 std::min(files / 4, limits::connections_fd_reserve_max);
+  auto cap = files > reserve ? files - reserve : 1;
+  return std::min(cap, limits::connections_max);
+}
 
 /// What every connection shares with the server.
 struct server::shared_state {
@@ -89,6 +177,9 @@ struct server::shared_state {
   server_config config;
   http_metrics metrics;
   std::atomic<int64_t> connections{0};
+  /// Set once in start(), before the first accept.
+  std::size_t connections_cap = limits::connections_max;
+  address_counts per_address;
   /// Requests from their first byte until their answer is written (or the
   /// connection fails): what a drain waits for.
   std::atomic<int64_t> requests_in_progress{0};
@@ -97,7 +188,8 @@ struct server::shared_state {
   std::atomic<bool> draining{false};
 
   shared_state(api& h, server_config c, prometheus::Registry& registry)
-      : handler(h), config(std::move(c)), metrics(registry) {}
+      : handler(h), config(std::move(c)), metrics(registry),
+        per_address(config.connections_per_address_max) {}
 };
 
 namespace {
@@ -110,15 +202,18 @@ route_body_limit(const bhttp::request_parser<bhttp::string_body>& p) {
 /// One client connection, served by one I/O thread.
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(tcp::socket socket, std::shared_ptr<server::shared_state> shared)
+  session(tcp::socket socket, asio::ip::address peer, std::string address_key,
+          std::shared_ptr<server::shared_state> shared)
       : stream_(std::move(socket)), deadline_(stream_.get_executor()),
-        shared_(std::move(shared)) {
+        shared_(std::move(shared)), peer_(std::move(peer)),
+        address_key_(std::move(address_key)) {
     shared_->connections.fetch_add(1);
     shared_->metrics.connections().Increment();
   }
 
   ~session() {
     end_request();
+    shared_->per_address.release(address_key_);
     shared_->connections.fetch_sub(1);
     shared_->metrics.connections().Decrement();
   }
@@ -130,7 +225,8 @@ public:
   }
 
 private:
-  /// Waits for the first byte of the next request with the keep-alive idle
+  /// Waits for the first byte of the next request: on a new connection for
+  /// the first-byte timeout, between requests for the keep-alive idle
   /// timeout; from then on the header must arrive within the header timeout.
   void read_header() {
     // Also while draining: a request on a connection kept alive before the
@@ -140,8 +236,9 @@ private:
       read_header_now();
       return;
     }
-    stream_.expires_after(
-        std::chrono::milliseconds(limits::keepalive_idle_timeout_ms));
+    stream_.expires_after(std::chrono::milliseconds(
+        answered_any_ ? limits::keepalive_idle_timeout_ms
+                      : limits::first_byte_timeout_ms));
     stream_.async_read_some(
         buffer_.prepare(4096),
         [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
@@ -240,7 +337,7 @@ private:
     auto message = parser_->release();
     keep_alive_ = message.keep_alive();
     auto req = to_api_request(std::move(message));
-    req.remote_address = remote_address();
+    req.remote_address = peer_.to_string();
     // On this thread already (a Redis answer on the thread's own
     // connection) it runs at once; from any other thread it is posted.
     req.resume = [executor = stream_.get_executor()](
@@ -274,16 +371,6 @@ private:
         });
   }
 
-  /// The peer's address, read once per connection.
-  const std::string& remote_address() {
-    if (!remote_known_) {
-      remote_known_ = true;
-      beast::error_code ec;
-      auto peer = stream_.socket().remote_endpoint(ec);
-      if (!ec) remote_address_ = peer.address().to_string();
-    }
-    return remote_address_;
-  }
 
   void respond(uint64_t generation, api_response response) {
     if (generation != generation_ || !waiting_)
@@ -320,6 +407,7 @@ private:
         stream_, response_,
         [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
           self->end_request();
+          self->answered_any_ = true;
           if (ec || !keep)
             self->close();
           else
@@ -357,13 +445,14 @@ private:
   bhttp::response<bhttp::string_body> response_;
   asio::steady_timer deadline_;
   std::shared_ptr<server::shared_state> shared_;
+  asio::ip::address peer_;
+  std::string address_key_;
   std::chrono::steady_clock::time_point started_;
   uint64_t generation_ = 0;
   bool waiting_ = false;
   bool in_request_ = false;
-  bool remote_known_ = false;
-  std::string remote_address_;
   bool keep_alive_ = true;
+  bool answered_any_ = false;
 };
 
 } // namespace
@@ -406,6 +495,13 @@ caf::expected<unsigned short> server::start() {
                       "cannot listen on " + config_.host + ":" +
                           std::to_string(config_.port) + ": " + ec.message());
   auto port = acceptor_->local_endpoint().port();
+  shared_->connections_cap = connections_cap_from_file_limit();
+  spdlog::info("connections: at most {} ({} per client address)",
+               shared_->connections_cap,
+               config_.connections_per_address_max == 0
+                   ? std::string{"no cap"}
+                   : std::to_string(config_.connections_per_address_max));
+  accept_retry_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
   accept_next();
   for (auto& context : contexts_) {
     auto* ctx = context.get();
@@ -421,15 +517,28 @@ caf::expected<unsigned short> server::start() {
 }
 
 void server::start_session(tcp::socket socket) {
+  beast::error_code ignored;
   if (shared_->connections.load() >=
-      static_cast<int64_t>(limits::connections_max)) {
-    beast::error_code ignored;
+      static_cast<int64_t>(shared_->connections_cap)) {
+    shared_->metrics.refused_over_node_cap().Increment();
     socket.close(ignored);
     return;
   }
-  beast::error_code ignored;
+  auto peer = socket.remote_endpoint(ignored);
+  if (ignored) {
+    socket.close(ignored); // reset before we got to it
+    return;
+  }
+  auto key = shared_->per_address.take(peer.address());
+  if (!key) {
+    shared_->metrics.refused_over_address_cap().Increment();
+    socket.close(ignored);
+    return;
+  }
   socket.set_option(tcp::no_delay(true), ignored);
-  std::make_shared<session>(std::move(socket), shared_)->start();
+  std::make_shared<session>(std::move(socket), peer.address(),
+                            std::move(*key), shared_)
+      ->start();
 }
 
 void server::accept_next() {
@@ -438,13 +547,42 @@ void server::accept_next() {
   acceptor_->async_accept(target,
                           [this](beast::error_code ec, tcp::socket socket) {
                             if (ec == asio::error::operation_aborted) return;
-                            if (!ec) {
-                              start_session(std::move(socket));
-                            } else {
-                              spdlog::warn("accept failed: {}", ec.message());
+                            if (ec) {
+                              retry_accept_later(ec);
+                              return;
                             }
+                            accept_retry_ms_ = 0;
+                            start_session(std::move(socket));
                             accept_next();
                           });
+}
+
+void server::retry_accept_later(const beast::error_code& ec) {
+  shared_->metrics.accept_errors().Increment();
+  ++accept_errors_unlogged_;
+  auto now = std::chrono::steady_clock::now();
+  if (now - accept_error_logged_ >=
+      std::chrono::milliseconds(limits::accept_error_log_interval_ms)) {
+    spdlog::warn("accept failed {} time(s) since the last report, the latest: "
+                 "{}; the acceptor backs off",
+                 accept_errors_unlogged_, ec.message());
+    accept_error_logged_ = now;
+    accept_errors_unlogged_ = 0;
+  }
+  // A client that reset its connection before we took it costs nothing:
+  // take the next one at once. Anything else (EMFILE, ENFILE, ENOBUFS)
+  // would fail again right away: wait, longer while it keeps failing.
+  if (ec == asio::error::connection_aborted) {
+    accept_next();
+    return;
+  }
+  accept_retry_ms_ = std::clamp(accept_retry_ms_ * 2,
+                                limits::accept_retry_ms_min,
+                                limits::accept_retry_ms_max);
+  accept_retry_->expires_after(std::chrono::milliseconds(accept_retry_ms_));
+  accept_retry_->async_wait([this](beast::error_code wait_ec) {
+    if (!wait_ec) accept_next();
+  });
 }
 
 void server::stop_accepting() {
@@ -457,6 +595,7 @@ void server::stop_accepting() {
   auto close_listener = [this] {
     beast::error_code ec;
     acceptor_->cancel(ec);
+    if (accept_retry_) accept_retry_->cancel();
     acceptor_->non_blocking(true, ec);
     for (std::size_t taken = 0; !ec && taken < limits::connections_max;
          ++taken) {

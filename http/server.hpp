@@ -1,10 +1,12 @@
 #pragma once
 
+#include "core/limits.hpp"
 #include "http/api.hpp"
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <caf/expected.hpp>
 #include <chrono>
 #include <memory>
@@ -20,6 +22,9 @@ struct server_config {
   unsigned short port = 8080;
   std::size_t io_threads = 2;
   int64_t request_timeout_ms = 5000;
+  /// 0: no per-address cap.
+  std::size_t connections_per_address_max =
+      limits::connections_per_address_default;
 };
 
 class http_metrics;
@@ -69,6 +74,7 @@ public:
 
 private:
   void accept_next();
+  void retry_accept_later(const boost::system::error_code& ec);
   void start_session(boost::asio::ip::tcp::socket socket);
 
   server_config config_;
@@ -77,6 +83,11 @@ private:
   std::shared_ptr<shared_state> shared_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::size_t next_context_ = 0; // the acceptor's thread only
+  // The acceptor's thread only: back-off after failed accepts.
+  std::unique_ptr<boost::asio::steady_timer> accept_retry_;
+  int64_t accept_retry_ms_ = 0;
+  std::chrono::steady_clock::time_point accept_error_logged_{};
+  uint64_t accept_errors_unlogged_ = 0;
   bool listener_closed_ = false; // the main thread only
 };
 

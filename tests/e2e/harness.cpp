@@ -231,8 +231,9 @@ command_result run_command(std::vector<std::string> args,
 }
 
 server_process::server_process(std::vector<std::string> extra_args,
-                               std::string admin_token)
-    : admin_token_(std::move(admin_token)) {
+                               std::string admin_token,
+                               std::vector<std::string> launcher)
+    : admin_token_(std::move(admin_token)), launcher_(std::move(launcher)) {
   std::signal(SIGPIPE, SIG_IGN);
   static std::atomic<int> counter{0};
   if (admin_token_.empty())
@@ -255,7 +256,8 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   auto binary = server_binary();
   if (log_path_.empty()) log_path_ = make_temp_file("rsv-e2e");
   port_ = pick_free_port();
-  std::vector<std::string> args{binary,
+  std::vector<std::string> args = launcher_;
+  args.insert(args.end(), {binary,
                                 "serve",
                                 "--listen",
                                 "127.0.0.1:" + std::to_string(port_),
@@ -266,7 +268,7 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
                                 "--password-hash-memory-kib",
                                 "1024",
                                 "--password-hash-ops",
-                                "1"};
+                                "1"});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
 
   int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
@@ -527,9 +529,15 @@ struct raw_connection::impl {
   std::string error;
 };
 
-raw_connection::raw_connection(unsigned short port)
+raw_connection::raw_connection(unsigned short port,
+                               const std::string& source_address)
     : impl_(std::make_unique<impl>()) {
   beast::error_code result;
+  if (!source_address.empty()) {
+    auto& socket = impl_->stream.socket();
+    socket.open(tcp::v4());
+    socket.bind(tcp::endpoint{net::ip::make_address(source_address), 0});
+  }
   impl_->stream.expires_after(5s);
   impl_->stream.async_connect(
       tcp::endpoint{net::ip::make_address("127.0.0.1"), port},

@@ -33,8 +33,11 @@ public:
   /// Starts the server and waits until `GET /ready` answers 200. Retries on a
   /// few fresh ports when the process does not come up. Throws on failure.
   /// `admin_token` empty: one of its own (the nodes of a cluster share one).
+  /// `launcher`: a command that runs the server, such as
+  /// `prlimit --nofile=256:256` (it must exec it, keeping the pid).
   explicit server_process(std::vector<std::string> extra_args = {},
-                          std::string admin_token = {});
+                          std::string admin_token = {},
+                          std::vector<std::string> launcher = {});
   ~server_process();
 
   server_process(const server_process&) = delete;
@@ -61,6 +64,7 @@ private:
   unsigned short port_ = 0;
   int exit_code_ = -1;
   std::string admin_token_;
+  std::vector<std::string> launcher_;
   std::string log_path_;
 };
 
@@ -197,7 +201,10 @@ private:
 /// in last_error().
 class raw_connection {
 public:
-  explicit raw_connection(unsigned short port);
+  /// Connects to 127.0.0.1:`port`, from `source_address` when given (any
+  /// of 127.0.0.0/8: a second client address on loopback).
+  explicit raw_connection(unsigned short port,
+                          const std::string& source_address = {});
   ~raw_connection();
 
   raw_connection(const raw_connection&) = delete;

@@ -296,6 +296,9 @@ export class ReservationsStack extends Stack {
         RSV_ACTOR_THREADS: String(c.actorThreads),
         RSV_PG_WRITERS: String(c.pgWriters),
         RSV_REQUEST_TIMEOUT_MS: String(c.requestTimeoutMs),
+        // Every client connection comes through the ALB: a per-address
+        // connection cap would cap the ALB itself, so it is off here.
+        RSV_CONNECTIONS_PER_ADDRESS_MAX: '0',
         RSV_SHUTDOWN_DELAY_MS: String(c.shutdownDelayMs),
         RSV_SHUTDOWN_TIMEOUT_SECONDS: String(c.shutdownTimeoutSeconds),
         RSV_KAFKA_BROKERS: bootstrapBrokers,

@@ -114,6 +114,10 @@ describe('service', () => {
     assert.ok(Number(delay.Value) <= shutdownTimeout);
     assert.ok(Number(delay.Value) * 1000 >= 2 * Number(env.RSV_REQUEST_TIMEOUT_MS));
   });
+  it('does not cap the ALB per address', () => {
+    const env = environment(nodeOf(devTemplate));
+    assert.equal(env.RSV_CONNECTIONS_PER_ADDRESS_MAX, '0');
+  });
   it('refuses inconsistent shutdown timings', () => {
     assert.throws(() => checkShutdownTimings({ ...dev, stopTimeoutSeconds: 26 }), /stopTimeout/);
     assert.throws(() => checkShutdownTimings({ ...dev, shutdownDelayMs: 2000 }), /health check/);
