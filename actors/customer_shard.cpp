@@ -35,6 +35,19 @@ using shard_self = caf::stateful_actor<shard_state>;
 
 constexpr auto purge_interval = std::chrono::seconds(60);
 
+/// When the oldest finished record of `records` is purged (its 24 hours and
+/// at most one purge interval later), in whole seconds from `now`, at least 1.
+int64_t
+seconds_until_a_key_expires(const std::unordered_map<std::string, key_state>& records,
+                            millis now) {
+  auto oldest = now;
+  for (const auto& [key, record] : records)
+    if (record.finished) oldest = std::min(oldest, record.finished_at_ms);
+  auto purged_at = oldest + limits::idempotency_ttl_seconds * 1000 +
+                   std::chrono::milliseconds(purge_interval).count();
+  return std::max<int64_t>(1, (purged_at - now + 999) / 1000);
+}
+
 } // namespace
 
 quota_return::~quota_return() {
@@ -117,8 +130,16 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
         },
         [=](idempotency_begin& req) {
           auto& records = self->state.customers[req.customer_id].idempotency;
-          auto [it, inserted] = records.try_emplace(req.key);
           idempotency_decision decision;
+          if (records.size() >= limits::idempotency_keys_per_customer_max &&
+              records.find(req.key) == records.end()) {
+            decision.what = idempotency_decision::kind::too_many_keys;
+            decision.retry_after_seconds =
+                seconds_until_a_key_expires(records, clock->now_ms());
+            req.reply(std::move(decision));
+            return;
+          }
+          auto [it, inserted] = records.try_emplace(req.key);
           if (inserted && cluster_db) {
             // In a cluster another node may have answered this key (for
             // another event): PostgreSQL decides. Meanwhile the key is in

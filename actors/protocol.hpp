@@ -133,8 +133,16 @@ struct cancel_booking_request {
   reply_fn<booking_view> reply;
 };
 
+/// A section's seat map as of its `version` (section_state::version());
+/// `map` is empty when the asker already has that version.
+struct seat_map_snapshot {
+  uint64_t version = 0;
+  std::optional<seat_map_view> map;
+};
+
 struct seat_map_request {
-  reply_fn<seat_map_view> reply;
+  uint64_t known_version = 0; // 0: none
+  reply_fn<seat_map_snapshot> reply;
 };
 
 /// A section's holds as the store has them, after a failed write of its own
@@ -203,8 +211,17 @@ struct list_bookings_request {
 
 /// What to do with a request that carries an Idempotency-Key.
 struct idempotency_decision {
-  enum class kind { proceed, replay, key_reused, in_use } what = kind::proceed;
+  /// too_many_keys: the customer has idempotency_keys_per_customer_max
+  /// records already; the request must not run.
+  enum class kind {
+    proceed,
+    replay,
+    key_reused,
+    in_use,
+    too_many_keys
+  } what = kind::proceed;
   stored_response response; // set for replay
+  int64_t retry_after_seconds = 0; // set for too_many_keys
 };
 
 struct idempotency_begin {

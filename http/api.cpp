@@ -105,7 +105,7 @@ api::~api() {
 }
 
 void api::handle(api_request req, respond_fn done) {
-  auto match = match_route(req.verb, req.target);
+  auto match = match_route(req.verb, req.target, config_.chaos);
   if (match.result == route_match::kind::not_found) {
     // Everything under /v1/ is the API's: an unknown API path stays a 404
     // problem even if a file of that name were among the web pages.
@@ -539,10 +539,17 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
                 inner](api_response response) {
         stored_response stored{response.status, response.body,
                                location_of(response)};
-        caf::anon_send(
-            shard, idempotency_finish{customer, scope->key, scope->fingerprint,
-                                      std::move(stored), response.status < 500,
-                                      scope->written->load()});
+        // 5xx: a retry runs again. An oversized refusal is not kept either
+        // (limits::idempotency_response_bytes_max); an answer whose change
+        // committed with its record always is.
+        auto written = scope->written->load();
+        auto keep = response.status < 500 &&
+                    (written || response.body.size() <=
+                                    limits::idempotency_response_bytes_max);
+        caf::anon_send(shard, idempotency_finish{customer, scope->key,
+                                                 scope->fingerprint,
+                                                 std::move(stored), keep,
+                                                 written});
         inner(std::move(response));
       };
       body(c);
@@ -568,6 +575,18 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
                               "a request with this Idempotency-Key is still "
                               "running; retry shortly");
       response.header("Retry-After", "1");
+      c.done(std::move(response));
+      return;
+    }
+    case kind::too_many_keys: {
+      auto response = problem(
+          429, problem_code::rate_limited,
+          "this customer has " +
+              std::to_string(limits::idempotency_keys_per_customer_max) +
+              " Idempotency-Keys recorded in the last 24 hours; a new key "
+              "is accepted when the oldest expires");
+      response.header("Retry-After",
+                      std::to_string(decision->retry_after_seconds));
       c.done(std::move(response));
       return;
     }
@@ -792,13 +811,10 @@ void api::get_seats(context& ctx) {
         event_partition(ctx.match.params[0])));
     return;
   }
-  auto from_actor = [section](respond_fn done) {
-    section->queued.fetch_add(1, std::memory_order_relaxed);
-    caf::anon_send(section->actor(),
-                   seat_map_request{answer<seat_map_view>(
-                       std::move(done), [](const seat_map_view& map) {
-                         return json_response(200, render_seat_map(map));
-                       })});
+  // Rendered off the actor, once per version (http/seat_maps.hpp).
+  auto from_actor = [this, section,
+                     gzip = ctx.req.accepts_gzip](respond_fn done) {
+    seat_maps_.get(section, gzip, std::move(done));
   };
   if (!config_.reads_from_read_model) {
     from_actor(ctx.done);

@@ -40,6 +40,31 @@ caf::expected<std::string> get_string(const json& obj, const char* name,
   return value;
 }
 
+/// True when `text` (valid UTF-8: the JSON parser checked) has a C0 or C1
+/// control character or DEL: invisible, they break logs, terminals and
+/// exports.
+bool has_control_character(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7F) return true;
+    // U+0080..U+009F are 0xC2 0x80..0x9F in UTF-8.
+    if (c == 0xC2 && i + 1 < text.size()) {
+      auto next = static_cast<unsigned char>(text[i + 1]);
+      if (next >= 0x80 && next <= 0x9F) return true;
+    }
+  }
+  return false;
+}
+
+/// A display name: 1 to name_chars_max characters, no control characters.
+caf::expected<std::string> get_name(const json& obj, const std::string& path) {
+  auto value = get_string(obj, "name", path, 1, limits::name_chars_max);
+  if (!value) return value;
+  if (has_control_character(*value))
+    return invalid(path, "must not contain control characters");
+  return value;
+}
+
 caf::expected<std::string> get_slug(const json& obj, const char* name,
                                     const std::string& path) {
   auto value = get_string(obj, name, path, 1, 64);
@@ -260,7 +285,7 @@ caf::expected<event_def> parse_event(const json& body,
     if (!id) return id.error();
     def.id = *id;
   }
-  auto name = get_string(body, "name", "name", 1, limits::name_chars_max);
+  auto name = get_name(body, "name");
   if (!name) return name.error();
   def.name = *name;
   auto starts_at = get_string(body, "starts_at", "starts_at", 1, 64);
@@ -312,8 +337,7 @@ caf::expected<event_def> parse_event(const json& body,
     if (!section_ids.insert(*id).second)
       return invalid(path + ".id", "repeats section id " + *id);
     section.id = *id;
-    auto section_name =
-        get_string(item, "name", path + ".name", 1, limits::name_chars_max);
+    auto section_name = get_name(item, path + ".name");
     if (!section_name) return section_name.error();
     section.name = *section_name;
     auto price = get_int(item, "price_cents", path + ".price_cents", 0,

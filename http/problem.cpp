@@ -1,6 +1,7 @@
 #include "http/problem.hpp"
 
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 
 #include <vector>
 
@@ -40,6 +41,33 @@ const char* title_of(std::string_view code) {
   return "Error";
 }
 
+/// `text` cut to at most `chars` UTF-8 characters (whole ones), with "..."
+/// appended when anything was cut.
+std::string truncated(std::string text, std::size_t chars) {
+  std::size_t seen = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;
+    if (seen++ == chars) {
+      text.resize(i);
+      text += "...";
+      return text;
+    }
+  }
+  return text;
+}
+
+/// Every string in `value` (recursively) cut to problem_echo_chars_max.
+void truncate_echoes(nlohmann::json& value) {
+  if (value.is_string()) {
+    auto& text = value.get_ref<std::string&>();
+    if (text.size() > limits::problem_echo_chars_max)
+      text = truncated(std::move(text), limits::problem_echo_chars_max);
+  } else if (value.is_structured()) {
+    for (auto& item : value)
+      truncate_echoes(item);
+  }
+}
+
 } // namespace
 
 std::string dump(const nlohmann::json& value) {
@@ -52,9 +80,11 @@ api_response problem(unsigned status, std::string_view code, std::string detail,
       {"type", "urn:rsv:problem:" + std::string{code}},
       {"title", title_of(code)},
       {"status", status},
-      {"detail", std::move(detail)},
+      {"detail", truncated(std::move(detail),
+                           limits::problem_detail_chars_max)},
       {"code", std::string{code}},
   };
+  truncate_echoes(extra);
   for (auto& [key, value] : extra.items())
     body[key] = value;
   api_response response;

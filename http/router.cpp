@@ -11,6 +11,8 @@ struct route_def {
   std::string_view pattern; // '{}' is one path segment parameter
   route_id route;
   const char* name;
+  /// The chaos facility's routes exist only with --chaos.
+  bool chaos = false;
 };
 
 constexpr std::array routes{
@@ -47,20 +49,20 @@ constexpr std::array routes{
     route_def{method::del, "/v1/bookings/{}", route_id::booking,
               "DELETE /v1/bookings/{id}"},
     route_def{method::get, "/v1/admin/chaos", route_id::chaos,
-              "GET /v1/admin/chaos"},
+              "GET /v1/admin/chaos", true},
     route_def{method::del, "/v1/admin/chaos", route_id::chaos,
-              "DELETE /v1/admin/chaos"},
+              "DELETE /v1/admin/chaos", true},
     route_def{method::post, "/v1/admin/chaos/kill-section",
               route_id::chaos_kill_section,
-              "POST /v1/admin/chaos/kill-section"},
+              "POST /v1/admin/chaos/kill-section", true},
     route_def{method::post, "/v1/admin/chaos/kill-random",
-              route_id::chaos_kill_random, "POST /v1/admin/chaos/kill-random"},
+              route_id::chaos_kill_random, "POST /v1/admin/chaos/kill-random", true},
     route_def{method::post, "/v1/admin/chaos/store", route_id::chaos_store,
-              "POST /v1/admin/chaos/store"},
+              "POST /v1/admin/chaos/store", true},
     route_def{method::post, "/v1/admin/chaos/relay", route_id::chaos_relay,
-              "POST /v1/admin/chaos/relay"},
+              "POST /v1/admin/chaos/relay", true},
     route_def{method::post, "/v1/admin/chaos/redis", route_id::chaos_redis,
-              "POST /v1/admin/chaos/redis"},
+              "POST /v1/admin/chaos/redis", true},
 };
 
 const char* method_name(method verb) {
@@ -101,11 +103,13 @@ bool match_path(std::string_view pattern, std::string_view path,
 
 } // namespace
 
-route_match match_route(method verb, std::string_view target) {
+route_match match_route(method verb, std::string_view target,
+                        bool with_chaos) {
   auto path = target.substr(0, target.find('?'));
   route_match match;
   std::vector<std::string> params;
   for (const auto& def : routes) {
+    if (def.chaos && !with_chaos) continue;
     if (!match_path(def.pattern, path, params)) continue;
     if (def.verb == verb) {
       match.result = route_match::kind::found;

@@ -9,7 +9,7 @@
 namespace rsv::http {
 
 /// Every route of the contract, and the chaos facility's admin routes (an
-/// extension outside the contract; they answer 404 unless --chaos).
+/// extension outside the contract; they exist only with --chaos).
 enum class route_id {
   health,
   ready,
@@ -46,6 +46,9 @@ struct route_match {
 };
 
 /// Matches `target` (path and optional query) against the route table.
-route_match match_route(method verb, std::string_view target);
+/// Without `with_chaos` the chaos routes do not exist: 404 like any unknown
+/// path, never 405.
+route_match match_route(method verb, std::string_view target,
+                        bool with_chaos = false);
 
 } // namespace rsv::http
