@@ -454,8 +454,14 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](seat_map_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          self->state.memory->seats->expire_due(deps.clock->now_ms());
-          req.reply(self->state.memory->seats->seat_map());
+          auto& seats = *self->state.memory->seats;
+          seats.expire_due(deps.clock->now_ms());
+          // The statuses are copied here (a byte per seat); rendering them
+          // is the front end's work, off this actor (http/seat_maps).
+          seat_map_snapshot snapshot{seats.version(), std::nullopt};
+          if (req.known_version != seats.version())
+            snapshot.map = seats.seat_map();
+          req.reply(std::move(snapshot));
           finish();
         },
         [=](expire_tick_atom) {

@@ -5,13 +5,25 @@
 #include "core/ids.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 namespace rsv {
 
+namespace {
+
+/// Instances count in the high 32 bits, changes in the low ones.
+uint64_t next_instance_version() {
+  static std::atomic<uint64_t> instances{0};
+  return (instances.fetch_add(1, std::memory_order_relaxed) + 1) << 32;
+}
+
+} // namespace
+
 section_state::section_state(std::shared_ptr<const section_layout> layout,
                              int64_t hold_ttl_ms)
-    : layout_(std::move(layout)), hold_ttl_ms_(hold_ttl_ms) {
+    : layout_(std::move(layout)), hold_ttl_ms_(hold_ttl_ms),
+      version_(next_instance_version()) {
   RSV_ASSERT(layout_ != nullptr, "a section needs a layout");
   owner_.assign(layout_->seat_count(), 0);
   row_free_.resize(layout_->row_count());
@@ -51,6 +63,7 @@ void section_state::restore(std::vector<hold_snapshot> holds) {
     }
     auto count = static_cast<uint32_t>(hold.seats.size());
     counts_.free -= count;
+    ++version_;
     if (hold.status == hold_status::active) {
       counts_.held += count;
       active.push_back(snapshot.slot);
@@ -193,6 +206,7 @@ section_state::create_hold(const std::string& customer_id,
     --row_free_[layout_->row_of(seat)];
   }
   counts_.free -= static_cast<uint32_t>(seats.size());
+  ++version_;
   counts_.held += static_cast<uint32_t>(seats.size());
   hold_record record;
   record.customer_id = customer_id;
@@ -291,6 +305,7 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
   hold->status = hold_status::released;
   counts_.held -= static_cast<uint32_t>(hold->seats.size());
   counts_.free += static_cast<uint32_t>(hold->seats.size());
+  ++version_;
   return applied<hold_view>{view_of(slot),
                             change_of(change_kind::hold_released, slot, now)};
 }
@@ -315,6 +330,7 @@ section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   hold->booked_at_ms = now;
   counts_.held -= static_cast<uint32_t>(hold->seats.size());
   counts_.booked += static_cast<uint32_t>(hold->seats.size());
+  ++version_;
   return applied<booking_view>{
       booking_of(slot), change_of(change_kind::booking_confirmed, slot, now)};
 }
@@ -340,6 +356,7 @@ section_state::cancel_booking(const std::string& customer_id, uint32_t slot,
   free_seats(*hold);
   counts_.booked -= static_cast<uint32_t>(hold->seats.size());
   counts_.free += static_cast<uint32_t>(hold->seats.size());
+  ++version_;
   return applied<booking_view>{
       booking_of(slot), change_of(change_kind::booking_cancelled, slot, now)};
 }
@@ -358,6 +375,7 @@ void section_state::expire_due(millis now) {
       hold.status = hold_status::expired;
       counts_.held -= static_cast<uint32_t>(hold.seats.size());
       counts_.free += static_cast<uint32_t>(hold.seats.size());
+      ++version_;
       expired_.push_back(change_of(change_kind::hold_expired, slot, now));
     }
     expiry_queue_.pop_front();

@@ -91,6 +91,10 @@ public:
   std::optional<millis> next_expiry();
 
   seat_counts counts() const { return counts_; }
+  /// Changes with every seat whose status changes; unique to this instance
+  /// (a section rebuilt after a restart never repeats an old version), so
+  /// a seat map rendered for one version is that map.
+  uint64_t version() const { return version_; }
   /// Holds now active (after restore: before expire_due).
   std::size_t active_holds() const;
   seat_map_view seat_map() const;
@@ -139,6 +143,7 @@ private:
   std::deque<uint32_t> expiry_queue_;
   std::vector<seat_change> expired_;
   seat_counts counts_;
+  uint64_t version_;
 };
 
 } // namespace rsv

@@ -6,6 +6,7 @@
 #include "http/auth.hpp"
 #include "http/peer_client.hpp"
 #include "http/router.hpp"
+#include "http/seat_maps.hpp"
 #include "http/static_files.hpp"
 #include "messaging/rate_limiter.hpp"
 #include "messaging/read_model.hpp"
@@ -103,7 +104,10 @@ public:
   /// Waits for password hashing in progress. Call after the server stopped
   /// and before the actors stop; the api must outlive the actors, whose
   /// answers may still call into it.
-  void stop() { hashing_.join(); }
+  void stop() {
+    hashing_.join();
+    seat_maps_.stop();
+  }
 
 private:
   struct context;
@@ -181,6 +185,7 @@ private:
   boost::asio::thread_pool hashing_;
   std::string dummy_hash_; // compared against for unknown emails
   std::shared_ptr<const peer_metrics> peer_metrics_; // in a cluster
+  seat_maps seat_maps_{limits::seat_map_render_threads};
   std::atomic<bool> ready_{false};
 };
 

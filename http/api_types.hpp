@@ -21,6 +21,8 @@ struct api_request {
   bool has_idempotency_key = false;
   std::string admission_token;
   std::string if_none_match; // for the web pages' ETags
+  /// Accept-Encoding allows gzip (seat maps are sent compressed then).
+  bool accepts_gzip = false;
   /// X-Rsv-Forwarded: set by a cluster node that forwarded the request to
   /// this one (docs/cluster.md, "Forwarding"); empty otherwise.
   std::string forwarded;

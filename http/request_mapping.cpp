@@ -2,6 +2,10 @@
 
 #include "core/limits.hpp"
 
+#include <algorithm>
+#include <optional>
+#include <string>
+
 namespace rsv::http {
 
 namespace bhttp = boost::beast::http;
@@ -26,6 +30,47 @@ std::size_t body_limit_for(bhttp::verb verb, std::string_view target) {
   return limits::body_bytes_max;
 }
 
+bool accepts_gzip(std::string_view accept_encoding) {
+  // Comma-separated codings, each with optional parameters; only q matters:
+  // "gzip;q=0" refuses it. "*" stands for any coding not named.
+  auto lower = [](std::string_view text) {
+    std::string out{text};
+    for (auto& c : out)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+  };
+  auto trim = [](std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+      text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
+      text.remove_suffix(1);
+    return text;
+  };
+  std::optional<bool> gzip, any;
+  while (!accept_encoding.empty()) {
+    auto comma = accept_encoding.find(',');
+    auto item = accept_encoding.substr(0, comma);
+    accept_encoding = comma == std::string_view::npos
+                          ? std::string_view{}
+                          : accept_encoding.substr(comma + 1);
+    auto semicolon = item.find(';');
+    auto coding = lower(trim(item.substr(0, semicolon)));
+    bool allowed = true;
+    if (semicolon != std::string_view::npos) {
+      auto params = lower(trim(item.substr(semicolon + 1)));
+      params.erase(std::remove(params.begin(), params.end(), ' '), params.end());
+      if (params.rfind("q=", 0) == 0) {
+        auto q = params.substr(2);
+        // q=0, q=0.0, q=0.000: not acceptable.
+        allowed = q.find_first_not_of("0.") != std::string::npos;
+      }
+    }
+    if (coding == "gzip" || coding == "x-gzip") gzip = allowed;
+    if (coding == "*") any = allowed;
+  }
+  return gzip ? *gzip : any.value_or(false);
+}
+
 api_request to_api_request(bhttp::request<bhttp::string_body>&& message) {
   api_request req;
   req.verb = to_method(message.method());
@@ -39,6 +84,7 @@ api_request to_api_request(bhttp::request<bhttp::string_body>&& message) {
   }
   req.admission_token = std::string{message["X-Admission-Token"]};
   req.if_none_match = std::string{message[bhttp::field::if_none_match]};
+  req.accepts_gzip = accepts_gzip(message[bhttp::field::accept_encoding]);
   req.forwarded = std::string{message["X-Rsv-Forwarded"]};
   req.body = std::move(message.body());
   return req;

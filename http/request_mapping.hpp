@@ -22,6 +22,9 @@ method to_method(boost::beast::http::verb verb);
 std::size_t body_limit_for(boost::beast::http::verb verb,
                            std::string_view target);
 
+/// Whether an Accept-Encoding value allows a gzip-encoded answer.
+bool accepts_gzip(std::string_view accept_encoding);
+
 /// The request as `api::handle` takes it; the body is moved out.
 api_request to_api_request(
     boost::beast::http::request<boost::beast::http::string_body>&& message);

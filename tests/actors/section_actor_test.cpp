@@ -386,10 +386,12 @@ protected:
   caf::expected<seat_map_view> seat_map_of(const event_entry& event,
                                            const std::string& section_id) {
     auto section = event.find_section(section_id);
-    awaited<seat_map_view> reply;
+    awaited<seat_map_snapshot> reply;
     section->queued.fetch_add(1);
-    caf::anon_send(section->actor(), seat_map_request{reply.fn()});
-    return reply.get();
+    caf::anon_send(section->actor(), seat_map_request{0, reply.fn()});
+    auto snapshot = reply.get();
+    if (!snapshot) return snapshot.error();
+    return std::move(*snapshot->map);
   }
 
   /// Makes floor stale: a hold the store refuses, and the section's own

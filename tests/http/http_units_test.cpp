@@ -2,6 +2,7 @@
 #include "core/ids.hpp"
 #include "http/auth.hpp"
 #include "http/json_mapping.hpp"
+#include "http/request_mapping.hpp"
 #include "http/router.hpp"
 #include "messaging/redis_client.hpp"
 
@@ -12,6 +13,22 @@ namespace rsv::http {
 namespace {
 
 using nlohmann::json;
+
+TEST(request_mapping, accept_encoding_allows_gzip_unless_refused) {
+  EXPECT_TRUE(accepts_gzip("gzip"));
+  EXPECT_TRUE(accepts_gzip("GZip"));
+  EXPECT_TRUE(accepts_gzip("br, gzip;q=0.8, deflate"));
+  EXPECT_TRUE(accepts_gzip("x-gzip"));
+  EXPECT_TRUE(accepts_gzip("*"));
+  EXPECT_TRUE(accepts_gzip("gzip; q=1.0"));
+  EXPECT_FALSE(accepts_gzip(""));
+  EXPECT_FALSE(accepts_gzip("identity"));
+  EXPECT_FALSE(accepts_gzip("br, deflate"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0.000, *"));
+  EXPECT_FALSE(accepts_gzip("*;q=0"));
+  EXPECT_FALSE(accepts_gzip("gzipx"));
+}
 
 TEST(router, matches_routes_with_parameters) {
   auto m =
