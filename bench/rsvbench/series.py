@@ -40,6 +40,16 @@ class Series:
         return self.script == "holds.lua"
 
 
+# holds.lua's arguments (see its head): one seat per hold of a fresh event.
+HOLDS_ARGS = ("{tokens}", "{event}", "{sections}", "{rows}", "{seats_per_row}", "{threads}",
+              "{seat_pick}")
+
+
+def holds(name, label, **more):
+    """A series of scenario (b): one seat per hold, a fresh event per run."""
+    return Series(name, label, "holds.lua", "POST /v1/holds", args=HOLDS_ARGS, **more)
+
+
 class Probe:
     """Measurements beyond wrk's around a series and each of its runs.
     These do nothing; scenarios subclass it (kafka.KafkaProbe, ...)."""

@@ -13,13 +13,9 @@ from typing import Callable, Optional
 
 from .. import node as nodes
 from ..procs import fail, say
-from ..series import Series, run_series
+from ..series import Series, holds, run_series
 from . import cluster, kafka, pgbench, profile, recovery, redis
 
-HOLDS_ROUTE = "POST /v1/holds"
-# holds.lua's arguments (see its head): one seat per hold of a fresh event.
-HOLDS_ARGS = ("{tokens}", "{event}", "{sections}", "{rows}", "{seats_per_row}", "{threads}",
-              "{seat_pick}")
 
 
 @dataclass(frozen=True)
@@ -36,11 +32,6 @@ class Scenario:
 
     def changes_node(self):
         return self.setup is not None or any(s.node is not None for s in self.series)
-
-
-def holds(name, label, **more):
-    """Scenario (b)'s series: one seat per hold, a fresh event per run."""
-    return Series(name, label, "holds.lua", HOLDS_ROUTE, args=HOLDS_ARGS, **more)
 
 
 def scenarios(cfg):

@@ -17,7 +17,7 @@ from functools import partial
 from .. import client
 from ..node import KAFKA_PARTITIONS, KAFKA_TOPIC
 from ..procs import warn, wait_for
-from ..series import Probe, Series
+from ..series import Probe, holds
 from ..wrk import WRK_SLACK_S
 
 KCAT_QUERY_TIMEOUT_S = 30
@@ -55,9 +55,9 @@ def series(cfg):
         else:
             label = (f"(b) POST /v1/holds, durable, Kafka on, linger.ms {linger}, {round_}"
                      " (kafka scenario)")
-        rows.append(Series(f"kafka-{config}", label, "holds.lua", "POST /v1/holds",
-                           node=() if linger is None else kafka_flags(linger),
-                           probe=partial(KafkaProbe, linger=linger)))
+        rows.append(holds(f"kafka-{config}", label,
+                          node=() if linger is None else kafka_flags(linger),
+                          probe=partial(KafkaProbe, linger=linger)))
     return tuple(rows)
 
 
