@@ -56,18 +56,25 @@ def load_ticks():
     return round((times.children_user + times.children_system) * CLOCK_TICKS)
 
 
-def postgres_ticks(postmaster):
-    """The postmaster with the children it reaped (backends that ended),
-    plus its live children (backends, WAL writer, checkpointer...)."""
-    if not postmaster:
-        return 0
-    ticks = process_ticks(postmaster, with_ended_children=True)
-    for entry in os.scandir("/proc"):
+def postgres_children(postmaster):
+    """{pid: ticks} of the postmaster's live children (backends, WAL
+    writer, checkpointer...)."""
+    children = {}
+    for entry in os.scandir("/proc") if postmaster else ():
         if entry.name.isdigit() and entry.name != str(postmaster):
             fields = _stat(entry.name)
             if fields and fields[1] == str(postmaster):
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks
+                children[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return children
+
+
+def postgres_ticks(postmaster):
+    """The postmaster with the children it reaped (backends that ended),
+    plus its live children."""
+    if not postmaster:
+        return 0
+    return (process_ticks(postmaster, with_ended_children=True)
+            + sum(postgres_children(postmaster).values()))
 
 
 @dataclass
