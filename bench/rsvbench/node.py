@@ -36,7 +36,9 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_kib(self):
-        """VmRSS from /proc/PID/status."""
+        """VmRSS from /proc/PID/status; fails when the node has exited."""
+        if self.proc.poll() is not None:
+            fail(f"the server exited with status {self.proc.returncode} (log: {self.log})")
         status = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(r"^VmRSS:\s+([0-9]+)", status, re.M).group(1))
 
