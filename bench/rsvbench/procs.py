@@ -12,6 +12,7 @@ SIGTERM and, 10 s later, SIGKILL.
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 STOP_GRACE_S = 10      # SIGTERM, then SIGKILL after this long
@@ -76,19 +77,25 @@ class Processes:
     def wait(self, proc, timeout_s):
         """Waits for a tool to end; after timeout_s it gets SIGTERM and, 5 s
         later, SIGKILL (as `timeout --kill-after=5` did). Its exit status,
-        124 when it timed out."""
+        124 when it timed out. The wait blocks (no polling), so that the
+        bench itself costs no CPU while it measures."""
+        timed_out = threading.Event()
+
+        def stop(signal_it):
+            timed_out.set()
+            signal_it()
+        timers = [threading.Timer(timeout_s, stop, (proc.terminate,)),
+                  threading.Timer(timeout_s + 5, stop, (proc.kill,))]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
         try:
-            status = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            status = 124
+            status = proc.wait()
+        finally:
+            for timer in timers:
+                timer.cancel()
         self._forget(proc)
-        return status
+        return 124 if timed_out.is_set() else status
 
     def _forget(self, proc):
         self._children = [(k, p) for k, p in self._children if p is not proc]

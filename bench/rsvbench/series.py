@@ -181,7 +181,7 @@ def measure(bench, series, threads, probe):
     statuses = client.status_diff(before, after)
     shown = " ".join(f"{k}={v}" for k, v in extra.items())
     say(f"{name}: {result.ok_rate} 2xx/s; other processes {result.cpu['other']:.2f} cores;"
-        f" statuses {statuses} {shown}")
+        f" statuses {statuses} {shown}".rstrip())
     return Result(series.name, series.label, threads, name, result, quiet, statuses, extra)
 
 
