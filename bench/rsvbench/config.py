@@ -181,5 +181,8 @@ def _checked(cfg):
                  " section's seats per section)")
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", cfg.recovery_db):
             fail("BENCH_RECOVERY_DB: a plain lower-case database name")
+        if "://" in cfg.pg_dsn:
+            fail("recovery: RSV_PG_DSN is a URI; give it as key=value words so that the bench"
+                 f" can point it at database {cfg.recovery_db}")
     return dataclasses.replace(cfg, threads=tuple(int(t) for t in cfg.threads),
                                kafka_lingers=tuple(int(l) for l in cfg.kafka_lingers))

@@ -4,7 +4,7 @@ in BENCH_THREADS, each repeated while other processes disturbed it.
 Files of a run NAME (= SERIES-tTHREADS) in the results folder: NAME.txt
 (wrk's output and the CPU line; the kept attempt), NAME.attemptN.txt,
 NAME.before/.after (the node's answers by status), NAME.meta
-("SERIES THREADS RATE QUIET_CORES LOAD1 STATUSES| KEY=VALUE...").
+("SERIES THREADS RATE QUIET_CORES LOAD1 STATUSES | KEY=VALUE...").
 """
 import shutil
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ class Series:
     label: str                     # the first column of the report's table
     script: str                    # bench/SCRIPT, run by wrk
     route: str                     # whose answers by status the node counts
-    args: tuple = ()               # the script's arguments: ARGUMENTS keys in braces
+    args: tuple = ()               # after `--`; script_args fills in {names}
     node: Optional[tuple] = None   # None: the node as it runs; flags: a fresh
                                    # main node with them ({redis}, {kafka})
     probe: Optional[Callable] = None  # Probe(bench, series): more measurements
@@ -35,7 +35,7 @@ class Series:
         return "{event}" in self.args
 
     @property
-    def holds(self):
+    def hold_checked(self):
         """Holds runs are checked against the event's held seats."""
         return self.script == "holds.lua"
 
@@ -172,7 +172,7 @@ def measure(bench, series, threads, probe):
     write_counts(bench.path(f"{name}.before"), before)
     write_counts(bench.path(f"{name}.after"), after)
     extra = {}
-    if series.holds:
+    if series.hold_checked:
         extra = hold_check(bench, event, result, rss1 - rss0)
         if bench.pg:
             extra.update(store_diff(store0, store_stats(bench)))

@@ -17,9 +17,10 @@ from ..series import Series, holds, run_series
 from . import cluster, kafka, pgbench, profile, recovery, redis
 
 
-
 @dataclass(frozen=True)
 class Scenario:
+    """One row of the table: a scenario of BENCH_SCENARIOS, or a run
+    BENCH_PROFILE samples. Run by `run` (or `run_profile`)."""
     name: str                         # for BENCH_SCENARIOS / BENCH_PROFILE
     what: str                         # what it tells
     series: tuple = ()                # wrk series, run in order
@@ -80,15 +81,20 @@ def scenarios(cfg):
 def profiles(cfg):
     """The runs BENCH_PROFILE can sample with perf, by name: one series each."""
     rows = (
-        Scenario("health", "", series=(Series("health", "", "health.lua", "GET /health"),)),
-        Scenario("holds", "", series=(holds("holds", ""),)),
-        Scenario("reads", "", series=(Series("reads", "", "reads.lua", "GET /v1/events/{id}",
-                                             args=("{main_event}",)),)),
+        Scenario("health", "GET /health", series=(
+            Series("health", "(a) GET /health", "health.lua", "GET /health"),)),
+        Scenario("holds", "holds on a fresh event", series=(
+            holds("holds", "(b) POST /v1/holds"),)),
+        Scenario("reads", "event reads", series=(
+            Series("reads", "(c) GET /v1/events/{id}", "reads.lua", "GET /v1/events/{id}",
+                   args=("{main_event}",)),)),
         Scenario("kafka", "holds relayed to the local broker", postgres_only=True,
                  starts=("broker",),
-                 series=(holds("kafka", "", node=kafka.kafka_flags(cfg.kafka_lingers[0])),)),
+                 series=(holds("kafka", "(b) POST /v1/holds, Kafka on",
+                               node=kafka.kafka_flags(cfg.kafka_lingers[0])),)),
         Scenario("limits", "holds with Redis rate limits on", starts=("redis",),
-                 series=(holds("limits", "", node=redis.LIMITS),)),
+                 series=(holds("limits", "(b) POST /v1/holds, Redis, rate limits on",
+                               node=redis.LIMITS),)),
     )
     return {row.name: row for row in rows}
 
@@ -100,7 +106,8 @@ def check(cfg):
                                    (cfg.profile, profiles(cfg), "BENCH_PROFILE")):
         for name in names:
             if name not in table:
-                fail(f"{variable}: unknown scenario {name} ({', '.join(table)})")
+                known = "".join(f"\n  {row.name}: {row.what}" for row in table.values())
+                fail(f"{variable}: unknown scenario {name}; known:{known}")
             if table[name].postgres_only and not cfg.postgres:
                 fail(f"{variable}: {name} needs RSV_STORE=postgres (see bench/README.md)")
 
