@@ -84,6 +84,10 @@ class Config:
     allow_fsync_off: bool
     max_other_cpu: float
     kafka_lingers: tuple
+    # The node reads these two itself from the environment it inherits; the
+    # report names them.
+    pg_batch_encoding: str
+    pg_writers: str
     # The whole numbers of WHOLE_NUMBERS:
     duration: int
     warmup: int
@@ -147,6 +151,8 @@ def load(environ=os.environ):
         allow_fsync_off=_env(environ, "BENCH_ALLOW_FSYNC_OFF", "0") == "1",
         max_other_cpu=_cores(_env(environ, "BENCH_MAX_OTHER_CPU", "0.25")),
         kafka_lingers=_words(environ, "BENCH_KAFKA_LINGER", "5"),
+        pg_batch_encoding=_env(environ, "RSV_PG_BATCH_ENCODING", "default"),
+        pg_writers=_env(environ, "RSV_PG_WRITERS", "default"),
         **numbers,
     )
     return _checked(cfg)

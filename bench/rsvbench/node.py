@@ -91,9 +91,10 @@ def port_in_use(port):
         return False
 
 
-def free_port(first, last=65000):
-    port = next((p for p in range(first, last) if not port_in_use(p)), None)
-    return port if port is not None else fail(f"no free port from {first}")
+def free_port(first, tries=1000):
+    """The first loopback port from `first` that nothing listens on."""
+    port = next((p for p in range(first, min(first + tries, 65536)) if not port_in_use(p)), None)
+    return port if port is not None else fail(f"no free port from {first} to {first + tries}")
 
 
 class Broker:

@@ -2,7 +2,6 @@
 parts of the scenarios that ran (bench/README.md, "How to read the
 output"; "The durable report").
 """
-import os
 import statistics
 
 from .scenarios import cluster, kafka, redis
@@ -37,9 +36,8 @@ def header(bench):
     cfg = bench.cfg
     pg_line = ""
     if cfg.postgres:
-        # The node reads these from the environment it inherits from the bench.
-        pg_line = (f" (RSV_PG_BATCH_ENCODING={os.environ.get('RSV_PG_BATCH_ENCODING') or 'default'},"
-                   f" RSV_PG_WRITERS={os.environ.get('RSV_PG_WRITERS') or 'default'})")
+        pg_line = (f" (RSV_PG_BATCH_ENCODING={cfg.pg_batch_encoding},"
+                   f" RSV_PG_WRITERS={cfg.pg_writers})")
     return (f"Server: io-threads {cfg.io_threads}, actor-threads {cfg.actor_threads}, store"
             f" {cfg.store}{pg_line}; wrk: {cfg.connections} connections, {cfg.duration} s per run"
             f" after a {cfg.warmup} s warm-up; {cfg.seats} seats per event ({cfg.sections}"
