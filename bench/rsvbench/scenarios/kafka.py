@@ -302,7 +302,7 @@ def _row(cfg, config, linger, r):
     return "| " + " | ".join(cells) + " |"
 
 
-def _means(cfg, kept):
+def _means(kept):
     """{linger or None: [rates]} of the kept runs."""
     rates = {}
     for _, linger, r in kept:
@@ -311,7 +311,7 @@ def _means(cfg, kept):
 
 
 def _ratios(cfg, kept):
-    rates = _means(cfg, kept)
+    rates = _means(kept)
     off = rates.get(None, [])
     if not off or sum(off) == 0:
         return []
@@ -331,7 +331,7 @@ def _ratios(cfg, kept):
 
 def _best_linger(cfg, kept):
     """(linger, mean holds/s) of the linger with the highest mean, or None."""
-    rates = _means(cfg, kept)
+    rates = _means(kept)
     best = None
     for linger in cfg.kafka_lingers:
         on = rates.get(linger)
