@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -255,18 +256,21 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   auto binary = server_binary();
   if (log_path_.empty()) log_path_ = make_temp_file("rsv-e2e");
   port_ = pick_free_port();
-  std::vector<std::string> args{binary,
-                                "serve",
-                                "--listen",
-                                "127.0.0.1:" + std::to_string(port_),
-                                "--admin-token",
-                                admin_token_,
-                                "--token-secret",
-                                std::string{token_secret},
-                                "--password-hash-memory-kib",
-                                "1024",
-                                "--password-hash-ops",
-                                "1"};
+  std::vector<std::string> args{
+      binary,          "serve",
+      "--listen",      "127.0.0.1:" + std::to_string(port_),
+      "--admin-token", admin_token_};
+  // The harness's defaults, unless the test gives the flag itself: cheap
+  // password hashes (the real cost is for attackers).
+  const std::pair<const char*, std::string> defaults[] = {
+      {"--token-secret", std::string{token_secret}},
+      {"--password-hash-memory-kib", "1024"},
+      {"--password-hash-ops", "1"},
+  };
+  for (const auto& [flag, value] : defaults)
+    if (std::find(extra_args.begin(), extra_args.end(), flag) ==
+        extra_args.end())
+      args.insert(args.end(), {flag, value});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
 
   int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
@@ -383,6 +387,7 @@ struct http_connection::impl {
   beast::flat_buffer buffer;
   unsigned short port;
   std::chrono::milliseconds timeout;
+  std::string from;
   bool open = false;
   int connects = 0;
 
@@ -391,6 +396,10 @@ struct http_connection::impl {
     holder.emplace(ioc);
     auto& stream = *holder;
     beast::error_code result;
+    if (!from.empty()) {
+      stream.socket().open(tcp::v4());
+      stream.socket().bind(tcp::endpoint{net::ip::make_address(from), 0});
+    }
     stream.expires_after(timeout);
     stream.async_connect(
         tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
@@ -417,10 +426,12 @@ struct http_connection::impl {
 };
 
 http_connection::http_connection(unsigned short port,
-                                 std::chrono::milliseconds timeout)
+                                 std::chrono::milliseconds timeout,
+                                 std::string from)
     : impl_(std::make_unique<impl>()) {
   impl_->port = port;
   impl_->timeout = timeout;
+  impl_->from = std::move(from);
   impl_->connect();
 }
 
