@@ -77,8 +77,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--admin-token", cfg.admin_token,
-                   "Bearer token of admin calls (empty: admin calls are "
-                   "refused)")
+                   "Bearer token of admin calls, at least 32 characters "
+                   "(empty: admin calls are refused). Prefer the variable: "
+                   "a flag's value is visible to every user of the host in "
+                   "ps")
       ->envname("RSV_ADMIN_TOKEN");
   serve->add_option("--store", cfg.store, "memory or postgres")
       ->envname("RSV_STORE")
@@ -206,8 +208,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--token-secret", cfg.token_secret,
-                   "HMAC secret of session tokens, at least 32 bytes, the "
-                   "same on every node (empty: random per process)")
+                   "HMAC key that signs session tokens, at least 32 bytes, "
+                   "the same on every node (empty: random per process). "
+                   "Prefer the variable: a flag's value is visible to every "
+                   "user of the host in ps")
       ->envname("RSV_TOKEN_SECRET");
   serve
       ->add_option("--session-ttl-seconds", cfg.session_ttl_seconds,

@@ -171,8 +171,9 @@ int serve(const serve_config& cfg) {
         make_random_id("s") + make_random_id("s") + make_random_id("s");
     spdlog::warn("no --token-secret: sessions end with this process and are "
                  "not accepted by other nodes");
-  } else if (token_secret.size() < 32) {
-    spdlog::critical("--token-secret must have at least 32 bytes");
+  } else if (token_secret.size() < limits::token_secret_bytes_min) {
+    spdlog::critical("--token-secret must have at least {} bytes",
+                     limits::token_secret_bytes_min);
     return 2;
   }
   if (cfg.shutdown_delay_ms > 0 &&
@@ -184,8 +185,17 @@ int serve(const serve_config& cfg) {
                      cfg.shutdown_delay_ms, cfg.shutdown_timeout_seconds);
     return 2;
   }
-  if (cfg.admin_token.empty())
+  if (cfg.admin_token.empty()) {
     spdlog::warn("no --admin-token: admin calls are refused");
+  } else if (cfg.admin_token.size() < limits::admin_token_chars_min) {
+    // A short token can be guessed over the network; refusing to start is
+    // kinder than running with it.
+    spdlog::critical("the admin token (RSV_ADMIN_TOKEN or --admin-token) must "
+                     "have at least {} characters, it has {}; make one with "
+                     "`head -c 32 /dev/urandom | base64`",
+                     limits::admin_token_chars_min, cfg.admin_token.size());
+    return 2;
+  }
   bool postgres = cfg.store == "postgres";
   if (cfg.cluster && (!postgres || !kafka)) {
     // Ownership comes from a Kafka consumer group and is fenced in

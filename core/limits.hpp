@@ -139,6 +139,12 @@ constexpr std::size_t web_bytes_max = 32 * 1024 * 1024;
 // Session tokens live a day unless configured otherwise.
 constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 
+// Secrets the operator configures. The admin token is a bearer password that
+// anyone on the network may guess at: 32 characters of base64 or hex are 128
+// bits or more, beyond any online guessing. The HMAC keys of session and
+// admission tokens need as many bytes to be as strong as their SHA-256.
+constexpr std::size_t admin_token_chars_min = 32;
+constexpr std::size_t token_secret_bytes_min = 32;
 // Idempotency records are kept at least this long (the contract: 24 hours).
 constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
 

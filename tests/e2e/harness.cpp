@@ -236,9 +236,10 @@ server_process::server_process(std::vector<std::string> extra_args,
     : admin_token_(std::move(admin_token)) {
   std::signal(SIGPIPE, SIG_IGN);
   static std::atomic<int> counter{0};
+  // At least 32 characters, as the server requires.
   if (admin_token_.empty())
-    admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(counter.fetch_add(1));
+    admin_token_ = "e2e-admin-token-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(counter.fetch_add(1)) + "-0123456789abcdef";
   std::string why;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (start_once(extra_args, why)) return;

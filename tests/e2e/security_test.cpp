@@ -31,5 +31,25 @@ TEST_F(email_test, LookAlikeUnicodeEmailsAreRefused) {
   }
 }
 
+// -- item 2: the admin token --------------------------------------------------
+
+TEST(admin_token, ShortAdminTokensAreRefusedAtStart) {
+  for (std::string token : {"x", "0123456789abcdef0123456789abcde"}) {
+    auto started = run_command({server_binary(), "serve", "--listen",
+                                "127.0.0.1:0", "--admin-token", token},
+                               15s);
+    EXPECT_EQ(started.exit_code, 2) << token << ": " << started.output;
+    EXPECT_NE(started.output.find("at least 32 characters"), std::string::npos)
+        << started.output;
+  }
+  // Through the variable, as operators should pass it, too.
+  auto from_env = run_command({"env", "RSV_ADMIN_TOKEN=short", server_binary(),
+                               "serve", "--listen", "127.0.0.1:0"},
+                              15s);
+  EXPECT_EQ(from_env.exit_code, 2) << from_env.output;
+  auto help = run_command({server_binary(), "serve", "--help"});
+  EXPECT_NE(help.output.find("at least 32"), std::string::npos) << help.output;
+}
+
 } // namespace
 } // namespace rsv::e2e
