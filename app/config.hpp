@@ -40,6 +40,8 @@ struct serve_config {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string token_secret;
+  // Previous token secrets, still accepted while they rotate out.
+  std::vector<std::string> token_secrets_accepted;
   int64_t session_ttl_seconds = 24 * 3600;
   int64_t request_timeout_ms = 5000;
   // Below ECS's default stop timeout of 30 s (docs/operations.md).

@@ -214,6 +214,15 @@ int main(int argc, char** argv) {
                    "user of the host in ps")
       ->envname("RSV_TOKEN_SECRET");
   serve
+      ->add_option("--token-secrets-accepted", cfg.token_secrets_accepted,
+                   "previous token secrets, whose session and admission "
+                   "tokens are still accepted (never issued) while the "
+                   "secret rotates; at most 4, each at least 32 bytes; in "
+                   "the variable, separated by commas (docs/operations.md, "
+                   "\"Rotating the token secret\")")
+      ->envname("RSV_TOKEN_SECRETS_ACCEPTED")
+      ->delimiter(',');
+  serve
       ->add_option("--session-ttl-seconds", cfg.session_ttl_seconds,
                    "Lifetime of session tokens")
       ->envname("RSV_SESSION_TTL_SECONDS")

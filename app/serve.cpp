@@ -176,6 +176,30 @@ int serve(const serve_config& cfg) {
                      limits::token_secret_bytes_min);
     return 2;
   }
+  if (!cfg.token_secrets_accepted.empty()) {
+    // Accepted secrets are the previous ones of a rotation: without a
+    // current secret the node would sign with a random key no other node
+    // accepts.
+    if (cfg.token_secret.empty()) {
+      spdlog::critical("--token-secrets-accepted needs --token-secret, the "
+                       "secret that signs");
+      return 2;
+    }
+    if (cfg.token_secrets_accepted.size() >
+        limits::token_secrets_accepted_max) {
+      spdlog::critical("--token-secrets-accepted takes at most {} secrets",
+                       limits::token_secrets_accepted_max);
+      return 2;
+    }
+    for (std::size_t i = 0; i < cfg.token_secrets_accepted.size(); ++i)
+      if (cfg.token_secrets_accepted[i].size() <
+          limits::token_secret_bytes_min) {
+        spdlog::critical("--token-secrets-accepted: secret {} must have at "
+                         "least {} bytes",
+                         i + 1, limits::token_secret_bytes_min);
+        return 2;
+      }
+  }
   if (cfg.shutdown_delay_ms > 0 &&
       cfg.shutdown_delay_ms >= cfg.shutdown_timeout_seconds * 1000) {
     // The delay is part of the shutdown deadline; requests in progress and
@@ -451,6 +475,17 @@ int serve(const serve_config& cfg) {
   http::api_config api_cfg;
   api_cfg.admin_token = cfg.admin_token;
   api_cfg.token_secret = token_secret;
+  api_cfg.token_secrets_accepted = cfg.token_secrets_accepted;
+  {
+    // Key ids say which secrets a node has, without saying anything of
+    // them: what an operator compares across nodes during a rotation.
+    std::string accepted;
+    for (const auto& secret : cfg.token_secrets_accepted)
+      accepted += (accepted.empty() ? "" : ", ") + http::key_id(secret);
+    spdlog::info("session tokens: signing with key id {}{}{}",
+                 http::key_id(token_secret),
+                 accepted.empty() ? "" : "; also accepting key ids ", accepted);
+  }
   api_cfg.session_ttl_seconds = cfg.session_ttl_seconds;
   api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
   api_cfg.hash_threads = 1;
@@ -528,6 +563,8 @@ int serve(const serve_config& cfg) {
       c->refresh(std::move(then));
     };
     api_cfg.forward_marker = http::forward_marker(token_secret);
+    for (const auto& secret : cfg.token_secrets_accepted)
+      api_cfg.forward_markers_accepted.push_back(http::forward_marker(secret));
     api_cfg.membership_health = [m = membership.get()] { return m->health(); };
     spdlog::info("cluster: node {} of group {} on topic {} ({} partitions, "
                  "session timeout {} ms)",

@@ -145,6 +145,12 @@ constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 // admission tokens need as many bytes to be as strong as their SHA-256.
 constexpr std::size_t admin_token_chars_min = 32;
 constexpr std::size_t token_secret_bytes_min = 32;
+// Previous token secrets still accepted while one rotates: one is all a
+// rotation needs (docs/operations.md); a few allow a rotation to begin before
+// the last one ended. Each costs an HMAC per check of a token without a key
+// id (old sessions, admission tokens), so they stay few.
+constexpr std::size_t token_secrets_accepted_max = 4;
+
 // Idempotency records are kept at least this long (the contract: 24 hours).
 constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
 

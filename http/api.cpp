@@ -93,9 +93,10 @@ capture_for(const std::shared_ptr<const idempotency_scope>& scope,
 api::api(runtime& rt, api_config config,
          std::shared_ptr<prometheus::Registry> registry)
     : rt_(rt), config_(std::move(config)),
-      tokens_(config_.token_secret, config_.session_ttl_seconds),
-      admissions_(config_.token_secret), registry_(std::move(registry)),
-      hashing_(config_.hash_threads) {
+      tokens_(config_.token_secret, config_.session_ttl_seconds,
+              config_.token_secrets_accepted),
+      admissions_(config_.token_secret, config_.token_secrets_accepted),
+      registry_(std::move(registry)), hashing_(config_.hash_threads) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
   if (config_.cluster) peer_metrics_ = make_peer_metrics(registry_);
 }
@@ -223,8 +224,11 @@ void api::handle(api_request req, respond_fn done) {
 // -------------------------------------------------------------------
 
 bool api::forwarded(const context& ctx) const {
-  return config_.cluster && !ctx.req.forwarded.empty() &&
-         secrets_equal(ctx.req.forwarded, config_.forward_marker);
+  if (!config_.cluster || ctx.req.forwarded.empty()) return false;
+  if (secrets_equal(ctx.req.forwarded, config_.forward_marker)) return true;
+  for (const auto& marker : config_.forward_markers_accepted)
+    if (secrets_equal(ctx.req.forwarded, marker)) return true;
+  return false;
 }
 
 namespace {
@@ -680,6 +684,12 @@ void api::create_customer(context& ctx) {
 }
 
 void api::create_session(context& ctx) {
+  // The answer holds a credential: no cache on the way may keep it (as
+  // OAuth's token endpoint answers, RFC 6749 section 5.1).
+  ctx.done = [inner = std::move(ctx.done)](api_response response) {
+    response.header("Cache-Control", "no-store");
+    inner(std::move(response));
+  };
   auto json = json_body(ctx);
   if (!json) return;
   auto body = parse_login(*json);

@@ -20,6 +20,7 @@
 #include <optional>
 #include <prometheus/registry.h>
 #include <string>
+#include <vector>
 
 namespace rsv {
 struct thread_faults; // core/supervised.hpp
@@ -30,7 +31,10 @@ namespace rsv::http {
 
 struct api_config {
   std::string admin_token;
+  /// Signs session and admission tokens; it and the accepted secrets
+  /// (previous ones, while they rotate) verify them.
   std::string token_secret;
+  std::vector<std::string> token_secrets_accepted;
   int64_t session_ttl_seconds = 24 * 3600;
   password_cost hash_cost;
   std::size_t hash_threads = 1;
@@ -67,8 +71,11 @@ struct api_config {
   /// Reads the owners again now, then runs the continuation (any thread).
   std::function<void(std::function<void()>)> refresh_owners;
   /// The value of X-Rsv-Forwarded that marks a request forwarded by a node
-  /// of this cluster (derived from the token secret, which all share).
+  /// of this cluster (derived from the token secret, which all share), and
+  /// those of the accepted secrets, which nodes that have not rotated yet
+  /// still send.
   std::string forward_marker;
+  std::vector<std::string> forward_markers_accepted;
   /// Connections to the other nodes (per I/O thread).
   peer_config peers;
   /// The consumer group's view for /health: state of the membership.

@@ -51,5 +51,69 @@ TEST(admin_token, ShortAdminTokensAreRefusedAtStart) {
   EXPECT_NE(help.output.find("at least 32"), std::string::npos) << help.output;
 }
 
+// -- item 3: session keys -----------------------------------------------------
+
+constexpr const char* key_one = "rotation-key-one-0123456789abcdef0123";
+constexpr const char* key_two = "rotation-key-two-0123456789abcdef0123";
+
+unsigned bookings_status(unsigned short port, const std::string& token) {
+  http_connection http{port};
+  return http.get("/v1/bookings", token).status;
+}
+
+// A new signing key with the old one still accepted: nobody is logged out;
+// once the old key is dropped, its tokens stop working.
+TEST(session_keys, RotationKeepsSessionsUntilTheOldKeyIsDropped) {
+  std::string old_token;
+  {
+    server_process server{{"--token-secret", key_one}};
+    http_connection http{server.port()};
+    old_token = new_customer(http, "rotating").token;
+    EXPECT_EQ(bookings_status(server.port(), old_token), 200u);
+    EXPECT_EQ(server.stop(), 0);
+  }
+  std::string new_token;
+  {
+    server_process server{
+        {"--token-secret", key_two, "--token-secrets-accepted", key_one}};
+    EXPECT_EQ(bookings_status(server.port(), old_token), 200u) << server.log();
+    http_connection http{server.port()};
+    new_token = new_customer(http, "rotated").token;
+    EXPECT_NE(new_token.substr(0, 12), old_token.substr(0, 12))
+        << "tokens name the key that signed them";
+    EXPECT_EQ(server.stop(), 0);
+  }
+  {
+    server_process server{{"--token-secret", key_two}};
+    EXPECT_EQ(bookings_status(server.port(), old_token), 401u);
+    EXPECT_EQ(bookings_status(server.port(), new_token), 200u);
+    EXPECT_EQ(server.stop(), 0);
+  }
+}
+
+TEST(session_keys, ShortOrOrphanAcceptedKeysAreRefusedAtStart) {
+  auto short_key = run_command({server_binary(), "serve", "--listen",
+                                "127.0.0.1:0", "--token-secret", key_one,
+                                "--token-secrets-accepted", "short"},
+                               15s);
+  EXPECT_EQ(short_key.exit_code, 2) << short_key.output;
+  auto no_current =
+      run_command({server_binary(), "serve", "--listen", "127.0.0.1:0",
+                   "--token-secrets-accepted", key_one},
+                  15s);
+  EXPECT_EQ(no_current.exit_code, 2) << no_current.output;
+}
+
+class session_answer_test : public server_test {};
+
+// A token is a credential: no cache on the way may keep the answer.
+TEST_F(session_answer_test, SessionAnswersAreNotStored) {
+  auto who = new_customer(http(), "cached");
+  auto login = http().post("/v1/sessions",
+                           {{"email", who.email}, {"password", who.password}});
+  ASSERT_EQ(login.status, 201u) << login;
+  EXPECT_EQ(login.header("Cache-Control").value_or(""), "no-store") << login;
+}
+
 } // namespace
 } // namespace rsv::e2e
