@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/limits.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,6 +51,14 @@ struct serve_config {
   int64_t shutdown_delay_ms = 0;
   std::size_t password_hash_memory_kib = 19 * 1024;
   unsigned long long password_hash_ops = 2;
+  // 0: one per core the process may run on.
+  std::size_t password_hash_threads = limits::password_hash_threads_default;
+  // Logins and registrations per minute, and at once, per client address and
+  // per email (0 per minute: no limit).
+  int64_t auth_limit_address = limits::auth_per_address_per_minute_default;
+  int64_t auth_burst_address = limits::auth_per_address_burst_default;
+  int64_t auth_limit_email = limits::auth_per_email_per_minute_default;
+  int64_t auth_burst_email = limits::auth_per_email_burst_default;
   bool demo = false;
   /// The built web pages; empty: `web` beside the executable (the build
   /// folder), else `../share/reservations/web` from it (an installed tree).

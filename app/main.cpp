@@ -1,5 +1,6 @@
 #include "app/config.hpp"
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/migrations.hpp"
 
 #include <CLI/CLI.hpp>
@@ -262,6 +263,42 @@ int main(int argc, char** argv) {
                    "argon2id time cost (OWASP: 2)")
       ->envname("RSV_PASSWORD_HASH_OPS")
       ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  serve
+      ->add_option("--password-hash-threads", cfg.password_hash_threads,
+                   "threads that hash and check passwords (0: one per core "
+                   "the process may run on); each needs the memory cost "
+                   "while it works")
+      ->envname("RSV_PASSWORD_HASH_THREADS")
+      ->check(
+          CLI::Range(std::size_t{0}, rsv::limits::password_hash_threads_max))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-limit-address", cfg.auth_limit_address,
+                   "logins and registrations per minute per client address, "
+                   "in this process (0: no limit; docs/operations.md, "
+                   "\"Logins under attack\")")
+      ->envname("RSV_AUTH_LIMIT_ADDRESS")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-burst-address", cfg.auth_burst_address,
+                   "of those, how many one address may make at once")
+      ->envname("RSV_AUTH_BURST_ADDRESS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-limit-email", cfg.auth_limit_email,
+                   "logins and registrations per minute per email, in this "
+                   "process (0: no limit)")
+      ->envname("RSV_AUTH_LIMIT_EMAIL")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-burst-email", cfg.auth_burst_email,
+                   "of those, how many one email may have at once")
+      ->envname("RSV_AUTH_BURST_EMAIL")
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}))
       ->capture_default_str();
   serve->add_flag("--demo", cfg.demo, "Create a demo event at start")
       ->envname("RSV_DEMO");

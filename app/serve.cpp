@@ -30,9 +30,11 @@
 #include <iostream>
 #include <optional>
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <thread>
 #include <unistd.h>
 
 namespace rsv::app {
@@ -83,6 +85,17 @@ load_web_pages(const std::string& web_root) {
     return http::static_files::load(candidate.lexically_normal());
   }
   return std::shared_ptr<const http::static_files>{};
+}
+
+/// The cores this process may run on (its CPU affinity, which containers
+/// and taskset narrow), at least 1 and at most `max`.
+std::size_t usable_cores(std::size_t max) {
+  cpu_set_t set;
+  std::size_t cores = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    cores = static_cast<std::size_t>(CPU_COUNT(&set));
+  if (cores == 0) cores = std::thread::hardware_concurrency();
+  return std::clamp<std::size_t>(cores, 1, max);
 }
 
 /// The demo event of the run command: 4 sections, 1,800 seats.
@@ -488,7 +501,20 @@ int serve(const serve_config& cfg) {
   }
   api_cfg.session_ttl_seconds = cfg.session_ttl_seconds;
   api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
-  api_cfg.hash_threads = 1;
+  api_cfg.hash_threads = cfg.password_hash_threads > 0
+                             ? cfg.password_hash_threads
+                             : usable_cores(limits::password_hash_threads_max);
+  api_cfg.hash_queue_max =
+      api_cfg.hash_threads * limits::password_hash_queue_per_thread;
+  api_cfg.request_timeout_ms = cfg.request_timeout_ms;
+  api_cfg.auth_per_address = {cfg.auth_limit_address, cfg.auth_burst_address};
+  api_cfg.auth_per_email = {cfg.auth_limit_email, cfg.auth_burst_email};
+  spdlog::info("passwords: {} hashing threads, at most {} checks waiting; "
+               "logins and registrations per minute: {} per address "
+               "(burst {}), {} per email (burst {}) (0: no limit)",
+               api_cfg.hash_threads, api_cfg.hash_queue_max,
+               cfg.auth_limit_address, cfg.auth_burst_address,
+               cfg.auth_limit_email, cfg.auth_burst_email);
   if (relay) api_cfg.kafka_health = [relay] { return relay->health(); };
   auto web_pages = load_web_pages(cfg.web_root);
   if (!web_pages) {

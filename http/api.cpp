@@ -9,8 +9,8 @@
 #include "http/problem.hpp"
 #include "persistence/cluster_store.hpp"
 
-#include <boost/asio/post.hpp>
 #include <caf/all.hpp>
+#include <chrono>
 #include <prometheus/text_serializer.h>
 #include <sodium.h>
 
@@ -96,13 +96,16 @@ api::api(runtime& rt, api_config config,
       tokens_(config_.token_secret, config_.session_ttl_seconds,
               config_.token_secrets_accepted),
       admissions_(config_.token_secret, config_.token_secrets_accepted),
-      registry_(std::move(registry)), hashing_(config_.hash_threads) {
+      registry_(std::move(registry)),
+      hashing_(config_.hash_threads, config_.hash_queue_max, registry_.get()),
+      throttle_({config_.auth_per_address, config_.auth_per_email,
+                 limits::auth_throttle_keys_max, registry_.get()}) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
   if (config_.cluster) peer_metrics_ = make_peer_metrics(registry_);
 }
 
 api::~api() {
-  hashing_.join();
+  hashing_.stop();
 }
 
 void api::handle(api_request req, respond_fn done) {
@@ -651,6 +654,51 @@ void api::metrics(context& ctx) {
   ctx.done(std::move(response));
 }
 
+// -- accounts -----------------------------------------------------------------
+
+bool api::admit_password_check(context& ctx, const std::string& email) {
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  auto decision = throttle_.admit(ctx.req.remote_address, email, now_ms);
+  if (decision.allowed) return true;
+  auto seconds = std::to_string(decision.retry_after_seconds);
+  auto response = problem(429, problem_code::rate_limited,
+                          std::string{"too many logins and registrations "} +
+                              (std::string_view{decision.by} == "email"
+                                   ? "for this email"
+                                   : "from this address") +
+                              "; retry after " + seconds + " second" +
+                              (decision.retry_after_seconds == 1 ? "" : "s"));
+  response.header("Retry-After", seconds);
+  ctx.done(std::move(response));
+  return false;
+}
+
+hashing_pool::clock::time_point api::password_check_deadline() const {
+  // The request's own deadline: past it the server has answered 503, and a
+  // hash would be computed for nobody.
+  return hashing_pool::clock::now() +
+         std::chrono::milliseconds(config_.request_timeout_ms);
+}
+
+api_response api::password_checks_busy() {
+  auto response = problem(503, problem_code::unavailable,
+                          "too many logins and registrations are waiting for "
+                          "their password check; retry shortly");
+  response.header("Retry-After", "1");
+  return response;
+}
+
+api_response api::password_check_late() {
+  auto response =
+      problem(503, problem_code::unavailable,
+              "the request's deadline passed before its password was checked; "
+              "retry shortly");
+  response.header("Retry-After", "1");
+  return response;
+}
+
 void api::create_customer(context& ctx) {
   auto json = json_body(ctx);
   if (!json) return;
@@ -659,9 +707,13 @@ void api::create_customer(context& ctx) {
     ctx.done(problem_from(body.error()));
     return;
   }
+  if (!admit_password_check(ctx, body->email)) return;
   // Hashing takes tens of milliseconds of CPU: never on an I/O thread.
-  boost::asio::post(hashing_, [this, body = std::move(*body),
-                               done = std::move(ctx.done)] {
+  auto job = [this, body = std::move(*body), done = ctx.done](bool late) {
+    if (late) {
+      done(password_check_late());
+      return;
+    }
     customer_record record;
     record.customer_id = make_random_id("cus");
     record.email = body.email;
@@ -680,7 +732,9 @@ void api::create_customer(context& ctx) {
                   dump({{"customer_id", r.customer_id}, {"email", r.email}}),
                   "/v1/customers/" + r.customer_id);
             })});
-  });
+  };
+  if (!hashing_.submit(password_check_deadline(), std::move(job)))
+    ctx.done(password_checks_busy());
 }
 
 void api::create_session(context& ctx) {
@@ -697,8 +751,10 @@ void api::create_session(context& ctx) {
     ctx.done(problem_from(body.error()));
     return;
   }
+  if (!admit_password_check(ctx, body->email)) return;
+  auto deadline = password_check_deadline();
   auto password = std::make_shared<std::string>(std::move(body->password));
-  auto on_found = [this, password,
+  auto on_found = [this, password, deadline,
                    done = ctx.done](caf::expected<customer_record> found) {
     if (!found && code_of(found.error()) != errc::invalid_credentials) {
       done(problem_from(found.error()));
@@ -708,8 +764,12 @@ void api::create_session(context& ctx) {
     // and wrong password take the same time and get the same answer.
     auto hash = found ? found->password_hash : dummy_hash_;
     auto customer_id = found ? found->customer_id : std::string{};
-    boost::asio::post(hashing_, [this, hash = std::move(hash), password,
-                                 customer_id = std::move(customer_id), done] {
+    auto job = [this, hash = std::move(hash), password,
+                customer_id = std::move(customer_id), done](bool late) {
+      if (late) {
+        done(password_check_late());
+        return;
+      }
       if (!verify_password(hash, *password) || customer_id.empty()) {
         done(problem_from(make_error(errc::invalid_credentials)));
         return;
@@ -719,7 +779,9 @@ void api::create_session(context& ctx) {
           201, dump({{"token", issued.token},
                      {"customer_id", customer_id},
                      {"expires_at", format_rfc3339(issued.expires_at_ms)}})));
-    });
+    };
+    if (!hashing_.submit(deadline, std::move(job)))
+      done(password_checks_busy());
   };
   caf::anon_send(
       rt_.accounts(),

@@ -4,6 +4,8 @@
 #include "core/ids.hpp"
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
+#include "http/auth_throttle.hpp"
+#include "http/hashing_pool.hpp"
 #include "http/peer_client.hpp"
 #include "http/router.hpp"
 #include "http/static_files.hpp"
@@ -13,7 +15,6 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -37,7 +38,17 @@ struct api_config {
   std::vector<std::string> token_secrets_accepted;
   int64_t session_ttl_seconds = 24 * 3600;
   password_cost hash_cost;
+  /// Threads that hash and check passwords, and how many such jobs may
+  /// wait for them (beyond: 503 at once).
   std::size_t hash_threads = 1;
+  std::size_t hash_queue_max = 32;
+  /// The request deadline (server_config): a password job still waiting
+  /// when it passes is dropped unhashed.
+  int64_t request_timeout_ms = 5000;
+  /// Logins and registrations per client address and per email (0 per
+  /// minute: no limit).
+  throttle_rate auth_per_address;
+  throttle_rate auth_per_email;
   /// Health of optional services; unset means "disabled".
   std::function<service_state()> kafka_health;
   std::function<service_state()> redis_health;
@@ -107,10 +118,11 @@ public:
   void set_ready(bool ready) { ready_ = ready; }
   bool ready() const { return ready_; }
 
-  /// Waits for password hashing in progress. Call after the server stopped
-  /// and before the actors stop; the api must outlive the actors, whose
-  /// answers may still call into it.
-  void stop() { hashing_.join(); }
+  /// Waits for password hashing in progress; what is still queued is
+  /// answered unhashed. Call after the server stopped and before the actors
+  /// stop; the api must outlive the actors, whose answers may still call
+  /// into it.
+  void stop() { hashing_.stop(); }
 
 private:
   struct context;
@@ -147,6 +159,13 @@ private:
   bool require_chaos(context& ctx);
   /// require_chaos, then the body as a JSON object; nullopt when answered.
   std::optional<nlohmann::json> chaos_body(context& ctx);
+
+  /// Counts a login or registration against the client's address and the
+  /// email; false, with 429 answered, when either is over its rate.
+  bool admit_password_check(context& ctx, const std::string& email);
+  hashing_pool::clock::time_point password_check_deadline() const;
+  static api_response password_checks_busy();
+  static api_response password_check_late();
 
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);
@@ -185,7 +204,8 @@ private:
   token_signer tokens_;
   admission_signer admissions_;
   std::shared_ptr<prometheus::Registry> registry_;
-  boost::asio::thread_pool hashing_;
+  hashing_pool hashing_;
+  auth_throttle throttle_;
   std::string dummy_hash_; // compared against for unknown emails
   std::shared_ptr<const peer_metrics> peer_metrics_; // in a cluster
   std::atomic<bool> ready_{false};

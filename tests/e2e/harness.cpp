@@ -262,11 +262,14 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
       "--listen",      "127.0.0.1:" + std::to_string(port_),
       "--admin-token", admin_token_};
   // The harness's defaults, unless the test gives the flag itself: cheap
-  // password hashes (the real cost is for attackers).
+  // password hashes (the real cost is for attackers), and no throttle of
+  // logins and registrations per address (every test client is 127.0.0.1;
+  // tests/e2e/security_test.cpp tests the throttle).
   const std::pair<const char*, std::string> defaults[] = {
       {"--token-secret", std::string{token_secret}},
       {"--password-hash-memory-kib", "1024"},
       {"--password-hash-ops", "1"},
+      {"--auth-limit-address", "0"},
   };
   for (const auto& [flag, value] : defaults)
     if (std::find(extra_args.begin(), extra_args.end(), flag) ==

@@ -33,8 +33,9 @@ public:
   /// Starts the server and waits until `GET /ready` answers 200. Retries on a
   /// few fresh ports when the process does not come up. Throws on failure.
   /// `admin_token` empty: one of its own (the nodes of a cluster share one).
-  /// The harness's own flags (its token secret, cheap password hashes) give
-  /// way to the same flags in `extra_args`.
+  /// The harness's own flags (its token secret, cheap password hashes, no
+  /// per-address login throttle) give way to the same flags in
+  /// `extra_args`.
   explicit server_process(std::vector<std::string> extra_args = {},
                           std::string admin_token = {});
   ~server_process();

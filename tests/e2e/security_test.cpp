@@ -3,6 +3,8 @@
 
 #include "harness.hpp"
 
+#include <iostream>
+
 namespace rsv::e2e {
 namespace {
 
@@ -113,6 +115,230 @@ TEST_F(session_answer_test, SessionAnswersAreNotStored) {
                            {{"email", who.email}, {"password", who.password}});
   ASSERT_EQ(login.status, 201u) << login;
   EXPECT_EQ(login.header("Cache-Control").value_or(""), "no-store") << login;
+}
+
+// -- item 1: anyone can block logins and registrations ------------------------
+
+// Loopback has a whole /8: a client bound to 127.0.0.2 is another address to
+// the server than one on 127.0.0.1, which is how these tests tell an attacker
+// from everyone else.
+constexpr const char* other_address = "127.0.0.2";
+
+/// The password hash cost the server has by default (the harness makes it
+/// cheap for every other test): what an attacker makes the server pay.
+std::vector<std::string> real_hash_cost() {
+  return {"--password-hash-memory-kib", "19456", "--password-hash-ops", "2"};
+}
+
+std::string login_request(unsigned short port, const std::string& email,
+                          const std::string& password) {
+  auto body = json{{"email", email}, {"password", password}}.dump();
+  return "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1:" +
+         std::to_string(port) +
+         "\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+struct flood_result {
+  int unauthorized = 0; // 401 invalid_credentials: the password was checked
+  int throttled = 0;    // 429 rate_limited with Retry-After
+  int unavailable = 0;  // 503 unavailable with Retry-After
+  int unanswered = 0;   // no answer within the read timeout
+  std::vector<std::string> unexpected;
+};
+
+/// `count` wrong-password logins for emails nobody registered, all sent on
+/// their own connections before any answer is read; then `meanwhile` runs,
+/// then every answer is read.
+flood_result login_flood(unsigned short port, int count,
+                         const std::function<void()>& meanwhile) {
+  std::vector<std::unique_ptr<raw_connection>> connections;
+  for (int i = 0; i < count; ++i)
+    connections.push_back(std::make_unique<raw_connection>(port));
+  for (auto& connection : connections) {
+    auto request = login_request(port, unique_email("flood"), "wrong password");
+    if (!connection->send(request))
+      throw std::runtime_error("flood: " + connection->last_error());
+  }
+  meanwhile();
+  flood_result out;
+  for (auto& connection : connections) {
+    // The request deadline (5 s) bounds every answer; 20 s is slack.
+    auto response = connection->read_response(20s);
+    if (!response) {
+      ++out.unanswered;
+      continue;
+    }
+    bool retry_after = response->header("Retry-After").has_value();
+    if (is_problem(*response, 401, "invalid_credentials"))
+      ++out.unauthorized;
+    else if (is_problem(*response, 429, "rate_limited") && retry_after)
+      ++out.throttled;
+    else if (is_problem(*response, 503, "unavailable") && retry_after)
+      ++out.unavailable;
+    else
+      out.unexpected.push_back(testing::PrintToString(*response));
+  }
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const flood_result& r) {
+  return os << r.unauthorized << " answered 401, " << r.throttled << " 429, "
+            << r.unavailable << " 503, " << r.unanswered << " unanswered, "
+            << r.unexpected.size() << " other";
+}
+
+class login_flood_test : public server_test {
+protected:
+  std::vector<std::string> server_args() const override {
+    auto args = real_hash_cost();
+    // A deadline long enough for a busy test machine to hash the attacker's
+    // burst and the genuine login; before, the flood was many times that.
+    args.insert(args.end(),
+                {"--auth-limit-address", "60", "--auth-burst-address", "10",
+                 "--request-timeout-ms", "15000"});
+    return args;
+  }
+};
+
+// The attack of issue 19: 200 concurrent wrong-password logins from one
+// address, no account needed. Before, they queued on one hashing thread
+// with no bound, and a genuine login from elsewhere waited behind them until
+// its deadline (503). Now the attacker's address gets 429 beyond its burst,
+// and the genuine login is answered.
+TEST_F(login_flood_test, FloodFromOneAddressLeavesOthersLoggingIn) {
+  http_connection genuine_http{port(), 20s, other_address};
+  auto genuine = new_customer(genuine_http, "genuine");
+  http_response login;
+  auto flood = login_flood(port(), 200, [&] {
+    login = genuine_http.post("/v1/sessions", {{"email", genuine.email},
+                                               {"password", genuine.password}});
+  });
+  std::cout << "[   info   ] flood of 200 from one address: " << flood
+            << "; the genuine login: " << login.status << '\n';
+  EXPECT_EQ(login.status, 201u) << login << "\nflood: " << flood;
+  EXPECT_TRUE(flood.unexpected.empty())
+      << flood << "\nfirst: " << flood.unexpected.front();
+  EXPECT_EQ(flood.unanswered, 0) << flood;
+  // Beyond its burst of 10 (and what the rate gives back meanwhile) the
+  // attacker is refused at once, before any hashing.
+  EXPECT_GE(flood.throttled, 100) << flood;
+}
+
+class late_jobs_test : public server_test {
+protected:
+  std::vector<std::string> server_args() const override {
+    // One thread, whose 32 places in the queue hold more work than the
+    // deadline: jobs go late whatever the machine.
+    auto args = real_hash_cost();
+    args.insert(args.end(), {"--password-hash-threads", "1",
+                             "--request-timeout-ms", "500"});
+    return args;
+  }
+};
+
+// Logins whose clients got their 503 at the deadline are not hashed for
+// nobody: after a flood that outlasted its deadline (far more work than the
+// deadline holds), the next logins are answered at once instead of waiting
+// behind the dead ones for as long as those would take.
+TEST_F(late_jobs_test, LoginsPastTheirDeadlineAreNotHashed) {
+  http_connection genuine_http{port(), 20s, other_address};
+  auto genuine = new_customer(genuine_http, "genuine");
+  auto flood = login_flood(port(), 300, [] {});
+  EXPECT_TRUE(flood.unexpected.empty())
+      << flood << "\nfirst: " << flood.unexpected.front();
+  EXPECT_EQ(flood.unanswered, 0) << flood;
+  ASSERT_GT(flood.unavailable, 0)
+      << flood << ": the flood should outlast its deadline";
+  // Before, most of 300 checks of tens to hundreds of milliseconds each were
+  // still queued on one thread here: every login for many seconds got 503.
+  http_response login;
+  int attempts = 0;
+  bool in = eventually(
+      [&] {
+        ++attempts;
+        login =
+            genuine_http.post("/v1/sessions", {{"email", genuine.email},
+                                               {"password", genuine.password}});
+        return login.status == 201;
+      },
+      6s);
+  std::cout << "[   info   ] flood of 300 past its deadline: " << flood
+            << "; the next login: " << login.status << " after " << attempts
+            << " attempt(s)\n";
+  EXPECT_TRUE(in) << login << "\nflood: " << flood;
+  auto late = metric(http(), "rsv_password_jobs_total{outcome=\"late\"}");
+  ASSERT_TRUE(late.has_value()) << "no rsv_password_jobs_total metric";
+  EXPECT_GT(*late, 0);
+}
+
+class email_throttle_test : public server_test {
+protected:
+  std::vector<std::string> server_args() const override {
+    return {"--auth-limit-email", "6", "--auth-burst-email", "5"};
+  }
+};
+
+// Guessing at one account: past the email's burst every attempt is 429,
+// from any address, whatever the password; other accounts are unaffected.
+TEST_F(email_throttle_test, GuessingOneAccountIsThrottled) {
+  http_connection victim_http{port(), 10s, other_address};
+  auto victim = new_customer(victim_http, "victim"); // 2 of the 5
+  int checked = 0;
+  std::optional<http_response> refused;
+  for (int i = 0; i < 10 && !refused; ++i) {
+    auto guess = http().post(
+        "/v1/sessions",
+        {{"email", victim.email}, {"password", "guess " + std::to_string(i)}});
+    if (guess.status == 429)
+      refused = guess;
+    else {
+      ASSERT_TRUE(is_problem(guess, 401, "invalid_credentials")) << guess;
+      ++checked;
+    }
+  }
+  ASSERT_TRUE(refused) << "10 guesses at one account, none refused";
+  EXPECT_TRUE(is_problem(*refused, 429, "rate_limited")) << *refused;
+  auto retry_after = std::stoi(refused->header("Retry-After").value_or("0"));
+  EXPECT_GE(retry_after, 1) << *refused;
+  EXPECT_LE(retry_after, 10) << *refused; // one attempt in 10 s comes back
+  EXPECT_EQ(checked, 3) << "the registration and the first login used 2 of 5";
+  // The right password from the owner's address waits too: the throttle
+  // cannot tell the owner from the guesser.
+  auto owner = victim_http.post(
+      "/v1/sessions", {{"email", victim.email}, {"password", victim.password}});
+  EXPECT_TRUE(is_problem(owner, 429, "rate_limited")) << owner;
+  // Another account from the guesser's address is not throttled.
+  auto other = new_customer(http(), "other");
+  EXPECT_FALSE(other.token.empty());
+}
+
+class registration_throttle_test : public server_test {
+protected:
+  std::vector<std::string> server_args() const override {
+    return {"--auth-limit-address", "1", "--auth-burst-address", "5"};
+  }
+};
+
+// Registrations cost a hash too, and count against the address.
+TEST_F(registration_throttle_test, RegistrationsFromOneAddressAreThrottled) {
+  std::vector<unsigned> statuses;
+  for (int i = 0; i < 6; ++i) {
+    auto created =
+        http().post("/v1/customers", {{"email", unique_email("many")},
+                                      {"password", "long enough"}});
+    statuses.push_back(created.status);
+    if (i == 5) {
+      EXPECT_TRUE(is_problem(created, 429, "rate_limited")) << created;
+      EXPECT_TRUE(created.header("Retry-After")) << created;
+    }
+  }
+  EXPECT_EQ(statuses, (std::vector<unsigned>{201, 201, 201, 201, 201, 429}));
+  http_connection elsewhere{port(), 10s, other_address};
+  auto created =
+      elsewhere.post("/v1/customers", {{"email", unique_email("else")},
+                                       {"password", "long enough"}});
+  EXPECT_EQ(created.status, 201u) << created;
 }
 
 } // namespace

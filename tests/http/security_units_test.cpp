@@ -4,10 +4,14 @@
 
 #include "core/errc.hpp"
 #include "http/auth.hpp"
+#include "http/auth_throttle.hpp"
+#include "http/hashing_pool.hpp"
 #include "http/json_mapping.hpp"
 
+#include <future>
 #include <gtest/gtest.h>
 #include <sodium.h>
+#include <thread>
 
 namespace rsv::http {
 namespace {
@@ -135,6 +139,146 @@ TEST_F(tokens_test, admission_tokens_survive_a_rotation) {
       before.verify(rotating.issue("gate", "cus_1", 5000), "gate", "cus_1", 0));
   admission_signer rotated{new_secret};
   EXPECT_FALSE(rotated.verify(token, "gate", "cus_1", 0));
+}
+
+// -- password hashing and its throttle ----------------------------------------
+
+using namespace std::chrono_literals;
+
+/// A job that holds a pool's only thread until `release` is set.
+struct blocking_job {
+  std::promise<void> started;
+  std::promise<void> release;
+  std::shared_future<void> released{release.get_future().share()};
+  hashing_pool::job job() {
+    return [this](bool) {
+      started.set_value();
+      released.wait();
+    };
+  }
+};
+
+TEST(hashing_pool, a_full_queue_refuses_at_once) {
+  hashing_pool pool{1, 2};
+  blocking_job blocker;
+  auto far = hashing_pool::clock::now() + 1h;
+  ASSERT_TRUE(pool.submit(far, blocker.job()));
+  blocker.started.get_future().wait(); // the thread is busy, the queue empty
+  std::promise<bool> first, second;
+  bool third_called = false;
+  EXPECT_TRUE(pool.submit(far, [&](bool late) { first.set_value(late); }));
+  EXPECT_TRUE(pool.submit(far, [&](bool late) { second.set_value(late); }));
+  EXPECT_FALSE(pool.submit(far, [&](bool) { third_called = true; }))
+      << "a third job finds the queue full";
+  blocker.release.set_value();
+  EXPECT_FALSE(first.get_future().get());
+  EXPECT_FALSE(second.get_future().get());
+  pool.stop();
+  EXPECT_FALSE(third_called) << "a refused job is never called";
+}
+
+// On stop, what is still queued is answered late, unhashed.
+TEST(hashing_pool, jobs_left_at_stop_are_called_late) {
+  hashing_pool pool{1, 4};
+  std::promise<bool> queued;
+  {
+    blocking_job blocker;
+    ASSERT_TRUE(pool.submit(hashing_pool::clock::now() + 1h, blocker.job()));
+    blocker.started.get_future().wait();
+    ASSERT_TRUE(pool.submit(hashing_pool::clock::now() + 1h,
+                            [&](bool late) { queued.set_value(late); }));
+    std::thread stopper{[&pool] { pool.stop(); }};
+    // stop() waits for the running job; the queued one must not run in
+    // time once stopping began, whichever comes first here.
+    while (!pool.stopping())
+      std::this_thread::yield();
+    blocker.release.set_value();
+    stopper.join();
+  }
+  EXPECT_TRUE(queued.get_future().get());
+}
+
+// A job whose client already had its 503 is not hashed for nobody.
+TEST(hashing_pool, jobs_past_their_deadline_are_called_late) {
+  hashing_pool pool{1, 4};
+  blocking_job blocker;
+  ASSERT_TRUE(pool.submit(hashing_pool::clock::now() + 1h, blocker.job()));
+  blocker.started.get_future().wait();
+  std::promise<bool> expired, in_time;
+  ASSERT_TRUE(pool.submit(hashing_pool::clock::now(),
+                          [&](bool late) { expired.set_value(late); }));
+  ASSERT_TRUE(pool.submit(hashing_pool::clock::now() + 1h,
+                          [&](bool late) { in_time.set_value(late); }));
+  blocker.release.set_value();
+  EXPECT_TRUE(expired.get_future().get());
+  EXPECT_FALSE(in_time.get_future().get());
+}
+
+TEST(key_throttle, a_burst_then_the_rate) {
+  key_throttle throttle{{60, 3}, 1000}; // one a second, three at once
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(throttle.take("k", 0), 0) << i;
+  EXPECT_EQ(throttle.take("k", 0), 1000) << "the fourth waits a second";
+  EXPECT_EQ(throttle.take("k", 400), 600);
+  EXPECT_EQ(throttle.take("other", 0), 0) << "keys are counted apart";
+  EXPECT_EQ(throttle.take("k", 1000), 0);
+  EXPECT_EQ(throttle.take("k", 1000), 1000);
+  // Idle for long, the whole burst is back, not more.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(throttle.take("k", 60'000), 0) << i;
+  EXPECT_GT(throttle.take("k", 60'000), 0);
+  key_throttle off{{0, 1}, 1000};
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(off.take("k", 0), 0);
+}
+
+TEST(key_throttle, memory_stays_bounded) {
+  key_throttle throttle{{1, 1}, 64};
+  int untracked = 0;
+  for (int i = 0; i < 1000; ++i) {
+    bool missed = false;
+    EXPECT_EQ(throttle.take("key" + std::to_string(i), 0, &missed), 0);
+    untracked += missed ? 1 : 0;
+  }
+  EXPECT_LE(throttle.keys(), 64u);
+  EXPECT_GE(untracked, 1000 - 64);
+  // Once their minute has passed the keys are idle and make room.
+  bool missed = false;
+  EXPECT_EQ(throttle.take("late", 60'000, &missed), 0);
+  EXPECT_FALSE(missed);
+}
+
+TEST(auth_throttle, refuses_by_address_or_by_email_with_a_retry_time) {
+  auth_throttle throttle{{{60, 2}, {6, 3}, 1000, nullptr}};
+  EXPECT_TRUE(throttle.admit("192.0.2.1", "a@x.example", 0).allowed);
+  EXPECT_TRUE(throttle.admit("192.0.2.1", "b@x.example", 0).allowed);
+  auto by_address = throttle.admit("192.0.2.1", "c@x.example", 0);
+  EXPECT_FALSE(by_address.allowed);
+  EXPECT_STREQ(by_address.by, "address");
+  EXPECT_EQ(by_address.retry_after_seconds, 1);
+  // The email throttle holds across addresses.
+  EXPECT_TRUE(throttle.admit("192.0.2.2", "a@x.example", 0).allowed);
+  EXPECT_TRUE(throttle.admit("192.0.2.3", "a@x.example", 0).allowed);
+  auto by_email = throttle.admit("192.0.2.4", "a@x.example", 0);
+  EXPECT_FALSE(by_email.allowed);
+  EXPECT_STREQ(by_email.by, "email");
+  EXPECT_EQ(by_email.retry_after_seconds, 10);
+  // An unknown address is not counted by address.
+  EXPECT_TRUE(throttle.admit("", "d@x.example", 0).allowed);
+  EXPECT_TRUE(throttle.admit("", "e@x.example", 0).allowed);
+  EXPECT_TRUE(throttle.admit("", "f@x.example", 0).allowed);
+}
+
+TEST(auth_throttle, ipv6_clients_count_by_their_64) {
+  EXPECT_EQ(address_key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_key("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_key("::ffff:192.0.2.1"), "192.0.2.1");
+  EXPECT_EQ(address_key("192.0.2.1"), "192.0.2.1");
+  EXPECT_EQ(address_key("not an address"), "not an address");
+  auth_throttle throttle{{{60, 1}, {0, 1}, 1000, nullptr}};
+  EXPECT_TRUE(throttle.admit("2001:db8:1:2::1", "a@x.example", 0).allowed);
+  EXPECT_FALSE(throttle.admit("2001:db8:1:2::2", "b@x.example", 0).allowed);
+  EXPECT_TRUE(throttle.admit("2001:db8:1:3::1", "c@x.example", 0).allowed);
 }
 
 } // namespace
