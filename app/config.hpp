@@ -59,6 +59,8 @@ struct serve_config {
   int64_t auth_burst_address = limits::auth_per_address_burst_default;
   int64_t auth_limit_email = limits::auth_per_email_per_minute_default;
   int64_t auth_burst_email = limits::auth_per_email_burst_default;
+  // Load balancers whose X-Forwarded-For names the client (CIDR blocks).
+  std::vector<std::string> trusted_proxies;
   bool demo = false;
   /// The built web pages; empty: `web` beside the executable (the build
   /// folder), else `../share/reservations/web` from it (an installed tree).

@@ -300,6 +300,16 @@ int main(int argc, char** argv) {
       ->envname("RSV_AUTH_BURST_EMAIL")
       ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}))
       ->capture_default_str();
+  serve
+      ->add_option("--trusted-proxies", cfg.trusted_proxies,
+                   "address blocks of the load balancers in front of the "
+                   "node, e.g. the VPC's 10.0.0.0/16: a request from one "
+                   "counts under the client address it appended to "
+                   "X-Forwarded-For (per-address limits), not under its "
+                   "own; in the variable, separated by commas (empty: the "
+                   "header is ignored)")
+      ->envname("RSV_TRUSTED_PROXIES")
+      ->delimiter(',');
   serve->add_flag("--demo", cfg.demo, "Create a demo event at start")
       ->envname("RSV_DEMO");
   serve

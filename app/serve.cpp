@@ -213,6 +213,17 @@ int serve(const serve_config& cfg) {
         return 2;
       }
   }
+  std::vector<http::address_range> trusted_proxies;
+  for (const auto& block : cfg.trusted_proxies) {
+    auto range = http::parse_address_range(block);
+    if (!range) {
+      spdlog::critical("--trusted-proxies {}: expected an address or "
+                       "ADDRESS/BITS, such as 10.0.0.0/16",
+                       block);
+      return 2;
+    }
+    trusted_proxies.push_back(*range);
+  }
   if (cfg.shutdown_delay_ms > 0 &&
       cfg.shutdown_delay_ms >= cfg.shutdown_timeout_seconds * 1000) {
     // The delay is part of the shutdown deadline; requests in progress and
@@ -515,6 +526,15 @@ int serve(const serve_config& cfg) {
                api_cfg.hash_threads, api_cfg.hash_queue_max,
                cfg.auth_limit_address, cfg.auth_burst_address,
                cfg.auth_limit_email, cfg.auth_burst_email);
+  api_cfg.trusted_proxies = trusted_proxies;
+  if (!cfg.trusted_proxies.empty()) {
+    std::string blocks;
+    for (const auto& block : cfg.trusted_proxies)
+      blocks += (blocks.empty() ? "" : ", ") + block;
+    spdlog::info("trusted proxies: requests from {} count under the client "
+                 "they name in X-Forwarded-For",
+                 blocks);
+  }
   if (relay) api_cfg.kafka_health = [relay] { return relay->health(); };
   auto web_pages = load_web_pages(cfg.web_root);
   if (!web_pages) {

@@ -109,6 +109,9 @@ api::~api() {
 }
 
 void api::handle(api_request req, respond_fn done) {
+  if (!config_.trusted_proxies.empty())
+    req.remote_address = client_address(req.remote_address, req.forwarded_for,
+                                        config_.trusted_proxies);
   auto match = match_route(req.verb, req.target);
   if (match.result == route_match::kind::not_found) {
     // Everything under /v1/ is the API's: an unknown API path stays a 404

@@ -5,6 +5,7 @@
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
 #include "http/auth_throttle.hpp"
+#include "http/client_address.hpp"
 #include "http/hashing_pool.hpp"
 #include "http/peer_client.hpp"
 #include "http/router.hpp"
@@ -67,6 +68,10 @@ struct api_config {
   /// directory when it cannot answer).
   std::shared_ptr<redis_read_model> read_model;
   bool reads_from_read_model = false;
+  /// Proxies (load balancers) whose X-Forwarded-For names the client:
+  /// requests from them count under that address (per-address throttles
+  /// and rate limits). Empty: the connection's peer is the client.
+  std::vector<address_range> trusted_proxies;
   /// The chaos facility's admin routes (--chaos): off, they answer 404.
   bool chaos = false;
   /// With chaos: the crashes it injects into the relay and the Redis

@@ -341,5 +341,41 @@ TEST_F(registration_throttle_test, RegistrationsFromOneAddressAreThrottled) {
   EXPECT_EQ(created.status, 201u) << created;
 }
 
+// -- behind a load balancer ---------------------------------------------------
+
+// Behind a load balancer every client comes from its address: with
+// --trusted-proxies the client is the address the proxy appended to
+// X-Forwarded-For. Without it, the header is the client's own claim and is
+// ignored, so it cannot buy an attacker a fresh allowance.
+class trusted_proxy_test : public server_test {
+protected:
+  std::vector<std::string> server_args() const override {
+    return {"--auth-limit-address", "1",           "--auth-burst-address", "2",
+            "--trusted-proxies",    "127.0.0.1/32"};
+  }
+};
+
+TEST_F(trusted_proxy_test, ForwardedForNamesTheClientOnlyFromAProxy) {
+  auto register_as = [&](http_connection& http, const std::string& client) {
+    return http
+        .post("/v1/customers",
+              {{"email", unique_email("proxied")}, {"password", "long enough"}},
+              {}, {{"X-Forwarded-For", client}})
+        .status;
+  };
+  // Through the proxy (127.0.0.1): one client's burst of 2, then 429; the
+  // next client has its own. What a client itself put first in the header
+  // counts for nothing: the proxy appends the address it saw.
+  EXPECT_EQ(register_as(http(), "198.51.100.7"), 201u);
+  EXPECT_EQ(register_as(http(), "10.9.9.9, 198.51.100.7"), 201u);
+  EXPECT_EQ(register_as(http(), "10.9.9.8, 198.51.100.7"), 429u);
+  EXPECT_EQ(register_as(http(), "198.51.100.8"), 201u);
+  // Not from a proxy (127.0.0.2): the header is ignored.
+  http_connection direct{port(), 10s, other_address};
+  EXPECT_EQ(register_as(direct, "198.51.100.20"), 201u);
+  EXPECT_EQ(register_as(direct, "198.51.100.21"), 201u);
+  EXPECT_EQ(register_as(direct, "198.51.100.22"), 429u);
+}
+
 } // namespace
 } // namespace rsv::e2e

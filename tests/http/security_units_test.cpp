@@ -5,6 +5,7 @@
 #include "core/errc.hpp"
 #include "http/auth.hpp"
 #include "http/auth_throttle.hpp"
+#include "http/client_address.hpp"
 #include "http/hashing_pool.hpp"
 #include "http/json_mapping.hpp"
 
@@ -279,6 +280,50 @@ TEST(auth_throttle, ipv6_clients_count_by_their_64) {
   EXPECT_TRUE(throttle.admit("2001:db8:1:2::1", "a@x.example", 0).allowed);
   EXPECT_FALSE(throttle.admit("2001:db8:1:2::2", "b@x.example", 0).allowed);
   EXPECT_TRUE(throttle.admit("2001:db8:1:3::1", "c@x.example", 0).allowed);
+}
+
+// -- client addresses behind proxies ------------------------------------------
+
+TEST(client_address, only_a_trusted_proxy_names_the_client) {
+  std::vector<address_range> trusted{*parse_address_range("10.0.0.0/8"),
+                                     *parse_address_range("127.0.0.1")};
+  // No proxies configured, or a peer that is none: the peer, header or not.
+  EXPECT_EQ(client_address("10.0.0.5", "198.51.100.1", {}), "10.0.0.5");
+  EXPECT_EQ(client_address("192.0.2.9", "198.51.100.1", trusted), "192.0.2.9");
+  // From a proxy: the rightmost address that is no proxy.
+  EXPECT_EQ(client_address("10.0.0.5", "198.51.100.1", trusted),
+            "198.51.100.1");
+  EXPECT_EQ(client_address("10.0.0.5", "203.0.113.7, 198.51.100.1", trusted),
+            "198.51.100.1")
+      << "what the client wrote itself counts for nothing";
+  EXPECT_EQ(client_address("10.0.0.5", "198.51.100.1, 10.1.2.3", trusted),
+            "198.51.100.1")
+      << "a chain of proxies";
+  EXPECT_EQ(client_address("10.0.0.5", "10.0.0.1 , 10.0.0.2", trusted),
+            "10.0.0.1");
+  EXPECT_EQ(client_address("10.0.0.5", "junk, 198.51.100.1", trusted),
+            "198.51.100.1");
+  EXPECT_EQ(client_address("10.0.0.5", "198.51.100.1, junk", trusted),
+            "10.0.0.5");
+  EXPECT_EQ(client_address("10.0.0.5", "", trusted), "10.0.0.5");
+  EXPECT_EQ(client_address("::ffff:127.0.0.1", "198.51.100.1", trusted),
+            "198.51.100.1");
+}
+
+TEST(client_address, address_ranges) {
+  auto v6 = parse_address_range("2001:db8::/32");
+  ASSERT_TRUE(v6);
+  EXPECT_TRUE(in_ranges("2001:db8:ffff::1", {*v6}));
+  EXPECT_FALSE(in_ranges("2001:db9::1", {*v6}));
+  EXPECT_FALSE(in_ranges("32.1.13.184", {*v6}));
+  auto odd = parse_address_range("192.168.0.0/23");
+  ASSERT_TRUE(odd);
+  EXPECT_TRUE(in_ranges("192.168.1.255", {*odd}));
+  EXPECT_FALSE(in_ranges("192.168.2.0", {*odd}));
+  EXPECT_TRUE(in_ranges("1.2.3.4", {*parse_address_range("0.0.0.0/0")}));
+  for (const char* bad :
+       {"", "x", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/a", "10.0/8"})
+    EXPECT_FALSE(parse_address_range(bad)) << bad;
 }
 
 } // namespace
