@@ -44,6 +44,8 @@ struct serve_config {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string token_secret;
+  // Previous token secrets, still accepted while they rotate out.
+  std::vector<std::string> token_secrets_accepted;
   int64_t session_ttl_seconds = 24 * 3600;
   int64_t request_timeout_ms = 5000;
   // Below ECS's default stop timeout of 30 s (docs/operations.md).
@@ -51,6 +53,16 @@ struct serve_config {
   int64_t shutdown_delay_ms = 0;
   std::size_t password_hash_memory_kib = 19 * 1024;
   unsigned long long password_hash_ops = 2;
+  // 0: one per core the process may run on.
+  std::size_t password_hash_threads = limits::password_hash_threads_default;
+  // Logins and registrations per minute, and at once, per client address and
+  // per email (0 per minute: no limit).
+  int64_t auth_limit_address = limits::auth_per_address_per_minute_default;
+  int64_t auth_burst_address = limits::auth_per_address_burst_default;
+  int64_t auth_limit_email = limits::auth_per_email_per_minute_default;
+  int64_t auth_burst_email = limits::auth_per_email_burst_default;
+  // Load balancers whose X-Forwarded-For names the client (CIDR blocks).
+  std::vector<std::string> trusted_proxies;
   bool demo = false;
   /// The built web pages; empty: `web` beside the executable (the build
   /// folder), else `../share/reservations/web` from it (an installed tree).

@@ -1,5 +1,6 @@
 #include "app/config.hpp"
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/migrations.hpp"
 
 #include <CLI/CLI.hpp>
@@ -77,8 +78,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--admin-token", cfg.admin_token,
-                   "Bearer token of admin calls (empty: admin calls are "
-                   "refused)")
+                   "Bearer token of admin calls, at least 32 characters "
+                   "(empty: admin calls are refused). Prefer the variable: "
+                   "a flag's value is visible to every user of the host in "
+                   "ps")
       ->envname("RSV_ADMIN_TOKEN");
   serve->add_option("--store", cfg.store, "memory or postgres")
       ->envname("RSV_STORE")
@@ -214,9 +217,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve
       ->add_option("--token-secret", cfg.token_secret,
-                   "HMAC secret of session tokens, at least 32 bytes, the "
-                   "same on every node (empty: random per process)")
+                   "HMAC key that signs session tokens, at least 32 bytes, "
+                   "the same on every node (empty: random per process). "
+                   "Prefer the variable: a flag's value is visible to every "
+                   "user of the host in ps")
       ->envname("RSV_TOKEN_SECRET");
+  serve
+      ->add_option("--token-secrets-accepted", cfg.token_secrets_accepted,
+                   "previous token secrets, whose session and admission "
+                   "tokens are still accepted (never issued) while the "
+                   "secret rotates; at most 4, each at least 32 bytes; in "
+                   "the variable, separated by commas (docs/operations.md, "
+                   "\"Rotating the token secret\")")
+      ->envname("RSV_TOKEN_SECRETS_ACCEPTED")
+      ->delimiter(',');
   serve
       ->add_option("--session-ttl-seconds", cfg.session_ttl_seconds,
                    "Lifetime of session tokens")
@@ -258,6 +272,52 @@ int main(int argc, char** argv) {
       ->envname("RSV_PASSWORD_HASH_OPS")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
+  serve
+      ->add_option("--password-hash-threads", cfg.password_hash_threads,
+                   "threads that hash and check passwords (0: one per core "
+                   "the process may run on); each needs the memory cost "
+                   "while it works")
+      ->envname("RSV_PASSWORD_HASH_THREADS")
+      ->check(
+          CLI::Range(std::size_t{0}, rsv::limits::password_hash_threads_max))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-limit-address", cfg.auth_limit_address,
+                   "logins and registrations per minute per client address, "
+                   "in this process (0: no limit; docs/operations.md, "
+                   "\"Logins under attack\")")
+      ->envname("RSV_AUTH_LIMIT_ADDRESS")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-burst-address", cfg.auth_burst_address,
+                   "of those, how many one address may make at once")
+      ->envname("RSV_AUTH_BURST_ADDRESS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-limit-email", cfg.auth_limit_email,
+                   "logins and registrations per minute per email, in this "
+                   "process (0: no limit)")
+      ->envname("RSV_AUTH_LIMIT_EMAIL")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--auth-burst-email", cfg.auth_burst_email,
+                   "of those, how many one email may have at once")
+      ->envname("RSV_AUTH_BURST_EMAIL")
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--trusted-proxies", cfg.trusted_proxies,
+                   "address blocks of the load balancers in front of the "
+                   "node, e.g. the VPC's 10.0.0.0/16: a request from one "
+                   "counts under the client address it appended to "
+                   "X-Forwarded-For (per-address limits), not under its "
+                   "own; in the variable, separated by commas (empty: the "
+                   "header is ignored)")
+      ->envname("RSV_TRUSTED_PROXIES")
+      ->delimiter(',');
   serve->add_flag("--demo", cfg.demo, "Create a demo event at start")
       ->envname("RSV_DEMO");
   serve

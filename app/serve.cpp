@@ -30,9 +30,11 @@
 #include <iostream>
 #include <optional>
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <thread>
 #include <unistd.h>
 
 namespace rsv::app {
@@ -83,6 +85,17 @@ load_web_pages(const std::string& web_root) {
     return http::static_files::load(candidate.lexically_normal());
   }
   return std::shared_ptr<const http::static_files>{};
+}
+
+/// The cores this process may run on (its CPU affinity, which containers
+/// and taskset narrow), at least 1 and at most `max`.
+std::size_t usable_cores(std::size_t max) {
+  cpu_set_t set;
+  std::size_t cores = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    cores = static_cast<std::size_t>(CPU_COUNT(&set));
+  if (cores == 0) cores = std::thread::hardware_concurrency();
+  return std::clamp<std::size_t>(cores, 1, max);
 }
 
 /// The demo event of the run command: 4 sections, 1,800 seats.
@@ -171,9 +184,45 @@ int serve(const serve_config& cfg) {
         make_random_id("s") + make_random_id("s") + make_random_id("s");
     spdlog::warn("no --token-secret: sessions end with this process and are "
                  "not accepted by other nodes");
-  } else if (token_secret.size() < 32) {
-    spdlog::critical("--token-secret must have at least 32 bytes");
+  } else if (token_secret.size() < limits::token_secret_bytes_min) {
+    spdlog::critical("--token-secret must have at least {} bytes",
+                     limits::token_secret_bytes_min);
     return 2;
+  }
+  if (!cfg.token_secrets_accepted.empty()) {
+    // Accepted secrets are the previous ones of a rotation: without a
+    // current secret the node would sign with a random key no other node
+    // accepts.
+    if (cfg.token_secret.empty()) {
+      spdlog::critical("--token-secrets-accepted needs --token-secret, the "
+                       "secret that signs");
+      return 2;
+    }
+    if (cfg.token_secrets_accepted.size() >
+        limits::token_secrets_accepted_max) {
+      spdlog::critical("--token-secrets-accepted takes at most {} secrets",
+                       limits::token_secrets_accepted_max);
+      return 2;
+    }
+    for (std::size_t i = 0; i < cfg.token_secrets_accepted.size(); ++i)
+      if (cfg.token_secrets_accepted[i].size() <
+          limits::token_secret_bytes_min) {
+        spdlog::critical("--token-secrets-accepted: secret {} must have at "
+                         "least {} bytes",
+                         i + 1, limits::token_secret_bytes_min);
+        return 2;
+      }
+  }
+  std::vector<http::address_range> trusted_proxies;
+  for (const auto& block : cfg.trusted_proxies) {
+    auto range = http::parse_address_range(block);
+    if (!range) {
+      spdlog::critical("--trusted-proxies {}: expected an address or "
+                       "ADDRESS/BITS, such as 10.0.0.0/16",
+                       block);
+      return 2;
+    }
+    trusted_proxies.push_back(*range);
   }
   if (cfg.shutdown_delay_ms > 0 &&
       cfg.shutdown_delay_ms >= cfg.shutdown_timeout_seconds * 1000) {
@@ -184,8 +233,17 @@ int serve(const serve_config& cfg) {
                      cfg.shutdown_delay_ms, cfg.shutdown_timeout_seconds);
     return 2;
   }
-  if (cfg.admin_token.empty())
+  if (cfg.admin_token.empty()) {
     spdlog::warn("no --admin-token: admin calls are refused");
+  } else if (cfg.admin_token.size() < limits::admin_token_chars_min) {
+    // A short token can be guessed over the network; refusing to start is
+    // kinder than running with it.
+    spdlog::critical("the admin token (RSV_ADMIN_TOKEN or --admin-token) must "
+                     "have at least {} characters, it has {}; make one with "
+                     "`head -c 32 /dev/urandom | base64`",
+                     limits::admin_token_chars_min, cfg.admin_token.size());
+    return 2;
+  }
   bool postgres = cfg.store == "postgres";
   if (cfg.cluster && (!postgres || !kafka)) {
     // Ownership comes from a Kafka consumer group and is fenced in
@@ -441,9 +499,42 @@ int serve(const serve_config& cfg) {
   http::api_config api_cfg;
   api_cfg.admin_token = cfg.admin_token;
   api_cfg.token_secret = token_secret;
+  api_cfg.token_secrets_accepted = cfg.token_secrets_accepted;
+  {
+    // Key ids say which secrets a node has, without saying anything of
+    // them: what an operator compares across nodes during a rotation.
+    std::string accepted;
+    for (const auto& secret : cfg.token_secrets_accepted)
+      accepted += (accepted.empty() ? "" : ", ") + http::key_id(secret);
+    spdlog::info("session tokens: signing with key id {}{}{}",
+                 http::key_id(token_secret),
+                 accepted.empty() ? "" : "; also accepting key ids ", accepted);
+  }
   api_cfg.session_ttl_seconds = cfg.session_ttl_seconds;
   api_cfg.hash_cost = {cfg.password_hash_ops, cfg.password_hash_memory_kib};
-  api_cfg.hash_threads = 1;
+  api_cfg.hash_threads = cfg.password_hash_threads > 0
+                             ? cfg.password_hash_threads
+                             : usable_cores(limits::password_hash_threads_max);
+  api_cfg.hash_queue_max =
+      api_cfg.hash_threads * limits::password_hash_queue_per_thread;
+  api_cfg.request_timeout_ms = cfg.request_timeout_ms;
+  api_cfg.auth_per_address = {cfg.auth_limit_address, cfg.auth_burst_address};
+  api_cfg.auth_per_email = {cfg.auth_limit_email, cfg.auth_burst_email};
+  spdlog::info("passwords: {} hashing threads, at most {} checks waiting; "
+               "logins and registrations per minute: {} per address "
+               "(burst {}), {} per email (burst {}) (0: no limit)",
+               api_cfg.hash_threads, api_cfg.hash_queue_max,
+               cfg.auth_limit_address, cfg.auth_burst_address,
+               cfg.auth_limit_email, cfg.auth_burst_email);
+  api_cfg.trusted_proxies = trusted_proxies;
+  if (!cfg.trusted_proxies.empty()) {
+    std::string blocks;
+    for (const auto& block : cfg.trusted_proxies)
+      blocks += (blocks.empty() ? "" : ", ") + block;
+    spdlog::info("trusted proxies: requests from {} count under the client "
+                 "they name in X-Forwarded-For",
+                 blocks);
+  }
   if (relay) api_cfg.kafka_health = [relay] { return relay->health(); };
   auto web_pages = load_web_pages(cfg.web_root);
   if (!web_pages) {
@@ -518,6 +609,8 @@ int serve(const serve_config& cfg) {
       c->refresh(std::move(then));
     };
     api_cfg.forward_marker = http::forward_marker(token_secret);
+    for (const auto& secret : cfg.token_secrets_accepted)
+      api_cfg.forward_markers_accepted.push_back(http::forward_marker(secret));
     api_cfg.membership_health = [m = membership.get()] { return m->health(); };
     spdlog::info("cluster: node {} of group {} on topic {} ({} partitions, "
                  "session timeout {} ms)",

@@ -162,6 +162,49 @@ constexpr std::size_t web_bytes_max = 32 * 1024 * 1024;
 // Session tokens live a day unless configured otherwise.
 constexpr int64_t session_ttl_seconds_default = 24 * 3600;
 
+// Password hashing (http/hashing_pool). An argon2id check costs tens of
+// milliseconds of CPU and 19 MiB at the default cost, on purpose, and anyone
+// can ask for one without an account: a wrong password costs as much as a
+// right one. So:
+// - the pool has one thread per core the process may run on unless
+//   --password-hash-threads says otherwise (at most 64: 64 x 19 MiB is
+//   already more than a gigabyte), at nice 5, below the I/O and actor
+//   threads, so that a flood of logins slows logins, not bookings;
+// - at most 32 jobs per thread wait (about 1.6 s of work at 50 ms a job,
+//   well inside the request deadline); beyond that the answer is 503 with
+//   Retry-After at once, and a job whose request deadline passed while it
+//   waited is dropped unhashed;
+// - logins and registrations are throttled per client address and per email
+//   (http/auth_throttle, in-process, so with or without Redis): an address
+//   gets 20 at once and one a second after that (60 a minute), so one
+//   address fills at most 20 of the queue's places and a person behind a
+//   shared address who mistypes is not turned away; an email gets 10 at once
+//   and then one every 10 s (6 a minute), slower than any person types,
+//   faster than an attacker can guess. Each table keeps at most 100,000 keys
+//   (about 10 MB); a full table lets new keys through untracked rather than
+//   refuse everyone, and the queue's bound still holds.
+constexpr std::size_t password_hash_threads_default = 0; // one per core
+constexpr std::size_t password_hash_threads_max = 64;
+constexpr std::size_t password_hash_queue_per_thread = 32;
+constexpr int password_hash_nice = 5;
+constexpr int64_t auth_per_address_per_minute_default = 60;
+constexpr int64_t auth_per_address_burst_default = 20;
+constexpr int64_t auth_per_email_per_minute_default = 6;
+constexpr int64_t auth_per_email_burst_default = 10;
+constexpr std::size_t auth_throttle_keys_max = 100'000;
+
+// Secrets the operator configures. The admin token is a bearer password that
+// anyone on the network may guess at: 32 characters of base64 or hex are 128
+// bits or more, beyond any online guessing. The HMAC keys of session and
+// admission tokens need as many bytes to be as strong as their SHA-256.
+constexpr std::size_t admin_token_chars_min = 32;
+constexpr std::size_t token_secret_bytes_min = 32;
+// Previous token secrets still accepted while one rotates: one is all a
+// rotation needs (docs/operations.md); a few allow a rotation to begin before
+// the last one ended. Each costs an HMAC per check of a token without a key
+// id (old sessions, admission tokens), so they stay few.
+constexpr std::size_t token_secrets_accepted_max = 4;
+
 // Idempotency records are kept at least this long (the contract: 24 hours).
 constexpr int64_t idempotency_ttl_seconds = 24 * 3600;
 // Keys one customer may have recorded at once (within those 24 hours): a

@@ -9,8 +9,8 @@
 #include "http/problem.hpp"
 #include "persistence/cluster_store.hpp"
 
-#include <boost/asio/post.hpp>
 #include <caf/all.hpp>
+#include <chrono>
 #include <prometheus/text_serializer.h>
 #include <sodium.h>
 
@@ -93,18 +93,25 @@ capture_for(const std::shared_ptr<const idempotency_scope>& scope,
 api::api(runtime& rt, api_config config,
          std::shared_ptr<prometheus::Registry> registry)
     : rt_(rt), config_(std::move(config)),
-      tokens_(config_.token_secret, config_.session_ttl_seconds),
-      admissions_(config_.token_secret), registry_(std::move(registry)),
-      hashing_(config_.hash_threads) {
+      tokens_(config_.token_secret, config_.session_ttl_seconds,
+              config_.token_secrets_accepted),
+      admissions_(config_.token_secret, config_.token_secrets_accepted),
+      registry_(std::move(registry)),
+      hashing_(config_.hash_threads, config_.hash_queue_max, registry_.get()),
+      throttle_({config_.auth_per_address, config_.auth_per_email,
+                 limits::auth_throttle_keys_max, registry_.get()}) {
   dummy_hash_ = hash_password("not a password of anyone", config_.hash_cost);
   if (config_.cluster) peer_metrics_ = make_peer_metrics(registry_);
 }
 
 api::~api() {
-  hashing_.join();
+  hashing_.stop();
 }
 
 void api::handle(api_request req, respond_fn done) {
+  if (!config_.trusted_proxies.empty())
+    req.remote_address = client_address(req.remote_address, req.forwarded_for,
+                                        config_.trusted_proxies);
   auto match = match_route(req.verb, req.target, config_.chaos);
   if (match.result == route_match::kind::not_found) {
     // Everything under /v1/ is the API's: an unknown API path stays a 404
@@ -223,8 +230,11 @@ void api::handle(api_request req, respond_fn done) {
 // -------------------------------------------------------------------
 
 bool api::forwarded(const context& ctx) const {
-  return config_.cluster && !ctx.req.forwarded.empty() &&
-         secrets_equal(ctx.req.forwarded, config_.forward_marker);
+  if (!config_.cluster || ctx.req.forwarded.empty()) return false;
+  if (secrets_equal(ctx.req.forwarded, config_.forward_marker)) return true;
+  for (const auto& marker : config_.forward_markers_accepted)
+    if (secrets_equal(ctx.req.forwarded, marker)) return true;
+  return false;
 }
 
 namespace {
@@ -666,6 +676,51 @@ void api::metrics(context& ctx) {
   ctx.done(std::move(response));
 }
 
+// -- accounts -----------------------------------------------------------------
+
+bool api::admit_password_check(context& ctx, const std::string& email) {
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  auto decision = throttle_.admit(ctx.req.remote_address, email, now_ms);
+  if (decision.allowed) return true;
+  auto seconds = std::to_string(decision.retry_after_seconds);
+  auto response = problem(429, problem_code::rate_limited,
+                          std::string{"too many logins and registrations "} +
+                              (std::string_view{decision.by} == "email"
+                                   ? "for this email"
+                                   : "from this address") +
+                              "; retry after " + seconds + " second" +
+                              (decision.retry_after_seconds == 1 ? "" : "s"));
+  response.header("Retry-After", seconds);
+  ctx.done(std::move(response));
+  return false;
+}
+
+hashing_pool::clock::time_point api::password_check_deadline() const {
+  // The request's own deadline: past it the server has answered 503, and a
+  // hash would be computed for nobody.
+  return hashing_pool::clock::now() +
+         std::chrono::milliseconds(config_.request_timeout_ms);
+}
+
+api_response api::password_checks_busy() {
+  auto response = problem(503, problem_code::unavailable,
+                          "too many logins and registrations are waiting for "
+                          "their password check; retry shortly");
+  response.header("Retry-After", "1");
+  return response;
+}
+
+api_response api::password_check_late() {
+  auto response =
+      problem(503, problem_code::unavailable,
+              "the request's deadline passed before its password was checked; "
+              "retry shortly");
+  response.header("Retry-After", "1");
+  return response;
+}
+
 void api::create_customer(context& ctx) {
   auto json = json_body(ctx);
   if (!json) return;
@@ -674,9 +729,13 @@ void api::create_customer(context& ctx) {
     ctx.done(problem_from(body.error()));
     return;
   }
+  if (!admit_password_check(ctx, body->email)) return;
   // Hashing takes tens of milliseconds of CPU: never on an I/O thread.
-  boost::asio::post(hashing_, [this, body = std::move(*body),
-                               done = std::move(ctx.done)] {
+  auto job = [this, body = std::move(*body), done = ctx.done](bool late) {
+    if (late) {
+      done(password_check_late());
+      return;
+    }
     customer_record record;
     record.customer_id = make_random_id("cus");
     record.email = body.email;
@@ -695,10 +754,18 @@ void api::create_customer(context& ctx) {
                   dump({{"customer_id", r.customer_id}, {"email", r.email}}),
                   "/v1/customers/" + r.customer_id);
             })});
-  });
+  };
+  if (!hashing_.submit(password_check_deadline(), std::move(job)))
+    ctx.done(password_checks_busy());
 }
 
 void api::create_session(context& ctx) {
+  // The answer holds a credential: no cache on the way may keep it (as
+  // OAuth's token endpoint answers, RFC 6749 section 5.1).
+  ctx.done = [inner = std::move(ctx.done)](api_response response) {
+    response.header("Cache-Control", "no-store");
+    inner(std::move(response));
+  };
   auto json = json_body(ctx);
   if (!json) return;
   auto body = parse_login(*json);
@@ -706,8 +773,10 @@ void api::create_session(context& ctx) {
     ctx.done(problem_from(body.error()));
     return;
   }
+  if (!admit_password_check(ctx, body->email)) return;
+  auto deadline = password_check_deadline();
   auto password = std::make_shared<std::string>(std::move(body->password));
-  auto on_found = [this, password,
+  auto on_found = [this, password, deadline,
                    done = ctx.done](caf::expected<customer_record> found) {
     if (!found && code_of(found.error()) != errc::invalid_credentials) {
       done(problem_from(found.error()));
@@ -717,8 +786,12 @@ void api::create_session(context& ctx) {
     // and wrong password take the same time and get the same answer.
     auto hash = found ? found->password_hash : dummy_hash_;
     auto customer_id = found ? found->customer_id : std::string{};
-    boost::asio::post(hashing_, [this, hash = std::move(hash), password,
-                                 customer_id = std::move(customer_id), done] {
+    auto job = [this, hash = std::move(hash), password,
+                customer_id = std::move(customer_id), done](bool late) {
+      if (late) {
+        done(password_check_late());
+        return;
+      }
       if (!verify_password(hash, *password) || customer_id.empty()) {
         done(problem_from(make_error(errc::invalid_credentials)));
         return;
@@ -728,7 +801,9 @@ void api::create_session(context& ctx) {
           201, dump({{"token", issued.token},
                      {"customer_id", customer_id},
                      {"expires_at", format_rfc3339(issued.expires_at_ms)}})));
-    });
+    };
+    if (!hashing_.submit(deadline, std::move(job)))
+      done(password_checks_busy());
   };
   caf::anon_send(
       rt_.accounts(),

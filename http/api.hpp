@@ -4,6 +4,9 @@
 #include "core/ids.hpp"
 #include "http/api_types.hpp"
 #include "http/auth.hpp"
+#include "http/auth_throttle.hpp"
+#include "http/client_address.hpp"
+#include "http/hashing_pool.hpp"
 #include "http/peer_client.hpp"
 #include "http/router.hpp"
 #include "http/seat_maps.hpp"
@@ -14,13 +17,13 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <prometheus/registry.h>
 #include <string>
+#include <vector>
 
 namespace rsv {
 struct thread_faults; // core/supervised.hpp
@@ -31,10 +34,23 @@ namespace rsv::http {
 
 struct api_config {
   std::string admin_token;
+  /// Signs session and admission tokens; it and the accepted secrets
+  /// (previous ones, while they rotate) verify them.
   std::string token_secret;
+  std::vector<std::string> token_secrets_accepted;
   int64_t session_ttl_seconds = 24 * 3600;
   password_cost hash_cost;
+  /// Threads that hash and check passwords, and how many such jobs may
+  /// wait for them (beyond: 503 at once).
   std::size_t hash_threads = 1;
+  std::size_t hash_queue_max = 32;
+  /// The request deadline (server_config): a password job still waiting
+  /// when it passes is dropped unhashed.
+  int64_t request_timeout_ms = 5000;
+  /// Logins and registrations per client address and per email (0 per
+  /// minute: no limit).
+  throttle_rate auth_per_address;
+  throttle_rate auth_per_email;
   /// Health of optional services; unset means "disabled".
   std::function<service_state()> kafka_health;
   std::function<service_state()> redis_health;
@@ -53,6 +69,10 @@ struct api_config {
   /// directory when it cannot answer).
   std::shared_ptr<redis_read_model> read_model;
   bool reads_from_read_model = false;
+  /// Proxies (load balancers) whose X-Forwarded-For names the client:
+  /// requests from them count under that address (per-address throttles
+  /// and rate limits). Empty: the connection's peer is the client.
+  std::vector<address_range> trusted_proxies;
   /// The chaos facility's admin routes (--chaos): off, they answer 404.
   bool chaos = false;
   /// With chaos: the crashes it injects into the relay and the Redis
@@ -68,8 +88,11 @@ struct api_config {
   /// Reads the owners again now, then runs the continuation (any thread).
   std::function<void(std::function<void()>)> refresh_owners;
   /// The value of X-Rsv-Forwarded that marks a request forwarded by a node
-  /// of this cluster (derived from the token secret, which all share).
+  /// of this cluster (derived from the token secret, which all share), and
+  /// those of the accepted secrets, which nodes that have not rotated yet
+  /// still send.
   std::string forward_marker;
+  std::vector<std::string> forward_markers_accepted;
   /// Connections to the other nodes (per I/O thread).
   peer_config peers;
   /// The consumer group's view for /health: state of the membership.
@@ -101,11 +124,12 @@ public:
   void set_ready(bool ready) { ready_ = ready; }
   bool ready() const { return ready_; }
 
-  /// Waits for password hashing in progress. Call after the server stopped
-  /// and before the actors stop; the api must outlive the actors, whose
-  /// answers may still call into it.
+  /// Waits for password hashing and seat map rendering in progress; what
+  /// is still queued for hashing is answered unhashed. Call after the server
+  /// stopped and before the actors stop; the api must outlive the actors,
+  /// whose answers may still call into it.
   void stop() {
-    hashing_.join();
+    hashing_.stop();
     seat_maps_.stop();
   }
 
@@ -145,6 +169,13 @@ private:
   /// require_chaos, then the body as a JSON object; nullopt when answered.
   std::optional<nlohmann::json> chaos_body(context& ctx);
 
+  /// Counts a login or registration against the client's address and the
+  /// email; false, with 429 answered, when either is over its rate.
+  bool admit_password_check(context& ctx, const std::string& email);
+  hashing_pool::clock::time_point password_check_deadline() const;
+  static api_response password_checks_busy();
+  static api_response password_check_late();
+
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);
   bool require_json(context& ctx);
@@ -182,7 +213,8 @@ private:
   token_signer tokens_;
   admission_signer admissions_;
   std::shared_ptr<prometheus::Registry> registry_;
-  boost::asio::thread_pool hashing_;
+  hashing_pool hashing_;
+  auth_throttle throttle_;
   std::string dummy_hash_; // compared against for unknown emails
   std::shared_ptr<const peer_metrics> peer_metrics_; // in a cluster
   seat_maps seat_maps_{limits::seat_map_render_threads};

@@ -28,8 +28,11 @@ struct api_request {
   std::string forwarded;
   std::string body;
   /// The client's IP address as text (for per-address rate limits); empty
-  /// when unknown.
+  /// when unknown. The server sets the connection's peer; the api replaces
+  /// it with the client a trusted proxy names (api_config::trusted_proxies).
   std::string remote_address;
+  /// X-Forwarded-For, every field line of it joined with commas.
+  std::string forwarded_for;
   /// Runs a continuation on the connection's I/O thread (set by the server):
   /// at once when called there, posted from any other thread; unset: the API
   /// runs it inline. Used after a Redis answer, so that request work does not

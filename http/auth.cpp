@@ -39,34 +39,41 @@ std::string forward_marker(std::string_view token_secret) {
   return "f1." + hmac_base64(token_secret, "rsv forwarded request");
 }
 
-token_signer::token_signer(std::string secret, int64_t ttl_seconds)
-    : secret_(std::move(secret)), ttl_seconds_(ttl_seconds) {
-  RSV_ASSERT(secret_.size() >= 32, "token secret has at least 32 bytes");
+std::string key_id(std::string_view secret) {
+  return hmac_base64(secret, "rsv key id").substr(0, 8);
 }
 
-std::string token_signer::mac(std::string_view payload) const {
-  return hmac_base64(secret_, payload);
+token_signer::token_signer(std::string secret, int64_t ttl_seconds,
+                           std::vector<std::string> accepted)
+    : ttl_seconds_(ttl_seconds) {
+  keys_.push_back({key_id(secret), std::move(secret)});
+  for (auto& other : accepted) {
+    auto id = key_id(other);
+    bool known = false;
+    for (const auto& k : keys_)
+      known = known || k.id == id;
+    if (!known) keys_.push_back({std::move(id), std::move(other)});
+  }
+  for (const auto& k : keys_)
+    RSV_ASSERT(k.secret.size() >= 32, "token secrets have at least 32 bytes");
 }
 
 token_signer::issued token_signer::issue(const std::string& customer_id,
                                          millis now_ms) const {
+  const auto& signing = keys_.front();
   auto expires_s = now_ms / 1000 + ttl_seconds_;
-  std::string payload = "v1." + customer_id + "." + std::to_string(expires_s);
-  auto signature = mac(payload);
+  std::string payload =
+      "v2." + signing.id + "." + customer_id + "." + std::to_string(expires_s);
+  auto signature = hmac_base64(signing.secret, payload);
   return {payload + "." + signature, expires_s * 1000};
 }
 
-std::optional<std::string> token_signer::verify(std::string_view token,
-                                                millis now_ms) const {
-  if (token.size() > 512) return std::nullopt;
-  auto last_dot = token.rfind('.');
-  if (last_dot == std::string_view::npos) return std::nullopt;
-  auto payload = token.substr(0, last_dot);
-  auto expected = mac(payload);
-  if (!secrets_equal(expected, token.substr(last_dot + 1))) return std::nullopt;
-  // The signature is ours, so the payload is well-formed; parse it anyway.
-  if (payload.substr(0, 3) != "v1.") return std::nullopt;
-  auto rest = payload.substr(3);
+namespace {
+
+/// `<customer id>.<expiry unix seconds>` of a signed payload: the customer
+/// id while `now_ms` is before the expiry.
+std::optional<std::string> unexpired_customer(std::string_view rest,
+                                              millis now_ms) {
   auto dot = rest.rfind('.');
   if (dot == std::string_view::npos || dot == 0) return std::nullopt;
   int64_t expires_s = 0;
@@ -79,14 +86,54 @@ std::optional<std::string> token_signer::verify(std::string_view token,
   return std::string{rest.substr(0, dot)};
 }
 
-admission_signer::admission_signer(const std::string& secret) {
-  RSV_ASSERT(secret.size() >= 32, "token secret has at least 32 bytes");
-  // A key of its own: HMAC(secret, purpose).
-  key_ = hmac(secret, "rsv admission tokens v1");
+} // namespace
+
+std::optional<std::string> token_signer::verify(std::string_view token,
+                                                millis now_ms) const {
+  if (token.size() > 512) return std::nullopt;
+  if (token.substr(0, 3) == "v1.") return verify_v1(token, now_ms);
+  if (token.substr(0, 3) != "v2.") return std::nullopt;
+  auto last_dot = token.rfind('.');
+  auto id_end = token.find('.', 3);
+  if (id_end == std::string_view::npos || id_end >= last_dot)
+    return std::nullopt;
+  auto id = token.substr(3, id_end - 3);
+  for (const auto& k : keys_) {
+    if (k.id != id) continue;
+    auto payload = token.substr(0, last_dot);
+    if (!secrets_equal(hmac_base64(k.secret, payload),
+                       token.substr(last_dot + 1)))
+      return std::nullopt;
+    // The signature is ours, so the payload is well-formed; parse it anyway.
+    return unexpired_customer(payload.substr(id_end + 1), now_ms);
+  }
+  return std::nullopt; // a key this node does not accept (any more)
 }
 
-std::string admission_signer::mac(std::string_view payload) const {
-  return hmac_base64(key_, payload);
+std::optional<std::string> token_signer::verify_v1(std::string_view token,
+                                                   millis now_ms) const {
+  // Issued before tokens named their key: any accepted key may have signed
+  // it. Kept so that upgrading logs nobody out; such tokens are gone once
+  // the last one issued by the old version expires.
+  auto last_dot = token.rfind('.');
+  if (last_dot == std::string_view::npos || last_dot < 3) return std::nullopt;
+  auto payload = token.substr(0, last_dot);
+  for (const auto& k : keys_)
+    if (secrets_equal(hmac_base64(k.secret, payload),
+                      token.substr(last_dot + 1)))
+      return unexpired_customer(payload.substr(3), now_ms);
+  return std::nullopt;
+}
+
+admission_signer::admission_signer(const std::string& secret,
+                                   const std::vector<std::string>& accepted) {
+  // A key of its own per secret: HMAC(secret, purpose).
+  RSV_ASSERT(secret.size() >= 32, "token secrets have at least 32 bytes");
+  keys_.push_back(hmac(secret, "rsv admission tokens v1"));
+  for (const auto& other : accepted) {
+    RSV_ASSERT(other.size() >= 32, "token secrets have at least 32 bytes");
+    keys_.push_back(hmac(other, "rsv admission tokens v1"));
+  }
 }
 
 std::string admission_signer::issue(const std::string& event_id,
@@ -94,7 +141,7 @@ std::string admission_signer::issue(const std::string& event_id,
                                     millis expires_at_ms) const {
   std::string payload = "a1." + event_id + "." + customer_id + "." +
                         std::to_string(expires_at_ms);
-  auto signature = mac(payload);
+  auto signature = hmac_base64(keys_.front(), payload);
   return payload + "." + signature;
 }
 
@@ -117,8 +164,11 @@ bool admission_signer::verify(std::string_view token,
   auto [end, ec] =
       std::from_chars(digits.data(), digits.data() + digits.size(), expires_ms);
   if (ec != std::errc{} || end != digits.data() + digits.size()) return false;
-  if (!secrets_equal(mac(payload), token.substr(last_dot + 1))) return false;
-  return expires_ms > now_ms;
+  if (expires_ms <= now_ms) return false;
+  auto signature = token.substr(last_dot + 1);
+  for (const auto& key : keys_)
+    if (secrets_equal(hmac_base64(key, payload), signature)) return true;
+  return false;
 }
 
 std::string hash_password(std::string_view password, password_cost cost) {

@@ -6,16 +6,30 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace rsv::http {
 
-/// Issues and checks session tokens: `v1.<customer id>.<expiry unix
-/// seconds>.<HMAC-SHA256, base64url>`. Any node with the same secret checks a
-/// token without a lookup. Immutable after construction; thread-safe.
+/// The id of an HMAC key as tokens name it: 8 characters of base64url of
+/// HMAC(key, "rsv key id"), so it says which key signed a token without
+/// saying anything about the key, and every node derives the same id from
+/// the same key with nothing more to configure.
+std::string key_id(std::string_view secret);
+
+/// Issues and checks session tokens:
+/// `v2.<key id>.<customer id>.<expiry unix seconds>.<HMAC-SHA256, base64url>`.
+/// One key signs (the current one); tokens signed by any accepted key are
+/// valid, so keys rotate without logging anyone out (docs/operations.md,
+/// "Rotating the token secret"). Tokens of the format before key ids,
+/// `v1.<customer id>.<expiry>.<HMAC>`, are still accepted when one of the
+/// keys signed them, until they expire. Any node with the same keys checks
+/// a token without a lookup. Immutable after construction; thread-safe.
 class token_signer {
 public:
-  /// `secret` is at least 32 bytes (RSV_TOKEN_SECRET); see app/config.
-  token_signer(std::string secret, int64_t ttl_seconds);
+  /// `secret` signs; it and `accepted` (previous keys) verify. Each has at
+  /// least 32 bytes (RSV_TOKEN_SECRET, RSV_TOKEN_SECRETS_ACCEPTED).
+  token_signer(std::string secret, int64_t ttl_seconds,
+               std::vector<std::string> accepted = {});
 
   struct issued {
     std::string token;
@@ -27,9 +41,17 @@ public:
   std::optional<std::string> verify(std::string_view token,
                                     millis now_ms) const;
 
+  /// The id of the signing key.
+  const std::string& current_key_id() const { return keys_.front().id; }
+
 private:
-  std::string mac(std::string_view payload) const;
-  std::string secret_;
+  struct key {
+    std::string id;
+    std::string secret;
+  };
+  std::optional<std::string> verify_v1(std::string_view token,
+                                       millis now_ms) const;
+  std::vector<key> keys_; // the signing key first
   int64_t ttl_seconds_;
 };
 
@@ -39,10 +61,14 @@ private:
 /// session token is never an admission token or the other way round. A token
 /// names its customer and its event, so checking it needs no lookup (no
 /// Redis round trip) and a token of another customer or event is refused.
-/// Immutable after construction; thread-safe.
+/// Admission tokens live minutes, so they carry no key id: a token is
+/// checked against the key of each accepted secret in turn (at most
+/// limits::token_secrets_accepted_max + 1). Immutable after construction;
+/// thread-safe.
 class admission_signer {
 public:
-  explicit admission_signer(const std::string& secret);
+  explicit admission_signer(const std::string& secret,
+                            const std::vector<std::string>& accepted = {});
 
   std::string issue(const std::string& event_id, const std::string& customer_id,
                     millis expires_at_ms) const;
@@ -53,8 +79,7 @@ public:
               const std::string& customer_id, millis now_ms) const;
 
 private:
-  std::string mac(std::string_view payload) const;
-  std::string key_;
+  std::vector<std::string> keys_; // the signing key first
 };
 
 /// Cost of argon2id password hashes (libsodium crypto_pwhash).
@@ -75,7 +100,9 @@ bool verify_password(const std::string& encoded_hash,
 /// The X-Rsv-Forwarded value that marks a request one node of a cluster
 /// forwarded to another: derived from the token secret, which every node
 /// shares and no client knows, so a client cannot skip the first node's
-/// rate limits by claiming its request was forwarded.
+/// rate limits by claiming its request was forwarded. While a secret
+/// rotates, nodes send the marker of their current secret and take those of
+/// every accepted one.
 std::string forward_marker(std::string_view token_secret);
 
 /// Constant-time comparison for bearer secrets.

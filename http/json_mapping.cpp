@@ -5,6 +5,7 @@
 #include "core/limits.hpp"
 #include "http/problem.hpp"
 
+#include <algorithm>
 #include <type_traits>
 #include <unordered_set>
 
@@ -415,6 +416,17 @@ caf::expected<credentials_body> parse_registration(const json& body) {
   auto email = get_string(body, "email", "email", 1, 1024);
   if (!email) return email.error();
   auto normalised = normalise_email(*email);
+  // Unicode has look-alikes of every Latin letter (Cyrillic "а", fullwidth
+  // "ａ", invisible joiners): accepting them would let a second account pose
+  // as someone else's. ASCII is all that a registration takes; NFKC would
+  // fold fullwidth forms but not Cyrillic, so it would not be enough.
+  auto ascii = std::all_of(normalised.begin(), normalised.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x80;
+  });
+  if (!ascii)
+    return invalid("email", "must be ASCII: internationalised addresses are "
+                            "not accepted, since look-alike letters would "
+                            "make different accounts look the same");
   if (!is_plausible_email(normalised))
     return invalid("email", "must be an email address such as a@b.example");
   auto password =

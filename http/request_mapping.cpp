@@ -86,6 +86,13 @@ api_request to_api_request(bhttp::request<bhttp::string_body>&& message) {
   req.if_none_match = std::string{message[bhttp::field::if_none_match]};
   req.accepts_gzip = accepts_gzip(message[bhttp::field::accept_encoding]);
   req.forwarded = std::string{message["X-Rsv-Forwarded"]};
+  // A header sent on several lines is one comma-separated list (RFC 9110
+  // section 5.3): proxies may append a line of their own.
+  auto [first, last] = message.equal_range("X-Forwarded-For");
+  for (auto field = first; field != last; ++field) {
+    if (!req.forwarded_for.empty()) req.forwarded_for += ',';
+    req.forwarded_for += std::string{field->value()};
+  }
   req.body = std::move(message.body());
   return req;
 }

@@ -34,7 +34,7 @@ const chromiumPath = process.env.RSV_CHROMIUM ?? "/usr/bin/chromium";
 const { chromium } = createRequire(join(webSource, "package.json"))("playwright-core");
 
 const RUN_DEADLINE_MS = 120_000;
-const adminToken = "browser-test-admin-token";
+const adminToken = "browser-test-admin-token-0123456789abcdef";
 const password = "correct horse battery";
 const started = Date.now();
 const log = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);

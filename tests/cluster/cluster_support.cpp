@@ -20,7 +20,8 @@ constexpr const char* heartbeat_ms = "500";
 test_cluster::test_cluster(int nodes, uint32_t partitions,
                            std::vector<std::string> extra)
     : partitions_(partitions), extra_(std::move(extra)),
-      admin_("cluster-admin-" + std::to_string(::getpid())) {
+      admin_("cluster-admin-token-" + std::to_string(::getpid()) +
+             "-0123456789abcdef") {
   broker_ = std::make_unique<kafka_broker>(
       3, std::vector<std::string>{"--topic", "reservation-events", "--topic",
                                   "rsv-owners:" + std::to_string(partitions)});

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${RSV_BINARY:?}" "${PGPORT:?run inside pg_virtualenv (scripts/test)}"
-export RSV_BINARY RSV_ADMIN_TOKEN=ops-test-token
+export RSV_BINARY RSV_ADMIN_TOKEN=ops-test-admin-token-0123456789abcdef
 db="rsv_ops_test_$$"
 psql -XAq -c "CREATE DATABASE $db"
 export PGDATABASE="$db"

@@ -1609,6 +1609,14 @@ TEST(cli, HelpListsEveryFlagWithItsVariable) {
       {"--cluster-partitions", "RSV_CLUSTER_PARTITIONS"},
       {"--cluster-session-timeout-ms", "RSV_CLUSTER_SESSION_TIMEOUT_MS"},
       {"--cluster-owners-refresh-ms", "RSV_CLUSTER_OWNERS_REFRESH_MS"},
+      {"--token-secret", "RSV_TOKEN_SECRET"},
+      {"--token-secrets-accepted", "RSV_TOKEN_SECRETS_ACCEPTED"},
+      {"--password-hash-threads", "RSV_PASSWORD_HASH_THREADS"},
+      {"--auth-limit-address", "RSV_AUTH_LIMIT_ADDRESS"},
+      {"--auth-burst-address", "RSV_AUTH_BURST_ADDRESS"},
+      {"--auth-limit-email", "RSV_AUTH_LIMIT_EMAIL"},
+      {"--auth-burst-email", "RSV_AUTH_BURST_EMAIL"},
+      {"--trusted-proxies", "RSV_TRUSTED_PROXIES"},
   };
   for (const auto& [flag, variable] : flags) {
     EXPECT_NE(serve.output.find(flag), std::string::npos) << flag << "\n"
@@ -1629,8 +1637,8 @@ TEST(cli, ClusterRefusesWhatCannotWork) {
             std::string::npos)
       << memory.output;
   auto no_advertise = run_command(
-      {server_binary(), "serve", "--cluster", "--store", "postgres",
-       "--pg-dsn", "host=127.0.0.1 port=1", "--kafka-brokers", "127.0.0.1:1",
+      {server_binary(), "serve", "--cluster", "--store", "postgres", "--pg-dsn",
+       "host=127.0.0.1 port=1", "--kafka-brokers", "127.0.0.1:1",
        "--token-secret", "0123456789abcdef0123456789abcdef", "--listen",
        "127.0.0.1:0"});
   EXPECT_EQ(no_advertise.exit_code, 2) << no_advertise.output;

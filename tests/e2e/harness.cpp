@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <boost/asio/connect.hpp>
@@ -236,9 +237,10 @@ server_process::server_process(std::vector<std::string> extra_args,
     : admin_token_(std::move(admin_token)), launcher_(std::move(launcher)) {
   std::signal(SIGPIPE, SIG_IGN);
   static std::atomic<int> counter{0};
+  // At least 32 characters, as the server requires.
   if (admin_token_.empty())
-    admin_token_ = "e2e-admin-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(counter.fetch_add(1));
+    admin_token_ = "e2e-admin-token-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(counter.fetch_add(1)) + "-0123456789abcdef";
   std::string why;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (start_once(extra_args, why)) return;
@@ -257,18 +259,23 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   if (log_path_.empty()) log_path_ = make_temp_file("rsv-e2e");
   port_ = pick_free_port();
   std::vector<std::string> args = launcher_;
-  args.insert(args.end(), {binary,
-                                "serve",
-                                "--listen",
-                                "127.0.0.1:" + std::to_string(port_),
-                                "--admin-token",
-                                admin_token_,
-                                "--token-secret",
-                                std::string{token_secret},
-                                "--password-hash-memory-kib",
-                                "1024",
-                                "--password-hash-ops",
-                                "1"});
+  args.insert(args.end(),
+              {binary, "serve", "--listen", "127.0.0.1:" + std::to_string(port_),
+               "--admin-token", admin_token_});
+  // The harness's defaults, unless the test gives the flag itself: cheap
+  // password hashes (the real cost is for attackers), and no throttle of
+  // logins and registrations per address (every test client is 127.0.0.1;
+  // tests/e2e/security_test.cpp tests the throttle).
+  const std::pair<const char*, std::string> defaults[] = {
+      {"--token-secret", std::string{token_secret}},
+      {"--password-hash-memory-kib", "1024"},
+      {"--password-hash-ops", "1"},
+      {"--auth-limit-address", "0"},
+  };
+  for (const auto& [flag, value] : defaults)
+    if (std::find(extra_args.begin(), extra_args.end(), flag) ==
+        extra_args.end())
+      args.insert(args.end(), {flag, value});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
 
   int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
@@ -385,6 +392,7 @@ struct http_connection::impl {
   beast::flat_buffer buffer;
   unsigned short port;
   std::chrono::milliseconds timeout;
+  std::string from;
   bool open = false;
   int connects = 0;
 
@@ -393,6 +401,10 @@ struct http_connection::impl {
     holder.emplace(ioc);
     auto& stream = *holder;
     beast::error_code result;
+    if (!from.empty()) {
+      stream.socket().open(tcp::v4());
+      stream.socket().bind(tcp::endpoint{net::ip::make_address(from), 0});
+    }
     stream.expires_after(timeout);
     stream.async_connect(
         tcp::endpoint{net::ip::make_address("127.0.0.1"), port},
@@ -419,10 +431,12 @@ struct http_connection::impl {
 };
 
 http_connection::http_connection(unsigned short port,
-                                 std::chrono::milliseconds timeout)
+                                 std::chrono::milliseconds timeout,
+                                 std::string from)
     : impl_(std::make_unique<impl>()) {
   impl_->port = port;
   impl_->timeout = timeout;
+  impl_->from = std::move(from);
   impl_->connect();
 }
 

@@ -33,7 +33,9 @@ public:
   /// Starts the server and waits until `GET /ready` answers 200. Retries on a
   /// few fresh ports when the process does not come up. Throws on failure.
   /// `admin_token` empty: one of its own (the nodes of a cluster share one).
-  /// `launcher`: a command that runs the server, such as
+  /// The harness's own flags (its token secret, cheap password hashes, no
+  /// per-address login throttle) give way to the same flags in
+  /// `extra_args`. `launcher`: a command that runs the server, such as
   /// `prlimit --nofile=256:256` (it must exec it, keeping the pid).
   explicit server_process(std::vector<std::string> extra_args = {},
                           std::string admin_token = {},
@@ -166,8 +168,11 @@ std::ostream& operator<<(std::ostream& os, const http_response& response);
 /// and timeouts.
 class http_connection {
 public:
+  /// `from`: the local address to connect from (any of 127.0.0.0/8 is
+  /// loopback: another client address to the server); empty: 127.0.0.1.
   explicit http_connection(unsigned short port,
-                           std::chrono::milliseconds timeout = 10s);
+                           std::chrono::milliseconds timeout = 10s,
+                           std::string from = {});
   ~http_connection();
 
   http_connection(const http_connection&) = delete;

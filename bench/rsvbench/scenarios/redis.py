@@ -118,10 +118,12 @@ def mint_queue_tokens(secret, event, count, path):
     def b64(data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     expires = int(time.time()) + TOKEN_LIFETIME_S
+    # The node's token format (http/auth.hpp): v2.<key id>.<customer>.<expiry>.<mac>
+    key_id = b64(hmac.new(secret.encode(), b"rsv key id", hashlib.sha256).digest())[:8]
     with path.open("w") as out:
         for i in range(count):
             customer = f"cus_bench{i:08x}"
-            payload = f"v1.{customer}.{expires}"
+            payload = f"v2.{key_id}.{customer}.{expires}"
             mac = b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
             ticket = "qtk_" + b64(f"{event}/{customer}".encode())
             out.write(f"{payload}.{mac} {ticket}\n")

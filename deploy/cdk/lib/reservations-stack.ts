@@ -306,6 +306,10 @@ export class ReservationsStack extends Stack {
         RSV_REDIS_URL: `redis://${redis.attrPrimaryEndPointAddress}:${redisPort}`,
         RSV_RATE_LIMIT_CUSTOMER: String(c.rateLimitCustomer),
         RSV_RATE_LIMIT_ADDRESS: String(c.rateLimitAddress),
+        // Every request reaches a node from the ALB's addresses in the VPC:
+        // the client is the address the ALB appended to X-Forwarded-For, so
+        // that per-address limits count clients, not the balancer.
+        RSV_TRUSTED_PROXIES: vpc.vpcCidrBlock,
         RSV_CLUSTER: 'true',
         RSV_CLUSTER_PARTITIONS: String(c.clusterPartitions),
         RSV_CLUSTER_GROUP: c.clusterGroup,

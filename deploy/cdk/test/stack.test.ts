@@ -163,6 +163,8 @@ describe('service', () => {
     assert.ok(!('RSV_ADVERTISE' in env), 'the entrypoint sets RSV_ADVERTISE from the task metadata');
     assert.ok(env.RSV_KAFKA_BROKERS, 'brokers from GetBootstrapBrokers');
     assert.equal(env.RSV_RATE_LIMIT_CUSTOMER, String(dev.rateLimitCustomer));
+    // Behind the ALB, per-address limits need the client's address.
+    assert.ok(env.RSV_TRUSTED_PROXIES, 'the VPC is the trusted proxies');
     assert.equal(node.LogConfiguration?.LogDriver, 'awslogs');
   });
 });
