@@ -3,6 +3,7 @@
 #include "core/limits.hpp"
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <optional>
 #include <string>
 
@@ -33,12 +34,6 @@ std::size_t body_limit_for(bhttp::verb verb, std::string_view target) {
 bool accepts_gzip(std::string_view accept_encoding) {
   // Comma-separated codings, each with optional parameters; only q matters:
   // "gzip;q=0" refuses it. "*" stands for any coding not named.
-  auto lower = [](std::string_view text) {
-    std::string out{text};
-    for (auto& c : out)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-  };
   auto trim = [](std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
       text.remove_prefix(1);
@@ -54,18 +49,21 @@ bool accepts_gzip(std::string_view accept_encoding) {
                           ? std::string_view{}
                           : accept_encoding.substr(comma + 1);
     auto semicolon = item.find(';');
-    auto coding = lower(trim(item.substr(0, semicolon)));
+    auto coding = trim(item.substr(0, semicolon));
     bool allowed = true;
     if (semicolon != std::string_view::npos) {
-      auto params = lower(trim(item.substr(semicolon + 1)));
+      std::string params{trim(item.substr(semicolon + 1))};
       params.erase(std::remove(params.begin(), params.end(), ' '), params.end());
-      if (params.rfind("q=", 0) == 0) {
+      if (params.size() >= 2 && (params[0] == 'q' || params[0] == 'Q') &&
+          params[1] == '=') {
         auto q = params.substr(2);
         // q=0, q=0.0, q=0.000: not acceptable.
         allowed = q.find_first_not_of("0.") != std::string::npos;
       }
     }
-    if (coding == "gzip" || coding == "x-gzip") gzip = allowed;
+    if (boost::beast::iequals(coding, "gzip") ||
+        boost::beast::iequals(coding, "x-gzip"))
+      gzip = allowed;
     if (coding == "*") any = allowed;
   }
   return gzip ? *gzip : any.value_or(false);
