@@ -170,7 +170,7 @@ std::shared_ptr<event_entry> build_entry(
     auto& sup = (*self->state.sections)[layouts[i]->section_no];
     sup.entry = section;
     sup.memory = make_section_memory(layouts[i], ttl_ms, std::move(holds),
-                                     *deps.metrics);
+                                     deps);
     sup.hold_ttl_ms = ttl_ms;
     sup.customer_limit = limit;
     start_section(self, deps, shards, sup, section_start::fresh);

@@ -49,6 +49,8 @@ struct runtime_deps {
   std::shared_ptr<clock_source> clock;
   std::shared_ptr<domain_metrics> metrics;
   reload_policy reload;
+  /// How long a section keeps an ended hold in memory (section_state.hpp).
+  millis hold_retention_ms = limits::ended_hold_retention_ms;
   /// In a cluster (docs/cluster.md), both set: which partitions this node
   /// serves, and the store's cluster reads and numbers. Null on a single
   /// node.
@@ -139,6 +141,9 @@ caf::actor spawn_chaos_killer(caf::actor_system& system,
 /// lives; the registry takes it only after the actor's down message.
 struct section_memory {
   std::unique_ptr<section_state> seats;
+  /// What rsv_hold_records counts of this section: the actor adds the
+  /// difference to seats->records_in_memory() after every message.
+  std::size_t records_counted = 0;
 };
 
 /// A section's memory for its first start: `recorded` restored (holds due
@@ -146,7 +151,7 @@ struct section_memory {
 std::shared_ptr<section_memory>
 make_section_memory(const std::shared_ptr<const section_layout>& layout,
                     int64_t hold_ttl_ms, std::vector<recorded_hold> recorded,
-                    domain_metrics& metrics);
+                    const runtime_deps& deps);
 
 /// How a section actor starts: for the first time (serving its memory),
 /// after its predecessor died (reloading from the store before it serves),

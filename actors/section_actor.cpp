@@ -1,3 +1,4 @@
+#include "actors/hold_record.hpp"
 #include "actors/runtime.hpp"
 #include "actors/section_state.hpp"
 #include "core/assert.hpp"
@@ -35,6 +36,7 @@ struct section_actor_state {
   std::shared_ptr<section_memory> memory;
   bool failed = false; // a restart storm: 503 for everything, no reload
   bool timer_pending = false;
+  millis timer_at = 0; // when the pending timer fires
   bool stale = false;          // a write failed; a reload is due
   bool reload_pending = false; // a load_section is under way
   millis reload_backoff_ms = 0;
@@ -148,11 +150,12 @@ caf::error failed_error() {
 std::shared_ptr<section_memory>
 make_section_memory(const std::shared_ptr<const section_layout>& layout,
                     int64_t hold_ttl_ms, std::vector<recorded_hold> recorded,
-                    domain_metrics& metrics) {
+                    const runtime_deps& deps) {
   auto memory = std::make_shared<section_memory>();
-  memory->seats = std::make_unique<section_state>(layout, hold_ttl_ms);
+  memory->seats = std::make_unique<section_state>(layout, hold_ttl_ms,
+                                                  deps.hold_retention_ms);
   memory->seats->restore(std::move(recorded));
-  metrics.holds_active.Increment(
+  deps.metrics->holds_active.Increment(
       static_cast<double>(memory->seats->active_holds()));
   return memory;
 }
@@ -224,22 +227,37 @@ caf::actor spawn_section(caf::actor_system& system,
 
     // One timer at a time, for the earliest active expiry: every hold of a
     // section has the same TTL, so later holds never expire earlier.
+    // One timer for the next expiry or the next ended hold to forget,
+    // whichever is first; re-armed when something earlier comes up (an
+    // earlier tick that arrives late only runs finish once more).
     auto arm_timer = [self, deps] {
-      if (self->state.timer_pending) return;
-      if (auto next = self->state.memory->seats->next_expiry()) {
-        auto delay_ms = std::max<millis>(0, *next - deps.clock->now_ms()) + 1;
-        self->state.timer_pending = true;
-        self->delayed_send(self, std::chrono::milliseconds(delay_ms),
-                           expire_tick_atom::value);
-      }
+      auto& seats = *self->state.memory->seats;
+      auto next = seats.next_expiry();
+      if (auto forget = seats.next_forget())
+        next = next ? std::min(*next, *forget) : *forget;
+      if (!next) return;
+      if (self->state.timer_pending && self->state.timer_at <= *next) return;
+      auto delay_ms = std::max<millis>(0, *next - deps.clock->now_ms()) + 1;
+      self->state.timer_pending = true;
+      self->state.timer_at = *next;
+      self->delayed_send(self, std::chrono::milliseconds(delay_ms),
+                         expire_tick_atom::value);
     };
 
     // After every message: expire what is due, publish counts.
     auto finish = [self, entry, deps, flush_expired, arm_timer] {
       if (self->state.stale || self->state.failed) return;
-      self->state.memory->seats->expire_due(deps.clock->now_ms());
+      auto& mem = *self->state.memory;
+      mem.seats->expire_due(deps.clock->now_ms());
       flush_expired();
-      entry->publish(self->state.memory->seats->counts());
+      entry->publish(mem.seats->counts());
+      auto records = mem.seats->records_in_memory();
+      if (records != mem.records_counted) {
+        deps.metrics->hold_records.Increment(
+            static_cast<double>(records) -
+            static_cast<double>(mem.records_counted));
+        mem.records_counted = records;
+      }
       arm_timer();
     };
 
@@ -297,6 +315,40 @@ caf::actor spawn_section(caf::actor_system& system,
       };
     };
 
+    // A hold this section forgot (it ended longer than the retention ago):
+    // the store's record answers, read after the section's queued writes,
+    // so it has the write that ended the hold. `respond` turns the record
+    // into the answer; it runs on the store's thread and touches only the
+    // immutable layout.
+    auto from_store = [entry, deps](uint32_t slot, auto respond) {
+      deps.store->load_hold(
+          entry->layout->section_no, slot,
+          [respond = std::move(respond), layout = entry->layout](
+              caf::expected<std::optional<recorded_hold>> read) {
+            respond(*layout, std::move(read));
+          });
+    };
+    // Whether `slot` is forgotten; if so, answers it through the store.
+    // `answer_record(layout, customer, record, now)` is a forgotten_hold
+    // function; a failed read is answered with its error.
+    auto forgotten = [self, deps, from_store, finish](const auto& req,
+                                                      auto answer_record) {
+      if (!self->state.memory->seats->forgotten(req.slot)) return false;
+      finish();
+      auto now = deps.clock->now_ms();
+      from_store(req.slot, [reply = req.reply, customer = req.customer_id,
+                            answer_record, now](
+                               const section_layout& layout,
+                               caf::expected<std::optional<recorded_hold>>
+                                   read) {
+        if (!read)
+          reply(std::move(read.error()));
+        else
+          reply(answer_record(layout, customer, *read, now));
+      });
+      return true;
+    };
+
     auto request_reload = [self, entry, deps] {
       RSV_ASSERT(!self->state.reload_pending,
                  "at most one load of a section at a time");
@@ -314,7 +366,8 @@ caf::actor spawn_section(caf::actor_system& system,
     // their bookings lists.
     auto adopt = [self, entry, deps, shards, hold_ttl_ms,
                   customer_limit](std::vector<recorded_hold> holds) {
-      auto fresh = std::make_unique<section_state>(entry->layout, hold_ttl_ms);
+      auto fresh = std::make_unique<section_state>(entry->layout, hold_ttl_ms,
+                                                   deps.hold_retention_ms);
       fresh->restore(std::move(holds));
       auto& old = *self->state.memory->seats;
       deps.metrics->holds_active.Increment(
@@ -408,6 +461,7 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
+          if (forgotten(req, forgotten_hold::get)) return;
           req.reply(
               self->state.memory->seats->get_hold(req.customer_id, req.slot));
           finish();
@@ -415,6 +469,7 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](release_hold_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
+          if (forgotten(req, forgotten_hold::release)) return;
           auto released = self->state.memory->seats->release_hold(
               req.customer_id, req.slot, deps.clock->now_ms());
           if (released && !released->change)
@@ -426,6 +481,13 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](book_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
+          auto refuse_booking = [](const section_layout& layout,
+                                   const std::string& customer,
+                                   const std::optional<recorded_hold>& record,
+                                   millis now) -> caf::expected<booking_view> {
+            return forgotten_hold::book(layout, customer, record, now);
+          };
+          if (forgotten(req, refuse_booking)) return;
           answer(self->state.memory->seats->book(req.customer_id, req.slot,
                                                  deps.clock->now_ms()),
                  req.reply, tell_shard(req.customer_id), req.idempotency);
@@ -435,6 +497,13 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
+          auto read_booking = [](const section_layout& layout,
+                                 const std::string& customer,
+                                 const std::optional<recorded_hold>& record,
+                                 millis) {
+            return forgotten_hold::get_booking(layout, customer, record);
+          };
+          if (forgotten(req, read_booking)) return;
           req.reply(self->state.memory->seats->get_booking(req.customer_id,
                                                            req.slot));
           finish();
@@ -442,6 +511,13 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
+          auto cancel_recorded = [](const section_layout& layout,
+                                    const std::string& customer,
+                                    const std::optional<recorded_hold>& record,
+                                    millis) {
+            return forgotten_hold::cancel_booking(layout, customer, record);
+          };
+          if (forgotten(req, cancel_recorded)) return;
           auto cancelled = self->state.memory->seats->cancel_booking(
               req.customer_id, req.slot, deps.clock->now_ms());
           if (cancelled && !cancelled->change)

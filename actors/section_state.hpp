@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/limits.hpp"
 #include "core/model.hpp"
 
 #include <caf/expected.hpp>
@@ -22,23 +23,44 @@ namespace rsv {
 /// A seat's status follows from its owner: held while the hold is active,
 /// booked once it is booked.
 ///
+/// Hold records: a hold that ended (released or expired) is forgotten once
+/// it has been over for the retention; the store has it, and
+/// forgotten(slot) tells the owner to ask the store (actors/hold_record.hpp).
+/// Active holds and bookings (confirmed or cancelled) stay. Records live in
+/// a window of recent slots, one pointer each (null once forgotten), whose
+/// front moves on past forgotten slots, handing bookings to a map of older
+/// live records; an active hold at the front holds it until it ends, at
+/// most its TTL. So memory is the live holds, the bookings, and the holds of
+/// the last TTL plus retention, not every hold ever made.
+///
 /// Not thread-safe: exactly one section actor owns an instance. Every
 /// operation takes `now` and first expires what is due, so a hold past its
 /// expiry is never booked, whatever the timer did.
 class section_state {
 public:
   section_state(std::shared_ptr<const section_layout> layout,
-                int64_t hold_ttl_ms);
+                int64_t hold_ttl_ms,
+                int64_t retention_ms = limits::ended_hold_retention_ms);
 
   /// A change applied in memory, with what to answer once it is durable.
   using hold_snapshot = recorded_hold;
 
-  /// Rebuilds a fresh section from its recorded holds, in any order. Slots
-  /// missing from the record (writes the store refused) become placeholders
-  /// that answer 404 to everyone. Holds whose time passed while the node was
-  /// down are expired by the next operation or expire_due(). Two records
-  /// that claim one seat are a corrupted store: that is an assertion.
+  /// Rebuilds a fresh section from its recorded holds, in any order: its
+  /// live ones (active holds and bookings) and at least its last one, which
+  /// numbers the next hold. Ended holds among them are not kept: like every
+  /// slot below the next one that is not live (a hold that ended long ago,
+  /// or a write the store refused), they are forgotten, for the store to
+  /// answer. Holds whose time passed while the node was down are expired by
+  /// the next operation or expire_due(). Two records that claim one seat are
+  /// a corrupted store: that is an assertion.
   void restore(std::vector<hold_snapshot> holds);
+
+  /// True when `slot` was numbered here but its record is no longer in
+  /// memory: the hold ended longer than the retention ago (or was never
+  /// written). Its answers come from the store's record, through
+  /// forgotten_hold (actors/hold_record.hpp); every operation below answers
+  /// 404 for it.
+  bool forgotten(uint32_t slot) const;
 
   template <class View>
   struct applied {
@@ -107,37 +129,59 @@ public:
   /// with its customer.
   std::vector<std::pair<std::string, booking_view>> bookings() const;
   const section_layout& layout() const { return *layout_; }
-  std::size_t hold_count() const { return holds_.size(); }
+  /// When the oldest ended hold is due to be forgotten (expire_due does
+  /// it), if any hold has ended: the owner wakes then, so that an idle
+  /// section lets go of its records too.
+  std::optional<millis> next_forget() const {
+    if (ended_.empty()) return std::nullopt;
+    return ended_.front().first + retention_ms_;
+  }
+  /// Hold records in memory (live ones and those within the retention).
+  std::size_t records_in_memory() const { return records_; }
+  /// The slot the next hold gets.
+  uint32_t next_slot() const {
+    return base_ + static_cast<uint32_t>(window_.size());
+  }
 
   /// Bytes of memory the seat state takes (not the holds), for the bench's
   /// bytes-per-seat figure and the capacity test.
   std::size_t seat_state_bytes() const;
 
 private:
-  struct hold_record {
-    std::string customer_id;
-    std::vector<uint32_t> seats;
-    millis expires_at_ms = 0;
-    millis booked_at_ms = 0;
-    hold_status status = hold_status::active;
-    bool cancelled = false;
-  };
+  using hold_record = recorded_hold;
 
   seat_status status_of(uint32_t seat) const;
+  const hold_record* record(uint32_t slot) const;
+  hold_record* record(uint32_t slot);
   const hold_record* find(const std::string& customer_id, uint32_t slot) const;
   hold_record* find(const std::string& customer_id, uint32_t slot);
-  applied<hold_view> create_hold(const std::string& customer_id,
-                                 std::vector<uint32_t> seats, millis now);
+  caf::expected<applied<hold_view>>
+  create_hold(const std::string& customer_id, std::vector<uint32_t> seats,
+              millis now);
   void free_seats(const hold_record& hold);
-  hold_view view_of(uint32_t slot) const;
-  booking_view booking_of(uint32_t slot) const;
+  /// The hold ended (released or expired) at `now`: counts and the queue of
+  /// records to forget.
+  void end_hold(hold_record& hold, hold_status status, millis now);
+  /// Forgets the ended holds past their retention and moves the window on.
+  void forget_ended(millis now);
   seat_change change_of(change_kind kind, uint32_t slot, millis now) const;
+  template <class F> void for_each_record(F&& f) const;
 
   std::shared_ptr<const section_layout> layout_;
   int64_t hold_ttl_ms_;
+  int64_t retention_ms_;
   std::vector<uint32_t> owner_;
   std::vector<uint32_t> row_free_;
-  std::vector<hold_record> holds_;
+  // Records of slots base_ .. base_ + window_.size() - 1; null: forgotten.
+  uint32_t base_ = 0;
+  std::deque<std::unique_ptr<hold_record>> window_;
+  // Live records below base_: bookings, and active holds after a restore.
+  std::unordered_map<uint32_t, hold_record> older_;
+  std::size_t records_ = 0;
+  // Ended holds by when they ended, oldest first: (ended at, slot).
+  std::deque<std::pair<millis, uint32_t>> ended_;
+  // Active holds per customer, for active_holds_per_customer_max.
+  std::unordered_map<std::string, uint32_t> active_by_customer_;
   // Slots of active holds in expiry order: the TTL is the same for every
   // hold of a section, so creation order is expiry order.
   std::deque<uint32_t> expiry_queue_;

@@ -38,6 +38,9 @@ struct serve_config {
   std::string read_model = "publish";
   std::size_t connections_per_address_max =
       limits::connections_per_address_default;
+  // How long a section keeps a hold that ended in memory (then the store
+  // answers for it); see core/limits.hpp.
+  int64_t hold_retention_seconds = limits::ended_hold_retention_ms / 1000;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
   std::size_t customer_shards = 8;

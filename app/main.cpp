@@ -189,6 +189,14 @@ int main(int argc, char** argv) {
       ->envname("RSV_CONNECTIONS_PER_ADDRESS_MAX")
       ->check(CLI::Range(std::size_t{0}, rsv::limits::connections_max))
       ->capture_default_str();
+  serve
+      ->add_option("--hold-retention-seconds", cfg.hold_retention_seconds,
+                   "How long a hold that ended stays in its section's "
+                   "memory; after that reads of it come from the store (with "
+                   "--store memory: 404)")
+      ->envname("RSV_HOLD_RETENTION_SECONDS")
+      ->check(CLI::Range(int64_t{0}, int64_t{86'400}))
+      ->capture_default_str();
   serve->add_option("--io-threads", cfg.io_threads, "HTTP I/O threads")
       ->envname("RSV_IO_THREADS")
       ->check(CLI::Range(1, 256))

@@ -405,6 +405,7 @@ int serve(const serve_config& cfg) {
     deps.sink = std::make_shared<counting_change_sink>();
   }
   deps.clock = std::make_shared<system_clock_source>();
+  deps.hold_retention_ms = cfg.hold_retention_seconds * 1000;
   deps.metrics = std::make_shared<domain_metrics>(registry);
   // The coordinator comes after the runtime it drives; a fenced write that
   // is reported before it exists has nothing to move yet.

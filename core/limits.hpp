@@ -46,6 +46,25 @@ constexpr std::size_t password_chars_max = 1024; // hashing cost stays bounded
 // Per-customer seat limit, when an event sets one.
 constexpr int64_t max_seats_per_customer_max = 1'000'000;
 
+// Holds that ended (released or expired) stay in their section's memory this
+// long, then only the store has them (actors/section_state.hpp). Within the
+// retention a repeated DELETE, a late booking attempt or a read is answered
+// from memory; after it, from a read of the store, which is ordered after
+// every write of the section (so it sees the ending). Five minutes covers a
+// client's retries many times over (their deadline is seconds) while the
+// memory of ended holds stays that of five minutes of churn: at 10,000
+// holds/s about 3 million records, ~100 bytes each, levelling off there.
+// `--hold-retention-seconds` changes it.
+constexpr int64_t ended_hold_retention_ms = 300'000;
+
+// Active holds one customer may have in one section at once. Live holds are
+// bounded by seats anyway; this keeps one customer (a buggy reseller loop)
+// from taking a section's seats as thousands of one-seat holds that each
+// cost a record and a timer entry. 200 holds of up to 50 seats each is
+// 10,000 seats, more than any real basket. The 201st gets 422
+// limit_exceeded until one of them ends.
+constexpr std::size_t active_holds_per_customer_max = 200;
+
 // Mailbox bound of a section actor: beyond this many queued requests a
 // section answers 503 `unavailable` at once instead of letting latency grow
 // without bound during an on-sale stampede.

@@ -61,6 +61,10 @@ domain_metrics::domain_metrics(std::shared_ptr<prometheus::Registry> registry)
       section_restarts(actor_restarts(*registry_, "section")),
       section_kills(chaos_faults(*registry_, "section_kill")),
       holds_active(gauge(*registry_, "rsv_holds_active", "Holds now active")),
+      hold_records(gauge(*registry_, "rsv_hold_records",
+                         "Hold records in section memory: live holds, "
+                         "bookings, and holds that ended within the "
+                         "retention")),
       sections_failed(gauge(*registry_, "rsv_sections_failed",
                             "Sections that died too often and answer 503 "
                             "until the node restarts")),

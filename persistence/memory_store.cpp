@@ -86,6 +86,24 @@ void memory_store::load_section(uint32_t section_no, section_loaded done) {
   done(std::move(holds));
 }
 
+void memory_store::load_hold(uint32_t section_no, uint32_t slot,
+                             hold_loaded done) {
+  if (failing_) {
+    done(make_error(errc::unavailable, std::string{"store failing"}));
+    return;
+  }
+  std::optional<recorded_hold> hold;
+  if (keep_holds_) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto section = holds_.find(section_no);
+    if (section != holds_.end()) {
+      auto it = section->second.find(slot);
+      if (it != section->second.end()) hold = it->second;
+    }
+  }
+  done(std::move(hold));
+}
+
 service_state memory_store::health() const {
   return failing_ ? service_state::down : service_state::ok;
 }

@@ -69,17 +69,24 @@ using layout_map =
 using holds_by_section =
     std::unordered_map<uint32_t, std::vector<recorded_hold>>;
 
-/// Reads recorded holds with their bookings: of one section, or of every
-/// section in `layouts` when `section_no` is empty. Seat ids become indexes
+/// Reads what a section rebuilds from (store.hpp, section_loaded): live
+/// holds with their bookings, and each section's last hold; of one section,
+/// or of every section when `section_no` is empty. Seat ids become indexes
 /// through the layouts; a seat a layout lacks is an error.
 caf::expected<holds_by_section> read_holds(PGconn* conn,
                                            const layout_map& layouts,
                                            std::optional<uint32_t> section_no);
 
-/// Reads the recorded holds of these sections, as read_holds does.
+/// Reads what these sections rebuild from, as read_holds does.
 caf::expected<holds_by_section>
 read_holds_of(PGconn* conn, const layout_map& layouts,
               const std::vector<uint32_t>& section_nos);
+
+/// Reads one hold with its booking, whatever its state: none when there is
+/// no such hold.
+caf::expected<holds_by_section> read_hold(PGconn* conn,
+                                          const layout_map& layouts,
+                                          uint32_t section_no, uint32_t slot);
 
 /// The select list of a customers row, in the order customer_at reads it.
 extern const char* const customer_columns;

@@ -31,6 +31,25 @@ constexpr const char* holds_select =
     "coalesce(b.status, '') FROM holds h LEFT JOIN bookings b "
     "USING (section_no, slot)";
 
+/// The live holds (active ones and bookings) and the last hold, whatever its
+/// state, of each section that `sections` (a condition on `s.section_no`)
+/// selects. Ended holds are not read (a section forgets them and reads one
+/// by read_hold when it is asked), so recovery reads what is live, not every
+/// hold ever made; the partial index holds_live serves the first half, the
+/// primary key the second.
+std::string live_holds_sql(const std::string& sections) {
+  std::string selected =
+      "(SELECT s.section_no FROM sections s WHERE " + sections + ")";
+  return std::string{holds_select} +
+         " WHERE h.status IN ('active', 'booked') AND h.section_no IN " +
+         selected + " UNION ALL " + holds_select +
+         " JOIN (SELECT s.section_no, (SELECT max(x.slot) FROM holds x WHERE "
+         "x.section_no = s.section_no) AS slot FROM sections s WHERE " +
+         sections +
+         ") last USING (section_no, slot) WHERE h.status NOT IN ('active', "
+         "'booked')";
+}
+
 caf::expected<pg::holds_by_section> holds_from(PGconn* conn, PGresult* holds,
                                                const pg::layout_map& layouts) {
   if (PQresultStatus(holds) != PGRES_TUPLES_OK)
@@ -90,8 +109,8 @@ namespace pg {
 caf::expected<holds_by_section> read_holds(PGconn* conn,
                                            const layout_map& layouts,
                                            std::optional<uint32_t> section_no) {
-  std::string sql = holds_select;
-  if (section_no) sql += " WHERE h.section_no = " + std::to_string(*section_no);
+  auto sql = live_holds_sql(
+      section_no ? "s.section_no = " + std::to_string(*section_no) : "true");
   result_ptr holds{PQexec(conn, sql.c_str())};
   return holds_from(conn, holds.get(), layouts);
 }
@@ -100,8 +119,18 @@ caf::expected<holds_by_section>
 read_holds_of(PGconn* conn, const layout_map& layouts,
               const std::vector<uint32_t>& section_nos) {
   if (section_nos.empty()) return holds_by_section{};
-  auto sql = std::string{holds_select} + " WHERE h.section_no = ANY($1::int[])";
+  auto sql = live_holds_sql("s.section_no = ANY($1::int[])");
   auto holds = exec_params(conn, sql.c_str(), {int_array(section_nos)});
+  return holds_from(conn, holds.get(), layouts);
+}
+
+caf::expected<holds_by_section> read_hold(PGconn* conn,
+                                          const layout_map& layouts,
+                                          uint32_t section_no, uint32_t slot) {
+  auto sql = std::string{holds_select} +
+             " WHERE h.section_no = " + std::to_string(section_no) +
+             " AND h.slot = " + std::to_string(slot);
+  result_ptr holds{PQexec(conn, sql.c_str())};
   return holds_from(conn, holds.get(), layouts);
 }
 

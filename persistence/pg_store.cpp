@@ -36,9 +36,11 @@ struct event_write {
   write_fence fence;
 };
 
-/// A read of one section's holds, ordered after the writes queued before it.
+/// A read of one section's live holds, or of one hold (`slot`), ordered
+/// after the writes queued before it.
 struct section_load {
   uint32_t section_no = 0;
+  std::optional<uint32_t> slot;
   section_loaded done;
 };
 
@@ -983,7 +985,11 @@ struct writer {
     pg::layout_map layouts;
     if (auto layout = shared.layout(request.section_no))
       layouts[request.section_no] = layout;
-    auto holds = pg::read_holds(conn.get(), layouts, request.section_no);
+    auto holds =
+        request.slot
+            ? pg::read_hold(conn.get(), layouts, request.section_no,
+                            *request.slot)
+            : pg::read_holds(conn.get(), layouts, request.section_no);
     if (!holds) {
       if (PQstatus(conn.get()) != CONNECTION_OK) {
         state = service_state::down;
@@ -1180,6 +1186,23 @@ struct pg_store::impl {
     return *writers[section_no % writers.size()];
   }
 
+  /// Queues a load on its section's writer, after the writes before it. The
+  /// queue's bound does not apply: a load replaces writes, it does not add to
+  /// them, and a section must be able to recover.
+  void load(section_load request) {
+    auto& w = for_section(request.section_no);
+    {
+      std::lock_guard<std::mutex> guard{w.mutex};
+      if (!w.stopping) {
+        w.queue.push_back({std::move(request), {}});
+        w.wake.notify_one();
+        return;
+      }
+    }
+    request.done(
+        make_error(errc::unavailable, std::string{"the store is stopping"}));
+  }
+
   shared_state shared;
   std::vector<std::unique_ptr<writer>> writers;
 };
@@ -1216,18 +1239,22 @@ void pg_store::put_idempotency(const idempotency_record& record,
 }
 
 void pg_store::load_section(uint32_t section_no, section_loaded done) {
-  // The queue's bound does not apply: a load replaces writes, it does not
-  // add to them, and a section must be able to recover.
-  auto& w = impl_->for_section(section_no);
-  {
-    std::lock_guard<std::mutex> guard{w.mutex};
-    if (!w.stopping) {
-      w.queue.push_back({section_load{section_no, std::move(done)}, {}});
-      w.wake.notify_one();
-      return;
-    }
-  }
-  done(make_error(errc::unavailable, std::string{"the store is stopping"}));
+  impl_->load(section_load{section_no, std::nullopt, std::move(done)});
+}
+
+void pg_store::load_hold(uint32_t section_no, uint32_t slot,
+                         hold_loaded done) {
+  impl_->load(section_load{
+      section_no, slot,
+      [done = std::move(done)](caf::expected<std::vector<recorded_hold>> read) {
+        if (!read) {
+          done(std::move(read.error()));
+          return;
+        }
+        std::optional<recorded_hold> hold;
+        if (!read->empty()) hold = std::move(read->front());
+        done(std::move(hold));
+      }});
 }
 
 void pg_store::learn(const std::vector<recovered_event>& events) {

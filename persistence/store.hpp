@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,9 +25,17 @@ const char* to_string(service_state state);
 /// not and the client must not be told success.
 using store_ack = std::function<void(caf::error)>;
 
-/// Answers load_section: the section's holds as recorded, or why not.
+/// Answers load_section: the section's live holds as recorded (active holds
+/// and bookings) and its last hold whatever its state (it numbers the next
+/// one), or why not. Holds that ended are not read: a section forgets them
+/// (actors/section_state.hpp) and reads one by load_hold when it is asked.
 using section_loaded =
     std::function<void(caf::expected<std::vector<recorded_hold>>)>;
+
+/// Answers load_hold: the hold as recorded, nothing when the store has no
+/// such hold, or why it cannot tell.
+using hold_loaded =
+    std::function<void(caf::expected<std::optional<recorded_hold>>)>;
 
 /// A customer account as the store keeps it.
 struct customer_record {
@@ -88,6 +97,13 @@ public:
   /// write of its own failed and its memory may be ahead of the store.
   virtual void load_section(uint32_t section_no, section_loaded done) = 0;
 
+  /// Reads one hold, with its booking, after every write appended before
+  /// this call has been acknowledged (as load_section): how a section
+  /// answers for a hold it no longer keeps in memory. `done` runs on any
+  /// thread.
+  virtual void load_hold(uint32_t section_no, uint32_t slot,
+                         hold_loaded done) = 0;
+
   virtual service_state health() const = 0;
 
   /// Where the chaos facility injects faults into commits; null when this
@@ -104,7 +120,9 @@ public:
 /// The actor core runs against it in tests and in `--store memory` mode.
 /// Tests can make it fail writes to check that no client is told success;
 /// with `keep_holds` it records the holds it acknowledged, so that a section
-/// can reload from it as it would from PostgreSQL.
+/// can reload from it, and read forgotten holds back, as it would from
+/// PostgreSQL. Without, it has no hold to read: a hold its section forgot
+/// answers 404.
 class memory_store final : public store {
 public:
   explicit memory_store(bool keep_holds = false) : keep_holds_(keep_holds) {}
@@ -117,6 +135,8 @@ public:
   void put_idempotency(const idempotency_record& record,
                        store_ack done) override;
   void load_section(uint32_t section_no, section_loaded done) override;
+  void load_hold(uint32_t section_no, uint32_t slot,
+                 hold_loaded done) override;
   service_state health() const override;
 
   /// While failing, every write and load is answered with errc::unavailable.

@@ -61,6 +61,9 @@ public:
     inner_->load_section(section_no, std::move(done));
     loads_.fetch_add(1);
   }
+  void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override {
+    inner_->load_hold(section_no, slot, std::move(done));
+  }
   service_state health() const override { return inner_->health(); }
 
   int loads() const { return loads_.load(); }
@@ -580,6 +583,72 @@ TEST_F(section_actor_test, a_restart_storm_fails_the_section) {
   auto refused = hold(*event, "floor", "alice", {"A-1"});
   EXPECT_EQ(code_of(refused.error()), errc::unavailable);
   EXPECT_TRUE(hold(*event, "balcony", "alice", {"A-1"}));
+}
+
+/// Sections that forget ended holds after one second of the test clock.
+class section_actor_retention_test : public section_actor_test {
+protected:
+  section_actor_retention_test() {
+    rt.reset();
+    deps.hold_retention_ms = 1000;
+    rt = std::make_unique<runtime>(*system, deps, 4);
+  }
+};
+
+TEST_F(section_actor_retention_test, a_forgotten_hold_is_answered_from_store) {
+  auto event = create_event(two_sections(std::nullopt));
+  auto released = hold(*event, "floor", "alice", {"A-1"});
+  ASSERT_TRUE(released);
+  ASSERT_TRUE(release("alice", released->hold_id));
+  auto expiring = hold(*event, "floor", "alice", {"A-2"});
+  ASSERT_TRUE(expiring);
+  auto booked = hold(*event, "floor", "alice", {"A-3"});
+  ASSERT_TRUE(booked);
+  auto booking = book("alice", booked->hold_id);
+  ASSERT_TRUE(booking);
+  EXPECT_EQ(deps.metrics->hold_records.Value(), 3);
+  clock->advance_ms(60'000); // the TTL: A-2 expires
+  tick(*event);
+  ASSERT_TRUE(eventually([&] {
+    return event->find_section("floor")->counts().held == 0;
+  }));
+  clock->advance_ms(1000); // the retention: both ended holds are forgotten
+  tick(*event);
+  ASSERT_TRUE(
+      eventually([&] { return deps.metrics->hold_records.Value() == 1; }))
+      << deps.metrics->hold_records.Value();
+
+  // The store's records answer, as memory did.
+  EXPECT_EQ(get_hold("alice", released->hold_id)->status,
+            hold_status::released);
+  EXPECT_EQ(get_hold("alice", expiring->hold_id)->status,
+            hold_status::expired);
+  EXPECT_EQ(get_hold("alice", released->hold_id)->seats,
+            std::vector<std::string>{"A-1"});
+  EXPECT_EQ(release("alice", released->hold_id)->status,
+            hold_status::released);
+  EXPECT_EQ(code_of(book("alice", released->hold_id).error()),
+            errc::hold_expired);
+  EXPECT_EQ(code_of(get_hold("bob", released->hold_id).error()),
+            errc::not_found);
+  EXPECT_EQ(code_of(release("bob", expiring->hold_id).error()),
+            errc::not_found);
+  // Bookings are not forgotten.
+  EXPECT_EQ(get_hold("alice", booked->hold_id)->status, hold_status::booked);
+  EXPECT_EQ(bookings_of("alice").size(), 1u);
+  // Nothing was written again for the answers above.
+  EXPECT_EQ(sink->count(change_kind::hold_released), 1u);
+  EXPECT_EQ(sink->count(change_kind::hold_expired), 1u);
+  // A store that cannot read answers 503, not a guess.
+  store->set_failing(true);
+  EXPECT_EQ(code_of(get_hold("alice", released->hold_id).error()),
+            errc::unavailable);
+  store->set_failing(false);
+  // And numbering goes on past the forgotten slots.
+  auto next = hold(*event, "floor", "bob", {"A-1"});
+  ASSERT_TRUE(next);
+  EXPECT_GT(parse_hold_id(next->hold_id)->slot,
+            parse_hold_id(booked->hold_id)->slot);
 }
 
 } // namespace

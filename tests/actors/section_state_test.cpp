@@ -280,6 +280,160 @@ TEST(section_state_recovery, restored_holds_and_bookings_own_their_seats) {
   EXPECT_EQ(map.statuses[7], seat_status::held);
 }
 
+// Hold records: ended holds are forgotten after the retention (issue 19:
+// before, every hold ever made stayed in memory).
+constexpr millis retention_ms = 1000;
+
+class section_retention_test : public section_state_test {
+protected:
+  section_retention_test() : kept{small_layout(), ttl_ms, retention_ms} {}
+  section_state kept;
+
+  uint32_t hold_one(const std::string& customer, const std::string& seat) {
+    auto result = kept.hold_seats(customer, {seat}, now);
+    EXPECT_TRUE(result) << to_string(result.error());
+    return result ? slot_of(result->view.hold_id) : 0;
+  }
+};
+
+TEST_F(section_retention_test, an_ended_hold_is_forgotten_after_the_retention) {
+  auto slot = hold_one("alice", "A-1");
+  ASSERT_TRUE(kept.release_hold("alice", slot, now));
+  now += retention_ms - 1;
+  kept.expire_due(now);
+  EXPECT_FALSE(kept.forgotten(slot));
+  EXPECT_EQ(kept.get_hold("alice", slot)->status, hold_status::released);
+  EXPECT_EQ(kept.records_in_memory(), 1u);
+  now += 1;
+  kept.expire_due(now);
+  EXPECT_TRUE(kept.forgotten(slot));
+  EXPECT_EQ(kept.records_in_memory(), 0u);
+  // Forgotten is not unknown: every operation here answers 404, and the
+  // owner asks the store instead (actors/hold_record.hpp).
+  EXPECT_EQ(code_of(kept.get_hold("alice", slot).error()), errc::not_found);
+  EXPECT_FALSE(kept.forgotten(slot + 1)); // not numbered yet
+  // Numbering goes on: a hold id is never reused.
+  EXPECT_EQ(hold_one("bob", "A-1"), slot + 1);
+}
+
+TEST_F(section_retention_test, expired_holds_are_forgotten_too_bookings_stay) {
+  auto expiring = hold_one("alice", "A-1");
+  auto booked = hold_one("bob", "B-1");
+  ASSERT_TRUE(kept.book("bob", booked, now));
+  auto cancelled = hold_one("carl", "C-1");
+  ASSERT_TRUE(kept.book("carl", cancelled, now));
+  ASSERT_TRUE(kept.cancel_booking("carl", cancelled, now));
+  now += ttl_ms + retention_ms;
+  kept.expire_due(now);
+  EXPECT_EQ(kept.take_expired().size(), 1u);
+  EXPECT_FALSE(kept.forgotten(expiring)); // expired only now
+  now += retention_ms;
+  kept.expire_due(now);
+  EXPECT_TRUE(kept.forgotten(expiring));
+  EXPECT_EQ(kept.get_booking("bob", booked)->status, booking_status::confirmed);
+  EXPECT_EQ(kept.get_booking("carl", cancelled)->status,
+            booking_status::cancelled);
+  EXPECT_EQ(kept.records_in_memory(), 2u);
+  EXPECT_EQ(kept.bookings().size(), 2u);
+  EXPECT_EQ(kept.counts().booked, 1u);
+}
+
+TEST_F(section_retention_test, records_level_off_under_endless_churn) {
+  // A booking early on, then one hold and one release every 10 ms for 100 s
+  // of section time: memory must hold the booking and about a retention's
+  // worth of ended holds, not 10,000 records.
+  auto booked = hold_one("bob", "C-6");
+  ASSERT_TRUE(kept.book("bob", booked, now));
+  std::size_t most = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    auto slot = hold_one("alice", "A-1");
+    ASSERT_TRUE(kept.release_hold("alice", slot, now));
+    now += 10;
+    kept.expire_due(now);
+    most = std::max(most, kept.records_in_memory());
+  }
+  EXPECT_LE(most, 1u + retention_ms / 10 + 1);
+  EXPECT_GE(most, retention_ms / 10);
+  EXPECT_EQ(kept.get_booking("bob", booked)->status, booking_status::confirmed);
+  EXPECT_EQ(kept.next_slot(), 10'001u);
+  auto counts = kept.counts();
+  EXPECT_EQ(counts.free + counts.held + counts.booked, 16u);
+}
+
+TEST_F(section_retention_test, an_active_hold_does_not_keep_later_ones) {
+  // The window of slots cannot move past an active hold, but the records
+  // of the holds after it that ended are forgotten all the same.
+  auto lasting = hold_one("alice", "A-1");
+  for (int i = 0; i < 50; ++i) {
+    auto slot = hold_one("bob", "B-1");
+    ASSERT_TRUE(kept.release_hold("bob", slot, now));
+  }
+  now += retention_ms;
+  kept.expire_due(now);
+  EXPECT_EQ(kept.records_in_memory(), 1u);
+  EXPECT_TRUE(kept.forgotten(lasting + 1));
+  EXPECT_EQ(kept.get_hold("alice", lasting)->status, hold_status::active);
+  now += ttl_ms;
+  kept.expire_due(now); // it expires: the retention starts now
+  EXPECT_EQ(kept.records_in_memory(), 1u);
+  now += retention_ms;
+  kept.expire_due(now);
+  EXPECT_EQ(kept.records_in_memory(), 0u);
+  EXPECT_TRUE(kept.forgotten(lasting));
+}
+
+TEST(section_state_limits, a_customer_has_at_most_so_many_active_holds) {
+  section_def def{"wide", "Wide", 100, {{"A", 300}}};
+  section_state seats{section_layout::make("concert", def, 1), ttl_ms};
+  auto hold = [&](const std::string& customer, int seat) {
+    return seats.hold_seats(customer, {"A-" + std::to_string(seat)}, start_ms);
+  };
+  std::vector<uint32_t> slots;
+  for (std::size_t i = 0; i < limits::active_holds_per_customer_max; ++i) {
+    auto held = hold("alice", static_cast<int>(i) + 1);
+    ASSERT_TRUE(held) << i;
+    slots.push_back(parse_hold_id(held->view.hold_id)->slot);
+  }
+  auto refused = hold("alice", 250);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(code_of(refused.error()), errc::limit_exceeded);
+  EXPECT_EQ(seats.counts().held, limits::active_holds_per_customer_max);
+  EXPECT_TRUE(hold("bob", 250)); // per customer, not per section
+  // A hold that ends, by release or booking, makes room again.
+  ASSERT_TRUE(seats.release_hold("alice", slots[0], start_ms));
+  EXPECT_TRUE(hold("alice", 251));
+  EXPECT_FALSE(hold("alice", 252));
+  ASSERT_TRUE(seats.book("alice", slots[1], start_ms));
+  EXPECT_TRUE(hold("alice", 252));
+  EXPECT_FALSE(hold("alice", 253));
+  // And so does expiry.
+  seats.expire_due(start_ms + ttl_ms);
+  EXPECT_TRUE(hold("alice", 253));
+}
+
+TEST(section_state_recovery, restore_keeps_live_holds_and_numbers_on) {
+  section_state seats{small_layout(), ttl_ms, retention_ms};
+  // What recovery reads: the live holds and the last one (slot 7, ended).
+  seats.restore({{2, "ann", {0}, hold_status::active, start_ms + 5, 0, false},
+                 {4, "bob", {1}, hold_status::booked, 0, start_ms, false},
+                 {7, "cat", {2}, hold_status::released, start_ms, 0, false}});
+  EXPECT_EQ(seats.records_in_memory(), 2u);
+  EXPECT_EQ(seats.next_slot(), 8u);
+  for (uint32_t slot : {0u, 1u, 3u, 5u, 6u, 7u})
+    EXPECT_TRUE(seats.forgotten(slot)) << slot;
+  EXPECT_FALSE(seats.forgotten(2));
+  EXPECT_FALSE(seats.forgotten(4));
+  EXPECT_EQ(seats.counts().free, 14u);
+  // The restored active hold ends and is forgotten like any other.
+  ASSERT_TRUE(seats.release_hold("ann", 2, start_ms));
+  seats.expire_due(start_ms + retention_ms);
+  EXPECT_TRUE(seats.forgotten(2));
+  EXPECT_EQ(seats.get_booking("bob", 4)->status, booking_status::confirmed);
+  auto next = seats.hold_seats("dan", {"A-3"}, start_ms + retention_ms);
+  ASSERT_TRUE(next);
+  EXPECT_EQ(parse_hold_id(next->view.hold_id)->slot, 8u);
+}
+
 TEST(section_state_capacity, a_million_seats_take_about_four_bytes_each) {
   section_def def{"huge", "Huge", 100, {}};
   for (int r = 0; r < 1000; ++r) {
