@@ -174,8 +174,18 @@ caf::actor spawn_section(caf::actor_system& system,
     self->state.failed = start == section_start::failed;
     deps.metrics->section_actors_live.Increment();
     auto metrics = deps.metrics;
-    self->attach_functor([metrics](const caf::error&) {
+    self->attach_functor([metrics, memory](const caf::error& reason) {
       metrics->section_actors_live.Decrement();
+      // Shut down, not crashed: the section leaves this node (its partition
+      // went to another, or the node stops) and its memory with it, so its
+      // part of the node's gauges goes too. A crashed section's memory goes
+      // to its next incarnation, gauges and all. The actor has terminated:
+      // nothing changes the memory any more.
+      if (reason != caf::exit_reason::user_shutdown) return;
+      metrics->holds_active.Decrement(
+          static_cast<double>(memory->seats->active_holds()));
+      metrics->hold_records.Decrement(
+          static_cast<double>(memory->records_counted));
     });
     after_commit committed{deps};
     on_apply applied{deps, shards, customer_limit};

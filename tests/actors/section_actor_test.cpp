@@ -1,6 +1,7 @@
 #include "actors/runtime.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "core/partition.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>
@@ -649,6 +650,29 @@ TEST_F(section_actor_retention_test, a_forgotten_hold_is_answered_from_store) {
   ASSERT_TRUE(next);
   EXPECT_GT(parse_hold_id(next->hold_id)->slot,
             parse_hold_id(booked->hold_id)->slot);
+}
+
+TEST_F(section_actor_test, a_dropped_section_takes_its_part_of_the_gauges) {
+  // A cluster node that gives a partition up drops its sections: the node's
+  // active holds and hold records must not count them any more.
+  auto event = create_event(two_sections(std::nullopt));
+  ASSERT_TRUE(hold(*event, "floor", "alice", {"A-1"}));
+  ASSERT_TRUE(hold(*event, "balcony", "bob", {"A-1"}));
+  ASSERT_TRUE(eventually([&] {
+    return deps.metrics->holds_active.Value() == 2 &&
+           deps.metrics->hold_records.Value() == 2;
+  }));
+  awaited<std::size_t> dropped;
+  caf::anon_send(rt->registry(),
+                 drop_partitions_request{{partition_of("concert", 8)}, 8,
+                                         dropped.fn()});
+  ASSERT_EQ(dropped.get(), std::size_t{1});
+  EXPECT_TRUE(eventually([&] {
+    return deps.metrics->holds_active.Value() == 0 &&
+           deps.metrics->hold_records.Value() == 0 &&
+           deps.metrics->section_actors_live.Value() == 0;
+  })) << deps.metrics->holds_active.Value() << " active holds, "
+      << deps.metrics->hold_records.Value() << " records";
 }
 
 } // namespace
