@@ -4,7 +4,7 @@ output"; "The durable report").
 """
 import statistics
 
-from .scenarios import cluster, kafka, redis
+from .scenarios import churn, cluster, kafka, redis
 from .wrk import ms
 
 def render(bench):
@@ -23,6 +23,8 @@ def render(bench):
                  f" {after * 1024 / cfg.seats:.1f} bytes per seat in all.")
     if "redis" in cfg.scenarios:
         lines += [""] + redis.report(bench)
+    if "churn" in cfg.scenarios:
+        lines += [""] + churn.report(bench)
     if cfg.postgres:
         lines += [""] + durable(bench, holds_run)
         if any(r.series.startswith("kafka-") for r in bench.results):

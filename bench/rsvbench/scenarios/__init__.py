@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from .. import node as nodes
 from ..procs import fail, say
 from ..series import Series, holds, run_series
-from . import cluster, kafka, pgbench, profile, recovery, redis
+from . import churn, cluster, kafka, pgbench, profile, recovery, redis
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ def scenarios(cfg):
                      holds("redis-readmodel", "(b) POST /v1/holds, Redis read model publishing"
                            " (redis scenario)", node=redis.READ_MODEL,
                            probe=redis.StalenessProbe))),
+        Scenario("churn", "holds released at once: memory with ended holds kept and"
+                 " forgotten (RSS and rsv_hold_records once a second)",
+                 series=churn.series()),
         Scenario("pgbench", "pgbench holding one random seat per transaction, the node idle",
                  postgres_only=True, then=pgbench.run, packages=(("pgbench", "postgresql"),)),
         Scenario("recovery", "kill -9 and restart with 100,000 active holds: time to ready",

@@ -1,0 +1,88 @@
+"""The churn scenario: holds released as soon as they are made (churn.lua),
+once on a node that keeps every ended hold (as every node did before issue
+19) and once on one that forgets them after a short retention. A probe
+samples the node's RSS and rsv_hold_records once a second during each run:
+with forgetting both level off within the retention, without they grow
+with every hold.
+"""
+import threading
+import time
+
+from .. import client
+from ..series import Probe, Series
+from ..procs import say
+
+RETENTION_S = 5
+# "Keeps": the longest retention the flag takes, a day: nothing ended is
+# forgotten within a run.
+KEEPS = ("--hold-retention-seconds", "86400")
+FORGETS = ("--hold-retention-seconds", str(RETENTION_S))
+CHURN_ARGS = ("{tokens}", "{event}", "{sections}")
+
+
+def series():
+    return (
+        Series("churn-keeps", "(e) hold + release, ended holds kept (churn scenario)",
+               "churn.lua", "POST /v1/holds", args=CHURN_ARGS, node=KEEPS, probe=MemoryProbe),
+        Series("churn-forgets", f"(e) hold + release, ended holds forgotten after"
+               f" {RETENTION_S} s (churn scenario)", "churn.lua", "POST /v1/holds",
+               args=CHURN_ARGS, node=FORGETS, probe=MemoryProbe),
+    )
+
+
+class MemoryProbe(Probe):
+    """RSS (KiB) and rsv_hold_records, once a second during each run, in
+    NAME.memory.tsv; the run's extra figures and a note for the report."""
+
+    def before_run(self, name, event):
+        self.samples = []
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        node = self.bench.node
+        while True:
+            try:
+                records = client.value(client.metrics(node.base), "rsv_hold_records")
+                self.samples.append((time.monotonic() - self.started, node.rss_kib(),
+                                     int(records)))
+            except Exception:  # the run's own checks report a dead node
+                return
+            if self.stop.wait(1.0):
+                return
+
+    def after_run(self, name, event, result):
+        self.stop.set()
+        self.thread.join(timeout=10)
+        samples = self.samples
+        self.bench.path(f"{name}.memory.tsv").write_text(
+            "seconds\trss_kib\thold_records\n"
+            + "".join(f"{t:.1f}\t{rss}\t{n}\n" for t, rss, n in samples))
+        if not samples:
+            return {}
+        half = samples[len(samples) // 2]
+        last = samples[-1]
+        extra = {"rss_first_kib": samples[0][1], "rss_mid_kib": half[1], "rss_last_kib": last[1],
+                 "records_mid": half[2], "records_last": last[2],
+                 "records_max": max(n for _, _, n in samples),
+                 "releases": int(result["requests"] - result["non2xx"]) // 2}
+        note = (f"{name}: RSS {extra['rss_first_kib']} -> {extra['rss_mid_kib']} ->"
+                f" {extra['rss_last_kib']} KiB (start, middle, end of the run), hold records"
+                f" {extra['records_mid']} -> {extra['records_last']} (most"
+                f" {extra['records_max']}), about {extra['releases']} holds made and released")
+        self.bench.notes.setdefault("churn", []).append(note)
+        say(note)
+        return extra
+
+
+def report(bench):
+    notes = bench.notes.get("churn")
+    if not notes:
+        return []
+    return (["## Churn: memory of ended holds", "",
+             f"Holds released at once; samples once a second in NAME.memory.tsv. Kept: the"
+             f" node keeps every ended hold (--hold-retention-seconds 86400, as before issue"
+             f" 19); forgotten: after {RETENTION_S} s.", ""]
+            + [f"- {note}" for note in notes] + [""])
