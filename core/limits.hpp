@@ -50,12 +50,13 @@ constexpr int64_t max_seats_per_customer_max = 1'000'000;
 // long, then only the store has them (actors/section_state.hpp). Within the
 // retention a repeated DELETE, a late booking attempt or a read is answered
 // from memory; after it, from a read of the store, which is ordered after
-// every write of the section (so it sees the ending). Five minutes covers a
+// every write of the section (so it sees the ending). A minute covers a
 // client's retries many times over (their deadline is seconds) while the
-// memory of ended holds stays that of five minutes of churn: at 10,000
-// holds/s about 3 million records, ~100 bytes each, levelling off there.
+// memory of ended holds stays that of a minute of churn: measured about 210
+// bytes per ended one-seat hold (docs/benchmarks.md, "Churn"), so at 10,000
+// holds/s some 600,000 records and 130 MB, levelling off there.
 // `--hold-retention-seconds` changes it.
-constexpr int64_t ended_hold_retention_ms = 300'000;
+constexpr int64_t ended_hold_retention_ms = 60'000;
 
 // Active holds one customer may have in one section at once. Live holds are
 // bounded by seats anyway; this keeps one customer (a buggy reseller loop)
