@@ -4,7 +4,7 @@ output"; "The durable report").
 """
 import statistics
 
-from .scenarios import churn, cluster, kafka, redis
+from .scenarios import churn, cluster, kafka, redis, seatmaps
 from .wrk import ms
 
 def render(bench):
@@ -25,6 +25,8 @@ def render(bench):
         lines += [""] + redis.report(bench)
     if "churn" in cfg.scenarios:
         lines += [""] + churn.report(bench)
+    if "seatmaps" in cfg.scenarios:
+        lines += [""] + seatmaps.report(bench)
     if cfg.postgres:
         lines += [""] + durable(bench, holds_run)
         if any(r.series.startswith("kafka-") for r in bench.results):

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from .. import node as nodes
 from ..procs import fail, say
 from ..series import Series, holds, run_series
-from . import churn, cluster, kafka, pgbench, profile, recovery, redis
+from . import churn, cluster, kafka, pgbench, profile, recovery, redis, seatmaps
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ def scenarios(cfg):
         Scenario("churn", "holds released at once: memory with ended holds kept and"
                  " forgotten (RSS and rsv_hold_records once a second)",
                  series=churn.series()),
+        Scenario("seatmaps", "holds with and without 4 seat-map readers of the event's first"
+                 " section, plain and gzip (for one big section: see bench/README.md)",
+                 series=seatmaps.series()),
         Scenario("pgbench", "pgbench holding one random seat per transaction, the node idle",
                  postgres_only=True, then=pgbench.run, packages=(("pgbench", "postgresql"),)),
         Scenario("recovery", "kill -9 and restart with 100,000 active holds: time to ready",
