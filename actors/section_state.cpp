@@ -58,7 +58,6 @@ void section_state::restore(std::vector<hold_snapshot> holds) {
     }
     auto count = static_cast<uint32_t>(hold.seats.size());
     counts_.free -= count;
-    ++version_;
     if (hold.status == hold_status::active) {
       counts_.held += count;
       ++active_by_customer_[hold.customer_id];
@@ -66,12 +65,20 @@ void section_state::restore(std::vector<hold_snapshot> holds) {
     } else {
       counts_.booked += count;
     }
+    changed();
   }
   std::sort(active.begin(), active.end(), [this](uint32_t a, uint32_t b) {
     auto at_a = older_.at(a).expires_at_ms, at_b = older_.at(b).expires_at_ms;
     return at_a != at_b ? at_a < at_b : a < b;
   });
   expiry_queue_.assign(active.begin(), active.end());
+}
+
+void section_state::changed() {
+  ++version_;
+  RSV_ASSERT(uint64_t{counts_.free} + counts_.held + counts_.booked ==
+                 owner_.size(),
+             "free + held + booked seats = the section's capacity");
 }
 
 const section_state::hold_record* section_state::record(uint32_t slot) const {
@@ -212,8 +219,8 @@ section_state::create_hold(const std::string& customer_id,
     --row_free_[layout_->row_of(seat)];
   }
   counts_.free -= static_cast<uint32_t>(seats.size());
-  ++version_;
   counts_.held += static_cast<uint32_t>(seats.size());
+  changed();
   auto hold = std::make_unique<hold_record>();
   hold->slot = slot;
   hold->customer_id = customer_id;
@@ -241,7 +248,7 @@ void section_state::end_hold(hold_record& hold, hold_status status,
   auto count = static_cast<uint32_t>(hold.seats.size());
   counts_.held -= count;
   counts_.free += count;
-  ++version_;
+  changed();
   auto active = active_by_customer_.find(hold.customer_id);
   RSV_ASSERT(active != active_by_customer_.end() && active->second > 0,
              "an active hold is counted for its customer");
@@ -376,7 +383,7 @@ section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
   auto count = static_cast<uint32_t>(hold->seats.size());
   counts_.held -= count;
   counts_.booked += count;
-  ++version_;
+  changed();
   auto active = active_by_customer_.find(customer_id);
   RSV_ASSERT(active != active_by_customer_.end() && active->second > 0,
              "an active hold is counted for its customer");
@@ -408,7 +415,7 @@ section_state::cancel_booking(const std::string& customer_id, uint32_t slot,
   free_seats(*hold);
   counts_.booked -= static_cast<uint32_t>(hold->seats.size());
   counts_.free += static_cast<uint32_t>(hold->seats.size());
-  ++version_;
+  changed();
   return applied<booking_view>{
       booking_view_of(*layout_, *hold),
       change_of(change_kind::booking_cancelled, slot, now)};

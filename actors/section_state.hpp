@@ -159,6 +159,10 @@ private:
   create_hold(const std::string& customer_id, std::vector<uint32_t> seats,
               millis now);
   void free_seats(const hold_record& hold);
+  /// After every change of seats: a new version, and the invariant that
+  /// every seat is free, held or booked, checked (it crashes loudly when a
+  /// change forgot a count, in release builds too).
+  void changed();
   /// The hold ended (released or expired) at `now`: counts and the queue of
   /// records to forget.
   void end_hold(hold_record& hold, hold_status status, millis now);
