@@ -1,7 +1,7 @@
 #pragma once
 
+#include "core/service_state.hpp"
 #include "persistence/outbox.hpp"
-#include "persistence/store.hpp"
 
 #include <caf/error.hpp>
 #include <chrono>

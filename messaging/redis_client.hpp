@@ -1,6 +1,6 @@
 #pragma once
 
-#include "persistence/store.hpp"
+#include "core/service_state.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>

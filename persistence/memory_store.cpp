@@ -3,18 +3,6 @@
 
 namespace rsv {
 
-const char* to_string(service_state state) {
-  switch (state) {
-  case service_state::ok:
-    return "ok";
-  case service_state::down:
-    return "down";
-  case service_state::disabled:
-    return "disabled";
-  }
-  return "unknown";
-}
-
 namespace {
 
 caf::error outcome(bool failing) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/model.hpp"
+#include "core/service_state.hpp"
 
 #include <atomic>
 #include <caf/error.hpp>
@@ -15,10 +16,6 @@
 #include <vector>
 
 namespace rsv {
-
-/// What a backing service reports for `/health`.
-enum class service_state { ok, down, disabled };
-const char* to_string(service_state state);
 
 /// Called exactly once per write, on any thread: an empty error means the
 /// write is durable (as durable as the store is); anything else means it is
