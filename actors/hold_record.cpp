@@ -53,6 +53,23 @@ caf::error booked(const section_layout& layout, const recorded_hold& hold) {
                     make_booking_id(ref_of(layout, hold.slot)));
 }
 
+/// What a release or a booking of the record meets unless the hold ended
+/// (expired or released): the booking, or a hold still settling; nothing
+/// once it ended.
+caf::error unless_ended(const section_layout& layout, const recorded_hold& hold,
+                        millis now) {
+  switch (status_at(hold, now)) {
+  case hold_status::booked:
+    return booked(layout, hold);
+  case hold_status::active:
+    return still_settling();
+  case hold_status::expired:
+  case hold_status::released:
+    break;
+  }
+  return {};
+}
+
 } // namespace
 
 hold_view hold_view_of(const section_layout& layout,
@@ -102,33 +119,15 @@ caf::expected<hold_view> release(const section_layout& layout,
                                  millis now) {
   const auto* hold = owned(customer_id, record);
   if (hold == nullptr) return no_such_hold();
-  switch (status_at(*hold, now)) {
-  case hold_status::booked:
-    return booked(layout, *hold);
-  case hold_status::active:
-    return still_settling();
-  case hold_status::expired:
-  case hold_status::released:
-    break;
-  }
-  auto view = hold_view_of(layout, *hold);
-  view.status = status_at(*hold, now);
-  return view;
+  if (auto err = unless_ended(layout, *hold, now)) return err;
+  return get(layout, customer_id, record, now);
 }
 
 caf::error book(const section_layout& layout, const std::string& customer_id,
                 const std::optional<recorded_hold>& record, millis now) {
   const auto* hold = owned(customer_id, record);
   if (hold == nullptr) return no_such_hold();
-  switch (status_at(*hold, now)) {
-  case hold_status::booked:
-    return booked(layout, *hold);
-  case hold_status::active:
-    return still_settling();
-  case hold_status::expired:
-  case hold_status::released:
-    break;
-  }
+  if (auto err = unless_ended(layout, *hold, now)) return err;
   return make_error(errc::hold_expired);
 }
 
