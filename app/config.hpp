@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/limits.hpp"
+#include "persistence/pg_store.hpp"
 
 #include <cstdint>
 #include <string>
@@ -18,7 +19,7 @@ struct serve_config {
   std::string pg_dsn;
   // pipeline and 2 writers measured best (docs/benchmarks.md, "Batch
   // encodings and writer connections").
-  std::string pg_batch_encoding = "pipeline"; // or "multirow", "statements"
+  batch_encoding pg_batch_encoding = batch_encoding::pipeline;
   std::size_t pg_writers = 2;
   std::string kafka_brokers;
   std::string kafka_topic = "reservation-events";

@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <iostream>
+#include <map>
 
 namespace {
 
@@ -65,6 +66,12 @@ int migrate_database(const std::string& store, const std::string& dsn) {
   return 0;
 }
 
+
+/// The values of --pg-batch-encoding.
+const std::map<std::string, rsv::batch_encoding> batch_encodings{
+    {"pipeline", rsv::batch_encoding::pipeline},
+    {"journal", rsv::batch_encoding::journal}};
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -92,13 +99,18 @@ int main(int argc, char** argv) {
                    "libpq connection string (else libpq's PG* variables)")
       ->envname("RSV_PG_DSN");
   serve
-      ->add_option("--pg-batch-encoding", cfg.pg_batch_encoding,
-                   "how a group commit becomes SQL: multirow (one statement "
-                   "per kind of row), pipeline (prepared statements in "
-                   "libpq's pipeline mode) or statements (one per write)")
+      ->add_option_function<std::string>(
+          "--pg-batch-encoding",
+          [&cfg](const std::string& name) {
+            cfg.pg_batch_encoding = batch_encodings.at(name);
+          },
+          "how a group commit becomes SQL: pipeline (the tables' rows, "
+          "prepared statements in libpq's pipeline mode) or journal (one "
+          "journal row per commit, projected into the tables in the "
+          "background)")
       ->envname("RSV_PG_BATCH_ENCODING")
-      ->check(CLI::IsMember({"multirow", "pipeline", "statements"}))
-      ->capture_default_str();
+      ->check(CLI::IsMember(batch_encodings))
+      ->default_str("pipeline");
   serve
       ->add_option("--pg-writers", cfg.pg_writers,
                    "PostgreSQL writer connections, each committing its own "

@@ -333,10 +333,8 @@ int serve(const serve_config& cfg) {
     }
     pg_store_config pg_cfg;
     pg_cfg.dsn = cfg.pg_dsn;
-    pg_cfg.encoding =
-        cfg.pg_batch_encoding == "statements" ? batch_encoding::statements
-        : cfg.pg_batch_encoding == "multirow" ? batch_encoding::multirow
-                                              : batch_encoding::pipeline;
+    pg_cfg.encoding = cfg.pg_batch_encoding;
+    pg_cfg.node = node_id;
     pg_cfg.writers = cfg.pg_writers;
     pg_cfg.registry = registry;
     pg_cfg.fencing = !cfg.cluster_unsafe_no_fencing;

@@ -146,6 +146,14 @@ struct seat_counts {
   uint32_t booked = 0;
 };
 
+/// A customer account: what registration creates and login checks.
+struct customer_record {
+  std::string customer_id;
+  std::string email;         // normalised: trimmed, lower-case
+  std::string password_hash; // libsodium crypto_pwhash_str (argon2id)
+  millis created_at_ms = 0;
+};
+
 /// A hold (and its booking) as the store recorded it, for recovery. Seats
 /// are dense indexes of the section's layout.
 struct recorded_hold {

@@ -4,6 +4,7 @@
 #include "core/ids.hpp"
 #include "core/limits.hpp"
 #include "core/partition.hpp"
+#include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
 
 #include <algorithm>
@@ -238,6 +239,19 @@ struct cluster_store::impl {
     push(std::move(next));
   }
 
+  /// As submit, for a read that must see every acknowledged write: the
+  /// journal is projected into the tables first (journal_projection.hpp).
+  template <class T>
+  void submit_fresh(callback<T> done,
+                    std::function<caf::expected<T>(PGconn*)> body) {
+    submit<T>(std::move(done),
+              [this, body = std::move(body)](PGconn* c) -> caf::expected<T> {
+                if (auto drained = projection.drain(c); !drained)
+                  return drained.error();
+                return body(c);
+              });
+  }
+
   void push(job next) {
     bool stopped = false;
     {
@@ -358,6 +372,7 @@ struct cluster_store::impl {
   // The store's thread only.
   conn_ptr conn;
   std::chrono::steady_clock::time_point next_connect{};
+  pg::journal_projection projection;
   std::thread thread;
 };
 
@@ -485,7 +500,7 @@ void cluster_store::load_partitions(std::vector<uint32_t> partitions,
                     "a partition count of " + std::to_string(partition_count)));
     return;
   }
-  impl_->submit<recovered_state>(
+  impl_->submit_fresh<recovered_state>(
       std::move(done),
       [wanted = std::set<uint32_t>(partitions.begin(), partitions.end()),
        partition_count](PGconn* conn) -> caf::expected<recovered_state> {
@@ -554,7 +569,7 @@ void cluster_store::find_customer(
 void cluster_store::find_idempotency(
     std::string customer_id, std::string key,
     callback<std::optional<idempotency_record>> done) {
-  impl_->submit<std::optional<idempotency_record>>(
+  impl_->submit_fresh<std::optional<idempotency_record>>(
       std::move(done),
       [customer_id = std::move(customer_id), key = std::move(key)](
           PGconn* conn) -> caf::expected<std::optional<idempotency_record>> {
@@ -574,7 +589,7 @@ void cluster_store::find_idempotency(
 
 void cluster_store::list_bookings(std::string customer_id,
                                   callback<std::vector<booking_view>> done) {
-  impl_->submit<std::vector<booking_view>>(
+  impl_->submit_fresh<std::vector<booking_view>>(
       std::move(done),
       [customer_id = std::move(customer_id)](
           PGconn* conn) -> caf::expected<std::vector<booking_view>> {
@@ -607,7 +622,7 @@ void cluster_store::list_bookings(std::string customer_id,
 }
 
 void cluster_store::list_events(callback<std::vector<event_summary>> done) {
-  impl_->submit<std::vector<event_summary>>(
+  impl_->submit_fresh<std::vector<event_summary>>(
       std::move(done),
       [](PGconn* conn) -> caf::expected<std::vector<event_summary>> {
         auto rows =

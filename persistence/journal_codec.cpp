@@ -192,9 +192,15 @@ seat_change get_change(source& in, uint8_t tag) {
   // usual run of neighbours costs a byte each.
   int64_t previous = 0;
   for (std::size_t i = 0; i < seats && !in.failed(); ++i) {
-    auto index = previous + in.signed_varint();
-    if (index < 0 || index > std::numeric_limits<uint32_t>::max())
+    constexpr int64_t max_index = std::numeric_limits<uint32_t>::max();
+    auto delta = in.signed_varint();
+    // Checked before it is added: a corrupt delta may be near the limits
+    // of int64_t.
+    auto index = delta < -max_index || delta > max_index ? -1 : previous + delta;
+    if (index < 0 || index > max_index) {
       in.fail("seat index out of range");
+      break;
+    }
     change.seat_indexes.push_back(static_cast<uint32_t>(index));
     previous = index;
   }

@@ -113,4 +113,8 @@ caf::expected<recorded_events>
 read_events(PGconn* conn,
             const std::function<bool(const std::string&)>& keep = {});
 
+/// Reads the layouts of these sections (absent ones are left out).
+caf::expected<layout_map> read_layouts(PGconn* conn,
+                                       const std::vector<uint32_t>& numbers);
+
 } // namespace rsv::pg

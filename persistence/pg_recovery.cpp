@@ -1,10 +1,12 @@
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
 #include "persistence/recovery.hpp"
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <unordered_map>
 
 namespace rsv {
@@ -102,9 +104,49 @@ waiting_room_of(const std::string& event_id, const std::string& text) {
       waiting_room_def{enabled->get<bool>(), pace->get<int64_t>()}};
 }
 
+/// The columns section_at reads.
+constexpr const char* sections_select =
+    "SELECT section_no, event_id, id, name, price_cents, rows::text FROM "
+    "sections";
+
+/// The definition of a row of sections_select, or why it cannot be read.
+caf::expected<section_def> section_at(PGresult* sections, int row) {
+  section_def def;
+  def.id = text_at(sections, row, 2);
+  def.name = text_at(sections, row, 3);
+  def.price_cents = int_at(sections, row, 4);
+  auto rows = nlohmann::json::parse(text_at(sections, row, 5), nullptr, false);
+  if (!rows.is_array())
+    return make_error(errc::unavailable,
+                      "section " + def.id + " has unreadable rows");
+  for (const auto& r : rows)
+    def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
+  return def;
+}
+
 } // namespace
 
 namespace pg {
+
+caf::expected<layout_map> read_layouts(PGconn* conn,
+                                       const std::vector<uint32_t>& numbers) {
+  layout_map out;
+  if (numbers.empty()) return out;
+  auto sections = exec_params(
+      conn, (std::string{sections_select} + " WHERE section_no = ANY($1::int[])")
+                .c_str(),
+      {int_array(numbers)});
+  if (PQresultStatus(sections.get()) != PGRES_TUPLES_OK)
+    return make_error(errc::unavailable,
+                      std::string{"reading sections: "} + PQerrorMessage(conn));
+  for (int row = 0; row < PQntuples(sections.get()); ++row) {
+    auto def = section_at(sections.get(), row);
+    if (!def) return def.error();
+    auto no = static_cast<uint32_t>(int_at(sections.get(), row, 0));
+    out[no] = section_layout::make(text_at(sections.get(), row, 1), *def, no);
+  }
+  return out;
+}
 
 caf::expected<holds_by_section> read_holds(PGconn* conn,
                                            const layout_map& layouts,
@@ -193,9 +235,6 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
   if (keep && kept_ids.empty()) return out;
 
   // Section layouts turn recorded seat ids back into indexes.
-  constexpr const char* sections_select =
-      "SELECT section_no, event_id, id, name, price_cents, rows::text FROM "
-      "sections";
   result_ptr sections =
       keep ? exec_params(conn,
                          (std::string{sections_select} +
@@ -214,17 +253,9 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
     if (event == event_index.end())
       return make_error(errc::unavailable,
                         std::string{"a section of an unknown event"});
-    section_def def;
-    def.id = text_at(sections.get(), row, 2);
-    def.name = text_at(sections.get(), row, 3);
-    def.price_cents = int_at(sections.get(), row, 4);
-    auto rows =
-        nlohmann::json::parse(text_at(sections.get(), row, 5), nullptr, false);
-    if (!rows.is_array())
-      return make_error(errc::unavailable,
-                        "section " + def.id + " has unreadable rows");
-    for (const auto& r : rows)
-      def.rows.push_back({r.value("label", ""), r.value("seats", 0u)});
+    auto read = section_at(sections.get(), row);
+    if (!read) return read.error();
+    auto& def = *read;
     auto& recovered = out.events[event->second];
     auto layout = section_layout::make(recovered.def.id, def, no);
     out.layouts[no] = layout;
@@ -252,6 +283,13 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   auto ok = [](const result_ptr& r) {
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
   };
+  // Writes acknowledged but still in the journal go to the tables first.
+  pg::journal_projection projection;
+  if (auto drained = projection.drain(conn.get()); !drained)
+    return drained.error();
+  else if (drained->rows > 0)
+    spdlog::info("projected {} journal rows ({} writes) before reading",
+                 drained->rows, drained->entries);
   // One snapshot for all reads, so the pieces agree with each other.
   result_ptr begin{PQexec(conn.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ "
                                       "READ ONLY")};

@@ -4,8 +4,12 @@
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
+#include "persistence/journal_codec.hpp"
+#include "persistence/journal_projection.hpp"
+#include "persistence/journal_projector.hpp"
 #include "persistence/outbox.hpp"
 #include "persistence/pg_handles.hpp"
+#include "persistence/pg_tables.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -69,107 +73,34 @@ struct pending_write {
 using pg::conn_ptr;
 using pg::result_ptr;
 
-std::string timestamp(millis ms) {
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "to_timestamp(%lld.%03lld)",
-                static_cast<long long>(ms / 1000),
-                static_cast<long long>(ms % 1000));
-  return buf;
+millis wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
-/// A PostgreSQL array literal in text format, for one array parameter of
-/// the pipeline encoding. Every element is quoted, so that commas, braces
-/// and quotes inside it stay data.
-class array_param {
-public:
-  void add(std::string_view text) {
-    text_ += text_.empty() ? "{\"" : ",\"";
-    for (char c : text) {
-      if (c == '"' || c == '\\') text_ += '\\';
-      text_ += c;
-    }
-    text_ += '"';
-  }
-  void add(int64_t number) {
-    text_ += text_.empty() ? "{" : ",";
-    text_ += std::to_string(number);
-  }
-  /// The literal; an array that was never added to is empty, not absent.
-  const char* c_str() {
-    if (!closed_) {
-      text_ = text_.empty() ? "{}" : text_ + '}';
-      closed_ = true;
-    }
-    return text_.c_str();
-  }
+/// This process's journal streams: `<node>/<start>`, where `<start>` is the
+/// process's start in microseconds, in hex; writer n appends `/n`.
+std::string journal_streams_of(const std::string& node) {
+  char start[24];
+  std::snprintf(start, sizeof(start), "%llx",
+                static_cast<unsigned long long>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count()));
+  return (node.empty() ? std::string{"node"} : node) + '/' + start;
+}
 
-private:
-  std::string text_;
-  bool closed_ = false;
-};
+// The writer's own statements; the tables' are in pg_tables.cpp.
+using pg::prepared_statement;
 
-/// One prepared statement of the pipeline encoding: its rows as one array
-/// per column, which unnest() turns back into rows.
-struct unnest_rows {
-  explicit unnest_rows(std::size_t column_count) : columns(column_count) {}
-  std::vector<array_param> columns;
-  std::size_t rows = 0;
-};
-
-/// The pipeline encoding's statements, prepared on every connection. Each
-/// takes one array per column, so a batch executes each at most once,
-/// whatever its size; timestamps travel as milliseconds since the epoch.
-struct prepared_statement {
-  const char* name;
-  int params;
-  const char* sql;
-};
-
-constexpr prepared_statement insert_holds{
-    "rsv_insert_holds", 6,
-    "INSERT INTO holds SELECT v.section_no, v.slot, v.customer_id, "
-    "v.seats::text[], 'active', to_timestamp(v.at_ms / 1000.0), "
-    "to_timestamp(v.expires_ms / 1000.0), to_timestamp(v.at_ms / 1000.0) "
-    "FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], $5::int8[], "
-    "$6::int8[]) AS v (section_no, slot, customer_id, seats, at_ms, "
-    "expires_ms)"};
-constexpr prepared_statement update_statuses{
-    "rsv_update_statuses", 4,
-    "UPDATE holds h SET status = v.status, updated_at = to_timestamp(v.at_ms "
-    "/ 1000.0) FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) AS "
-    "v (section_no, slot, status, at_ms) WHERE h.section_no = v.section_no "
-    "AND h.slot = v.slot"};
-constexpr prepared_statement insert_bookings{
-    "rsv_insert_bookings", 5,
-    "INSERT INTO bookings SELECT v.section_no, v.slot, v.customer_id, "
-    "'confirmed', v.total_cents, to_timestamp(v.at_ms / 1000.0), NULL FROM "
-    "unnest($1::int[], $2::int[], $3::text[], $4::int8[], $5::int8[]) AS v "
-    "(section_no, slot, customer_id, total_cents, at_ms)"};
-constexpr prepared_statement cancel_bookings{
-    "rsv_cancel_bookings", 3,
-    "UPDATE bookings b SET status = 'cancelled', cancelled_at = "
-    "to_timestamp(v.at_ms / 1000.0) FROM unnest($1::int[], $2::int[], "
-    "$3::int8[]) AS v (section_no, slot, at_ms) WHERE b.section_no = "
-    "v.section_no AND b.slot = v.slot"};
-constexpr prepared_statement insert_customers{
-    "rsv_insert_customers", 4,
-    "INSERT INTO customers SELECT v.id, v.email, v.password_hash, "
-    "to_timestamp(v.at_ms / 1000.0) FROM unnest($1::text[], $2::text[], "
-    "$3::text[], $4::int8[]) AS v (id, email, password_hash, at_ms)"};
-constexpr prepared_statement upsert_idempotency{
-    "rsv_upsert_idempotency", 7,
-    "INSERT INTO idempotency_records SELECT v.customer_id, v.key, "
-    "v.fingerprint, v.status, v.body, v.location, to_timestamp(v.at_ms / "
-    "1000.0) FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
-    "$5::text[], $6::text[], $7::int8[]) AS v (customer_id, key, "
-    "fingerprint, status, body, location, at_ms) ON CONFLICT (customer_id, "
-    "key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, status = "
-    "EXCLUDED.status, body = EXCLUDED.body, location = EXCLUDED.location, "
-    "created_at = EXCLUDED.created_at"};
 constexpr prepared_statement insert_outbox{
     "rsv_insert_outbox", 5,
-    "INSERT INTO outbox VALUES ($1, $2::int8, to_timestamp($3::int8 / "
-    "1000.0), $4::int, $5)"};
+    "INSERT INTO outbox (stream, seq, created_at, records, payload) VALUES "
+    "($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, $5)"};
+constexpr prepared_statement select_outbox_end{
+    "rsv_select_outbox_end", 1,
+    "SELECT coalesce(max(seq), 0) FROM outbox WHERE stream = $1"};
 
 // The cluster's fence (migration 0006, docs/cluster.md): the first statement
 // of a transaction whose writes were made under an ownership epoch. It fails
@@ -181,16 +112,21 @@ constexpr prepared_statement check_stale{
     "rsv_check_stale", 2, "SELECT rsv_stale_epochs($1::int[], $2::int8[])"};
 constexpr const char* fenced_sqlstate = "RSV01";
 
-constexpr prepared_statement pipeline_statements[] = {
-    insert_holds,    update_statuses,  insert_bookings,
-    cancel_bookings, insert_customers, upsert_idempotency,
-    insert_outbox,   check_fence,      check_stale};
+// The journal's row (migration 0008): its body is sent in binary format.
+constexpr prepared_statement insert_journal{
+    "rsv_insert_journal", 5,
+    "INSERT INTO journal (stream, seq, created_at, entries, body) VALUES "
+    "($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, $5::bytea)"};
+
+constexpr prepared_statement writer_statements[] = {
+    insert_outbox, select_outbox_end, insert_journal, check_fence,
+    check_stale};
 
 /// The distinct ownership fences a batch's writes were made under, as the
 /// two array parameters of rsv_fence; empty when none was (a single node).
 struct batch_fences {
-  array_param partitions;
-  array_param epochs;
+  pg::array_param partitions;
+  pg::array_param epochs;
   std::size_t count = 0;
 };
 
@@ -232,7 +168,8 @@ errc refusal_of(const PGresult* result) {
 /// What every writer shares: the configuration, the metrics, and the
 /// layouts that turn seat indexes into seat ids.
 struct shared_state {
-  explicit shared_state(pg_store_config cfg) : config(std::move(cfg)) {
+  explicit shared_state(pg_store_config cfg)
+      : config(std::move(cfg)), journal_streams(journal_streams_of(config.node)) {
     if (config.registry) {
       writer_restarts = &actor_restarts(*config.registry, "store_writer");
       delays_injected = &chaos_faults(*config.registry, "commit_delay");
@@ -301,6 +238,10 @@ struct shared_state {
   }
 
   pg_store_config config;
+  const std::string journal_streams;
+  /// Called on a writer thread after a journal row committed: wakes the
+  /// projector. Set before the writers start.
+  std::function<void()> on_journal_commit;
   // Group commit at work: rows per transaction and the time COMMIT takes.
   prometheus::Histogram* batch_rows = nullptr;
   prometheus::Histogram* commit_seconds = nullptr;
@@ -326,7 +267,12 @@ struct writer {
       : shared(shared_state), config(shared_state.config), purges(index == 0),
         stream(config.outbox_node.empty()
                    ? std::string{}
-                   : config.outbox_node + '/' + std::to_string(index)) {
+                   : config.outbox_node + '/' + std::to_string(index)),
+        journal_stream(shared_state.journal_streams + '/' +
+                       std::to_string(index)),
+        projection([&shared_state](uint32_t section_no) {
+          return shared_state.layout(section_no);
+        }) {
     thread = std::thread([this] { supervise(); });
   }
 
@@ -346,6 +292,9 @@ struct writer {
   const pg_store_config& config;
   const bool purges;        // this writer deletes old idempotency records
   const std::string stream; // its outbox stream; empty: no outbox
+  // Its journal stream, used with batch_encoding::journal: this process's
+  // own, so numbering from 1 never meets another's rows.
+  const std::string journal_stream;
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<pending_write> queue; // guarded by mutex
@@ -359,6 +308,9 @@ struct writer {
   // which is the order the relay reads them in.
   int64_t next_outbox_seq = 1;
   millis last_outbox_ms = 0;
+  int64_t next_journal_seq = 1;
+  // Drains the journal before a section load reads the tables.
+  pg::journal_projection projection;
   // The batch being written: a member, so that a restart can answer it.
   std::vector<pending_write> in_flight;
   std::minstd_rand dice{std::random_device{}()}; // injected failures
@@ -381,10 +333,6 @@ struct writer {
                                        : "the store's write queue is full"}));
   }
 
-  std::string literal(const std::string& text) {
-    return pg::literal(conn.get(), text);
-  }
-
   bool connect() {
     conn = pg::connect(config.dsn);
     if (PQstatus(conn.get()) != CONNECTION_OK) {
@@ -401,24 +349,18 @@ struct writer {
     }
     // Prepared statements live as long as their connection: a new
     // connection prepares them again.
-    if (config.encoding == batch_encoding::pipeline) {
-      for (const auto& statement : pipeline_statements) {
-        result_ptr prepared{PQprepare(conn.get(), statement.name, statement.sql,
-                                      statement.params, nullptr)};
-        if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
-          spdlog::warn("PostgreSQL: preparing {}: {}", statement.name,
-                       PQerrorMessage(conn.get()));
-          conn.reset();
-          return false;
-        }
-      }
+    if (!pg::prepare_table_statements(conn.get()) ||
+        !std::all_of(std::begin(writer_statements), std::end(writer_statements),
+                     [&](const auto& s) { return pg::prepare(conn.get(), s); })) {
+      conn.reset();
+      return false;
     }
     if (!stream.empty()) {
       // A transaction whose connection died may have committed its row:
       // continue after whatever the stream has.
-      auto sql = "SELECT coalesce(max(seq), 0) FROM outbox WHERE stream = " +
-                 literal(stream);
-      result_ptr last{PQexec(conn.get(), sql.c_str())};
+      const char* values[] = {stream.c_str()};
+      result_ptr last{PQexecPrepared(conn.get(), select_outbox_end.name, 1,
+                                     values, nullptr, nullptr, 0)};
       if (PQresultStatus(last.get()) != PGRES_TUPLES_OK) {
         spdlog::warn("PostgreSQL: reading outbox stream {}: {}", stream,
                      PQerrorMessage(conn.get()));
@@ -439,21 +381,6 @@ struct writer {
     return true;
   }
 
-  /// The outbox row of a batch: the Kafka records of its changes, or
-  /// nothing when it has none (customers, idempotency records). False when
-  /// a change's section is unknown.
-  bool render_outbox(const std::vector<const pending_write*>& batch,
-                     std::string& sql, millis& created_ms) {
-    std::string payload;
-    int64_t records = 0;
-    if (!outbox_payload(batch, payload, records, created_ms)) return false;
-    if (records == 0) return true;
-    sql += "INSERT INTO outbox VALUES (" + literal(stream) + ", " +
-           std::to_string(next_outbox_seq) + ", " + timestamp(created_ms) +
-           ", " + std::to_string(records) + ", " + literal(payload) + ");\n";
-    return true;
-  }
-
   /// A transaction committed; `outbox_ms` is its outbox row's time, 0 when
   /// it had none. The stream's next row takes the next number, and the
   /// relay is woken.
@@ -469,9 +396,7 @@ struct writer {
   bool outbox_payload(const std::vector<const pending_write*>& batch,
                       std::string& payload, int64_t& records,
                       millis& created_ms) {
-    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+    auto now_ms = wall_clock_ms();
     for (const auto* write : batch) {
       if (const auto* event = std::get_if<event_write>(&write->what)) {
         render_outbox_record(event->def, now_ms, payload);
@@ -487,312 +412,34 @@ struct writer {
     return true;
   }
 
-  std::string idempotency_row(const idempotency_record& record) {
-    return literal(record.customer_id) + ", " + literal(record.key) + ", " +
-           literal(record.fingerprint) + ", " +
-           std::to_string(record.response.status) + ", " +
-           literal(record.response.body) + ", " +
-           literal(record.response.location) + ", " +
-           timestamp(record.created_at_ms);
-  }
-
-  /// A hold's seats as a text[] literal of seat ids; nullopt for a section
-  /// the writer does not know.
-  std::optional<std::string> seat_array(const seat_change& change) {
-    auto layout = shared.layout(change.section_no);
-    if (!layout) return std::nullopt;
-    std::string seats = "{";
-    for (auto index : change.seat_indexes) {
-      if (seats.size() > 1) seats += ',';
-      seats += layout->seat_id(index);
-    }
-    seats += "}";
-    return seats;
-  }
-
-  void render_idempotency(const idempotency_record& record, std::string& sql) {
-    // A record the node forgot (past 24 h in memory, not yet purged here)
-    // is simply replaced.
-    sql += "INSERT INTO idempotency_records VALUES (" +
-           idempotency_row(record) +
-           ") ON CONFLICT (customer_id, key) DO UPDATE SET fingerprint = "
-           "EXCLUDED.fingerprint, status = EXCLUDED.status, body = "
-           "EXCLUDED.body, location = EXCLUDED.location, created_at = "
-           "EXCLUDED.created_at;\n";
-  }
-
-  /// Appends the SQL of one write; false when it cannot be written at all.
-  bool render(const pending_write& write, std::string& sql) {
-    if (const auto* record = std::get_if<idempotency_record>(&write.what)) {
-      render_idempotency(*record, sql);
-      return true;
-    }
-    if (!render_change(write, sql)) return false;
-    if (const auto* change = std::get_if<seat_change>(&write.what);
-        change != nullptr && change->idempotency)
-      render_idempotency(*change->idempotency, sql);
-    return true;
-  }
-
-  bool render_change(const pending_write& write, std::string& sql) {
-    if (const auto* event = std::get_if<event_write>(&write.what)) {
-      const auto& def = event->def;
-      // Every field of the definition, as pg_recovery reads it back: a
-      // field left out here is lost at the next restart (the waiting room
-      // was, and with it the queue of an on-sale).
-      sql += "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
-             "max_seats_per_customer, waiting_room) VALUES (";
-      sql += literal(def.id) + ", " + literal(def.name) + ", " +
-             timestamp(def.starts_at_ms) + ", " +
-             std::to_string(def.hold_ttl_seconds) + ", " +
-             (def.max_seats_per_customer
-                  ? std::to_string(*def.max_seats_per_customer)
-                  : std::string{"NULL"}) +
-             ", " +
-             (def.waiting_room
-                  ? literal(std::string{R"({"enabled":)"} +
-                            (def.waiting_room->enabled ? "true" : "false") +
-                            R"(,"admit_per_second":)" +
-                            std::to_string(def.waiting_room->admit_per_second) +
-                            "}") +
-                        "::jsonb"
-                  : std::string{"NULL"}) +
-             ");\n";
-      for (std::size_t i = 0; i < def.sections.size(); ++i) {
-        const auto& section = def.sections[i];
-        std::string rows = "[";
-        for (const auto& row : section.rows) {
-          if (rows.size() > 1) rows += ',';
-          rows += R"({"label":")" + row.label + R"(","seats":)" +
-                  std::to_string(row.seats) + "}";
-        }
-        rows += "]";
-        sql += "INSERT INTO sections VALUES (" +
-               std::to_string(event->section_nos[i]) + ", " + literal(def.id) +
-               ", " + literal(section.id) + ", " + std::to_string(i) + ", " +
-               literal(section.name) + ", " +
-               std::to_string(section.price_cents) + ", " + literal(rows) +
-               ");\n";
-      }
-      return true;
-    }
-    if (const auto* customer = std::get_if<customer_record>(&write.what)) {
-      sql += "INSERT INTO customers VALUES (" + literal(customer->customer_id) +
-             ", " + literal(customer->email) + ", " +
-             literal(customer->password_hash) + ", " +
-             timestamp(customer->created_at_ms) + ");\n";
-      return true;
-    }
-    const auto& change = std::get<seat_change>(write.what);
-    auto key =
-        std::to_string(change.section_no) + ", " + std::to_string(change.slot);
-    auto where = " WHERE section_no = " + std::to_string(change.section_no) +
-                 " AND slot = " + std::to_string(change.slot) + ";\n";
-    auto at = timestamp(change.at_ms);
-    switch (change.kind) {
-    case change_kind::hold_created: {
-      auto seats = seat_array(change);
-      if (!seats) return false;
-      sql += "INSERT INTO holds VALUES (" + key + ", " +
-             literal(change.customer_id) + ", " + literal(*seats) +
-             ", 'active', " + at + ", " + timestamp(change.expires_at_ms) +
-             ", " + at + ");\n";
-      return true;
-    }
-    case change_kind::hold_released:
-    case change_kind::hold_expired:
-      sql +=
-          std::string{"UPDATE holds SET status = '"} +
-          (change.kind == change_kind::hold_released ? "released" : "expired") +
-          "', updated_at = " + at + where;
-      return true;
-    case change_kind::booking_confirmed:
-      sql += "UPDATE holds SET status = 'booked', updated_at = " + at + where;
-      sql += "INSERT INTO bookings VALUES (" + key + ", " +
-             literal(change.customer_id) + ", 'confirmed', " +
-             std::to_string(change.amount_cents) + ", " + at + ", NULL);\n";
-      return true;
-    case change_kind::booking_cancelled:
-      sql += "UPDATE bookings SET status = 'cancelled', cancelled_at = " + at +
-             where;
-      return true;
-    }
-    return false;
-  }
-
-  /// Renders a batch as a few multi-row statements, one per kind of row,
-  /// in an order that respects what depends on what: events, holds created,
-  /// hold status changes, bookings, cancellations, idempotency records. A
-  /// slot is created at most once, its hold status changes at most once, and
-  /// its booking is cancelled only after it was created, so this order gives
-  /// the same result as writing the batch statement by statement. PostgreSQL
-  /// then parses and plans six statements instead of one per write.
-  bool render_multirow(const std::vector<const pending_write*>& batch,
-                       std::string& sql) {
-    std::string holds, statuses, bookings, cancels;
-    std::vector<const idempotency_record*> records;
-    auto add = [](std::string& rows, const std::string& row) {
-      rows += rows.empty() ? "(" : ",\n(";
-      rows += row;
-      rows += ')';
-    };
+  /// Sorts a batch's writes into the tables' statements (pg_tables.hpp).
+  /// False when a change's section is unknown.
+  /// With the journal, seat changes and idempotency records go to its row
+  /// instead; events and customers, rare and checked by unique indexes,
+  /// always go to their tables.
+  bool gather(const std::vector<const pending_write*>& batch,
+              pg::table_rows& rows, journal::encoder& journal_row) {
+    const bool journaled = config.encoding == batch_encoding::journal;
     for (const auto* write : batch) {
-      if (const auto* record = std::get_if<idempotency_record>(&write->what)) {
-        records.push_back(record);
-        continue;
+      if (const auto* event = std::get_if<event_write>(&write->what)) {
+        rows.add(event->def, event->section_nos);
+      } else if (const auto* customer =
+                     std::get_if<customer_record>(&write->what)) {
+        rows.add(*customer);
+      } else if (const auto* record =
+                     std::get_if<idempotency_record>(&write->what)) {
+        if (journaled)
+          journal_row.add(*record);
+        else
+          rows.add(*record);
+      } else if (journaled) {
+        journal_row.add(std::get<seat_change>(write->what));
+      } else {
+        const auto& change = std::get<seat_change>(write->what);
+        auto layout = shared.layout(change.section_no);
+        if (!layout) return false;
+        rows.add(change, *layout);
       }
-      const auto* change = std::get_if<seat_change>(&write->what);
-      if (change == nullptr) { // events and customers: rare, one by one
-        if (!render_change(*write, sql)) return false;
-        continue;
-      }
-      auto key = std::to_string(change->section_no) + ", " +
-                 std::to_string(change->slot);
-      auto at = timestamp(change->at_ms);
-      switch (change->kind) {
-      case change_kind::hold_created: {
-        auto seats = seat_array(*change);
-        if (!seats) return false;
-        add(holds, key + ", " + literal(change->customer_id) + ", " +
-                       literal(*seats) + ", 'active', " + at + ", " +
-                       timestamp(change->expires_at_ms) + ", " + at);
-        break;
-      }
-      case change_kind::hold_released:
-        add(statuses, key + ", 'released', " + at);
-        break;
-      case change_kind::hold_expired:
-        add(statuses, key + ", 'expired', " + at);
-        break;
-      case change_kind::booking_confirmed:
-        add(statuses, key + ", 'booked', " + at);
-        add(bookings,
-            key + ", " + literal(change->customer_id) + ", 'confirmed', " +
-                std::to_string(change->amount_cents) + ", " + at + ", NULL");
-        break;
-      case change_kind::booking_cancelled:
-        add(cancels, key + ", " + at);
-        break;
-      }
-      if (change->idempotency) records.push_back(change->idempotency.get());
-    }
-    if (!holds.empty()) sql += "INSERT INTO holds VALUES " + holds + ";\n";
-    if (!statuses.empty())
-      sql += "UPDATE holds h SET status = v.status, updated_at = v.at FROM "
-             "(VALUES " +
-             statuses +
-             ") AS v (section_no, slot, status, at) WHERE h.section_no = "
-             "v.section_no AND h.slot = v.slot;\n";
-    if (!bookings.empty())
-      sql += "INSERT INTO bookings VALUES " + bookings + ";\n";
-    if (!cancels.empty())
-      sql += "UPDATE bookings b SET status = 'cancelled', cancelled_at = v.at "
-             "FROM (VALUES " +
-             cancels +
-             ") AS v (section_no, slot, at) WHERE b.section_no = "
-             "v.section_no AND b.slot = v.slot;\n";
-    // One row per key: ON CONFLICT cannot touch a row twice in a statement.
-    std::unordered_map<std::string, const idempotency_record*> latest;
-    std::string rows;
-    for (auto it = records.rbegin(); it != records.rend(); ++it)
-      if (latest.emplace((*it)->customer_id + '\n' + (*it)->key, *it).second)
-        add(rows, idempotency_row(**it));
-    if (!rows.empty())
-      sql += "INSERT INTO idempotency_records VALUES " + rows +
-             " ON CONFLICT (customer_id, key) DO UPDATE SET fingerprint = "
-             "EXCLUDED.fingerprint, status = EXCLUDED.status, body = "
-             "EXCLUDED.body, location = EXCLUDED.location, created_at = "
-             "EXCLUDED.created_at;\n";
-    return true;
-  }
-
-  /// A batch's rows for the pipeline encoding: one set of column arrays per
-  /// prepared statement.
-  struct pipeline_rows {
-    unnest_rows customers{4}, holds{6}, statuses{4}, bookings{5}, cancels{3},
-        records{7};
-  };
-
-  /// Sorts a batch's rows into their statements. The statements run in the
-  /// order of render_multirow (customers, which depend on nothing, first),
-  /// for the same reasons. False when a hold's section is unknown.
-  bool gather_pipeline(const std::vector<const pending_write*>& batch,
-                       pipeline_rows& out) {
-    std::vector<const idempotency_record*> records;
-    auto key = [](unnest_rows& rows, const seat_change& change) {
-      rows.columns[0].add(int64_t{change.section_no});
-      rows.columns[1].add(int64_t{change.slot});
-      ++rows.rows;
-    };
-    auto status = [&](const seat_change& change, std::string_view to) {
-      key(out.statuses, change);
-      out.statuses.columns[2].add(to);
-      out.statuses.columns[3].add(change.at_ms);
-    };
-    for (const auto* write : batch) {
-      if (const auto* record = std::get_if<idempotency_record>(&write->what)) {
-        records.push_back(record);
-        continue;
-      }
-      if (const auto* customer = std::get_if<customer_record>(&write->what)) {
-        auto& columns = out.customers.columns;
-        columns[0].add(customer->customer_id);
-        columns[1].add(customer->email);
-        columns[2].add(customer->password_hash);
-        columns[3].add(customer->created_at_ms);
-        ++out.customers.rows;
-        continue;
-      }
-      const auto& change = std::get<seat_change>(write->what);
-      switch (change.kind) {
-      case change_kind::hold_created: {
-        auto seats = seat_array(change);
-        if (!seats) return false;
-        key(out.holds, change);
-        auto& columns = out.holds.columns;
-        columns[2].add(change.customer_id);
-        columns[3].add(*seats);
-        columns[4].add(change.at_ms);
-        columns[5].add(change.expires_at_ms);
-        break;
-      }
-      case change_kind::hold_released:
-        status(change, "released");
-        break;
-      case change_kind::hold_expired:
-        status(change, "expired");
-        break;
-      case change_kind::booking_confirmed: {
-        status(change, "booked");
-        key(out.bookings, change);
-        auto& columns = out.bookings.columns;
-        columns[2].add(change.customer_id);
-        columns[3].add(change.amount_cents);
-        columns[4].add(change.at_ms);
-        break;
-      }
-      case change_kind::booking_cancelled:
-        key(out.cancels, change);
-        out.cancels.columns[2].add(change.at_ms);
-        break;
-      }
-      if (change.idempotency) records.push_back(change.idempotency.get());
-    }
-    // One row per key: ON CONFLICT cannot touch a row twice in a statement.
-    std::unordered_map<std::string, const idempotency_record*> latest;
-    for (auto it = records.rbegin(); it != records.rend(); ++it) {
-      if (!latest.emplace((*it)->customer_id + '\n' + (*it)->key, *it).second)
-        continue;
-      const auto& record = **it;
-      auto& columns = out.records.columns;
-      columns[0].add(record.customer_id);
-      columns[1].add(record.key);
-      columns[2].add(record.fingerprint);
-      columns[3].add(int64_t{record.response.status});
-      columns[4].add(record.response.body);
-      columns[5].add(record.response.location);
-      columns[6].add(record.created_at_ms);
-      ++out.records.rows;
     }
     return true;
   }
@@ -802,11 +449,12 @@ struct writer {
   /// together, and the results come back in one round trip. Parameters
   /// travel as parameters, so nothing is escaped into SQL text.
   caf::error commit_pipeline(const std::vector<const pending_write*>& batch) {
-    pipeline_rows rows;
+    pg::table_rows rows;
+    journal::encoder journal_row;
     std::string payload;
     int64_t records = 0;
     millis outbox_ms = 0;
-    if (!gather_pipeline(batch, rows) ||
+    if (!gather(batch, rows, journal_row) ||
         (!stream.empty() &&
          !outbox_payload(batch, payload, records, outbox_ms)))
       return make_error(errc::unavailable,
@@ -822,16 +470,6 @@ struct writer {
                                            nullptr, 0) == 1;
       sent += queued ? 1 : 0;
     };
-    auto send = [&](const prepared_statement& statement, unnest_rows& of) {
-      if (of.rows == 0) return;
-      std::vector<const char*> values;
-      for (auto& column : of.columns)
-        values.push_back(column.c_str());
-      queued = queued &&
-               PQsendQueryPrepared(c, statement.name, statement.params,
-                                   values.data(), nullptr, nullptr, 0) == 1;
-      sent += queued ? 1 : 0;
-    };
     send_text("BEGIN");
     auto fences = fences_of(batch);
     int fence_at = -1; // the fence's place among the results
@@ -843,12 +481,27 @@ struct writer {
       fence_at = sent;
       sent += queued ? 1 : 0;
     }
-    send(insert_customers, rows.customers);
-    send(insert_holds, rows.holds);
-    send(update_statuses, rows.statuses);
-    send(insert_bookings, rows.bookings);
-    send(cancel_bookings, rows.cancels);
-    send(upsert_idempotency, rows.records);
+    if (queued) {
+      auto tables = rows.send(c);
+      queued = tables >= 0;
+      sent += queued ? tables : 0;
+    }
+    bool journaled = false;
+    if (journal_row.size() > 0 && queued) {
+      auto seq = std::to_string(next_journal_seq++);
+      auto at = std::to_string(wall_clock_ms());
+      auto entries = std::to_string(journal_row.size());
+      auto body = journal_row.finish();
+      const char* values[] = {journal_stream.c_str(), seq.c_str(), at.c_str(),
+                              entries.c_str(), body.data()};
+      const int lengths[] = {0, 0, 0, 0, static_cast<int>(body.size())};
+      const int formats[] = {0, 0, 0, 0, 1};
+      queued = PQsendQueryPrepared(c, insert_journal.name,
+                                   insert_journal.params, values, lengths,
+                                   formats, 0) == 1;
+      sent += queued ? 1 : 0;
+      journaled = queued;
+    }
     if (records > 0 && queued) {
       auto seq = std::to_string(next_outbox_seq);
       auto at = std::to_string(outbox_ms);
@@ -905,6 +558,7 @@ struct writer {
     }
     if (committed && message.empty()) {
       outbox_committed(outbox_ms);
+      if (journaled && shared.on_journal_commit) shared.on_journal_commit();
       return {};
     }
     if (message.empty()) message = "COMMIT did not commit";
@@ -921,41 +575,7 @@ struct writer {
     if (!conn)
       return make_error(errc::unavailable,
                         std::string{"PostgreSQL connection lost"});
-    // Events (rare: an administrator creates them) have no prepared
-    // statement: a batch with one goes as text.
-    if (config.encoding == batch_encoding::pipeline &&
-        std::none_of(batch.begin(), batch.end(), [](const auto* write) {
-          return std::holds_alternative<event_write>(write->what);
-        }))
-      return commit_pipeline(batch);
-    std::string sql = "BEGIN;\n";
-    if (auto fences = fences_of(batch); fences.count > 0 && config.fencing)
-      sql += std::string{"SELECT rsv_fence('"} + fences.partitions.c_str() +
-             "'::int[], '" + fences.epochs.c_str() + "'::int8[]);\n";
-    bool rendered = true;
-    if (config.encoding == batch_encoding::multirow && batch.size() > 1) {
-      rendered = render_multirow(batch, sql);
-    } else {
-      for (const auto* write : batch)
-        rendered = rendered && render(*write, sql);
-    }
-    millis outbox_ms = 0;
-    if (rendered && !stream.empty())
-      rendered = render_outbox(batch, sql, outbox_ms);
-    if (!rendered)
-      return make_error(errc::unavailable,
-                        std::string{"write for an unknown section"});
-    sql += "COMMIT;";
-    result_ptr result{PQexec(conn.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) == PGRES_COMMAND_OK) {
-      outbox_committed(outbox_ms);
-      return {};
-    }
-    std::string message = PQerrorMessage(conn.get());
-    auto refusal = refusal_of(result.get());
-    // The transaction is aborted; end it so the connection can go on.
-    result_ptr rollback{PQexec(conn.get(), "ROLLBACK")};
-    return shared.refused(refusal, message);
+    return commit_pipeline(batch);
   }
 
   /// While idle, once a second: is the database still there? Keeps
@@ -980,6 +600,18 @@ struct writer {
       request.done(make_error(errc::unavailable,
                               std::string{"PostgreSQL is unreachable"}));
       request.done = nullptr;
+      return;
+    }
+    // What this node (or another, before it took the section over) left
+    // in the journal goes to the tables first.
+    if (auto drained = projection.drain(conn.get()); !drained) {
+      spdlog::warn("a section load cannot read the tables: {}",
+                   describe(drained.error()));
+      if (PQstatus(conn.get()) != CONNECTION_OK) {
+        state = service_state::down;
+        conn.reset();
+      }
+      std::exchange(request.done, nullptr)(drained.error());
       return;
     }
     pg::layout_map layouts;
@@ -1176,6 +808,16 @@ struct writer {
 /// The writers, and which one a write goes to.
 struct pg_store::impl {
   explicit impl(pg_store_config config) : shared(std::move(config)) {
+    if (shared.config.encoding == batch_encoding::journal) {
+      projector = std::make_unique<pg::journal_projector>(
+          pg::journal_projector::options{
+              shared.config.dsn,
+              [this](uint32_t section_no) {
+                return shared.layout(section_no);
+              },
+              256, shared.config.registry});
+      shared.on_journal_commit = [this] { projector->poke(); };
+    }
     auto count = std::max<std::size_t>(1, shared.config.writers);
     for (std::size_t i = 0; i < count; ++i)
       writers.push_back(std::make_unique<writer>(shared, i));
@@ -1204,6 +846,8 @@ struct pg_store::impl {
   }
 
   shared_state shared;
+  // Declared before the writers, so destroyed after them: they poke it.
+  std::unique_ptr<pg::journal_projector> projector;
   std::vector<std::unique_ptr<writer>> writers;
 };
 
@@ -1266,6 +910,9 @@ void pg_store::learn(const std::vector<recovered_event>& events) {
 void pg_store::close() {
   for (auto& w : impl_->writers)
     w->stop();
+  // What the writers committed last goes to the tables before the process
+  // ends (a restart would project it anyway).
+  if (impl_->projector) impl_->projector->stop();
 }
 
 store_faults* pg_store::faults() {
@@ -1276,6 +923,10 @@ service_state pg_store::health() const {
   // Down when any writer is: its sections cannot write.
   for (const auto& w : impl_->writers)
     if (w->state.load() != service_state::ok) return service_state::down;
+  // The tables no longer follow the writes: a restart or a section's
+  // reload could not read them.
+  if (impl_->projector && impl_->projector->health() != service_state::ok)
+    return service_state::down;
   return service_state::ok;
 }
 

@@ -10,11 +10,14 @@
 
 namespace rsv {
 
-/// How a batch becomes SQL: one text statement per write; one multi-row
-/// text statement per kind of row; or prepared statements taking one array
-/// per column (unnest), one execute per kind of row, sent in libpq's
-/// pipeline mode (docs/benchmarks.md compares them).
-enum class batch_encoding { statements, multirow, pipeline };
+/// How a batch becomes SQL. `pipeline`: its rows of the tables, through
+/// prepared statements taking one array per column (unnest), one execute
+/// per kind of row, sent in libpq's pipeline mode (pg_tables.hpp).
+/// `journal`: its seat changes and idempotency records as one journal row
+/// (journal_codec.hpp, migration 0008), which a projector thread applies
+/// to the tables in large batches; events and customers as in `pipeline`.
+/// docs/benchmarks.md compares them.
+enum class batch_encoding { pipeline, journal };
 
 struct pg_store_config {
   std::string dsn; // empty: libpq's PG* variables
@@ -27,6 +30,8 @@ struct pg_store_config {
   /// How long a failed connection waits before the next attempt.
   int64_t reconnect_delay_ms = 200;
   batch_encoding encoding = batch_encoding::pipeline;
+  /// Names this node's journal streams (`<node>/<process start>/<writer>`).
+  std::string node = "node";
   /// Writer connections, each committing its own batches; sections are
   /// spread over them by number. Several let one batch's commit wait on
   /// the disk while the next is written (docs/benchmarks.md).

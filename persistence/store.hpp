@@ -34,14 +34,6 @@ using section_loaded =
 using hold_loaded =
     std::function<void(caf::expected<std::optional<recorded_hold>>)>;
 
-/// A customer account as the store keeps it.
-struct customer_record {
-  std::string customer_id;
-  std::string email;         // normalised: trimmed, lower-case
-  std::string password_hash; // libsodium crypto_pwhash_str (argon2id)
-  millis created_at_ms = 0;
-};
-
 /// Faults that the chaos facility (--chaos, docs/operations.md) injects into
 /// a store's commits; zero means none. Set from any thread, read by the
 /// store's writers before each batch.

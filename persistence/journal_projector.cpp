@@ -1,0 +1,141 @@
+#include "persistence/journal_projector.hpp"
+
+#include "core/errc.hpp"
+#include "persistence/pg_tables.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <spdlog/spdlog.h>
+
+namespace rsv::pg {
+
+namespace {
+
+/// How long a projector waits after a failure before it tries again.
+constexpr auto retry_delay = std::chrono::milliseconds(200);
+
+} // namespace
+
+journal_projector::journal_projector(options opts)
+    : options_(std::move(opts)), projection_(options_.known) {
+  if (options_.registry) {
+    auto& registry = *options_.registry;
+    rows_projected_ = &prometheus::BuildCounter()
+                           .Name("rsv_journal_rows_projected_total")
+                           .Help("Journal rows this node applied to the "
+                                 "tables and deleted")
+                           .Register(registry)
+                           .Add({});
+    writes_projected_ = &prometheus::BuildCounter()
+                             .Name("rsv_journal_writes_projected_total")
+                             .Help("Writes (seat changes, idempotency "
+                                   "records) in the journal rows this node "
+                                   "projected")
+                             .Register(registry)
+                             .Add({});
+    backlog_rows_ = &prometheus::BuildGauge()
+                         .Name("rsv_journal_backlog_rows")
+                         .Help("Journal rows not yet projected into the "
+                               "tables (all nodes), measured once a second")
+                         .Register(registry)
+                         .Add({});
+    lag_seconds_ = &prometheus::BuildGauge()
+                        .Name("rsv_journal_lag_seconds")
+                        .Help("Age of the oldest journal row not yet "
+                              "projected: how far the tables trail the "
+                              "acknowledged writes")
+                        .Register(registry)
+                        .Add({});
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+journal_projector::~journal_projector() { stop(); }
+
+void journal_projector::poke() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    poked_ = true;
+  }
+  wake_.notify_one();
+}
+
+void journal_projector::stop() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool journal_projector::connect() {
+  if (conn_) return true;
+  conn_ = pg::connect(options_.dsn);
+  // A projection that a crash loses is lost whole, its deletes with its
+  // inserts, and projected again: it need not wait for the disk.
+  result_ptr set{PQexec(conn_.get(), "SET synchronous_commit = off")};
+  if (PQresultStatus(set.get()) == PGRES_COMMAND_OK &&
+      prepare_table_statements(conn_.get()))
+    return true;
+  conn_.reset();
+  state_ = service_state::down;
+  return false;
+}
+
+void journal_projector::project_all() {
+  if (!connect()) return;
+  for (;;) {
+    auto done = projection_.step(conn_.get(), options_.rows_per_step);
+    if (!done) {
+      if (state_.exchange(service_state::down) == service_state::ok)
+        spdlog::error("the journal projector stopped: {}",
+                      describe(done.error()));
+      if (PQstatus(conn_.get()) != CONNECTION_OK) conn_.reset();
+      return;
+    }
+    if (state_.exchange(service_state::ok) == service_state::down)
+      spdlog::info("the journal projector projects again");
+    if (rows_projected_ != nullptr) {
+      rows_projected_->Increment(static_cast<double>(done->rows));
+      writes_projected_->Increment(static_cast<double>(done->entries));
+    }
+    if (done->rows < options_.rows_per_step) return;
+  }
+}
+
+void journal_projector::measure_backlog() {
+  if (backlog_rows_ == nullptr || !conn_) return;
+  result_ptr backlog{PQexec(conn_.get(),
+                            "SELECT count(*), coalesce(extract(epoch FROM "
+                            "now() - min(created_at)), 0) FROM journal")};
+  if (PQresultStatus(backlog.get()) != PGRES_TUPLES_OK) return;
+  backlog_rows_->Set(std::atof(PQgetvalue(backlog.get(), 0, 0)));
+  lag_seconds_->Set(std::max(0.0, std::atof(PQgetvalue(backlog.get(), 0, 1))));
+}
+
+void journal_projector::run() {
+  auto next_measure = std::chrono::steady_clock::now();
+  for (;;) {
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lock{mutex_};
+      auto delay = state_ == service_state::ok ? std::chrono::milliseconds(1000)
+                                               : retry_delay;
+      wake_.wait_for(lock, delay, [this] { return poked_ || stopping_; });
+      poked_ = false;
+      stopping = stopping_;
+    }
+    project_all();
+    if (auto now = std::chrono::steady_clock::now(); now >= next_measure) {
+      measure_backlog();
+      next_measure = now + std::chrono::seconds(1);
+    }
+    if (stopping) return;
+  }
+}
+
+} // namespace rsv::pg

@@ -1,0 +1,76 @@
+#pragma once
+
+// Private to persistence/: the background projector of a store with
+// batch_encoding::journal (pg_store.hpp).
+
+#include "core/service_state.hpp"
+#include "persistence/journal_projection.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <prometheus/registry.h>
+#include <string>
+#include <thread>
+
+namespace prometheus {
+class Counter;
+class Gauge;
+} // namespace prometheus
+
+namespace rsv::pg {
+
+/// One thread with its own connection that applies journal rows to the
+/// tables while the writers append them, so that the tables (what operators
+/// query, what a restart reads) trail the acknowledged writes by no more
+/// than its lag. It takes whatever rows are there in steps of up to
+/// `rows_per_step`: the busier the writers, the larger its batches, as with
+/// group commit. It wakes when a writer pokes it after a commit, and once a
+/// second to measure the backlog (rsv_journal_backlog_rows,
+/// rsv_journal_lag_seconds). Started by the store; `stop` drains what is
+/// left and ends the thread.
+class journal_projector {
+public:
+  struct options {
+    std::string dsn;
+    layout_lookup known;
+    std::size_t rows_per_step = 256;
+    std::shared_ptr<prometheus::Registry> registry;
+  };
+
+  explicit journal_projector(options opts);
+  ~journal_projector();
+
+  /// A journal row committed: project soon. Any thread; never blocks long.
+  void poke();
+
+  /// Projects what is left (while the database answers), then ends.
+  void stop();
+
+  /// Down while it cannot project: the database is unreachable, or a row
+  /// does not decode (logged; nothing after it is projected).
+  service_state health() const { return state_.load(); }
+
+private:
+  void run();
+  bool connect();
+  void project_all();
+  void measure_backlog();
+
+  options options_;
+  journal_projection projection_;
+  conn_ptr conn_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool poked_ = false;    // guarded by mutex_
+  bool stopping_ = false; // guarded by mutex_
+  std::atomic<service_state> state_{service_state::ok};
+  prometheus::Counter* rows_projected_ = nullptr;
+  prometheus::Counter* writes_projected_ = nullptr;
+  prometheus::Gauge* backlog_rows_ = nullptr;
+  prometheus::Gauge* lag_seconds_ = nullptr;
+  std::thread thread_;
+};
+
+} // namespace rsv::pg

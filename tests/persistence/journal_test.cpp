@@ -1,0 +1,236 @@
+// The journal in PostgreSQL (migration 0008, `--pg-batch-encoding
+// journal`): what was acknowledged is read back whether or not the
+// projector got to it, a damaged row stops recovery with its name instead
+// of being skipped, and a database written without the journal goes on
+// with it.
+
+#include "core/errc.hpp"
+#include "persistence/journal_codec.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "persistence/recovery.hpp"
+#include "tests/persistence/pg_test_support.hpp"
+
+#include <algorithm>
+#include <future>
+#include <gtest/gtest.h>
+
+namespace rsv {
+namespace {
+
+constexpr millis start_ms = 1'800'000'000'000;
+
+seat_change change(change_kind kind, uint32_t section, uint32_t slot,
+                   std::vector<uint32_t> seats, std::string customer = "cus_a") {
+  seat_change c;
+  c.kind = kind;
+  c.event_id = "concert";
+  c.section_id = section == 0 ? "floor" : "balcony";
+  c.section_no = section;
+  c.slot = slot;
+  c.customer_id = std::move(customer);
+  c.seat_indexes = std::move(seats);
+  c.at_ms = start_ms;
+  c.expires_at_ms = start_ms + 600'000;
+  c.amount_cents = 5000 * static_cast<int64_t>(c.seat_indexes.size());
+  return c;
+}
+
+std::vector<caf::error> wait_all(std::vector<std::future<caf::error>>& acks) {
+  std::vector<caf::error> out;
+  for (auto& ack : acks) {
+    if (ack.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+      ADD_FAILURE() << "an acknowledgement did not come within 30 s";
+      continue;
+    }
+    out.push_back(ack.get());
+  }
+  acks.clear();
+  return out;
+}
+
+class journal_test : public test::fresh_database {
+protected:
+  void SetUp() override {
+    fresh_database::SetUp();
+    ASSERT_TRUE(apply_migrations(dsn_));
+    // The concert is written as any node writes an event: to its tables.
+    pg_store store{config(batch_encoding::pipeline)};
+    event_def def;
+    def.id = "concert";
+    def.name = "Concert";
+    def.starts_at_ms = start_ms;
+    def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
+    def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
+    std::promise<caf::error> created;
+    store.create_event(def, {0, 1},
+                       [&](caf::error err) { created.set_value(err); });
+    ASSERT_FALSE(created.get_future().get());
+  }
+
+  pg_store_config config(batch_encoding encoding) {
+    pg_store_config c{dsn_};
+    c.encoding = encoding;
+    c.writers = 2;
+    c.node = "test";
+    return c;
+  }
+
+  static recovered_event recovered() {
+    recovered_event event;
+    event.def.id = "concert";
+    event.def.sections.push_back(
+        {"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
+    event.def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
+    event.section_nos = {0, 1};
+    for (uint32_t i = 0; i < 2; ++i)
+      event.layouts.push_back(
+          section_layout::make("concert", event.def.sections[i], i));
+    return event;
+  }
+
+  /// Appends `changes` through a store and waits for every acknowledgement.
+  static void append(pg_store& store, const std::vector<seat_change>& changes) {
+    std::vector<std::future<caf::error>> acks;
+    for (const auto& c : changes) {
+      auto promise = std::make_shared<std::promise<caf::error>>();
+      acks.push_back(promise->get_future());
+      store.append(c, [promise](caf::error err) { promise->set_value(err); });
+    }
+    for (const auto& err : wait_all(acks))
+      ASSERT_FALSE(err) << describe(err);
+  }
+
+  /// Writes a journal row as a writer whose node then died would have left
+  /// it: committed, not projected.
+  void insert_row(const std::string& stream, int64_t seq,
+                  const std::string& body) {
+    static const char* hex = "0123456789abcdef";
+    std::string bytes;
+    for (unsigned char c : body) {
+      bytes += hex[c >> 4];
+      bytes += hex[c & 15];
+    }
+    EXPECT_EQ(psql("INSERT INTO journal VALUES ('" + stream + "', " +
+                   std::to_string(seq) + ", now(), 1, '\\\\x" + bytes +
+                   "'::bytea)"),
+              "INSERT 0 1\n");
+  }
+
+  static std::string row_of(const std::vector<seat_change>& changes) {
+    journal::encoder out;
+    for (const auto& c : changes)
+      out.add(c);
+    return out.finish();
+  }
+};
+
+TEST_F(journal_test, rows_a_dead_node_left_are_read_back_in_order) {
+  auto answer = std::make_shared<idempotency_record>();
+  answer->customer_id = "cus_a";
+  answer->key = "key-1";
+  answer->fingerprint = "fp";
+  answer->response = {201, R"({"hold_id":"hld_0_0"})", "/v1/holds/hld_0_0"};
+  answer->created_at_ms = start_ms;
+  auto held = change(change_kind::hold_created, 0, 0, {0, 1});
+  held.idempotency = answer;
+  // Two streams of a node that committed these and died before its
+  // projector applied them; each hold changes in a later row than the one
+  // that created it.
+  insert_row("dead/1/0", 1,
+             row_of({held, change(change_kind::hold_created, 0, 1, {2})}));
+  insert_row("dead/1/0", 2,
+             row_of({change(change_kind::booking_confirmed, 0, 0, {0, 1}),
+                     change(change_kind::hold_created, 0, 2, {3})}));
+  insert_row("dead/1/1", 1,
+             row_of({change(change_kind::hold_created, 1, 0, {7}, "cus_b")}));
+  insert_row("dead/1/1", 2,
+             row_of({change(change_kind::hold_expired, 1, 0, {7}, "cus_b")}));
+
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  auto floor = state->holds.at(0);
+  std::sort(floor.begin(), floor.end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  ASSERT_EQ(floor.size(), 3u);
+  EXPECT_EQ(floor[0].status, hold_status::booked);
+  EXPECT_EQ(floor[0].seats, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(floor[1].status, hold_status::active);
+  EXPECT_EQ(floor[2].status, hold_status::active);
+  EXPECT_EQ(floor[2].seats, (std::vector<uint32_t>{3}));
+  // The balcony's one hold expired: read only as the hold that numbers the
+  // next one.
+  ASSERT_EQ(state->holds.at(1).size(), 1u);
+  EXPECT_EQ(state->holds.at(1)[0].status, hold_status::expired);
+  ASSERT_EQ(state->idempotency.size(), 1u);
+  EXPECT_EQ(state->idempotency[0].response.location, "/v1/holds/hld_0_0");
+  EXPECT_EQ(psql("SELECT count(*) FROM journal"), "0\n");
+  EXPECT_EQ(psql("SELECT string_agg(seat_id || '=' || status, ',' ORDER BY "
+                 "seat_id) FROM seat_state"),
+            "A-1=booked,A-2=booked,A-3=held,A-4=held\n");
+}
+
+TEST_F(journal_test, a_damaged_row_stops_recovery_and_is_named) {
+  insert_row("dead/1/0", 1,
+             row_of({change(change_kind::hold_created, 0, 0, {0})}));
+  auto damaged = row_of({change(change_kind::hold_created, 0, 1, {1})});
+  damaged[damaged.size() / 2] ^= 0x20;
+  insert_row("dead/1/0", 2, damaged);
+
+  auto state = load_recorded_state(dsn_);
+  ASSERT_FALSE(state) << "recovery read past a damaged journal row";
+  auto error = describe(state.error());
+  EXPECT_NE(error.find("journal row dead/1/0 seq 2"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("checksum mismatch"), std::string::npos) << error;
+  // Nothing was skipped or half applied: both rows wait for a repair.
+  EXPECT_EQ(psql("SELECT count(*) FROM journal"), "2\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "0\n");
+}
+
+TEST_F(journal_test, a_section_reload_reads_what_the_journal_acknowledged) {
+  pg_store store{config(batch_encoding::journal)};
+  store.learn({recovered()});
+  append(store, {change(change_kind::hold_created, 0, 0, {0, 1}),
+                 change(change_kind::hold_created, 0, 1, {5}),
+                 change(change_kind::hold_released, 0, 1, {5})});
+  std::promise<caf::expected<std::vector<recorded_hold>>> loaded;
+  store.load_section(0, [&](caf::expected<std::vector<recorded_hold>> holds) {
+    loaded.set_value(std::move(holds));
+  });
+  auto holds = loaded.get_future().get();
+  ASSERT_TRUE(holds) << describe(holds.error());
+  // The live hold, and the released one as the last hold of the section.
+  ASSERT_EQ(holds->size(), 2u);
+  std::sort(holds->begin(), holds->end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  EXPECT_EQ((*holds)[0].status, hold_status::active);
+  EXPECT_EQ((*holds)[0].seats, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ((*holds)[1].status, hold_status::released);
+}
+
+TEST_F(journal_test, a_database_written_without_the_journal_goes_on_with_it) {
+  {
+    pg_store before{config(batch_encoding::pipeline)};
+    before.learn({recovered()});
+    append(before, {change(change_kind::hold_created, 0, 0, {0}),
+                    change(change_kind::hold_created, 0, 1, {1}),
+                    change(change_kind::booking_confirmed, 0, 1, {1})});
+  }
+  {
+    pg_store after{config(batch_encoding::journal)};
+    after.learn({recovered()});
+    append(after, {change(change_kind::hold_released, 0, 0, {0}),
+                   change(change_kind::booking_cancelled, 0, 1, {1}),
+                   change(change_kind::hold_created, 0, 2, {2})});
+  }
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  EXPECT_EQ(psql("SELECT slot, status FROM holds ORDER BY slot"),
+            "0|released\n1|booked\n2|active\n");
+  EXPECT_EQ(psql("SELECT slot, status FROM bookings"), "1|cancelled\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM journal"), "0\n");
+}
+
+} // namespace
+} // namespace rsv
