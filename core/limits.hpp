@@ -360,4 +360,14 @@ constexpr int cluster_bump_attempts_max = 3;
 // often (as pg_store's writers do): jobs meanwhile fail at once.
 constexpr int64_t cluster_store_reconnect_delay_ms = 200;
 
+// A journal projection step (persistence/journal_projection) holds the
+// projection lock, which every node's drains wait for, across several round
+// trips: a node frozen in the middle (SIGSTOP, a VM pause) would hold it,
+// and stop every partition load and section reload of the cluster, for as
+// long as it is frozen. PostgreSQL ends a step's transaction that waits this
+// long for its client (idle_in_transaction_session_timeout), which rolls it
+// back whole; a live client needs well under a second between its
+// statements even for a step of 256 full rows.
+constexpr int64_t journal_step_idle_timeout_ms = 3000;
+
 } // namespace rsv::limits

@@ -1,6 +1,7 @@
 #include "persistence/journal_projection.hpp"
 
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/journal_codec.hpp"
 #include "persistence/pg_tables.hpp"
 
@@ -80,6 +81,10 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
   };
   if (!run(conn, "BEGIN", PGRES_COMMAND_OK)) return failed("BEGIN");
   transaction tx{conn};
+  auto idle = "SET LOCAL idle_in_transaction_session_timeout = " +
+              std::to_string(limits::journal_step_idle_timeout_ms);
+  if (!run(conn, idle.c_str(), PGRES_COMMAND_OK))
+    return failed("bounding the step");
   if (!run(conn, take_projection_lock, PGRES_TUPLES_OK))
     return failed("taking the projection lock");
   auto limit = std::to_string(rows_max);

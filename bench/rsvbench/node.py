@@ -78,7 +78,10 @@ def start_node(bench, log, flags, listen="127.0.0.1:0", port=None):
             # The bench registers all its customers from 127.0.0.1: the
             # per-address login throttle would refuse the 21st.
             "--auth-limit-address", "0",
-            "--store", cfg.store, "--listen", listen, *flags]
+            # A series may run on another store (the journal scenario's
+            # memory node): its --store replaces the bench's.
+            *(() if "--store" in flags else ("--store", cfg.store)),
+            "--listen", listen, *flags]
     log = bench.path(log)
     node = Node(bench.procs.start("node", argv, stderr=log), log, port)
     if port is None:

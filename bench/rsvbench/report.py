@@ -4,7 +4,7 @@ output"; "The durable report").
 """
 import statistics
 
-from .scenarios import churn, cluster, kafka, redis, seatmaps
+from .scenarios import churn, cluster, journal, kafka, redis, seatmaps
 from .wrk import ms
 
 def render(bench):
@@ -25,6 +25,8 @@ def render(bench):
         lines += [""] + redis.report(bench)
     if "churn" in cfg.scenarios:
         lines += [""] + churn.report(bench)
+    if "journal" in cfg.scenarios:
+        lines += [""] + journal.report(bench)
     if "seatmaps" in cfg.scenarios:
         lines += [""] + seatmaps.report(bench)
     if cfg.postgres:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from .. import node as nodes
 from ..procs import fail, say
 from ..series import Series, holds, run_series
-from . import churn, cluster, kafka, pgbench, profile, recovery, redis, seatmaps
+from . import churn, cluster, journal, kafka, pgbench, profile, recovery, redis, seatmaps
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,10 @@ def scenarios(cfg):
                  postgres_only=True, then=pgbench.run, packages=(("pgbench", "postgresql"),)),
         Scenario("recovery", "kill -9 and restart with 100,000 active holds: time to ready",
                  postgres_only=True, then=recovery.run),
+        Scenario("journal", "holds on a memory node, durable with the tables in the commit,"
+                 " and durable with one journal row per commit (projector backlog and lag"
+                 " once a second, time to empty the journal)",
+                 postgres_only=True, series=journal.series()),
         Scenario("kafka", "durable holds with the outbox relayed to Kafka and without",
                  postgres_only=True, starts=("broker",), series=kafka.series(cfg),
                  packages=(("kcat", "kcat"),)),

@@ -1,0 +1,96 @@
+"""The journal scenario (issue 16): durable holds with the tables written in
+the group commit (`--pg-batch-encoding pipeline`) and with one journal row
+per commit projected in the background (`journal`), and the same holds on
+a memory-store node, in one run. A probe samples the projector's backlog
+and lag once a second while wrk runs, then times how long the projector
+needs to empty the journal after wrk stopped.
+"""
+import threading
+import time
+
+from .. import client
+from ..procs import say, wait_for, warn
+from ..series import Probe, holds
+
+MEMORY = ("--store", "memory")
+PIPELINE = ("--pg-batch-encoding", "pipeline")
+JOURNAL = ("--pg-batch-encoding", "journal")
+# How long the journal may take to empty after a run before it counts as
+# not keeping up; the run itself lasts BENCH_DURATION.
+DRAIN_TIMEOUT_S = 120
+
+
+def series():
+    return (
+        holds("journal-memory", "(b) POST /v1/holds, memory store (journal scenario)",
+              node=MEMORY),
+        holds("journal-pipeline", "(b) POST /v1/holds, durable, tables in the commit"
+              " (journal scenario)", node=PIPELINE),
+        holds("journal", "(b) POST /v1/holds, durable, journal row per commit"
+              " (journal scenario)", node=JOURNAL, probe=JournalProbe),
+    )
+
+
+class JournalProbe(Probe):
+    """rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second
+    during each run (NAME.journal.tsv), then the time until the journal is
+    empty: whether the projector keeps up at full speed, and how far the
+    tables trail."""
+
+    def before_run(self, name, event):
+        self.samples = []
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        base = self.bench.node.base
+        while True:
+            try:
+                samples = client.metrics(base)
+                self.samples.append((time.monotonic() - self.started,
+                                     client.value(samples, "rsv_journal_backlog_rows"),
+                                     client.value(samples, "rsv_journal_lag_seconds")))
+            except Exception:  # the run's own checks report a dead node
+                return
+            if self.stop.wait(1.0):
+                return
+
+    def after_run(self, name, event, result):
+        wrk_stopped = time.monotonic()
+        self.stop.set()
+        self.thread.join(timeout=10)
+        left = [0]
+
+        def empty():
+            left[0] = self.bench.pg.count("SELECT count(*) FROM journal")
+            return True if left[0] == 0 else None
+        drained = wait_for(empty, DRAIN_TIMEOUT_S, 0.05)
+        drain_ms = round((time.monotonic() - wrk_stopped) * 1000) if drained else -1
+        samples = self.samples
+        self.bench.path(f"{name}.journal.tsv").write_text(
+            "seconds\tbacklog_rows\tlag_seconds\n"
+            + "".join(f"{t:.1f}\t{rows:g}\t{lag:g}\n" for t, rows, lag in samples))
+        extra = {"backlog_max_rows": int(max((r for _, r, _ in samples), default=0)),
+                 "lag_max_s": f"{max((s for _, _, s in samples), default=0):.2f}",
+                 "drain_ms": drain_ms, "journal_left": left[0]}
+        if not drained:
+            warn(f"{name}: the journal still had {left[0]} rows {DRAIN_TIMEOUT_S} s after wrk")
+        note = (f"{name}: projector backlog at most {extra['backlog_max_rows']} rows, lag at"
+                f" most {extra['lag_max_s']} s (sampled once a second); journal empty"
+                f" {drain_ms} ms after wrk stopped"
+                + ("" if drained else f" (NOT within {DRAIN_TIMEOUT_S} s: {left[0]} rows left)"))
+        self.bench.notes.setdefault("journal", []).append(note)
+        say(note)
+        return extra
+
+
+def report(bench):
+    notes = bench.notes.get("journal")
+    if not notes:
+        return []
+    return (["## Journal: the projector at full speed", "",
+             "Samples of rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second"
+             " in NAME.journal.tsv; then the journal is polled every 50 ms until empty.", ""]
+            + [f"- {note}" for note in notes] + [""])
