@@ -119,6 +119,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
   serve
+      ->add_option("--pg-journal-step-interval-ms",
+                   cfg.pg_journal_step_interval_ms,
+                   "with --pg-batch-encoding journal: the projector applies "
+                   "journal rows at most once per this interval while they "
+                   "keep coming (larger steps cost PostgreSQL less per write; "
+                   "the tables trail by about this much more)")
+      ->envname("RSV_PG_JOURNAL_STEP_INTERVAL_MS")
+      ->check(CLI::Range(0, 10'000))
+      ->capture_default_str();
+  serve
       ->add_option("--kafka-brokers", cfg.kafka_brokers,
                    "Kafka bootstrap servers (empty: Kafka disabled)")
       ->envname("RSV_KAFKA_BROKERS");

@@ -336,6 +336,7 @@ int serve(const serve_config& cfg) {
     pg_cfg.encoding = cfg.pg_batch_encoding;
     pg_cfg.node = node_id;
     pg_cfg.writers = cfg.pg_writers;
+    pg_cfg.journal_step_interval_ms = cfg.pg_journal_step_interval_ms;
     pg_cfg.registry = registry;
     pg_cfg.fencing = !cfg.cluster_unsafe_no_fencing;
     if (cfg.cluster_unsafe_no_fencing)

@@ -36,6 +36,8 @@ public:
     std::string dsn;
     layout_lookup known;
     std::size_t rows_per_step = 256;
+    /// At most one round of steps per this interval while rows keep coming.
+    int64_t step_interval_ms = 0;
     std::shared_ptr<prometheus::Registry> registry;
   };
 

@@ -815,7 +815,8 @@ struct pg_store::impl {
               [this](uint32_t section_no) {
                 return shared.layout(section_no);
               },
-              256, shared.config.registry});
+              256, shared.config.journal_step_interval_ms,
+              shared.config.registry});
       shared.on_journal_commit = [this] { projector->poke(); };
     }
     auto count = std::max<std::size_t>(1, shared.config.writers);

@@ -32,6 +32,9 @@ struct pg_store_config {
   batch_encoding encoding = batch_encoding::pipeline;
   /// Names this node's journal streams (`<node>/<process start>/<writer>`).
   std::string node = "node";
+  /// The projector applies journal rows at most once per this interval
+  /// while they keep coming (journal_projector.hpp).
+  int64_t journal_step_interval_ms = 100;
   /// Writer connections, each committing its own batches; sections are
   /// spread over them by number. Several let one batch's commit wait on
   /// the disk while the next is written (docs/benchmarks.md).

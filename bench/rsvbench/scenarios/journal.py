@@ -15,6 +15,10 @@ from ..series import Probe, holds
 MEMORY = ("--store", "memory")
 PIPELINE = ("--pg-batch-encoding", "pipeline")
 JOURNAL = ("--pg-batch-encoding", "journal")
+# The projector in steps as small as the commits come (no interval), and
+# gathering a second of rows per step.
+JOURNAL_EAGER = JOURNAL + ("--pg-journal-step-interval-ms", "0")
+JOURNAL_LAZY = JOURNAL + ("--pg-journal-step-interval-ms", "1000")
 # How long the journal may take to empty after a run before it counts as
 # not keeping up; the run itself lasts BENCH_DURATION.
 DRAIN_TIMEOUT_S = 120
@@ -28,6 +32,10 @@ def series():
               " (journal scenario)", node=PIPELINE),
         holds("journal", "(b) POST /v1/holds, durable, journal row per commit"
               " (journal scenario)", node=JOURNAL, probe=JournalProbe),
+        holds("journal-eager", "(b) POST /v1/holds, durable, journal, projector steps"
+              " without interval (journal scenario)", node=JOURNAL_EAGER, probe=JournalProbe),
+        holds("journal-lazy", "(b) POST /v1/holds, durable, journal, projector steps"
+              " once a second (journal scenario)", node=JOURNAL_LAZY, probe=JournalProbe),
     )
 
 
