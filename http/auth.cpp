@@ -1,6 +1,7 @@
 #include "http/auth.hpp"
 
 #include "core/assert.hpp"
+#include "http/ascii.hpp"
 
 #include <charconv>
 #include <sodium.h>
@@ -194,13 +195,7 @@ std::string_view bearer_token(std::string_view authorization) {
   constexpr std::string_view scheme = "Bearer ";
   if (authorization.size() <= scheme.size()) return {};
   // The scheme is case-insensitive (RFC 9110).
-  for (std::size_t i = 0; i < scheme.size(); ++i) {
-    char c = authorization[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    char s = scheme[i];
-    if (s >= 'A' && s <= 'Z') s = static_cast<char>(s - 'A' + 'a');
-    if (c != s) return {};
-  }
+  if (!ascii_iequals(authorization.substr(0, scheme.size()), scheme)) return {};
   auto token = authorization.substr(scheme.size());
   while (!token.empty() && token.front() == ' ')
     token.remove_prefix(1);

@@ -3,6 +3,7 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
+#include "http/ascii.hpp"
 #include "http/problem.hpp"
 
 #include <algorithm>
@@ -114,9 +115,7 @@ std::string normalise_email(std::string email) {
     email.erase(email.begin());
   while (!email.empty() && is_space(email.back()))
     email.pop_back();
-  for (auto& c : email)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return email;
+  return ascii_lowercase(email);
 }
 
 bool is_plausible_email(const std::string& email) {
