@@ -4,7 +4,9 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/limits.hpp"
+#include "http/admission_ticket.hpp"
 #include "http/auth.hpp"
+#include "http/decode.hpp"
 #include "http/json_mapping.hpp"
 #include "http/problem.hpp"
 #include "http/request_mapping.hpp"
@@ -73,18 +75,6 @@ private:
   std::vector<std::string> broken_;
 };
 
-/// api::require_json's rule: a body needs Content-Type application/json.
-bool json_content_type(const api_request& req) {
-  auto type = std::string_view{req.content_type};
-  type = type.substr(0, type.find(';'));
-  while (!type.empty() && type.back() == ' ')
-    type.remove_suffix(1);
-  std::string lower{type};
-  for (auto& c : lower)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return req.body.empty() || lower == "application/json";
-}
-
 /// A parsed event as the registry would publish it, rendered as the API
 /// renders it; the rendering must say what was parsed.
 void render_event_def(const event_def& def, checker& check) {
@@ -149,9 +139,32 @@ void render_hold_body(const http::hold_body& body, checker& check) {
                "render_hold: other seats");
 }
 
-/// What api::handle does with a request before it sends a message to an
-/// actor.
-void route_and_map(api_request req, checker& check) {
+/// Renders what the decode stage accepted as the API would, and checks the
+/// ids it decoded from the path.
+void render_command(const http::command& command,
+                    const std::vector<std::string>& params, checker& check) {
+  if (command.event) render_event_def(*command.event, check);
+  if (command.hold) render_hold_body(*command.hold, check);
+  if (command.hold_id)
+    check.expect(!command.hold_id->empty(), "parse_booking: an empty hold id");
+  if (command.object)
+    check.expect(command.object->is_object(), "a JSON object that is not one");
+  if (command.record)
+    check.expect(!params.empty() &&
+                     (parse_hold_id(params[0]) || parse_booking_id(params[0])),
+                 "a record decoded from no id");
+  if (command.ticket)
+    check.expect(
+        http::read_ticket(http::make_ticket(command.ticket->event_id,
+                                            command.ticket->customer_id))
+            .has_value(),
+        "ticket round trip: " + params.at(0));
+}
+
+/// What api::handle does with a request before its handler runs: the
+/// router, the checks the route's row asks for, and the decode stage (the
+/// very functions the API calls).
+void route_and_decode(const api_request& req, checker& check) {
   auto match = http::match_route(req.verb, req.target);
   if (match.result == http::route_match::kind::not_found) {
     check.problem(
@@ -166,11 +179,14 @@ void route_and_map(api_request req, checker& check) {
                   "405");
     return;
   }
-  // The session token check every customer route makes.
+  const auto& row = *match.def;
+  check.expect(row.handler != nullptr, std::string{row.name} + ": no handler");
+  // The session token check of the customer routes (api::limited makes it
+  // on every rate-limited route too).
   auto token = http::bearer_token(req.authorization);
   if (auto customer = signer().verify(token, fixed_now_ms))
     check.expect(!customer->empty(), "a token verified to no customer");
-  if (req.has_idempotency_key)
+  if (row.idempotent && req.has_idempotency_key)
     (void)is_valid_idempotency_key(req.idempotency_key);
   // Path parameters: hold and booking ids route by the section number they
   // carry; a well-formed one must survive the round trip.
@@ -183,65 +199,15 @@ void route_and_map(api_request req, checker& check) {
                    "booking id round trip: " + param);
     (void)is_valid_slug(param);
   }
-  if (req.verb != method::post) return;
-  if (!json_content_type(req)) {
-    check.problem(http::problem(415, http::problem_code::unsupported_media_type,
-                                "send the body as application/json"),
-                  "415");
-    return;
-  }
-  auto body = http::parse_json(req.body);
-  if (!body) {
-    check.problem(http::problem(400, http::problem_code::invalid_json,
-                                "the body is not JSON"),
-                  "400");
-    return;
-  }
-  auto refused = [&](const caf::error& err, const char* where) {
-    auto response = http::problem_from(err);
-    check.problem(response, where);
-    check.expect(response.status >= 400, std::string{where} +
+  auto decoded = http::decode(row, req, match.params, {});
+  if (auto* refused = std::get_if<api_response>(&decoded)) {
+    check.problem(*refused, row.name);
+    check.expect(refused->status >= 400, std::string{row.name} +
                                              ": a refusal answered " +
-                                             std::to_string(response.status));
-  };
-  switch (match.route) {
-  case http::route_id::events: {
-    auto def = http::parse_event(*body, false);
-    if (def)
-      render_event_def(*def, check);
-    else
-      refused(def.error(), "parse_event");
-    break;
+                                             std::to_string(refused->status));
+    return;
   }
-  case http::route_id::holds: {
-    auto hold = http::parse_hold(*body);
-    if (hold)
-      render_hold_body(*hold, check);
-    else
-      refused(hold.error(), "parse_hold");
-    break;
-  }
-  case http::route_id::customers: {
-    auto registration = http::parse_registration(*body);
-    if (!registration) refused(registration.error(), "parse_registration");
-    break;
-  }
-  case http::route_id::sessions: {
-    auto login = http::parse_login(*body);
-    if (!login) refused(login.error(), "parse_login");
-    break;
-  }
-  case http::route_id::bookings: {
-    auto booking = http::parse_booking(*body);
-    if (booking)
-      check.expect(!booking->empty(), "parse_booking: an empty hold id");
-    else
-      refused(booking.error(), "parse_booking");
-    break;
-  }
-  default:
-    break;
-  }
+  render_command(std::get<http::command>(decoded), match.params, check);
 }
 
 } // namespace
@@ -310,7 +276,7 @@ std::vector<std::string> serve_bytes(std::string_view bytes) {
                      http::body_limit_for(
                          bhttp::string_to_verb(req.method_text), req.target),
                  "a body above its route's limit got through");
-    route_and_map(std::move(req), check);
+    route_and_decode(req, check);
     if (!keep_alive) break; // the server closes after this answer
   }
   return check.take();

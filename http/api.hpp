@@ -104,13 +104,17 @@ struct api_config {
 /// finishes the work (an I/O thread for answers it knows at once, an actor
 /// thread for answers from actors, the hashing pool for passwords).
 ///
+/// Routes are the rows of the route table (http/router.cpp); `handle` runs
+/// the checks a row asks for, the decode stage (http/decode.hpp), then the
+/// row's handler. The handlers are in api_<family>.cpp and chaos_api.cpp.
+///
 /// Created once at start; `handle` is called concurrently by every I/O
 /// thread and never blocks.
-class api {
+class api final : public route_handlers {
 public:
   api(runtime& rt, api_config config,
       std::shared_ptr<prometheus::Registry> registry);
-  ~api();
+  ~api() override;
 
   void handle(api_request req, respond_fn done);
 
@@ -134,40 +138,48 @@ public:
   }
 
 private:
-  struct context;
-  using handler = void (api::*)(context&);
+  using context = request_context;
 
-  void health(context& ctx);
-  void readiness(context& ctx);
-  void metrics(context& ctx);
-  void create_customer(context& ctx);
-  void create_session(context& ctx);
-  void list_events(context& ctx);
-  void create_event(context& ctx);
-  void get_event(context& ctx);
-  void get_seats(context& ctx);
-  void get_stats(context& ctx);
-  void queue_join(context& ctx);
-  void queue_ticket(context& ctx);
-  void create_hold(context& ctx);
-  void get_hold(context& ctx);
-  void release_hold(context& ctx);
-  void create_booking(context& ctx);
-  void list_bookings(context& ctx);
-  void get_booking(context& ctx);
-  void cancel_booking(context& ctx);
+  // The handlers of the route table (route_handlers), by route family.
+  // Operations (api_operations.cpp).
+  void health(context& ctx) override;
+  void readiness(context& ctx) override;
+  void metrics(context& ctx) override;
+  // Accounts (api_accounts.cpp).
+  void create_customer(context& ctx) override;
+  void create_session(context& ctx) override;
+  // Events and their waiting rooms (api_events.cpp).
+  void list_events(context& ctx) override;
+  void create_event(context& ctx) override;
+  void get_event(context& ctx) override;
+  void get_seats(context& ctx) override;
+  void get_stats(context& ctx) override;
+  void queue_join(context& ctx) override;
+  void queue_ticket(context& ctx) override;
+  // Holds and bookings (api_holds.cpp).
+  void create_hold(context& ctx) override;
+  void get_hold(context& ctx) override;
+  void release_hold(context& ctx) override;
+  void create_booking(context& ctx) override;
+  void list_bookings(context& ctx) override;
+  void get_booking(context& ctx) override;
+  void cancel_booking(context& ctx) override;
   // The chaos facility (chaos_api.cpp).
-  void chaos_state(context& ctx);
-  void chaos_clear(context& ctx);
-  void chaos_kill_section(context& ctx);
-  void chaos_kill_random(context& ctx);
-  void chaos_store(context& ctx);
-  void chaos_relay(context& ctx);
-  void chaos_redis(context& ctx);
-  /// False, with 404 or 401 answered, unless chaos is on and it is admin.
-  bool require_chaos(context& ctx);
-  /// require_chaos, then the body as a JSON object; nullopt when answered.
-  std::optional<nlohmann::json> chaos_body(context& ctx);
+  void chaos_state(context& ctx) override;
+  void chaos_clear(context& ctx) override;
+  void chaos_kill_section(context& ctx) override;
+  void chaos_kill_random(context& ctx) override;
+  void chaos_store(context& ctx) override;
+  void chaos_relay(context& ctx) override;
+  void chaos_redis(context& ctx) override;
+
+  /// Answers a request that matched no route (web pages, 404, 405).
+  void unmatched(api_request& req, route_match& match,
+                 const respond_fn& done) const;
+  /// The route's checks in the row's order (router.hpp, route_def), then
+  /// the decode stage and the row's handler.
+  void run(context& ctx);
+  void decode_and_handle(context& ctx);
 
   /// Counts a login or registration against the client's address and the
   /// email; false, with 429 answered, when either is over its rate.
@@ -178,21 +190,22 @@ private:
 
   bool require_admin(context& ctx);
   bool require_customer(context& ctx);
-  bool require_json(context& ctx);
-  /// The request's JSON body; nullopt when 415 or 400 was answered.
-  std::optional<nlohmann::json> json_body(context& ctx);
-  /// Checks the shared rate limits, then runs `target` (429 when over).
-  void limited(std::shared_ptr<context> ctx, handler target);
-  /// Answers 429, or runs `target` with the RateLimit headers added.
-  void after_limits(context& ctx, handler target, rate_decision decision);
+  /// Whether a customer may hold seats of `event`: with its row's waiting
+  /// room gate and the event's waiting room on, only with the admission
+  /// token of its ticket; 403 answered otherwise.
+  bool admitted(context& ctx, const event_entry& event);
+  /// Checks the shared rate limits, then routes the request (429 when over).
+  void limited(std::shared_ptr<context> ctx);
+  /// Answers 429, or routes the request with the RateLimit headers added.
+  void after_limits(context& ctx, rate_decision decision);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
-  /// In a cluster: runs `target` here when this node serves the request's
-  /// event (or it names none), else forwards it to the owner; a misdirected
-  /// answer (421) makes it read the owners again and route once more.
-  void route(context& ctx, handler target, bool may_retry = true);
-  void forward(std::shared_ptr<context> ctx, handler target, std::string owner,
-               bool may_retry);
+  /// In a cluster: runs the request here when this node serves the
+  /// request's event (or it names none), else forwards it to the owner; a
+  /// misdirected answer (421) makes it read the owners again and route once
+  /// more.
+  void route(context& ctx, bool may_retry = true);
+  void forward(std::shared_ptr<context> ctx, std::string owner, bool may_retry);
   /// The partition of the event a request names, if it names one.
   std::optional<uint32_t> partition_of_request(context& ctx);
   /// Whether the request came from a node of this cluster.

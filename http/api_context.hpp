@@ -1,11 +1,14 @@
 #pragma once
 
-// What the API's handlers share about one request (api.cpp, chaos_api.cpp);
-// private to http/.
+// What the API's handlers share about one request and the small helpers
+// every route family uses (api*.cpp, chaos_api.cpp); private to http/.
 
 #include "http/api.hpp"
+#include "http/decode.hpp"
+#include "http/problem.hpp"
 
 #include <atomic>
+#include <caf/expected.hpp>
 #include <memory>
 #include <string>
 
@@ -21,12 +24,49 @@ struct idempotency_scope {
 };
 
 /// One request on its way through the API.
-struct api::context {
+struct request_context {
   api_request req;
-  route_match match;
+  route_match match; // found: `match.def` is its row
   respond_fn done;
-  std::string customer_id; // of a valid token: set by require_customer or limited
+  /// Of a valid token: set by require_customer, or by limited.
+  std::string customer_id;
   std::shared_ptr<const idempotency_scope> idempotency; // set by idempotent
+  command decoded; // set by the decode stage, before the handler runs
 };
+
+inline api_response json_response(unsigned status, std::string body) {
+  api_response response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+inline api_response created(std::string body, std::string location) {
+  auto response = json_response(201, std::move(body));
+  response.header("Location", std::move(location));
+  return response;
+}
+
+inline std::string location_of(const api_response& response) {
+  for (const auto& [name, value] : response.headers)
+    if (name == "Location") return value;
+  return {};
+}
+
+/// Turns an actor's reply into an answer: `render` on success.
+template <class T, class Render>
+reply_fn<T> answer(respond_fn done, Render render) {
+  return reply_fn<T>{[done = std::move(done),
+                      render = std::move(render)](caf::expected<T> result) {
+    if (!result)
+      done(problem_from(result.error()));
+    else
+      done(render(*result));
+  }};
+}
+
+inline bool has_waiting_room(const event_entry& event) {
+  return event.def.waiting_room && event.def.waiting_room->enabled;
+}
 
 } // namespace rsv::http

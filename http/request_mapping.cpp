@@ -1,6 +1,6 @@
 #include "http/request_mapping.hpp"
 
-#include "core/limits.hpp"
+#include "http/router.hpp"
 
 #include <algorithm>
 #include <boost/beast/core/string.hpp>
@@ -25,10 +25,7 @@ method to_method(bhttp::verb verb) {
 }
 
 std::size_t body_limit_for(bhttp::verb verb, std::string_view target) {
-  auto path = target.substr(0, target.find('?'));
-  if (verb == bhttp::verb::post && path == "/v1/events")
-    return limits::event_body_bytes_max;
-  return limits::body_bytes_max;
+  return body_bytes_max_for(to_method(verb), target);
 }
 
 bool accepts_gzip(std::string_view accept_encoding) {

@@ -17,8 +17,9 @@ namespace rsv::http {
 
 method to_method(boost::beast::http::verb verb);
 
-/// The body limit of a route: 1 MiB for `POST /v1/events`, 64 KiB
-/// otherwise (core/limits.hpp). `target` is the path and query.
+/// The body limit of a route, as its row in the route table says: 1 MiB
+/// for `POST /v1/events`, 64 KiB otherwise (core/limits.hpp). `target` is
+/// the path and query.
 std::size_t body_limit_for(boost::beast::http::verb verb,
                            std::string_view target);
 
