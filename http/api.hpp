@@ -145,6 +145,7 @@ private:
   void health(context& ctx) override;
   void readiness(context& ctx) override;
   void metrics(context& ctx) override;
+  void version(context& ctx) override;
   // Accounts (api_accounts.cpp).
   void create_customer(context& ctx) override;
   void create_session(context& ctx) override;

@@ -1,9 +1,10 @@
 // Operations: health, readiness and metrics, for load balancers and
-// operators.
+// operators, and the build's version for the operator.
 
 #include "core/partition.hpp"
 #include "http/api.hpp"
 #include "http/api_context.hpp"
+#include "http/build_info.hpp"
 
 #include <prometheus/text_serializer.h>
 
@@ -73,6 +74,11 @@ void api::metrics(context& ctx) {
   response.content_type = "text/plain; version=0.0.4; charset=utf-8";
   response.body = serializer.Serialize(registry_->Collect());
   ctx.done(std::move(response));
+}
+
+void api::version(context& ctx) {
+  ctx.done(json_response(
+      200, dump({{"version", build_version()}, {"commit", build_commit()}})));
 }
 
 } // namespace rsv::http

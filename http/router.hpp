@@ -26,6 +26,7 @@ public:
   virtual void health(request_context& ctx) = 0;
   virtual void readiness(request_context& ctx) = 0;
   virtual void metrics(request_context& ctx) = 0;
+  virtual void version(request_context& ctx) = 0;
   virtual void create_customer(request_context& ctx) = 0;
   virtual void create_session(request_context& ctx) = 0;
   virtual void list_events(request_context& ctx) = 0;
