@@ -84,6 +84,7 @@ class Config:
     threads: tuple
     seat_pick: str
     recovery_db: str
+    recovery_from: str
     allow_fsync_off: bool
     max_other_cpu: float
     kafka_lingers: tuple
@@ -151,6 +152,7 @@ def load(environ=os.environ):
         threads=_words(environ, "BENCH_THREADS", "1 2"),
         seat_pick=_env(environ, "BENCH_SEAT_PICK", "permutation"),
         recovery_db=_env(environ, "BENCH_RECOVERY_DB", "rsv_bench_recovery"),
+        recovery_from=_env(environ, "BENCH_RECOVERY_FROM", "tables"),
         allow_fsync_off=_env(environ, "BENCH_ALLOW_FSYNC_OFF", "0") == "1",
         max_other_cpu=_cores(_env(environ, "BENCH_MAX_OTHER_CPU", "0.25")),
         kafka_lingers=_words(environ, "BENCH_KAFKA_LINGER", "5"),
@@ -177,6 +179,8 @@ def _checked(cfg):
     if not cfg.threads or not all(_is_whole(t) and 1 <= int(t) <= cfg.connections
                                   for t in cfg.threads):
         fail("BENCH_THREADS: whole numbers from 1 to BENCH_CONNECTIONS")
+    if cfg.recovery_from not in ("tables", "journal"):
+        fail("BENCH_RECOVERY_FROM: tables or journal")
     if cfg.seat_pick not in ("permutation", "random"):
         fail("BENCH_SEAT_PICK: permutation or random")
     if not cfg.kafka_lingers:

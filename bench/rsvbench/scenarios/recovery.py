@@ -4,12 +4,17 @@ and BENCH_RECOVERY_HOLDS active holds.
 
 The event and the customers are created through the API of a node on that
 database, so their rows are the server's own; the holds go straight into
-the holds table in the server's format (bench/recovery_holds.sql). Then the
-node is killed (SIGKILL: a crash, not a drain) and started again on the
-same database BENCH_RECOVERY_RUNS times.
+the holds table in the server's format (bench/recovery_holds.sql), or, with
+BENCH_RECOVERY_FROM=journal, into journal rows of 1,000 holds each, as a
+node with --pg-batch-encoding journal leaves them when it dies before its
+projector applied them (the first restart projects them all; the later
+ones read the tables). Then the node is killed (SIGKILL: a crash, not a
+drain) and started again on the same database BENCH_RECOVERY_RUNS times.
 """
 import re
 import time
+
+from .. import journal_rows
 
 from .. import api, client
 from ..node import ready, start_node
@@ -63,6 +68,18 @@ def prepare(bench, dsn, event):
                                      bench.path("recovery-ids.txt"))
     started = time.monotonic()
     db = Postgres(dsn)
+    if cfg.recovery_from == "journal":
+        write_journal(bench, db, event, ids)
+        written = db.psql("-F", " ", "-c", "SELECT coalesce(sum(entries), 0), count(*)"
+                          " FROM journal").split()
+        if written[0] != str(cfg.recovery_holds):
+            fail(f"recovery: wrote {written[0]} holds into the journal, expected"
+                 f" {cfg.recovery_holds}")
+        say(f"recovery: {event} ({cfg.seats} seats) with {cfg.recovery_holds} active holds in"
+            f" {written[1]} journal rows of database {cfg.recovery_db}"
+            f" ({time.monotonic() - started:.0f} s)")
+        bench.procs.kill(node.proc)
+        return node.port, tokens, ids
     db.psql("-v", f"event={event}", "-v", f"holds={cfg.recovery_holds}",
             "-v", f"per_row={cfg.seats_per_row}", "-v", "customers={" + ",".join(ids) + "}",
             "-f", str(cfg.bench_dir / "recovery_holds.sql"), log=bench.path("recovery-holds.log"),
@@ -82,6 +99,34 @@ def prepare(bench, dsn, event):
     # on reads them.
     bench.procs.kill(node.proc)
     return node.port, tokens, ids
+
+
+def write_journal(bench, db, event, ids):
+    """The holds of recovery_holds.sql (the same sections, slots, seats and
+    customers) as journal rows of 1,000 holds each, loaded with COPY."""
+    cfg = bench.cfg
+    sections = [line.split("|") for line in db.query(
+        "SELECT s.section_no, jsonb_array_length(s.rows), e.hold_ttl_seconds FROM sections s"
+        f" JOIN events e ON e.id = s.event_id WHERE s.event_id = '{event}'"
+        " ORDER BY s.position").splitlines()]
+    count = len(sections)
+    per_section = -(-cfg.recovery_holds // count)
+    at_ms = int(time.time() * 1000)
+    entries = []
+    for k in range(cfg.recovery_holds):
+        section_no, rows, ttl_s = (int(x) for x in sections[k % count])
+        slot = k // count
+        seat = slot * ((rows * cfg.seats_per_row) // per_section)
+        entries.append(journal_rows.hold_created(section_no, slot, ids[k % len(ids)], seat,
+                                                 at_ms, at_ms + ttl_s * 1000))
+    copy = bench.path("recovery-journal.copy")
+    with copy.open("w") as f:
+        for seq, start in enumerate(range(0, len(entries), 1000), 1):
+            chunk = entries[start:start + 1000]
+            body = journal_rows.row(chunk).hex()
+            f.write(f"bench/dead/0\t{seq}\tnow\t{len(chunk)}\t\\\\x{body}\n")
+    db.psql("-c", f"\\copy journal (stream, seq, created_at, entries, body) FROM '{copy}'",
+            log=bench.path("recovery-journal.log"), failure="recovery: writing the journal failed")
 
 
 def poll_ready(bench, node, started):
