@@ -349,6 +349,8 @@ void load_generator::run_client(int index) {
     }
     if (connection_lost) return false;
     if (failed) return pause(config_.pause_after_failure);
+    if (config_.pause_between_requests.count() > 0)
+      return pause(config_.pause_between_requests);
     return true;
   };
 

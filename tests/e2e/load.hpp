@@ -94,6 +94,10 @@ struct load_config {
   /// After a 5xx a client waits this long, or until stopped, before its next
   /// request: it paces a client facing an outage instead of spinning.
   std::chrono::milliseconds pause_after_failure = 20ms;
+  /// After every other request a client waits this long (0: not at all):
+  /// a load that must last a given time without passing a count, however
+  /// fast the machine.
+  std::chrono::milliseconds pause_between_requests = 0ms;
   /// After an indeterminate answer (5xx, timeout, lost connection), how
   /// often a client sends the same request again (same Idempotency-Key),
   /// each time after `pause_after_failure`, before it gives the hold or

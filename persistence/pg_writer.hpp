@@ -1,0 +1,134 @@
+#pragma once
+
+// Private to persistence/: pg_store's writers (pg_store.hpp). A writer is a
+// thread with its own connection and queue that commits what is queued for
+// it as one transaction (the group commit) and answers every write of the
+// batch after COMMIT; pg_store spreads sections over its writers.
+
+#include "core/errc.hpp"
+#include "core/model.hpp"
+#include "core/service_state.hpp"
+#include "persistence/pg_handles.hpp"
+#include "persistence/pg_store.hpp"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace prometheus {
+class Counter;
+class Histogram;
+} // namespace prometheus
+
+namespace rsv::pg {
+
+struct event_write {
+  event_def def;
+  std::vector<uint32_t> section_nos;
+  write_fence fence;
+};
+
+/// A read of one section's live holds, or of one hold (`slot`), ordered
+/// after the writes queued before it.
+struct section_load {
+  uint32_t section_no = 0;
+  std::optional<uint32_t> slot;
+  section_loaded done;
+};
+
+struct pending_write {
+  std::variant<event_write, customer_record, seat_change, idempotency_record,
+               section_load>
+      what;
+  store_ack done; // empty for a section_load, which answers through its own
+
+  bool is_load() const { return std::holds_alternative<section_load>(what); }
+
+  /// Answers the write, or the load, once: later calls do nothing, so that
+  /// a writer restarted in the middle of a batch answers only what it had
+  /// not answered yet.
+  void answer(caf::error err) {
+    if (auto* load = std::get_if<section_load>(&what)) {
+      auto loaded = std::exchange(load->done, nullptr);
+      if (loaded) loaded(std::move(err));
+      return;
+    }
+    auto acknowledge = std::exchange(done, nullptr);
+    if (acknowledge) acknowledge(std::move(err));
+  }
+};
+
+struct shared_state {
+  explicit shared_state(pg_store_config cfg);
+
+  /// A transaction PostgreSQL refused, as its writes are answered.
+  caf::error refused(errc refusal, const std::string& message);
+
+  /// A group commit the fence refused: counted once, whatever its writes
+  /// meet when they are tried again one by one.
+  void fenced(const caf::error& err);
+
+  /// With fencing off (a test switch): a batch the fence would have
+  /// refused.
+  void stale_batch();
+
+  /// The layout of a section this node knows; null for another.
+  std::shared_ptr<const section_layout> layout(uint32_t section_no);
+
+  void learn(std::shared_ptr<const section_layout> layout);
+
+  pg_store_config config;
+  const std::string journal_streams;
+  /// Called on a writer thread after a journal row committed: wakes the
+  /// projector. Set before the writers start.
+  std::function<void()> on_journal_commit;
+  // Group commit at work: rows per transaction and the time COMMIT takes.
+  prometheus::Histogram* batch_rows = nullptr;
+  prometheus::Histogram* commit_seconds = nullptr;
+  prometheus::Counter* fenced_batches = nullptr;
+  prometheus::Counter* stale_batches = nullptr;
+  // Supervision and the chaos facility's faults (store.hpp).
+  store_faults faults;
+  prometheus::Counter* writer_restarts = nullptr;
+  prometheus::Counter* delays_injected = nullptr;
+  prometheus::Counter* failures_injected = nullptr;
+  prometheus::Counter* crashes_injected = nullptr;
+
+private:
+  std::shared_mutex layouts_mutex;
+  pg::layout_map layouts; // guarded by layouts_mutex
+};
+
+/// One writer: a connection, its queue and the thread that commits it. A
+/// section's writes and loads always go to the same writer, so they commit
+/// in the order the section made them. Thread-safe.
+class writer {
+public:
+  writer(shared_state& shared, std::size_t index);
+  ~writer();
+
+  /// Queues a write; answers it unavailable at once when the queue is full
+  /// or the writer stopped.
+  void push(pending_write write);
+
+  /// Queues a load after the writes queued before it. The queue's bound
+  /// does not apply: a load replaces writes, it does not add to them, and a
+  /// section must be able to recover.
+  void push_load(section_load load);
+
+  /// Commits what is queued, then ends the thread; later pushes fail.
+  void stop();
+
+  service_state state() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rsv::pg
