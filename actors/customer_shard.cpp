@@ -37,9 +37,8 @@ constexpr auto purge_interval = std::chrono::seconds(60);
 
 /// When the oldest finished record of `records` is purged (its 24 hours and
 /// at most one purge interval later), in whole seconds from `now`, at least 1.
-int64_t
-seconds_until_a_key_expires(const std::unordered_map<std::string, key_state>& records,
-                            millis now) {
+int64_t seconds_until_a_key_expires(
+    const std::unordered_map<std::string, key_state>& records, millis now) {
   auto oldest = now;
   for (const auto& [key, record] : records)
     if (record.finished) oldest = std::min(oldest, record.finished_at_ms);

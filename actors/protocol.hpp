@@ -220,7 +220,7 @@ struct idempotency_decision {
     in_use,
     too_many_keys
   } what = kind::proceed;
-  stored_response response; // set for replay
+  stored_response response;        // set for replay
   int64_t retry_after_seconds = 0; // set for too_many_keys
 };
 

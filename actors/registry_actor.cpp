@@ -169,8 +169,8 @@ std::shared_ptr<event_entry> build_entry(
     section->publish(counts);
     auto& sup = (*self->state.sections)[layouts[i]->section_no];
     sup.entry = section;
-    sup.memory = make_section_memory(layouts[i], ttl_ms, std::move(holds),
-                                     deps);
+    sup.memory =
+        make_section_memory(layouts[i], ttl_ms, std::move(holds), deps);
     sup.hold_ttl_ms = ttl_ms;
     sup.customer_limit = limit;
     start_section(self, deps, shards, sup, section_start::fresh);

@@ -36,7 +36,7 @@ struct section_actor_state {
   std::shared_ptr<section_memory> memory;
   bool failed = false; // a restart storm: 503 for everything, no reload
   bool timer_pending = false;
-  millis timer_at = 0; // when the pending timer fires
+  millis timer_at = 0;         // when the pending timer fires
   bool stale = false;          // a write failed; a reload is due
   bool reload_pending = false; // a load_section is under way
   millis reload_backoff_ms = 0;
@@ -346,16 +346,15 @@ caf::actor spawn_section(caf::actor_system& system,
       if (!self->state.memory->seats->forgotten(req.slot)) return false;
       finish();
       auto now = deps.clock->now_ms();
-      from_store(req.slot, [reply = req.reply, customer = req.customer_id,
-                            answer_record, now](
-                               const section_layout& layout,
-                               caf::expected<std::optional<recorded_hold>>
-                                   read) {
-        if (!read)
-          reply(std::move(read.error()));
-        else
-          reply(answer_record(layout, customer, *read, now));
-      });
+      from_store(req.slot,
+                 [reply = req.reply, customer = req.customer_id, answer_record,
+                  now](const section_layout& layout,
+                       caf::expected<std::optional<recorded_hold>> read) {
+                   if (!read)
+                     reply(std::move(read.error()));
+                   else
+                     reply(answer_record(layout, customer, *read, now));
+                 });
       return true;
     };
 
@@ -507,12 +506,11 @@ caf::actor spawn_section(caf::actor_system& system,
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
-          auto read_booking = [](const section_layout& layout,
-                                 const std::string& customer,
-                                 const std::optional<recorded_hold>& record,
-                                 millis) {
-            return forgotten_hold::get_booking(layout, customer, record);
-          };
+          auto read_booking =
+              [](const section_layout& layout, const std::string& customer,
+                 const std::optional<recorded_hold>& record, millis) {
+                return forgotten_hold::get_booking(layout, customer, record);
+              };
           if (forgotten(req, read_booking)) return;
           req.reply(self->state.memory->seats->get_booking(req.customer_id,
                                                            req.slot));
@@ -521,12 +519,11 @@ caf::actor spawn_section(caf::actor_system& system,
         [=](cancel_booking_request& req) {
           entry->queued.fetch_sub(1, std::memory_order_relaxed);
           if (refuse_if_stale(req.reply)) return;
-          auto cancel_recorded = [](const section_layout& layout,
-                                    const std::string& customer,
-                                    const std::optional<recorded_hold>& record,
-                                    millis) {
-            return forgotten_hold::cancel_booking(layout, customer, record);
-          };
+          auto cancel_recorded =
+              [](const section_layout& layout, const std::string& customer,
+                 const std::optional<recorded_hold>& record, millis) {
+                return forgotten_hold::cancel_booking(layout, customer, record);
+              };
           if (forgotten(req, cancel_recorded)) return;
           auto cancelled = self->state.memory->seats->cancel_booking(
               req.customer_id, req.slot, deps.clock->now_ms());

@@ -99,7 +99,8 @@ bool section_state::forgotten(uint32_t slot) const {
   return slot < next_slot() && record(slot) == nullptr;
 }
 
-template <class F> void section_state::for_each_record(F&& f) const {
+template <class F>
+void section_state::for_each_record(F&& f) const {
   for (const auto& [slot, hold] : older_)
     f(hold);
   for (const auto& hold : window_)

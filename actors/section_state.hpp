@@ -155,9 +155,9 @@ private:
   hold_record* record(uint32_t slot);
   const hold_record* find(const std::string& customer_id, uint32_t slot) const;
   hold_record* find(const std::string& customer_id, uint32_t slot);
-  caf::expected<applied<hold_view>>
-  create_hold(const std::string& customer_id, std::vector<uint32_t> seats,
-              millis now);
+  caf::expected<applied<hold_view>> create_hold(const std::string& customer_id,
+                                                std::vector<uint32_t> seats,
+                                                millis now);
   void free_seats(const hold_record& hold);
   /// After every change of seats: a new version, and the invariant that
   /// every seat is free, held or booked, checked (it crashes loudly when a
@@ -169,7 +169,8 @@ private:
   /// Forgets the ended holds past their retention and moves the window on.
   void forget_ended(millis now);
   seat_change change_of(change_kind kind, uint32_t slot, millis now) const;
-  template <class F> void for_each_record(F&& f) const;
+  template <class F>
+  void for_each_record(F&& f) const;
 
   std::shared_ptr<const section_layout> layout_;
   int64_t hold_ttl_ms_;

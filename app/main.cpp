@@ -66,7 +66,6 @@ int migrate_database(const std::string& store, const std::string& dsn) {
   return 0;
 }
 
-
 /// The values of --pg-batch-encoding.
 const std::map<std::string, rsv::batch_encoding> batch_encodings{
     {"pipeline", rsv::batch_encoding::pipeline},
@@ -405,8 +404,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 100000))
       ->capture_default_str();
   serve
-      ->add_option("--cluster-owners-refresh-ms",
-                   cfg.cluster_owners_refresh_ms,
+      ->add_option("--cluster-owners-refresh-ms", cfg.cluster_owners_refresh_ms,
                    "how often the partitions' owners and epochs are read "
                    "from PostgreSQL")
       ->envname("RSV_CLUSTER_OWNERS_REFRESH_MS")

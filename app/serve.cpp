@@ -471,16 +471,18 @@ int serve(const serve_config& cfg) {
         auto section = dir.find_section(section_no);
         if (!section) return;
         section->queued.fetch_add(1, std::memory_order_relaxed);
-        caf::anon_send(section->actor(),
-                       seat_map_request{0, reply_fn<seat_map_snapshot>{
-                           [weak, layout = section->layout](
-                               caf::expected<seat_map_snapshot> snapshot) {
-                             auto model = weak.lock();
-                             if (model && snapshot && snapshot->map)
-                               model->publish_section(layout->event_id,
-                                                      layout->section_id,
-                                                      snapshot->map->statuses);
-                           }}});
+        caf::anon_send(
+            section->actor(),
+            seat_map_request{
+                0, reply_fn<seat_map_snapshot>{
+                       [weak, layout = section->layout](
+                           caf::expected<seat_map_snapshot> snapshot) {
+                         auto model = weak.lock();
+                         if (model && snapshot && snapshot->map)
+                           model->publish_section(layout->event_id,
+                                                  layout->section_id,
+                                                  snapshot->map->statuses);
+                       }}});
       };
       auto every = [&dir = rt->dir(), one] {
         auto snapshot = dir.snapshot();

@@ -33,7 +33,7 @@ public:
   prometheus::Counter& section_restarts; // rsv_actor_restarts_total{section}
   prometheus::Counter& section_kills;    // rsv_chaos_faults_total{section_kill}
   prometheus::Gauge& holds_active;
-  prometheus::Gauge& hold_records; // in section memory, see section_state
+  prometheus::Gauge& hold_records;    // in section memory, see section_state
   prometheus::Gauge& sections_failed; // after a restart storm
   prometheus::Gauge& section_actors_live;
   prometheus::Gauge& events;

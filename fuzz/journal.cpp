@@ -20,8 +20,10 @@ void check(std::string_view row, const char* as,
   auto decoded = journal::decode(row);
   if (!decoded) {
     if (code_of(decoded.error()) != errc::validation_failed)
-      broken.push_back(std::string{as} + ": refused with another code than "
-                       "validation_failed: " + describe(decoded.error()));
+      broken.push_back(std::string{as} +
+                       ": refused with another code than "
+                       "validation_failed: " +
+                       describe(decoded.error()));
     return;
   }
   // A decoded row is a valid encoding; encoding its entries again may

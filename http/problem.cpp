@@ -80,8 +80,8 @@ api_response problem(unsigned status, std::string_view code, std::string detail,
       {"type", "urn:rsv:problem:" + std::string{code}},
       {"title", title_of(code)},
       {"status", status},
-      {"detail", truncated(std::move(detail),
-                           limits::problem_detail_chars_max)},
+      {"detail",
+       truncated(std::move(detail), limits::problem_detail_chars_max)},
       {"code", std::string{code}},
   };
   truncate_echoes(extra);

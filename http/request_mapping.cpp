@@ -50,7 +50,8 @@ bool accepts_gzip(std::string_view accept_encoding) {
     bool allowed = true;
     if (semicolon != std::string_view::npos) {
       std::string params{trim(item.substr(semicolon + 1))};
-      params.erase(std::remove(params.begin(), params.end(), ' '), params.end());
+      params.erase(std::remove(params.begin(), params.end(), ' '),
+                   params.end());
       if (params.size() >= 2 && (params[0] == 'q' || params[0] == 'Q') &&
           params[1] == '=') {
         auto q = params.substr(2);

@@ -76,8 +76,9 @@ seat_maps::cache_of(const section_entry* section) {
   if (it != caches_.end() && !it->second->section.expired()) return it->second;
   // A new section (or a new one at a freed address): drop the caches of
   // sections that are gone, with their rendered maps.
-  std::erase_if(caches_,
-                [](const auto& entry) { return entry.second->section.expired(); });
+  std::erase_if(caches_, [](const auto& entry) {
+    return entry.second->section.expired();
+  });
   return caches_.emplace(section, std::make_shared<section_cache>())
       .first->second;
 }
@@ -111,19 +112,18 @@ void seat_maps::ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
   section->queued.fetch_add(1, std::memory_order_relaxed);
   // The reply comes on the actor's thread: hand it to the renderers at once.
   // A dropped request (actor gone) is answered unavailable by reply_fn.
-  caf::anon_send(section->actor(),
-                 seat_map_request{
-                     known, reply_fn<seat_map_snapshot>{
-                                [pool, section, cache](
-                                    caf::expected<seat_map_snapshot> snapshot) {
-                                  boost::asio::post(
-                                      *pool,
-                                      [pool, section, cache,
-                                       snapshot = std::move(snapshot)]() mutable {
-                                        answer(pool, section, cache,
-                                               std::move(snapshot));
-                                      });
-                                }}});
+  caf::anon_send(
+      section->actor(),
+      seat_map_request{
+          known, reply_fn<seat_map_snapshot>{
+                     [pool, section,
+                      cache](caf::expected<seat_map_snapshot> snapshot) {
+                       boost::asio::post(
+                           *pool, [pool, section, cache,
+                                   snapshot = std::move(snapshot)]() mutable {
+                             answer(pool, section, cache, std::move(snapshot));
+                           });
+                     }}});
 }
 
 void seat_maps::answer(const std::shared_ptr<boost::asio::thread_pool>& pool,

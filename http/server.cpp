@@ -4,22 +4,22 @@
 #include "http/problem.hpp"
 #include "http/request_mapping.hpp"
 
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
 #include <future>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
-#include <mutex>
 #include <unordered_map>
 
 namespace rsv::http {
@@ -139,10 +139,9 @@ private:
       auto bytes = address.to_v6().to_bytes();
       return std::string(reinterpret_cast<const char*>(bytes.data()), 8);
     }
-    auto v4 = address.is_v6()
-                  ? asio::ip::make_address_v4(asio::ip::v4_mapped,
-                                              address.to_v6())
-                  : address.to_v4();
+    auto v4 = address.is_v6() ? asio::ip::make_address_v4(asio::ip::v4_mapped,
+                                                          address.to_v6())
+                              : address.to_v4();
     auto bytes = v4.to_bytes();
     return std::string(reinterpret_cast<const char*>(bytes.data()), 4);
   }
@@ -371,7 +370,6 @@ private:
         });
   }
 
-
   void respond(uint64_t generation, api_response response) {
     if (generation != generation_ || !waiting_)
       return; // a late answer to a request already answered 503
@@ -536,8 +534,8 @@ void server::start_session(tcp::socket socket) {
     return;
   }
   socket.set_option(tcp::no_delay(true), ignored);
-  std::make_shared<session>(std::move(socket), peer.address(),
-                            std::move(*key), shared_)
+  std::make_shared<session>(std::move(socket), peer.address(), std::move(*key),
+                            shared_)
       ->start();
 }
 
@@ -576,9 +574,9 @@ void server::retry_accept_later(const beast::error_code& ec) {
     accept_next();
     return;
   }
-  accept_retry_ms_ = std::clamp(accept_retry_ms_ * 2,
-                                limits::accept_retry_ms_min,
-                                limits::accept_retry_ms_max);
+  accept_retry_ms_ =
+      std::clamp(accept_retry_ms_ * 2, limits::accept_retry_ms_min,
+                 limits::accept_retry_ms_max);
   accept_retry_->expires_after(std::chrono::milliseconds(accept_retry_ms_));
   accept_retry_->async_wait([this](beast::error_code wait_ec) {
     if (!wait_ec) accept_next();

@@ -3,14 +3,14 @@
 #include "core/limits.hpp"
 #include "messaging/redis_pipe.hpp"
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <algorithm>
 #include <chrono>
 #include <climits>
-#include <prometheus/counter.h>
 #include <mutex>
 #include <optional>
+#include <prometheus/counter.h>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -159,7 +159,8 @@ struct rate_limiter::batcher
     }
     if (rules->leased) rules->leased->Increment();
     bool applies[limit_count];
-    for (std::size_t j = 0; j < limit_count; ++j) applies[j] = !ids[j].empty();
+    for (std::size_t j = 0; j < limit_count; ++j)
+      applies[j] = !ids[j].empty();
     return decide(applies, w.numbers, w.ends, now);
   }
 
@@ -263,7 +264,8 @@ struct rate_limiter::batcher
       if (rules->leased)
         rules->leased->Increment(static_cast<double>(leased.size()));
       auto now = steady::now();
-      for (auto& w : leased) decide(w, now);
+      for (auto& w : leased)
+        decide(w, now);
     }
     if (batch.empty()) {
       next();
@@ -301,8 +303,7 @@ struct rate_limiter::batcher
     call(std::move(keys), std::move(args),
          [self = shared_from_this(), batch = std::move(batch),
           names = std::move(names), counts = std::move(counts),
-          extra = std::move(extra)](
-             caf::expected<redis_reply> reply) mutable {
+          extra = std::move(extra)](caf::expected<redis_reply> reply) mutable {
            self->answer(batch, names, counts, extra, reply);
            self->next();
          });
@@ -337,7 +338,8 @@ struct rate_limiter::batcher
         reply->elements.size() != 2 * counts.size()) {
       if (rules->fail_open)
         rules->fail_open->Increment(static_cast<double>(batch.size()));
-      for (auto& w : batch) w.done(rate_decision{});
+      for (auto& w : batch)
+        w.done(rate_decision{});
       return;
     }
     auto now = steady::now();
@@ -412,8 +414,8 @@ struct rate_limiter::batcher
             .count();
     auto left_s = std::max<int64_t>(1, (left_ms + 999) / 1000);
     decision.allowed = least >= 0;
-    decision.remaining = "\"" + std::string{name} + "\";r=" +
-                         std::to_string(std::max<int64_t>(0, least)) +
+    decision.remaining = "\"" + std::string{name} +
+                         "\";r=" + std::to_string(std::max<int64_t>(0, least)) +
                          ";t=" + std::to_string(left_s);
     if (!decision.allowed) {
       decision.retry_after_seconds = left_s;
@@ -491,9 +493,9 @@ rate_limiter::rate_limiter(std::shared_ptr<redis_client> redis,
   batcher_ = std::make_shared<batcher>();
   batcher_->rules = std::move(rules);
   auto script = redis_->add_script(count_script);
-  batcher_->call = [redis = redis_, script](
-                       std::vector<std::string> keys,
-                       std::vector<std::string> args, redis_callback done) {
+  batcher_->call = [redis = redis_, script](std::vector<std::string> keys,
+                                            std::vector<std::string> args,
+                                            redis_callback done) {
     redis->eval(script, std::move(keys), std::move(args), std::move(done));
   };
 }
@@ -530,16 +532,16 @@ std::shared_ptr<void> rate_limiter::attach(boost::asio::io_context& io) {
   lane_owner = this;
   lane_of_thread = l.get();
   // What the caller holds: dropping it detaches the thread.
-  return std::shared_ptr<void>(
-      l.get(), [l, up, registry = lanes_](void*) mutable {
-        if (lane_of_thread == l.get()) {
-          lane_owner = nullptr;
-          lane_of_thread = nullptr;
-        }
-        l->pipe->stop();
-        std::lock_guard lock{registry->mutex};
-        std::erase(registry->up, up);
-      });
+  return std::shared_ptr<void>(l.get(),
+                               [l, up, registry = lanes_](void*) mutable {
+                                 if (lane_of_thread == l.get()) {
+                                   lane_owner = nullptr;
+                                   lane_of_thread = nullptr;
+                                 }
+                                 l->pipe->stop();
+                                 std::lock_guard lock{registry->mutex};
+                                 std::erase(registry->up, up);
+                               });
 }
 
 service_state rate_limiter::health() const {

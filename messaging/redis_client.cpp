@@ -1,12 +1,11 @@
 #include "messaging/redis_client.hpp"
 
-#include "messaging/hiredis_support.hpp"
-
 #include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
+#include "messaging/hiredis_support.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -108,7 +107,6 @@ session_commands(const redis_endpoint& endpoint) {
   if (endpoint.db != 0) out.push_back({"SELECT", std::to_string(endpoint.db)});
   return out;
 }
-
 
 caf::expected<redis_endpoint> parse_redis_url(const std::string& url) {
   constexpr std::string_view scheme = "redis://";

@@ -55,8 +55,8 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
   static constexpr std::size_t no_script = static_cast<std::size_t>(-1);
 
   impl(asio::io_context& context, redis_pipe_config cfg)
-      : config(std::move(cfg)), resolver(context),
-        socket(context), timer(context), shas(config.scripts.size()) {}
+      : config(std::move(cfg)), resolver(context), socket(context),
+        timer(context), shas(config.scripts.size()) {}
 
   ~impl() { drop_reader(); }
 
@@ -69,15 +69,14 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     auto gen = generation;
     timer.expires_after(std::chrono::milliseconds(config.connect_timeout_ms));
     timer.async_wait([self = shared_from_this(), gen](auto ec) {
-      if (!ec && self->generation == gen &&
-          self->state == phase::connecting)
+      if (!ec && self->generation == gen && self->state == phase::connecting)
         self->broken("no connection within " +
                      std::to_string(self->config.connect_timeout_ms) + " ms");
     });
     resolver.async_resolve(
         config.endpoint.host, std::to_string(config.endpoint.port),
-        [self = shared_from_this(), gen](auto ec, tcp::resolver::results_type
-                                                      results) {
+        [self = shared_from_this(), gen](auto ec,
+                                         tcp::resolver::results_type results) {
           if (self->generation != gen) return;
           if (ec) return self->broken(ec.message());
           asio::async_connect(
@@ -117,8 +116,9 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     state = phase::ready;
     backoff = std::chrono::milliseconds{50};
     up->store(true, std::memory_order_release);
-    if (warned) spdlog::info("redis: rate-limit connection to {}:{} is back",
-                             config.endpoint.host, config.endpoint.port);
+    if (warned)
+      spdlog::info("redis: rate-limit connection to {}:{} is back",
+                   config.endpoint.host, config.endpoint.port);
     warned = false;
     auto early = std::move(first_wait);
     first_wait.clear();
@@ -194,14 +194,14 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     auto buffer = std::make_shared<std::string>();
     buffer->swap(out);
     auto gen = generation;
-    asio::async_write(socket, asio::buffer(*buffer),
-                      [self = shared_from_this(), buffer, gen](auto ec,
-                                                              std::size_t) {
-                        if (self->generation != gen) return;
-                        if (ec) return self->broken(ec.message());
-                        self->writing = false;
-                        self->flush();
-                      });
+    asio::async_write(
+        socket, asio::buffer(*buffer),
+        [self = shared_from_this(), buffer, gen](auto ec, std::size_t) {
+          if (self->generation != gen) return;
+          if (ec) return self->broken(ec.message());
+          self->writing = false;
+          self->flush();
+        });
   }
 
   /// A script call from the caller: sent when ready; kept until the first
@@ -216,8 +216,8 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
         first_wait.push_back({script, std::move(command), std::move(done)});
         return;
       }
-      return done(make_error(errc::unavailable,
-                             std::string{"Redis is unreachable"}));
+      return done(
+          make_error(errc::unavailable, std::string{"Redis is unreachable"}));
     }
     if (queue.size() >= limits::redis_queue_max)
       return done(make_error(errc::unavailable,
@@ -232,15 +232,15 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
 
   void read() {
     auto gen = generation;
-    socket.async_read_some(
-        asio::buffer(input),
-        [self = shared_from_this(), gen](auto ec, std::size_t n) {
-          if (self->generation != gen) return;
-          if (ec) return self->broken(ec == asio::error::eof
-                                          ? std::string{"closed by Redis"}
-                                          : ec.message());
-          self->received(n);
-        });
+    socket.async_read_some(asio::buffer(input), [self = shared_from_this(),
+                                                 gen](auto ec, std::size_t n) {
+      if (self->generation != gen) return;
+      if (ec)
+        return self->broken(ec == asio::error::eof
+                                ? std::string{"closed by Redis"}
+                                : ec.message());
+      self->received(n);
+    });
   }
 
   void received(std::size_t n) {

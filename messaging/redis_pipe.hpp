@@ -35,9 +35,10 @@ struct redis_pipe_config {
 /// 50 ms to 1 s. Commands given during the first attempt wait for it (a node
 /// that just started does not skip its first checks); otherwise, while it is
 /// not connected (or still authenticating and loading its scripts), a
-/// command fails at once with errc::unavailable, on the caller's stack. A read is always pending, so a Redis that goes away
-/// is noticed at once, idle or not. An EVALSHA that finds the script gone
-/// (NOSCRIPT: a restarted or flushed Redis) is sent again as EVAL.
+/// command fails at once with errc::unavailable, on the caller's stack. A read
+/// is always pending, so a Redis that goes away is noticed at once, idle or
+/// not. An EVALSHA that finds the script gone (NOSCRIPT: a restarted or flushed
+/// Redis) is sent again as EVAL.
 ///
 /// Lifecycle: construct and `start` on the io_context's thread; `stop` there
 /// too, or once the io_context no longer runs, before it is destroyed.

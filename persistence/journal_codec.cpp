@@ -87,8 +87,7 @@ public:
   std::size_t offset() const { return base_ + at_; }
 
   void fail(const std::string& why) {
-    if (!error_)
-      error_ = why + " at byte " + std::to_string(offset());
+    if (!error_) error_ = why + " at byte " + std::to_string(offset());
   }
 
   uint8_t byte() {
@@ -196,7 +195,8 @@ seat_change get_change(source& in, uint8_t tag) {
     auto delta = in.signed_varint();
     // Checked before it is added: a corrupt delta may be near the limits
     // of int64_t.
-    auto index = delta < -max_index || delta > max_index ? -1 : previous + delta;
+    auto index =
+        delta < -max_index || delta > max_index ? -1 : previous + delta;
     if (index < 0 || index > max_index) {
       in.fail("seat index out of range");
       break;
@@ -316,7 +316,8 @@ void encoder::add(const event_created& event) {
   out.signed_varint(def.starts_at_ms);
   out.signed_varint(def.hold_ttl_seconds);
   out.flag(def.max_seats_per_customer.has_value());
-  if (def.max_seats_per_customer) out.signed_varint(*def.max_seats_per_customer);
+  if (def.max_seats_per_customer)
+    out.signed_varint(*def.max_seats_per_customer);
   out.flag(def.waiting_room.has_value());
   if (def.waiting_room) {
     out.flag(def.waiting_room->enabled);

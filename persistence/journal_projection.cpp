@@ -75,9 +75,8 @@ journal_projection::layout(PGconn* conn, uint32_t section_no) {
 caf::expected<projected> journal_projection::step(PGconn* conn,
                                                   std::size_t rows_max) {
   auto failed = [&](const std::string& what) {
-    return make_error(errc::unavailable,
-                      "projecting the journal: " + what + ": " +
-                          PQerrorMessage(conn));
+    return make_error(errc::unavailable, "projecting the journal: " + what +
+                                             ": " + PQerrorMessage(conn));
   };
   if (!run(conn, "BEGIN", PGRES_COMMAND_OK)) return failed("BEGIN");
   transaction tx{conn};
@@ -153,9 +152,8 @@ caf::expected<projected> journal_projection::drain(PGconn* conn) {
   // The usual case, an empty journal, costs one read of its index.
   result_ptr any{PQexec(conn, "SELECT 1 FROM journal LIMIT 1")};
   if (PQresultStatus(any.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading the journal: "} +
-                          PQerrorMessage(conn));
+    return make_error(errc::unavailable, std::string{"reading the journal: "} +
+                                             PQerrorMessage(conn));
   projected total;
   if (PQntuples(any.get()) == 0) return total;
   if (!prepare_table_statements(conn))

@@ -53,7 +53,9 @@ journal_projector::journal_projector(options opts)
   thread_ = std::thread([this] { run(); });
 }
 
-journal_projector::~journal_projector() { stop(); }
+journal_projector::~journal_projector() {
+  stop();
+}
 
 void journal_projector::poke() {
   {

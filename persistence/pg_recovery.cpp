@@ -133,8 +133,9 @@ caf::expected<layout_map> read_layouts(PGconn* conn,
   layout_map out;
   if (numbers.empty()) return out;
   auto sections = exec_params(
-      conn, (std::string{sections_select} + " WHERE section_no = ANY($1::int[])")
-                .c_str(),
+      conn,
+      (std::string{sections_select} + " WHERE section_no = ANY($1::int[])")
+          .c_str(),
       {int_array(numbers)});
   if (PQresultStatus(sections.get()) != PGRES_TUPLES_OK)
     return make_error(errc::unavailable,

@@ -21,9 +21,7 @@ struct pg_store::impl {
       projector = std::make_unique<pg::journal_projector>(
           pg::journal_projector::options{
               shared.config.dsn,
-              [this](uint32_t section_no) {
-                return shared.layout(section_no);
-              },
+              [this](uint32_t section_no) { return shared.layout(section_no); },
               256, shared.config.journal_step_interval_ms,
               shared.config.registry});
       shared.on_journal_commit = [this] { projector->poke(); };
@@ -84,8 +82,7 @@ void pg_store::load_section(uint32_t section_no, section_loaded done) {
   impl_->load(section_load{section_no, std::nullopt, std::move(done)});
 }
 
-void pg_store::load_hold(uint32_t section_no, uint32_t slot,
-                         hold_loaded done) {
+void pg_store::load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) {
   impl_->load(section_load{
       section_no, slot,
       [done = std::move(done)](caf::expected<std::vector<recorded_hold>> read) {

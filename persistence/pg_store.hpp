@@ -88,8 +88,7 @@ public:
   void put_idempotency(const idempotency_record& record,
                        store_ack done) override;
   void load_section(uint32_t section_no, section_loaded done) override;
-  void load_hold(uint32_t section_no, uint32_t slot,
-                 hold_loaded done) override;
+  void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override;
   service_state health() const override;
   store_faults* faults() override;
   void close() override;

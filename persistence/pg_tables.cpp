@@ -87,8 +87,8 @@ std::string rows_json(const section_def& section) {
 } // namespace
 
 bool prepare(PGconn* conn, const prepared_statement& statement) {
-  result_ptr prepared{
-      PQprepare(conn, statement.name, statement.sql, statement.params, nullptr)};
+  result_ptr prepared{PQprepare(conn, statement.name, statement.sql,
+                                statement.params, nullptr)};
   if (PQresultStatus(prepared.get()) == PGRES_COMMAND_OK) return true;
   // Prepared on this connection before (a drain on a shared connection
   // prepares the tables' statements each time it has rows to apply).
@@ -104,7 +104,9 @@ bool prepare_table_statements(PGconn* conn) {
   return true;
 }
 
-void array_param::separate() { text_ += text_.empty() ? "{" : ","; }
+void array_param::separate() {
+  text_ += text_.empty() ? "{" : ",";
+}
 
 void array_param::add(std::string_view text) {
   separate();
@@ -151,10 +153,10 @@ void table_rows::add(const event_def& def,
   // left out here is lost at the next restart (the waiting room was, and
   // with it the queue of an on-sale).
   if (def.waiting_room)
-    e[5].add(nlohmann::json{{"enabled", def.waiting_room->enabled},
-                            {"admit_per_second",
-                             def.waiting_room->admit_per_second}}
-                 .dump());
+    e[5].add(
+        nlohmann::json{{"enabled", def.waiting_room->enabled},
+                       {"admit_per_second", def.waiting_room->admit_per_second}}
+            .dump());
   else
     e[5].add_null();
   ++events_.count;
@@ -262,10 +264,10 @@ void table_rows::each_statement(
     ++records.count;
   }
   std::pair<const prepared_statement*, rows*> in_order[] = {
-      {&insert_events, &events_},     {&insert_sections, &sections_},
+      {&insert_events, &events_},       {&insert_sections, &sections_},
       {&insert_customers, &customers_}, {&insert_holds, &holds_},
-      {&update_statuses, &statuses_}, {&insert_bookings, &bookings_},
-      {&cancel_bookings, &cancels_},  {&upsert_idempotency, &records}};
+      {&update_statuses, &statuses_},   {&insert_bookings, &bookings_},
+      {&cancel_bookings, &cancels_},    {&upsert_idempotency, &records}};
   for (auto [statement, of] : in_order) {
     if (of->count == 0) continue;
     std::vector<const char*> values;

@@ -27,7 +27,6 @@ namespace rsv::pg {
 
 namespace {
 
-
 millis wall_clock_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -47,7 +46,6 @@ std::string journal_streams_of(const std::string& node) {
 }
 
 // The writer's own statements; the tables' are in pg_tables.cpp.
-
 
 constexpr prepared_statement insert_outbox{
     "rsv_insert_outbox", 5,
@@ -74,8 +72,7 @@ constexpr prepared_statement insert_journal{
     "($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, $5::bytea)"};
 
 constexpr prepared_statement writer_statements[] = {
-    insert_outbox, select_outbox_end, insert_journal, check_fence,
-    check_stale};
+    insert_outbox, select_outbox_end, insert_journal, check_fence, check_stale};
 
 /// The distinct ownership fences a batch's writes were made under, as the
 /// two array parameters of rsv_fence; empty when none was (a single node).
@@ -137,14 +134,13 @@ shared_state::shared_state(pg_store_config cfg)
              .Register(*config.registry)
              .Add({}, prometheus::Histogram::BucketBoundaries{
                           1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000});
-    commit_seconds =
-        &prometheus::BuildHistogram()
-             .Name("rsv_store_commit_seconds")
-             .Help("Time to write and commit one batch")
-             .Register(*config.registry)
-             .Add({}, prometheus::Histogram::BucketBoundaries{
-                          0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
-                          0.25, 0.5, 1, 2.5, 5});
+    commit_seconds = &prometheus::BuildHistogram()
+                          .Name("rsv_store_commit_seconds")
+                          .Help("Time to write and commit one batch")
+                          .Register(*config.registry)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{
+                                       0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                       0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
     fenced_batches = &prometheus::BuildCounter()
                           .Name("rsv_store_fenced_batches_total")
                           .Help("Transactions the cluster's fence refused: "
@@ -278,8 +274,9 @@ struct writer::impl {
     // Prepared statements live as long as their connection: a new
     // connection prepares them again.
     if (!pg::prepare_table_statements(conn.get()) ||
-        !std::all_of(std::begin(writer_statements), std::end(writer_statements),
-                     [&](const auto& s) { return pg::prepare(conn.get(), s); })) {
+        !std::all_of(
+            std::begin(writer_statements), std::end(writer_statements),
+            [&](const auto& s) { return pg::prepare(conn.get(), s); })) {
       conn.reset();
       return false;
     }
@@ -424,9 +421,9 @@ struct writer::impl {
                               entries.c_str(), body.data()};
       const int lengths[] = {0, 0, 0, 0, static_cast<int>(body.size())};
       const int formats[] = {0, 0, 0, 0, 1};
-      queued = PQsendQueryPrepared(c, insert_journal.name,
-                                   insert_journal.params, values, lengths,
-                                   formats, 0) == 1;
+      queued =
+          PQsendQueryPrepared(c, insert_journal.name, insert_journal.params,
+                              values, lengths, formats, 0) == 1;
       sent += queued ? 1 : 0;
       journaled = queued;
     }
@@ -545,11 +542,10 @@ struct writer::impl {
     pg::layout_map layouts;
     if (auto layout = shared.layout(request.section_no))
       layouts[request.section_no] = layout;
-    auto holds =
-        request.slot
-            ? pg::read_hold(conn.get(), layouts, request.section_no,
-                            *request.slot)
-            : pg::read_holds(conn.get(), layouts, request.section_no);
+    auto holds = request.slot
+                     ? pg::read_hold(conn.get(), layouts, request.section_no,
+                                     *request.slot)
+                     : pg::read_holds(conn.get(), layouts, request.section_no);
     if (!holds) {
       if (PQstatus(conn.get()) != CONNECTION_OK) {
         state = service_state::down;
@@ -740,7 +736,9 @@ writer::writer(shared_state& shared, std::size_t index)
 
 writer::~writer() = default;
 
-void writer::push(pending_write write) { impl_->push(std::move(write)); }
+void writer::push(pending_write write) {
+  impl_->push(std::move(write));
+}
 
 void writer::push_load(section_load load) {
   auto& w = *impl_;
@@ -756,8 +754,12 @@ void writer::push_load(section_load load) {
       make_error(errc::unavailable, std::string{"the store is stopping"}));
 }
 
-void writer::stop() { impl_->stop(); }
+void writer::stop() {
+  impl_->stop();
+}
 
-service_state writer::state() const { return impl_->state.load(); }
+service_state writer::state() const {
+  return impl_->state.load();
+}
 
 } // namespace rsv::pg

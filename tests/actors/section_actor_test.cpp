@@ -62,7 +62,8 @@ public:
     inner_->load_section(section_no, std::move(done));
     loads_.fetch_add(1);
   }
-  void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override {
+  void load_hold(uint32_t section_no, uint32_t slot,
+                 hold_loaded done) override {
     inner_->load_hold(section_no, slot, std::move(done));
   }
   service_state health() const override { return inner_->health(); }
@@ -610,24 +611,21 @@ TEST_F(section_actor_retention_test, a_forgotten_hold_is_answered_from_store) {
   EXPECT_EQ(deps.metrics->hold_records.Value(), 3);
   clock->advance_ms(60'000); // the TTL: A-2 expires
   tick(*event);
-  ASSERT_TRUE(eventually([&] {
-    return event->find_section("floor")->counts().held == 0;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] { return event->find_section("floor")->counts().held == 0; }));
   clock->advance_ms(1000); // the retention: both ended holds are forgotten
   tick(*event);
-  ASSERT_TRUE(
-      eventually([&] { return deps.metrics->hold_records.Value() == 1; }))
-      << deps.metrics->hold_records.Value();
+  ASSERT_TRUE(eventually([&] {
+    return deps.metrics->hold_records.Value() == 1;
+  })) << deps.metrics->hold_records.Value();
 
   // The store's records answer, as memory did.
   EXPECT_EQ(get_hold("alice", released->hold_id)->status,
             hold_status::released);
-  EXPECT_EQ(get_hold("alice", expiring->hold_id)->status,
-            hold_status::expired);
+  EXPECT_EQ(get_hold("alice", expiring->hold_id)->status, hold_status::expired);
   EXPECT_EQ(get_hold("alice", released->hold_id)->seats,
             std::vector<std::string>{"A-1"});
-  EXPECT_EQ(release("alice", released->hold_id)->status,
-            hold_status::released);
+  EXPECT_EQ(release("alice", released->hold_id)->status, hold_status::released);
   EXPECT_EQ(code_of(book("alice", released->hold_id).error()),
             errc::hold_expired);
   EXPECT_EQ(code_of(get_hold("bob", released->hold_id).error()),
@@ -663,16 +661,16 @@ TEST_F(section_actor_test, a_dropped_section_takes_its_part_of_the_gauges) {
            deps.metrics->hold_records.Value() == 2;
   }));
   awaited<std::size_t> dropped;
-  caf::anon_send(rt->registry(),
-                 drop_partitions_request{{partition_of("concert", 8)}, 8,
-                                         dropped.fn()});
+  caf::anon_send(
+      rt->registry(),
+      drop_partitions_request{{partition_of("concert", 8)}, 8, dropped.fn()});
   ASSERT_EQ(dropped.get(), std::size_t{1});
   EXPECT_TRUE(eventually([&] {
     return deps.metrics->holds_active.Value() == 0 &&
            deps.metrics->hold_records.Value() == 0 &&
            deps.metrics->section_actors_live.Value() == 0;
-  })) << deps.metrics->holds_active.Value() << " active holds, "
-      << deps.metrics->hold_records.Value() << " records";
+  })) << deps.metrics->holds_active.Value()
+      << " active holds, " << deps.metrics->hold_records.Value() << " records";
 }
 
 } // namespace

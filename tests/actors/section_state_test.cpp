@@ -271,8 +271,7 @@ TEST(section_state_recovery, restored_holds_and_bookings_own_their_seats) {
   EXPECT_EQ(seats_of(taken.error()), std::vector<std::string>{"A-1"});
   auto fresh = seats.hold_seats("zed", {"A-3", "B-1", "B-2"}, start_ms);
   ASSERT_TRUE(fresh);
-  EXPECT_EQ(fresh->view.hold_id,
-            make_hold_id({3, 6, fnv1a_64("concert")}));
+  EXPECT_EQ(fresh->view.hold_id, make_hold_id({3, 6, fnv1a_64("concert")}));
   auto map = seats.seat_map();
   EXPECT_EQ(map.statuses[0], seat_status::booked);
   EXPECT_EQ(map.statuses[15], seat_status::held);

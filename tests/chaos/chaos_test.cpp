@@ -114,9 +114,9 @@ protected:
   }
 
   /// A load of this phase (its own seed, so its own idempotency keys).
-  std::unique_ptr<load_generator> load(
-      unsigned seed, std::chrono::milliseconds duration, int requests_max,
-      std::chrono::milliseconds pause_between_requests = 0ms) {
+  std::unique_ptr<load_generator>
+  load(unsigned seed, std::chrono::milliseconds duration, int requests_max,
+       std::chrono::milliseconds pause_between_requests = 0ms) {
     auto config = config_;
     config.seed = seed;
     config.requests_max = requests_max;
@@ -177,8 +177,8 @@ TEST_F(chaos_test, no_acknowledged_change_is_lost_under_kills_and_a_stall) {
   {
     // Bounded by time and by the keys a customer may use (above), paced so
     // that it spans the phase.
-    auto generator = load(1, kill_phase + 2s, kill_phase_requests_max,
-                          kill_phase_pause);
+    auto generator =
+        load(1, kill_phase + 2s, kill_phase_requests_max, kill_phase_pause);
     http_connection admin{node_->port()};
     const auto& token = node_->admin_token();
     auto started = admin.post(

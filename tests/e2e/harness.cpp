@@ -259,9 +259,9 @@ bool server_process::start_once(const std::vector<std::string>& extra_args,
   if (log_path_.empty()) log_path_ = make_temp_file("rsv-e2e");
   port_ = pick_free_port();
   std::vector<std::string> args = launcher_;
-  args.insert(args.end(),
-              {binary, "serve", "--listen", "127.0.0.1:" + std::to_string(port_),
-               "--admin-token", admin_token_});
+  args.insert(args.end(), {binary, "serve", "--listen",
+                           "127.0.0.1:" + std::to_string(port_),
+                           "--admin-token", admin_token_});
   // The harness's defaults, unless the test gives the flag itself: cheap
   // password hashes (the real cost is for attackers), and no throttle of
   // logins and registrations per address (every test client is 127.0.0.1;

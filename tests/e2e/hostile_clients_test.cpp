@@ -51,8 +51,8 @@ std::size_t count_of(const std::string& text, const std::string& what) {
 }
 
 /// Opens `count` connections that never send a byte.
-std::vector<std::unique_ptr<raw_connection>> idle_connections(unsigned short port,
-                                                              int count) {
+std::vector<std::unique_ptr<raw_connection>>
+idle_connections(unsigned short port, int count) {
   std::vector<std::unique_ptr<raw_connection>> idle;
   for (int i = 0; i < count; ++i)
     idle.push_back(std::make_unique<raw_connection>(port));
@@ -80,7 +80,9 @@ TEST(hostile_clients, running_out_of_file_descriptors_backs_off) {
   auto cpu_before = cpu_seconds(node.pid());
   auto idle = idle_connections(node.port(), 400);
   ASSERT_TRUE(eventually(
-      [&] { return metric(kept, "rsv_http_accept_errors_total").value_or(0) > 0; },
+      [&] {
+        return metric(kept, "rsv_http_accept_errors_total").value_or(0) > 0;
+      },
       10s))
       << "the node never ran out of file descriptors";
   // The node keeps answering on the connection it has.
@@ -114,8 +116,7 @@ TEST(hostile_clients, running_out_of_file_descriptors_backs_off) {
 // connections are closed at once and counted, PostgreSQL, Redis and peers
 // would still get their descriptors.
 TEST(hostile_clients, the_connection_cap_follows_the_file_limit) {
-  server_process node({}, {},
-                      {find_program("prlimit"), "--nofile=256:256"});
+  server_process node({}, {}, {find_program("prlimit"), "--nofile=256:256"});
   http_connection kept(node.port());
   ASSERT_EQ(kept.get("/health").status, 200u);
   EXPECT_NE(node.log().find("connections: at most 160 "), std::string::npos)
@@ -144,9 +145,9 @@ TEST(hostile_clients, one_address_cannot_take_every_connection) {
   auto open_connections = [&] {
     other.send(get_request("/metrics"));
     auto response = other.read_response(5s);
-    return response ? metric_value(response->body, "rsv_http_connections_open",
-                                   "")
-                    : -1;
+    return response
+               ? metric_value(response->body, "rsv_http_connections_open", "")
+               : -1;
   };
   ASSERT_TRUE(eventually([&] { return open_connections() == 1; }, 10s));
 
@@ -199,9 +200,8 @@ TEST(hostile_clients, a_connection_must_speak_within_ten_seconds) {
 TEST(hostile_clients, chaos_routes_do_not_exist_without_chaos) {
   server_process node;
   http_connection http(node.port());
-  for (const char* target :
-       {"/v1/admin/chaos", "/v1/admin/chaos/kill-section",
-        "/v1/admin/chaos/store", "/v1/admin/chaos/redis"})
+  for (const char* target : {"/v1/admin/chaos", "/v1/admin/chaos/kill-section",
+                             "/v1/admin/chaos/store", "/v1/admin/chaos/redis"})
     for (const char* verb : {"GET", "POST", "PUT", "DELETE", "PATCH"}) {
       auto response =
           http.request(verb, target, bearer(node.admin_token()), "{}");
@@ -223,8 +223,9 @@ TEST(hostile_clients, names_with_control_characters_are_refused) {
   server_process node;
   http_connection http(node.port());
   const std::vector<std::string> bad = {
-      std::string{"a\0b", 3}, "red \x1b[31m", "tab\there", "line\nbreak",
-      "del\x7f", "c1 \xc2\x85 next line", "c1 \xc2\x9b csi"};
+      std::string{"a\0b", 3}, "red \x1b[31m", "tab\there",
+      "line\nbreak",          "del\x7f",      "c1 \xc2\x85 next line",
+      "c1 \xc2\x9b csi"};
   for (const auto& name : bad) {
     auto event = event_json("ctrl", {section_json("main", 100, {{"A", 2}})});
     event["name"] = name;
@@ -239,8 +240,8 @@ TEST(hostile_clients, names_with_control_characters_are_refused) {
         << response;
   }
   // Names in any script, with symbols, are fine.
-  auto event = event_json("ctrl", {section_json("main", 100, {{"A", 2}},
-                                                "Parkett – Reihe Ä")});
+  auto event = event_json(
+      "ctrl", {section_json("main", 100, {{"A", 2}}, "Parkett – Reihe Ä")});
   event["name"] = "Čajkovskij: Nußknacker ♪ 2026";
   ASSERT_EQ(http.post("/v1/events", event, node.admin_token()).status, 201u);
   auto read = http.get("/v1/events/ctrl").body_json();
@@ -254,8 +255,9 @@ class idempotency_limits : public server_test {
 protected:
   void SetUp() override {
     server_test::SetUp();
-    create_event(http(), admin(),
-                 event_json("venue", {section_json("main", 1000, {{"A", 20}})}));
+    create_event(
+        http(), admin(),
+        event_json("venue", {section_json("main", 1000, {{"A", 20}})}));
     who_ = new_customer(http());
   }
 
@@ -320,19 +322,21 @@ TEST_F(idempotency_limits, one_customer_records_at_most_ten_thousand_keys) {
   EXPECT_EQ(replay.header("Idempotent-Replayed"), "true");
   EXPECT_TRUE(is_problem(replay, 422, "unknown_seat"));
   // Without a key the customer is served; another customer is not affected.
-  EXPECT_EQ(http().post("/v1/holds",
-                        {{"event_id", "venue"},
-                         {"section_id", "main"},
-                         {"seats", {"A-1"}}},
-                        who_.token)
+  EXPECT_EQ(http()
+                .post("/v1/holds",
+                      {{"event_id", "venue"},
+                       {"section_id", "main"},
+                       {"seats", {"A-1"}}},
+                      who_.token)
                 .status,
             201u);
   auto other = new_customer(http(), "other");
-  EXPECT_EQ(http().post("/v1/holds",
-                        {{"event_id", "venue"},
-                         {"section_id", "main"},
-                         {"seats", {"A-2"}}},
-                        other.token, {{"Idempotency-Key", "one-too-many"}})
+  EXPECT_EQ(http()
+                .post("/v1/holds",
+                      {{"event_id", "venue"},
+                       {"section_id", "main"},
+                       {"seats", {"A-2"}}},
+                      other.token, {{"Idempotency-Key", "one-too-many"}})
                 .status,
             201u);
 }
@@ -395,8 +399,9 @@ TEST(hostile_clients, seat_map_readers_do_not_hold_up_holds) {
     readers.emplace_back([&] {
       http_connection reader(node.port(), 30s);
       for (int n = 0; n < 200 && !stop; ++n)
-        if (reader.request("GET", "/v1/events/big/sections/floor/seats",
-                           {{"Accept-Encoding", "gzip"}})
+        if (reader
+                .request("GET", "/v1/events/big/sections/floor/seats",
+                         {{"Accept-Encoding", "gzip"}})
                 .status == 200)
           ++maps;
     });

@@ -75,8 +75,7 @@ json wait_admitted(http_connection& http, const customer& who,
 /// `count` new customers, each queued for `event_id` and admitted; their
 /// admission tokens in `tokens`, in the same order. Throws on failure.
 std::vector<customer> admitted_customers(http_connection& http,
-                                         const std::string& event_id,
-                                         int count,
+                                         const std::string& event_id, int count,
                                          std::vector<std::string>& tokens) {
   std::vector<customer> out;
   for (int i = 0; i < count; ++i) {
@@ -583,8 +582,8 @@ TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
   constexpr int per_thread = 15;
   redis_server redis;
   auto args = redis.server_args();
-  for (const char* flag : {"--rate-limit-customer", "40",
-                           "--rate-limit-window-seconds", "600"})
+  for (const char* flag :
+       {"--rate-limit-customer", "40", "--rate-limit-window-seconds", "600"})
     args.emplace_back(flag);
   server_process node{args};
   http_connection http{node.port()};
@@ -600,9 +599,8 @@ TEST(redis_rate_limits, ConcurrentRequestsOfOneCustomerGetExactlyTheQuota) {
   std::vector<int> expected(quota);
   std::iota(expected.begin(), expected.end(), 0);
   EXPECT_EQ(remaining, expected);
-  EXPECT_EQ(
-      metric(http, "rsv_rate_limit_requests_total{outcome=\"refused\"}"),
-      threads * per_thread - quota);
+  EXPECT_EQ(metric(http, "rsv_rate_limit_requests_total{outcome=\"refused\"}"),
+            threads * per_thread - quota);
   EXPECT_EQ(node.stop(), 0);
 }
 
@@ -617,9 +615,9 @@ TEST(redis_rate_limits, LeasedNumbersNeverAllowMoreThanTheQuotaAcrossNodes) {
   constexpr int per_thread = 500;
   redis_server redis;
   auto args = redis.server_args();
-  for (const char* flag : {"--rate-limit-customer", "3000",
-                           "--rate-limit-window-seconds", "600",
-                           "--io-threads", "2"})
+  for (const char* flag :
+       {"--rate-limit-customer", "3000", "--rate-limit-window-seconds", "600",
+        "--io-threads", "2"})
     args.emplace_back(flag);
   server_process first{args};
   server_process second{args};

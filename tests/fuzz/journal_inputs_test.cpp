@@ -5,7 +5,6 @@
 // (fuzz/journal_regressions, inputs that once crashed) must break nothing.
 
 #include "journal.hpp"
-
 #include "persistence/journal_codec.hpp"
 
 #include <filesystem>
@@ -28,8 +27,8 @@ TEST(fuzz_journal_inputs, every_regression_input_passes) {
   for (const auto& file :
        fs::directory_iterator(fs::path{RSV_FUZZ_DIR} / "journal_regressions")) {
     auto broken = rsv::fuzz::decode_journal_bytes(read_all(file.path()));
-    EXPECT_TRUE(broken.empty()) << file.path().filename() << ": "
-                                << broken.front();
+    EXPECT_TRUE(broken.empty())
+        << file.path().filename() << ": " << broken.front();
     ++inputs;
   }
   EXPECT_GE(inputs, 1u) << "fuzz/journal_regressions lost its inputs";
@@ -41,8 +40,8 @@ TEST(fuzz_journal_inputs, every_seed_decodes_and_breaks_nothing) {
        fs::directory_iterator(fs::path{RSV_FUZZ_DIR} / "journal_corpus")) {
     auto bytes = read_all(file.path());
     auto broken = rsv::fuzz::decode_journal_bytes(bytes);
-    EXPECT_TRUE(broken.empty()) << file.path().filename() << ": "
-                                << broken.front();
+    EXPECT_TRUE(broken.empty())
+        << file.path().filename() << ": " << broken.front();
     // Sealed as the harness seals it, a seed is a row that decodes.
     std::string row = "RSVJ\x01" + bytes;
     auto crc = rsv::journal::crc32c(row);

@@ -65,7 +65,8 @@ protected:
   std::condition_variable woken_; // never notified: a bounded poll
 };
 
-TEST_F(rate_limiter_test, a_customer_past_the_limit_is_refused_until_the_window_ends) {
+TEST_F(rate_limiter_test,
+       a_customer_past_the_limit_is_refused_until_the_window_ends) {
   rate_limit_config config;
   config.customer_per_window = 5;
   config.window_seconds = 30;

@@ -73,7 +73,8 @@ event_created gala(bool with_options) {
     event.def.max_seats_per_customer = 6;
     event.def.waiting_room = waiting_room_def{true, 250};
   }
-  event.def.sections.push_back({"stalls", "Stalls", 12'500, {{"A", 30}, {"B", 31}}});
+  event.def.sections.push_back(
+      {"stalls", "Stalls", 12'500, {{"A", 30}, {"B", 31}}});
   event.def.sections.push_back({"balcony", "Balcony", 0, {{"AA", 1}}});
   event.section_nos = {3, 4};
   event.fence = {5, 2};
@@ -250,7 +251,8 @@ TEST(journal_codec, bytes_that_pass_the_checksum_are_still_checked) {
   expect_refused(header + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"s,
                  "a varint longer than 64 bits");
   // Bytes after the last entry.
-  expect_refused(header + "\x00\x00"s, "trailing bytes after the last entry (1)");
+  expect_refused(header + "\x00\x00"s,
+                 "trailing bytes after the last entry (1)");
   // Another format or version.
   expect_refused("RSVX\x01\x00"s, "bad magic");
   expect_refused("RSVJ\x02\x00"s, "unknown version 2");

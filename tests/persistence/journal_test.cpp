@@ -21,7 +21,8 @@ namespace {
 constexpr millis start_ms = 1'800'000'000'000;
 
 seat_change change(change_kind kind, uint32_t section, uint32_t slot,
-                   std::vector<uint32_t> seats, std::string customer = "cus_a") {
+                   std::vector<uint32_t> seats,
+                   std::string customer = "cus_a") {
   seat_change c;
   c.kind = kind;
   c.event_id = "concert";
