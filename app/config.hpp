@@ -21,7 +21,8 @@ struct serve_config {
   // encodings and writer connections").
   batch_encoding pg_batch_encoding = batch_encoding::pipeline;
   std::size_t pg_writers = 2;
-  int64_t pg_journal_step_interval_ms = 100;
+  int64_t pg_journal_step_interval_ms =
+      limits::journal_step_interval_ms_default;
   std::string kafka_brokers;
   std::string kafka_topic = "reservation-events";
   std::vector<std::string> kafka_properties; // NAME=VALUE

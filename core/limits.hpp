@@ -369,5 +369,11 @@ constexpr int64_t cluster_store_reconnect_delay_ms = 200;
 // back whole; a live client needs well under a second between its
 // statements even for a step of 256 full rows.
 constexpr int64_t journal_step_idle_timeout_ms = 3000;
+// The projector's interval between rounds of steps while journal rows keep
+// coming (--pg-journal-step-interval-ms): long enough that a step gathers
+// many commits (docs/benchmarks.md, "The journal": without one it cost
+// PostgreSQL up to half again as much per hold), short enough that the
+// tables trail by a fraction of a second.
+constexpr int64_t journal_step_interval_ms_default = 100;
 
 } // namespace rsv::limits

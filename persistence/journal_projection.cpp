@@ -129,7 +129,6 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
   }
   if (auto failure = tables.execute(conn); !failure.empty())
     return make_error(errc::unavailable, "projecting the journal: " + failure);
-  std::vector<std::string> streams;
   array_param stream_param, seq_param;
   for (const auto& [stream, seq] : last_seq) {
     stream_param.add(stream);

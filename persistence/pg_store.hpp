@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/limits.hpp"
 #include "persistence/recovery.hpp"
 #include "persistence/store.hpp"
 
@@ -34,7 +35,7 @@ struct pg_store_config {
   std::string node = "node";
   /// The projector applies journal rows at most once per this interval
   /// while they keep coming (journal_projector.hpp).
-  int64_t journal_step_interval_ms = 100;
+  int64_t journal_step_interval_ms = limits::journal_step_interval_ms_default;
   /// Writer connections, each committing its own batches; sections are
   /// spread over them by number. Several let one batch's commit wait on
   /// the disk while the next is written (docs/benchmarks.md).

@@ -6,7 +6,12 @@
 // and counts that add up.
 //
 // Each kill point runs on a fresh database and is bounded in time; the
-// clients take connection errors as indeterminate outcomes and stop.
+// clients take connection errors as indeterminate outcomes and stop. The
+// journal's kill points run the node with --pg-batch-encoding journal: once
+// with a projector that gathers ten seconds of rows, so that the restart
+// finds acknowledged changes only in the journal, and once with one that
+// projects without pause, so that the kill is likely to land while it
+// projects (its steps run back to back under the load).
 
 #include "harness.hpp"
 #include "load.hpp"
@@ -23,7 +28,16 @@ struct kill_point {
   load_config::plan plan;
   /// The server is killed as soon as the load's progress satisfies this.
   std::function<bool(const load_progress&)> reached;
+  /// More flags of the node, before and after the kill.
+  std::vector<std::string> flags = {};
+  /// Whether the kill must leave journal rows for the restart to project.
+  bool journal_left = false;
 };
+
+const std::vector<std::string> lazy_journal = {
+    "--pg-batch-encoding", "journal", "--pg-journal-step-interval-ms", "10000"};
+const std::vector<std::string> eager_journal = {
+    "--pg-batch-encoding", "journal", "--pg-journal-step-interval-ms", "0"};
 
 void PrintTo(const kill_point& point, std::ostream* out) {
   *out << point.name;
@@ -48,6 +62,7 @@ TEST_P(crash_test, acknowledged_changes_survive_kill_minus_nine) {
   scratch_database database;
   auto args = database.server_args();
   args.insert(args.end(), {"--request-timeout-ms", "5000"});
+  args.insert(args.end(), point.flags.begin(), point.flags.end());
   auto node = std::make_unique<server_process>(args);
   http_connection http{node->port()};
   create_event(http, node->admin_token(), crash_event());
@@ -75,6 +90,14 @@ TEST_P(crash_test, acknowledged_changes_survive_kill_minus_nine) {
                        << at_kill.acknowledged << " acknowledged, "
                        << at_kill.bookings_acknowledged << " bookings";
   auto ops = load.operations();
+  auto journal = run_psql(database.conninfo(), "SELECT count(*) FROM journal");
+  ASSERT_EQ(journal.exit_code, 0) << journal.output;
+  auto journal_rows = std::stoi(journal.output);
+  if (point.journal_left) {
+    ASSERT_GT(journal_rows, 0)
+        << "the kill left no journal row: the restart projects nothing";
+  }
+  std::cout << "[   info   ] journal rows left: " << journal_rows << "\n";
   std::cout << "[   info   ] killed at " << at_kill.acknowledged
             << " acknowledged (" << at_kill.bookings_acknowledged
             << " bookings); " << summary(ops) << "\n";
@@ -122,7 +145,19 @@ INSTANTIATE_TEST_SUITE_P(
         kill_point{"in_a_booking_burst", load_config::plan::hold_then_book,
                    [](const load_progress& p) {
                      return p.bookings_acknowledged >= 10;
-                   }}),
+                   }},
+        kill_point{"journal_left_unprojected", load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 200; },
+                   lazy_journal, true},
+        kill_point{"journal_while_projecting", load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 200; },
+                   eager_journal},
+        kill_point{"journal_in_a_booking_burst",
+                   load_config::plan::hold_then_book,
+                   [](const load_progress& p) {
+                     return p.bookings_acknowledged >= 10;
+                   },
+                   lazy_journal, true}),
     [](const ::testing::TestParamInfo<kill_point>& point) {
       return point.param.name;
     });
