@@ -71,7 +71,7 @@ caf::actor spawn_customer_shard(caf::actor_system& system,
           if (used + wanted > req.seats_max) {
             // The section will not see this request: undo the front end's
             // queue count for it.
-            req.section->queued.fetch_sub(1, std::memory_order_relaxed);
+            req.section->request_taken();
             req.hold.reply(make_error(errc::limit_exceeded,
                                       "the customer may hold or book at most " +
                                           std::to_string(req.seats_max) +

@@ -1,5 +1,7 @@
 #include "actors/directory.hpp"
 
+#include "core/limits.hpp"
+
 namespace rsv {
 
 namespace {
@@ -8,6 +10,15 @@ constexpr uint64_t count_bits = 21;
 constexpr uint64_t count_mask = (uint64_t{1} << count_bits) - 1;
 
 } // namespace
+
+bool section_entry::admit_request() {
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >=
+      static_cast<int64_t>(limits::section_mailbox_max)) {
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
 
 seat_counts section_entry::counts() const {
   auto packed = packed_counts.load(std::memory_order_acquire);

@@ -22,10 +22,6 @@ struct section_entry {
   std::shared_ptr<const section_layout> layout;
   /// free | held << 21 | booked << 42: 21 bits each hold 0..1,000,000.
   std::atomic<uint64_t> packed_counts{0};
-  /// Requests sent to the actor and not yet taken from its mailbox: the
-  /// front end sheds load with 503 beyond limits::section_mailbox_max.
-  std::atomic<int64_t> queued{0};
-
   seat_counts counts() const;
   void publish(seat_counts counts);
 
@@ -38,7 +34,29 @@ struct section_entry {
                  std::memory_order_release);
   }
 
+  // The count of requests sent to the actor and not yet taken from its
+  // mailbox, which the front end sheds load by. Every request that reaches
+  // the actor counts once up before it is sent and once down when a
+  // handler takes it (or whoever drops it on the way).
+
+  /// Counts a request that is about to be sent, unless
+  /// limits::section_mailbox_max are waiting already: then false, and the
+  /// caller answers 503 instead of sending it.
+  bool admit_request();
+  /// Counts a request that is sent whatever the queue (the front end does
+  /// not shed requests on an existing hold or booking).
+  void count_request() { queued_.fetch_add(1, std::memory_order_relaxed); }
+  /// A counted request was taken from the mailbox, or will never reach it.
+  void request_taken() { queued_.fetch_sub(1, std::memory_order_relaxed); }
+  /// A new incarnation of the actor: requests counted for the dead one died
+  /// with its mailbox (only the registry calls it).
+  void restart_count() { queued_.store(0, std::memory_order_relaxed); }
+  int64_t requests_waiting() const {
+    return queued_.load(std::memory_order_relaxed);
+  }
+
 private:
+  std::atomic<int64_t> queued_{0};
   std::atomic<std::shared_ptr<const caf::actor>> actor_;
 };
 

@@ -73,7 +73,7 @@ void start_section(registry_self* self, const runtime_deps& deps,
   // Requests counted for the dead incarnation died with its mailbox: the
   // count starts again for this one (a request counted at this very moment
   // may be off by one, until the next restart).
-  sup.entry->queued.store(0, std::memory_order_relaxed);
+  sup.entry->restart_count();
   sup.entry->set_actor(std::move(actor));
 }
 

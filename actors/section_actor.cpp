@@ -440,7 +440,7 @@ caf::actor spawn_section(caf::actor_system& system,
     finish();
     return {
         [=](hold_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           // Taken: from here on this handler gives back what it must.
           if (req.unclaimed_quota) req.unclaimed_quota->disarm();
           auto count = req.seat_ids.empty()
@@ -467,7 +467,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](get_hold_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
           if (forgotten(req, forgotten_hold::get)) return;
@@ -476,7 +476,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](release_hold_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           if (forgotten(req, forgotten_hold::release)) return;
           auto released = self->state.memory->seats->release_hold(
@@ -488,7 +488,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](book_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           auto refuse_booking = [](const section_layout& layout,
                                    const std::string& customer,
@@ -503,7 +503,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](get_booking_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           self->state.memory->seats->expire_due(deps.clock->now_ms());
           auto read_booking =
@@ -517,7 +517,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](cancel_booking_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           auto cancel_recorded =
               [](const section_layout& layout, const std::string& customer,
@@ -535,7 +535,7 @@ caf::actor spawn_section(caf::actor_system& system,
           finish();
         },
         [=](seat_map_request& req) {
-          entry->queued.fetch_sub(1, std::memory_order_relaxed);
+          entry->request_taken();
           if (refuse_if_stale(req.reply)) return;
           auto& seats = *self->state.memory->seats;
           seats.expire_due(deps.clock->now_ms());

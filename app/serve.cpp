@@ -470,7 +470,7 @@ int serve(const serve_config& cfg) {
                   weak = std::weak_ptr(read_model)](uint32_t section_no) {
         auto section = dir.find_section(section_no);
         if (!section) return;
-        section->queued.fetch_add(1, std::memory_order_relaxed);
+        section->count_request();
         caf::anon_send(
             section->actor(),
             seat_map_request{

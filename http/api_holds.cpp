@@ -43,9 +43,7 @@ void api::create_hold(context& ctx) {
     return;
   }
   if (!admitted(ctx, *event)) return;
-  if (section->queued.fetch_add(1, std::memory_order_relaxed) >=
-      static_cast<int64_t>(limits::section_mailbox_max)) {
-    section->queued.fetch_sub(1, std::memory_order_relaxed);
+  if (!section->admit_request()) {
     rt_.deps().metrics->requests_shed.Increment();
     ctx.done(problem(503, problem_code::unavailable,
                      "this section is overloaded; retry shortly"));
@@ -82,7 +80,7 @@ owner_of(const directory& dir, const std::optional<record_ref>& ref,
     done(absent());
     return nullptr;
   }
-  section->queued.fetch_add(1, std::memory_order_relaxed);
+  section->count_request();
   return section;
 }
 

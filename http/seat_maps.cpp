@@ -109,7 +109,7 @@ void seat_maps::ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
                     const std::shared_ptr<section_entry>& section,
                     const std::shared_ptr<section_cache>& cache,
                     uint64_t known) {
-  section->queued.fetch_add(1, std::memory_order_relaxed);
+  section->count_request();
   // The reply comes on the actor's thread: hand it to the renderers at once.
   // A dropped request (actor gone) is answered unavailable by reply_fn.
   caf::anon_send(

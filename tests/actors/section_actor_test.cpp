@@ -121,7 +121,7 @@ protected:
                                 uint32_t quantity = 0) {
     auto section = event.find_section(section_id);
     awaited<hold_view> reply;
-    section->queued.fetch_add(1);
+    section->count_request();
     hold_request req{customer, std::move(seats), quantity, false, reply.fn()};
     if (event.def.max_seats_per_customer)
       caf::anon_send(rt->shard_for(customer),
@@ -139,7 +139,7 @@ protected:
     auto ref = parse_hold_id(id);
     if (!ref) ref = parse_booking_id(id);
     auto section = rt->dir().find_section(ref->section_no);
-    section->queued.fetch_add(1);
+    section->count_request();
     req.slot = ref->slot;
     req.reply = reply.fn();
     caf::anon_send(section->actor(), std::move(req));
@@ -392,7 +392,7 @@ protected:
                                            const std::string& section_id) {
     auto section = event.find_section(section_id);
     awaited<seat_map_snapshot> reply;
-    section->queued.fetch_add(1);
+    section->count_request();
     caf::anon_send(section->actor(), seat_map_request{0, reply.fn()});
     auto snapshot = reply.get();
     if (!snapshot) return snapshot.error();
