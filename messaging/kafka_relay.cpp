@@ -1,5 +1,6 @@
 #include "messaging/kafka_relay.hpp"
 
+#include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
@@ -8,12 +9,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <librdkafka/rdkafka.h>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
+#include <string_view>
 #include <thread>
 
 namespace rsv {
@@ -241,6 +244,21 @@ struct kafka_relay::impl {
 
   /// Produces every record of `rows` and waits for all their delivery
   /// reports. True when Kafka acknowledged every one.
+  /// The outbox reader's promises, checked where a broken one would
+  /// reorder or repeat records in Kafka: at most a round of rows, and each
+  /// stream's rows in commit order.
+  void check_round(const std::vector<outbox_row>& rows) const {
+    RSV_ASSERT(rows.size() <= config.rows_per_round,
+               "the outbox gave more rows than a round asks for");
+    std::map<std::string_view, int64_t> last_seq;
+    for (const auto& row : rows) {
+      auto [last, first] = last_seq.try_emplace(row.stream, row.seq);
+      RSV_ASSERT(first || last->second < row.seq,
+                 "the outbox gave a stream's rows out of commit order");
+      last->second = row.seq;
+    }
+  }
+
   bool relay_round(const std::vector<outbox_row>& rows) {
     round_state round;
     round.rows.resize(rows.size());
@@ -434,6 +452,7 @@ struct kafka_relay::impl {
         if (idle(std::chrono::milliseconds(500)) && draining) break;
         continue;
       }
+      check_round(*rows);
       trim_if_due(false);
       if (rows->empty()) {
         if (draining) {

@@ -1,5 +1,6 @@
 #include "persistence/pg_writer.hpp"
 
+#include "core/assert.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
@@ -311,6 +312,8 @@ struct writer::impl {
   /// relay is woken.
   void outbox_committed(millis outbox_ms) {
     if (outbox_ms == 0) return;
+    RSV_ASSERT(outbox_ms >= last_outbox_ms,
+               "a stream's outbox rows are timed in commit order");
     ++next_outbox_seq;
     last_outbox_ms = outbox_ms;
     if (config.on_outbox_commit) config.on_outbox_commit();
@@ -661,6 +664,9 @@ struct writer::impl {
           }
         }
       }
+      RSV_ASSERT(!in_flight.empty() &&
+                     in_flight.size() <= config.batch_rows_max,
+                 "a batch holds one to batch_rows_max writes");
       if (in_flight.front().is_load()) {
         load(std::get<section_load>(in_flight.front().what));
         in_flight.clear();
