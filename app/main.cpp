@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
   serve
       ->add_option("--node-id", cfg.node_id,
                    "this node's name in the outbox (distinct per node; "
-                   "default: the host name)")
+                   "default: with --cluster the advertised HOST:PORT, else "
+                   "the host name)")
       ->envname("RSV_NODE_ID");
   serve
       ->add_option("--redis-url", cfg.redis_url,

@@ -165,13 +165,6 @@ int serve(const serve_config& cfg) {
     kafka_properties.emplace_back(property.substr(0, equals),
                                   property.substr(equals + 1));
   }
-  auto node_id = cfg.node_id;
-  if (node_id.empty()) {
-    char name[256] = {};
-    node_id = gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0'
-                  ? std::string{name}
-                  : std::string{"node"};
-  }
   std::string host;
   unsigned short port = 0;
   if (!split_listen(cfg.listen, host, port)) {
@@ -258,6 +251,19 @@ int serve(const serve_config& cfg) {
     return 2;
   }
   auto advertise = cfg.advertise.empty() ? cfg.listen : cfg.advertise;
+  // The node's name in the outbox streams: distinct per node, or two nodes
+  // write one stream and the relay, which marks each stream's last
+  // delivered row, skips rows of one of them. The host name is not enough
+  // when several nodes run on one host (scripts/cluster, the tests): a
+  // clustered node's advertised address is distinct by construction.
+  auto node_id = cfg.node_id;
+  if (node_id.empty() && cfg.cluster) node_id = advertise;
+  if (node_id.empty()) {
+    char name[256] = {};
+    node_id = gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0'
+                  ? std::string{name}
+                  : std::string{"node"};
+  }
   if (cfg.cluster && (advertise.ends_with(":0") || advertise.empty())) {
     // The other nodes forward to this address: a port the kernel picks is
     // known only after binding, and "0" reaches nobody.
