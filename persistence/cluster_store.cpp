@@ -6,6 +6,7 @@
 #include "core/partition.hpp"
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
+#include "persistence/pg_tables.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -293,6 +294,9 @@ struct cluster_store::impl {
       if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK)
         return give_up(each.name);
     }
+    // The reads that drain the journal first apply its rows with these.
+    if (!pg::prepare_table_statements(conn.get()))
+      return give_up("preparing the journal's projection");
     state = service_state::ok;
     return true;
   }

@@ -17,9 +17,6 @@ namespace {
 /// will do as long as nothing else in the database takes it.
 constexpr const char* take_projection_lock =
     "SELECT pg_advisory_xact_lock(7223019160)";
-/// Rows per step: a step is one transaction, so this bounds how long it
-/// holds the lock and how much one rollback repeats.
-constexpr std::size_t drain_rows_per_step = 64;
 
 /// A big-endian integer of a binary-format result column.
 int64_t int8_at(PGresult* result, int row, int column) {
@@ -147,7 +144,9 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
   return done;
 }
 
-caf::expected<projected> journal_projection::drain(PGconn* conn) {
+caf::expected<projected> journal_projection::drain(
+    PGconn* conn, std::size_t rows_per_step,
+    const std::function<void(const projected&)>& on_step) {
   // The usual case, an empty journal, costs one read of its index.
   result_ptr any{PQexec(conn, "SELECT 1 FROM journal LIMIT 1")};
   if (PQresultStatus(any.get()) != PGRES_TUPLES_OK)
@@ -155,18 +154,17 @@ caf::expected<projected> journal_projection::drain(PGconn* conn) {
                                              PQerrorMessage(conn));
   projected total;
   if (PQntuples(any.get()) == 0) return total;
-  if (!prepare_table_statements(conn))
-    return make_error(errc::unavailable,
-                      std::string{"preparing the projection: "} +
-                          PQerrorMessage(conn));
   // Rows committed after the drain began may be projected too; it ends at
-  // the first step that finds fewer rows than it asked for.
+  // the first step that finds fewer rows than it asked for. A step is one
+  // transaction, so its size bounds how long it holds the lock and how much
+  // one rollback repeats.
   for (;;) {
-    auto step_done = step(conn, drain_rows_per_step);
+    auto step_done = step(conn, rows_per_step);
     if (!step_done) return step_done.error();
+    if (on_step) on_step(*step_done);
     total.rows += step_done->rows;
     total.entries += step_done->entries;
-    if (step_done->rows < drain_rows_per_step) return total;
+    if (step_done->rows < rows_per_step) return total;
   }
 }
 

@@ -38,14 +38,19 @@ class journal_projection {
 public:
   explicit journal_projection(layout_lookup known = {});
 
-  /// Projects the oldest rows, at most `rows_max` of them. Blocking.
-  caf::expected<projected> step(PGconn* conn, std::size_t rows_max);
-
-  /// Projects every row committed before the call, in steps. Blocking;
-  /// cheap when the journal is empty (one indexed read).
-  caf::expected<projected> drain(PGconn* conn);
+  /// Projects every row committed before the call, in steps of at most
+  /// `rows_per_step` rows; `on_step` (when set) hears what each step did.
+  /// Blocking; cheap when the journal is empty (one indexed read). `conn`
+  /// has the tables' statements prepared (prepare_table_statements), as its
+  /// owner does once per connection.
+  caf::expected<projected>
+  drain(PGconn* conn, std::size_t rows_per_step = 64,
+        const std::function<void(const projected&)>& on_step = {});
 
 private:
+  /// Projects the oldest rows, at most `rows_max` of them.
+  caf::expected<projected> step(PGconn* conn, std::size_t rows_max);
+
   caf::expected<std::shared_ptr<const section_layout>>
   layout(PGconn* conn, uint32_t section_no);
 

@@ -90,23 +90,21 @@ bool journal_projector::connect() {
 
 void journal_projector::project_all() {
   if (!connect()) return;
-  for (;;) {
-    auto done = projection_.step(conn_.get(), options_.rows_per_step);
-    if (!done) {
-      if (state_.exchange(service_state::down) == service_state::ok)
-        spdlog::error("the journal projector stopped: {}",
-                      describe(done.error()));
-      if (PQstatus(conn_.get()) != CONNECTION_OK) conn_.reset();
-      return;
-    }
-    if (state_.exchange(service_state::ok) == service_state::down)
-      spdlog::info("the journal projector projects again");
-    if (rows_projected_ != nullptr) {
-      rows_projected_->Increment(static_cast<double>(done->rows));
-      writes_projected_->Increment(static_cast<double>(done->entries));
-    }
-    if (done->rows < options_.rows_per_step) return;
+  auto drained = projection_.drain(
+      conn_.get(), options_.rows_per_step, [this](const projected& step) {
+        if (rows_projected_ == nullptr) return;
+        rows_projected_->Increment(static_cast<double>(step.rows));
+        writes_projected_->Increment(static_cast<double>(step.entries));
+      });
+  if (!drained) {
+    if (state_.exchange(service_state::down) == service_state::ok)
+      spdlog::error("the journal projector stopped: {}",
+                    describe(drained.error()));
+    if (PQstatus(conn_.get()) != CONNECTION_OK) conn_.reset();
+    return;
   }
+  if (state_.exchange(service_state::ok) == service_state::down)
+    spdlog::info("the journal projector projects again");
 }
 
 void journal_projector::measure_backlog() {

@@ -2,6 +2,7 @@
 #include "core/limits.hpp"
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
+#include "persistence/pg_tables.hpp"
 #include "persistence/recovery.hpp"
 
 #include <memory>
@@ -285,6 +286,8 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
   };
   // Writes acknowledged but still in the journal go to the tables first.
+  if (!pg::prepare_table_statements(conn.get()))
+    return fail("preparing the journal's projection");
   pg::journal_projection projection;
   if (auto drained = projection.drain(conn.get()); !drained)
     return drained.error();

@@ -90,9 +90,6 @@ bool prepare(PGconn* conn, const prepared_statement& statement) {
   result_ptr prepared{PQprepare(conn, statement.name, statement.sql,
                                 statement.params, nullptr)};
   if (PQresultStatus(prepared.get()) == PGRES_COMMAND_OK) return true;
-  // Prepared on this connection before (a drain on a shared connection
-  // prepares the tables' statements each time it has rows to apply).
-  if (sqlstate(prepared.get()) == "42P05") return true;
   spdlog::warn("PostgreSQL: preparing {}: {}", statement.name,
                PQerrorMessage(conn));
   return false;
