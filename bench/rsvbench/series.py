@@ -7,6 +7,8 @@ NAME.before/.after (the node's answers by status), NAME.meta
 ("SERIES THREADS RATE QUIET_CORES LOAD1 STATUSES | KEY=VALUE...").
 """
 import shutil
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -73,6 +75,54 @@ class Probe:
 
     def after_series(self):
         pass
+
+
+class SamplingProbe(Probe):
+    """A probe that calls `sample()` once a second while a run lasts, on a
+    thread of its own: `samples` collects (seconds since the run began,
+    *what sample() answered); `stop_sampling()` ends it and answers them.
+    A sample that raises ends the sampling (the run's own checks report a
+    dead node)."""
+
+    def sample(self):
+        return ()
+
+    def before_run(self, name, event):
+        self.samples = []
+        self.started = time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample_each_second, daemon=True)
+        self.thread.start()
+
+    def _sample_each_second(self):
+        while True:
+            try:
+                self.samples.append((time.monotonic() - self.started, *self.sample()))
+            except Exception:
+                return
+            if self.stopped.wait(1.0):
+                return
+
+    def stop_sampling(self):
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        return self.samples
+
+
+def add_note(bench, scenario, note):
+    """A line of the report's part for `scenario`, said now too."""
+    bench.notes.setdefault(scenario, []).append(note)
+    say(note)
+
+
+def notes_part(bench, scenario, title, intro, first=()):
+    """The report's part for `scenario`: its title, an intro paragraph, the
+    `first` lines, then its notes as a list; nothing without notes."""
+    notes = bench.notes.get(scenario)
+    if not notes:
+        return []
+    return ([f"## {title}", "", intro, ""] + [f"- {line}" for line in first]
+            + [f"- {note}" for note in notes] + [""])
 
 
 @dataclass

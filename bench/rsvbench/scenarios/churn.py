@@ -5,12 +5,8 @@ samples the node's RSS and rsv_hold_records once a second during each run:
 with forgetting both level off within the retention, without they grow
 with every hold.
 """
-import threading
-import time
-
 from .. import client
-from ..series import Probe, Series
-from ..procs import say
+from ..series import SamplingProbe, Series, add_note, notes_part
 
 RETENTION_S = 5
 # "Keeps": the longest retention the flag takes, a day: nothing ended is
@@ -30,33 +26,17 @@ def series():
     )
 
 
-class MemoryProbe(Probe):
+class MemoryProbe(SamplingProbe):
     """RSS (KiB) and rsv_hold_records, once a second during each run, in
     NAME.memory.tsv; the run's extra figures and a note for the report."""
 
-    def before_run(self, name, event):
-        self.samples = []
-        self.stop = threading.Event()
-        self.started = time.monotonic()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self):
+    def sample(self):
         node = self.bench.node
-        while True:
-            try:
-                records = client.value(client.metrics(node.base), "rsv_hold_records")
-                self.samples.append((time.monotonic() - self.started, node.rss_kib(),
-                                     int(records)))
-            except Exception:  # the run's own checks report a dead node
-                return
-            if self.stop.wait(1.0):
-                return
+        records = client.value(client.metrics(node.base), "rsv_hold_records")
+        return node.rss_kib(), int(records)
 
     def after_run(self, name, event, result):
-        self.stop.set()
-        self.thread.join(timeout=10)
-        samples = self.samples
+        samples = self.stop_sampling()
         self.bench.path(f"{name}.memory.tsv").write_text(
             "seconds\trss_kib\thold_records\n"
             + "".join(f"{t:.1f}\t{rss}\t{n}\n" for t, rss, n in samples))
@@ -72,17 +52,13 @@ class MemoryProbe(Probe):
                 f" {extra['rss_last_kib']} KiB (start, middle, end of the run), hold records"
                 f" {extra['records_mid']} -> {extra['records_last']} (most"
                 f" {extra['records_max']}), about {extra['releases']} holds made and released")
-        self.bench.notes.setdefault("churn", []).append(note)
-        say(note)
+        add_note(self.bench, "churn", note)
         return extra
 
 
 def report(bench):
-    notes = bench.notes.get("churn")
-    if not notes:
-        return []
-    return (["## Churn: memory of ended holds", "",
-             f"Holds released at once; samples once a second in NAME.memory.tsv. Kept: the"
-             f" node keeps every ended hold (--hold-retention-seconds 86400, as before issue"
-             f" 19); forgotten: after {RETENTION_S} s.", ""]
-            + [f"- {note}" for note in notes] + [""])
+    return notes_part(
+        bench, "churn", "Churn: memory of ended holds",
+        f"Holds released at once; samples once a second in NAME.memory.tsv. Kept: the"
+        f" node keeps every ended hold (--hold-retention-seconds 86400, as before issue"
+        f" 19); forgotten: after {RETENTION_S} s.")

@@ -5,12 +5,11 @@ a memory-store node, in one run. A probe samples the projector's backlog
 and lag once a second while wrk runs, then times how long the projector
 needs to empty the journal after wrk stopped.
 """
-import threading
 import time
 
 from .. import client
-from ..procs import say, wait_for, warn
-from ..series import Probe, holds
+from ..procs import wait_for, warn
+from ..series import SamplingProbe, add_note, holds, notes_part
 
 MEMORY = ("--store", "memory")
 PIPELINE = ("--pg-batch-encoding", "pipeline")
@@ -39,36 +38,20 @@ def series():
     )
 
 
-class JournalProbe(Probe):
+class JournalProbe(SamplingProbe):
     """rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second
     during each run (NAME.journal.tsv), then the time until the journal is
     empty: whether the projector keeps up at full speed, and how far the
     tables trail."""
 
-    def before_run(self, name, event):
-        self.samples = []
-        self.stop = threading.Event()
-        self.started = time.monotonic()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self):
-        base = self.bench.node.base
-        while True:
-            try:
-                samples = client.metrics(base)
-                self.samples.append((time.monotonic() - self.started,
-                                     client.value(samples, "rsv_journal_backlog_rows"),
-                                     client.value(samples, "rsv_journal_lag_seconds")))
-            except Exception:  # the run's own checks report a dead node
-                return
-            if self.stop.wait(1.0):
-                return
+    def sample(self):
+        samples = client.metrics(self.bench.node.base)
+        return (client.value(samples, "rsv_journal_backlog_rows"),
+                client.value(samples, "rsv_journal_lag_seconds"))
 
     def after_run(self, name, event, result):
         wrk_stopped = time.monotonic()
-        self.stop.set()
-        self.thread.join(timeout=10)
+        samples = self.stop_sampling()
         left = [0]
 
         def empty():
@@ -76,7 +59,6 @@ class JournalProbe(Probe):
             return True if left[0] == 0 else None
         drained = wait_for(empty, DRAIN_TIMEOUT_S, 0.05)
         drain_ms = round((time.monotonic() - wrk_stopped) * 1000) if drained else -1
-        samples = self.samples
         self.bench.path(f"{name}.journal.tsv").write_text(
             "seconds\tbacklog_rows\tlag_seconds\n"
             + "".join(f"{t:.1f}\t{rows:g}\t{lag:g}\n" for t, rows, lag in samples))
@@ -89,16 +71,12 @@ class JournalProbe(Probe):
                 f" most {extra['lag_max_s']} s (sampled once a second); journal empty"
                 f" {drain_ms} ms after wrk stopped"
                 + ("" if drained else f" (NOT within {DRAIN_TIMEOUT_S} s: {left[0]} rows left)"))
-        self.bench.notes.setdefault("journal", []).append(note)
-        say(note)
+        add_note(self.bench, "journal", note)
         return extra
 
 
 def report(bench):
-    notes = bench.notes.get("journal")
-    if not notes:
-        return []
-    return (["## Journal: the projector at full speed", "",
-             "Samples of rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second"
-             " in NAME.journal.tsv; then the journal is polled every 50 ms until empty.", ""]
-            + [f"- {note}" for note in notes] + [""])
+    return notes_part(
+        bench, "journal", "Journal: the projector at full speed",
+        "Samples of rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second in"
+        " NAME.journal.tsv; then the journal is polled every 50 ms until empty.")

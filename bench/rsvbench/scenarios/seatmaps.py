@@ -10,8 +10,7 @@ import re
 import signal
 from subprocess import STDOUT
 
-from ..series import Probe, holds
-from ..procs import say
+from ..series import Probe, add_note, holds, notes_part
 
 READERS = 4
 
@@ -54,8 +53,7 @@ class PlainReaders(Probe):
         note = (f"{name}: holds p50 {w.ms('p50_us')}, p99 {w.ms('p99_us')}, max {w.ms('max_us')}"
                 f" at {w.ok_rate} holds/s; readers got {maps} maps/s"
                 f" ({extra['map_bytes_per_s']}/s)")
-        self.bench.notes.setdefault("seatmaps", []).append(note)
-        say(note)
+        add_note(self.bench, "seatmaps", note)
         return extra
 
 
@@ -64,15 +62,14 @@ class GzipReaders(PlainReaders):
 
 
 def report(bench):
-    notes = bench.notes.get("seatmaps")
-    if not notes:
-        return []
     base = bench.best("seatmaps-none")
-    lines = ["## Seat maps under readers", "",
-             f"Holds on one event while {READERS} connections read the seat map of its first"
-             " section without pause (a second wrk; NAME.readers.txt).", ""]
+    first = []
     if base:
         w = base.wrk
-        lines.append(f"- seatmaps-none-t{base.threads}: holds p50 {w.ms('p50_us')}, p99"
-                     f" {w.ms('p99_us')}, max {w.ms('max_us')} at {base.rate} holds/s, no reader")
-    return lines + [f"- {note}" for note in notes] + [""]
+        first.append(f"seatmaps-none-t{base.threads}: holds p50 {w.ms('p50_us')}, p99"
+                     f" {w.ms('p99_us')}, max {w.ms('max_us')} at {base.rate} holds/s,"
+                     " no reader")
+    return notes_part(
+        bench, "seatmaps", "Seat maps under readers",
+        f"Holds on one event while {READERS} connections read the seat map of its first"
+        " section without pause (a second wrk; NAME.readers.txt).", first)
