@@ -1,6 +1,7 @@
 #include "persistence/pg_tables.hpp"
 
 #include "persistence/pg_handles.hpp"
+#include "persistence/pg_pipeline.hpp"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -274,19 +275,14 @@ void table_rows::each_statement(
   }
 }
 
-int table_rows::send(PGconn* conn) {
-  int sent = 0;
+bool table_rows::send(pipeline_transaction& transaction) {
+  bool queued = true;
   each_statement([&](const prepared_statement& statement,
                      const std::vector<const char*>& values) {
-    if (PQsendQueryPrepared(conn, statement.name, statement.params,
-                            values.data(), nullptr, nullptr, 0) != 1) {
-      sent = -1;
-      return false;
-    }
-    ++sent;
-    return true;
+    queued = transaction.send(statement, values.data()) >= 0;
+    return queued;
   });
-  return sent;
+  return queued;
 }
 
 std::string table_rows::execute(PGconn* conn) {

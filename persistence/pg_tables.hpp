@@ -20,6 +20,8 @@
 
 namespace rsv::pg {
 
+class pipeline_transaction;
+
 struct prepared_statement {
   const char* name;
   int params;
@@ -72,10 +74,9 @@ public:
   /// Rows added, over all tables.
   std::size_t size() const;
 
-  /// Queues the statements with rows on `conn`, which is in pipeline mode;
-  /// answers how many were queued, or -1 when libpq could not queue one
-  /// (the connection is then unusable).
-  int send(PGconn* conn);
+  /// Queues the statements with rows in `transaction`; false when libpq
+  /// could not queue one (the connection is then unusable).
+  bool send(pipeline_transaction& transaction);
 
   /// Executes the statements with rows on `conn` one after another, inside
   /// the caller's transaction; the first failure, if any, as a message.

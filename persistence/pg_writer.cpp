@@ -7,7 +7,7 @@
 #include "core/supervised.hpp"
 #include "persistence/journal_codec.hpp"
 #include "persistence/journal_projection.hpp"
-#include "persistence/outbox.hpp"
+#include "persistence/pg_pipeline.hpp"
 #include "persistence/pg_tables.hpp"
 
 #include <algorithm>
@@ -34,18 +34,6 @@ millis wall_clock_ms() {
       .count();
 }
 
-/// This process's journal streams: `<node>/<start>`, where `<start>` is the
-/// process's start in microseconds, in hex; writer n appends `/n`.
-std::string journal_streams_of(const std::string& node) {
-  char start[24];
-  std::snprintf(start, sizeof(start), "%llx",
-                static_cast<unsigned long long>(
-                    std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count()));
-  return (node.empty() ? std::string{"node"} : node) + '/' + start;
-}
-
 // The writer's own statements; the tables' are in pg_tables.cpp.
 
 constexpr prepared_statement insert_outbox{
@@ -58,13 +46,13 @@ constexpr prepared_statement select_outbox_end{
 
 // The cluster's fence (migration 0006, docs/cluster.md): the first statement
 // of a transaction whose writes were made under an ownership epoch. It fails
-// with SQLSTATE RSV01 when any of them is no longer current. The test-only
+// with SQLSTATE RSV01 when any of them is no longer current (pg_pipeline.cpp
+// tells its refusal from others). The test-only
 // switch that turns fencing off asks the second instead, which only tells.
 constexpr prepared_statement check_fence{
     "rsv_check_fence", 2, "SELECT rsv_fence($1::int[], $2::int8[])"};
 constexpr prepared_statement check_stale{
     "rsv_check_stale", 2, "SELECT rsv_stale_epochs($1::int[], $2::int8[])"};
-constexpr const char* fenced_sqlstate = "RSV01";
 
 // The journal's row (migration 0008): its body is sent in binary format.
 constexpr prepared_statement insert_journal{
@@ -101,91 +89,7 @@ batch_fences fences_of(const std::vector<const pending_write*>& batch) {
   return out;
 }
 
-/// What a refused statement means for its writes: the fence's refusal
-/// (SQLSTATE RSV01), an email another node registered first (in a
-/// cluster, the unique index is where two registrations meet), or an
-/// outage or refused row (unavailable).
-errc refusal_of(const PGresult* result) {
-  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-  if (state != nullptr && std::string_view{state} == fenced_sqlstate)
-    return errc::fenced;
-  const char* constraint = PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME);
-  if (constraint != nullptr &&
-      std::string_view{constraint} == "customers_email_key")
-    return errc::email_taken;
-  return errc::unavailable;
-}
-
-/// What every writer shares: the configuration, the metrics, and the
-/// layouts that turn seat indexes into seat ids.
-
 } // namespace
-
-shared_state::shared_state(pg_store_config cfg)
-    : config(std::move(cfg)), journal_streams(journal_streams_of(config.node)) {
-  if (config.registry) {
-    writer_restarts = &actor_restarts(*config.registry, "store_writer");
-    delays_injected = &chaos_faults(*config.registry, "commit_delay");
-    failures_injected = &chaos_faults(*config.registry, "commit_failure");
-    crashes_injected = &chaos_faults(*config.registry, "writer_crash");
-    batch_rows =
-        &prometheus::BuildHistogram()
-             .Name("rsv_store_batch_rows")
-             .Help("Writes per PostgreSQL transaction")
-             .Register(*config.registry)
-             .Add({}, prometheus::Histogram::BucketBoundaries{
-                          1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000});
-    commit_seconds = &prometheus::BuildHistogram()
-                          .Name("rsv_store_commit_seconds")
-                          .Help("Time to write and commit one batch")
-                          .Register(*config.registry)
-                          .Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
-                                       0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
-    fenced_batches = &prometheus::BuildCounter()
-                          .Name("rsv_store_fenced_batches_total")
-                          .Help("Transactions the cluster's fence refused: "
-                                "their partitions had moved to another node")
-                          .Register(*config.registry)
-                          .Add({});
-    if (!config.fencing)
-      stale_batches =
-          &prometheus::BuildCounter()
-               .Name("rsv_store_unfenced_stale_batches_total")
-               .Help("With fencing turned off (a test switch): "
-                     "transactions written under an epoch that was no "
-                     "longer current, which the fence would have refused")
-               .Register(*config.registry)
-               .Add({});
-  }
-}
-
-caf::error shared_state::refused(errc refusal, const std::string& message) {
-  return make_error(refusal, "PostgreSQL: " + message);
-}
-
-void shared_state::fenced(const caf::error& err) {
-  if (fenced_batches != nullptr) fenced_batches->Increment();
-  spdlog::warn("a batch was fenced: {}", describe(err));
-}
-
-void shared_state::stale_batch() {
-  if (stale_batches != nullptr) stale_batches->Increment();
-  spdlog::error("fencing is OFF (test switch) and a batch was written under "
-                "a stale epoch");
-}
-
-std::shared_ptr<const section_layout>
-shared_state::layout(uint32_t section_no) {
-  std::shared_lock<std::shared_mutex> guard{layouts_mutex};
-  auto it = layouts.find(section_no);
-  return it == layouts.end() ? nullptr : it->second;
-}
-
-void shared_state::learn(std::shared_ptr<const section_layout> layout) {
-  std::unique_lock<std::shared_mutex> guard{layouts_mutex};
-  layouts[layout->section_no] = std::move(layout);
-}
 
 struct writer::impl {
   impl(shared_state& shared_state, std::size_t index)
@@ -325,177 +229,75 @@ struct writer::impl {
                       std::string& payload, int64_t& records,
                       millis& created_ms) {
     auto now_ms = wall_clock_ms();
-    for (const auto* write : batch) {
-      if (const auto* event = std::get_if<event_write>(&write->what)) {
-        render_outbox_record(event->def, now_ms, payload);
-        ++records;
-      } else if (const auto* change = std::get_if<seat_change>(&write->what)) {
-        auto layout = shared.layout(change->section_no);
-        if (!layout) return false;
-        render_outbox_record(*change, *layout, payload);
-        ++records;
-      }
-    }
+    if (!shared.render_outbox(batch, now_ms, payload, records)) return false;
     if (records > 0) created_ms = std::max(now_ms, last_outbox_ms);
     return true;
   }
 
-  /// Sorts a batch's writes into the tables' statements (pg_tables.hpp).
-  /// False when a change's section is unknown.
-  /// With the journal, seat changes and idempotency records go to its row
-  /// instead; events and customers, rare and checked by unique indexes,
-  /// always go to their tables.
-  bool gather(const std::vector<const pending_write*>& batch,
-              pg::table_rows& rows, journal::encoder& journal_row) {
-    const bool journaled = config.encoding == batch_encoding::journal;
-    for (const auto* write : batch) {
-      if (const auto* event = std::get_if<event_write>(&write->what)) {
-        rows.add(event->def, event->section_nos);
-      } else if (const auto* customer =
-                     std::get_if<customer_record>(&write->what)) {
-        rows.add(*customer);
-      } else if (const auto* record =
-                     std::get_if<idempotency_record>(&write->what)) {
-        if (journaled)
-          journal_row.add(*record);
-        else
-          rows.add(*record);
-      } else if (journaled) {
-        journal_row.add(std::get<seat_change>(write->what));
-      } else {
-        const auto& change = std::get<seat_change>(write->what);
-        auto layout = shared.layout(change.section_no);
-        if (!layout) return false;
-        rows.add(change, *layout);
-      }
-    }
-    return true;
-  }
-
-  /// Writes `batch` as prepared statements in libpq's pipeline mode: BEGIN,
-  /// one execute per kind of row, the outbox row, COMMIT and a sync go out
-  /// together, and the results come back in one round trip. Parameters
-  /// travel as parameters, so nothing is escaped into SQL text.
+  /// Writes `batch` as one pipelined transaction (pg_pipeline.hpp): the
+  /// fence, one execute per kind of row, the journal row and the outbox row.
   caf::error commit_pipeline(const std::vector<const pending_write*>& batch) {
     pg::table_rows rows;
     journal::encoder journal_row;
     std::string payload;
     int64_t records = 0;
     millis outbox_ms = 0;
-    if (!gather(batch, rows, journal_row) ||
+    if (!shared.gather(batch, rows, journal_row) ||
         (!stream.empty() &&
          !outbox_payload(batch, payload, records, outbox_ms)))
       return make_error(errc::unavailable,
                         std::string{"write for an unknown section"});
-    auto* c = conn.get();
-    if (PQenterPipelineMode(c) != 1)
+    pg::pipeline_transaction transaction{conn.get()};
+    if (!transaction.begin())
       return make_error(errc::unavailable,
-                        "PostgreSQL: " + std::string{PQerrorMessage(c)});
-    int sent = 0;
-    bool queued = true;
-    auto send_text = [&](const char* sql) {
-      queued = queued && PQsendQueryParams(c, sql, 0, nullptr, nullptr, nullptr,
-                                           nullptr, 0) == 1;
-      sent += queued ? 1 : 0;
-    };
-    send_text("BEGIN");
+                        "PostgreSQL: " +
+                            std::string{PQerrorMessage(conn.get())});
     auto fences = fences_of(batch);
     int fence_at = -1; // the fence's place among the results
-    if (fences.count > 0 && queued) {
+    if (fences.count > 0) {
       const char* values[] = {fences.partitions.c_str(), fences.epochs.c_str()};
-      const auto& check = config.fencing ? check_fence : check_stale;
-      queued = PQsendQueryPrepared(c, check.name, check.params, values, nullptr,
-                                   nullptr, 0) == 1;
-      fence_at = sent;
-      sent += queued ? 1 : 0;
+      fence_at =
+          transaction.send(config.fencing ? check_fence : check_stale, values);
     }
-    if (queued) {
-      auto tables = rows.send(c);
-      queued = tables >= 0;
-      sent += queued ? tables : 0;
-    }
-    bool journaled = false;
-    if (journal_row.size() > 0 && queued) {
-      auto seq = std::to_string(next_journal_seq++);
-      auto at = std::to_string(wall_clock_ms());
-      auto entries = std::to_string(journal_row.size());
-      auto body = journal_row.finish();
-      const char* values[] = {journal_stream.c_str(), seq.c_str(), at.c_str(),
-                              entries.c_str(), body.data()};
-      const int lengths[] = {0, 0, 0, 0, static_cast<int>(body.size())};
-      const int formats[] = {0, 0, 0, 0, 1};
-      queued =
-          PQsendQueryPrepared(c, insert_journal.name, insert_journal.params,
-                              values, lengths, formats, 0) == 1;
-      sent += queued ? 1 : 0;
-      journaled = queued;
-    }
-    if (records > 0 && queued) {
+    if (transaction.queued()) rows.send(transaction);
+    bool journaled =
+        journal_row.size() > 0 && send_journal_row(transaction, journal_row);
+    if (records > 0) {
       auto seq = std::to_string(next_outbox_seq);
       auto at = std::to_string(outbox_ms);
       auto count = std::to_string(records);
       const char* values[] = {stream.c_str(), seq.c_str(), at.c_str(),
                               count.c_str(), payload.c_str()};
-      queued = PQsendQueryPrepared(c, insert_outbox.name, insert_outbox.params,
-                                   values, nullptr, nullptr, 0) == 1;
-      sent += queued ? 1 : 0;
+      transaction.send(insert_outbox, values);
     }
-    send_text("COMMIT");
-    queued = queued && PQpipelineSync(c) == 1;
-    if (!queued) {
-      // libpq could not even queue the pipeline: the connection is unusable
-      // (results may be half read), so drop it as a lost one.
-      std::string message = PQerrorMessage(c);
+    auto outcome = transaction.finish(fence_at);
+    if (outcome.connection_lost) {
       conn.reset();
-      return make_error(errc::unavailable, "PostgreSQL: " + message);
+      return make_error(errc::unavailable, "PostgreSQL: " + outcome.message);
     }
-    // Every statement's results end with a null; after an error the rest
-    // come back as PGRES_PIPELINE_ABORTED, and the sync closes the pipeline.
-    std::string message;
-    bool committed = false;
-    auto refusal = errc::unavailable;
-    for (int i = 0; i < sent; ++i) {
-      while (result_ptr result{PQgetResult(c)}) {
-        auto status = PQresultStatus(result.get());
-        if (i == fence_at && status == PGRES_TUPLES_OK) {
-          // Fencing off (a test): the check only tells whether it would
-          // have refused.
-          if (!config.fencing && PQntuples(result.get()) == 1 &&
-              *PQgetvalue(result.get(), 0, 0) == 't')
-            shared.stale_batch();
-          continue;
-        }
-        if (status == PGRES_FATAL_ERROR && message.empty())
-          refusal = refusal_of(result.get());
-        if (status == PGRES_COMMAND_OK) {
-          committed = i == sent - 1 &&
-                      std::string_view{PQcmdStatus(result.get())} == "COMMIT";
-        } else if (message.empty()) {
-          message = status == PGRES_PIPELINE_ABORTED
-                        ? std::string{"pipeline aborted"}
-                        : std::string{PQresultErrorMessage(result.get())};
-        }
-      }
-    }
-    result_ptr sync{PQgetResult(c)};
-    bool synced = PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC;
-    if (!synced || PQexitPipelineMode(c) != 1) {
-      if (message.empty()) message = PQerrorMessage(c);
-      conn.reset();
-      return make_error(errc::unavailable, "PostgreSQL: " + message);
-    }
-    if (committed && message.empty()) {
-      outbox_committed(outbox_ms);
-      if (journaled && shared.on_journal_commit) shared.on_journal_commit();
-      return {};
-    }
-    if (message.empty()) message = "COMMIT did not commit";
-    // The failed statement left the transaction aborted; end it so the
-    // connection can go on.
-    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-      result_ptr rollback{PQexec(c, "ROLLBACK")};
-    }
-    return shared.refused(refusal, message);
+    // Fencing off (a test): the check only told whether it would have
+    // refused.
+    if (outcome.watched_true && !config.fencing) shared.stale_batch();
+    if (!outcome.committed)
+      return shared.refused(outcome.refusal, outcome.message);
+    outbox_committed(outbox_ms);
+    if (journaled && shared.on_journal_commit) shared.on_journal_commit();
+    return {};
+  }
+
+  /// Queues the batch's journal row, numbered next in this writer's
+  /// stream; its body travels in binary format.
+  bool send_journal_row(pg::pipeline_transaction& transaction,
+                        journal::encoder& journal_row) {
+    auto seq = std::to_string(next_journal_seq++);
+    auto at = std::to_string(wall_clock_ms());
+    auto entries = std::to_string(journal_row.size());
+    auto body = journal_row.finish();
+    const char* values[] = {journal_stream.c_str(), seq.c_str(), at.c_str(),
+                            entries.c_str(), body.data()};
+    const int lengths[] = {0, 0, 0, 0, static_cast<int>(body.size())};
+    const int formats[] = {0, 0, 0, 0, 1};
+    return transaction.send(insert_journal, values, lengths, formats) >= 0;
   }
 
   /// Writes `batch` in one transaction; answers the error, if any.
@@ -638,99 +440,116 @@ struct writer::impl {
     return true;
   }
 
+  enum class next_step { write, idle, stop };
+
+  /// Waits up to a second for writes and moves the next batch into
+  /// `in_flight`: a section load alone, or up to batch_rows_max writes.
+  next_step take_batch() {
+    std::unique_lock<std::mutex> lock{mutex};
+    if (!wake.wait_for(lock, std::chrono::seconds(1),
+                       [this] { return stopping || !queue.empty(); }))
+      return next_step::idle;
+    if (queue.empty() && stopping) return next_step::stop;
+    // A section load is a barrier: it runs alone, after the writes before
+    // it, so that it reads what they left.
+    if (queue.front().is_load()) {
+      in_flight.push_back(std::move(queue.front()));
+      queue.pop_front();
+      return next_step::write;
+    }
+    while (!queue.empty() && !queue.front().is_load() &&
+           in_flight.size() < config.batch_rows_max) {
+      in_flight.push_back(std::move(queue.front()));
+      queue.pop_front();
+    }
+    return next_step::write;
+  }
+
+  /// The writer's loop: batches while there are writes, a connection check
+  /// and the purge while idle, until stopped with an empty queue.
   void run() {
     state = connect() ? service_state::ok : service_state::down;
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lock{mutex};
-        if (!wake.wait_for(lock, std::chrono::seconds(1),
-                           [this] { return stopping || !queue.empty(); })) {
-          lock.unlock();
-          check_connection();
-          purge_if_due();
-          continue;
-        }
-        if (queue.empty() && stopping) return;
-        // A section load is a barrier: it runs alone, after the writes
-        // before it, so that it reads what they left.
-        if (queue.front().is_load()) {
-          in_flight.push_back(std::move(queue.front()));
-          queue.pop_front();
-        } else {
-          while (!queue.empty() && !queue.front().is_load() &&
-                 in_flight.size() < config.batch_rows_max) {
-            in_flight.push_back(std::move(queue.front()));
-            queue.pop_front();
-          }
-        }
+      auto step = take_batch();
+      if (step == next_step::stop) return;
+      if (step == next_step::idle) {
+        check_connection();
+        purge_if_due();
+        continue;
       }
       RSV_ASSERT(!in_flight.empty() &&
                      in_flight.size() <= config.batch_rows_max,
                  "a batch holds one to batch_rows_max writes");
-      if (in_flight.front().is_load()) {
-        load(std::get<section_load>(in_flight.front().what));
-        in_flight.clear();
-        continue;
-      }
-      if (inject_faults()) {
-        in_flight.clear();
-        continue;
-      }
-      purge_if_due();
-      if (!conn && !connect()) {
-        state = service_state::down;
-        // No client waits on an unreachable database: fail the batch now,
-        // the callers answer 503, and the next batch tries again.
-        for (auto& write : in_flight)
-          write.answer(make_error(errc::unavailable,
-                                  std::string{"PostgreSQL is unreachable"}));
-        in_flight.clear();
-        std::unique_lock<std::mutex> lock{mutex};
-        wake.wait_for(lock,
-                      std::chrono::milliseconds(config.reconnect_delay_ms),
-                      [this] { return stopping; });
-        continue;
-      }
-      std::vector<const pending_write*> all;
-      for (const auto& write : in_flight)
-        all.push_back(&write);
-      auto started = std::chrono::steady_clock::now();
-      auto err = commit(all);
-      if (shared.batch_rows != nullptr) {
-        shared.batch_rows->Observe(static_cast<double>(all.size()));
-        shared.commit_seconds->Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                          started)
-                .count());
-      }
-      if (!err) {
-        state = service_state::ok;
-        for (auto& write : in_flight)
-          write.answer({});
-      } else if (PQstatus(conn.get()) != CONNECTION_OK) {
-        state = service_state::down;
-        spdlog::warn("PostgreSQL connection lost: {}", describe(err));
-        conn.reset();
-        for (auto& write : in_flight)
-          write.answer(err);
-      } else {
-        if (code_of(err) == errc::fenced) shared.fenced(err);
-        if (in_flight.size() == 1) {
-          spdlog::warn("store write refused: {}", describe(err));
-          in_flight.front().answer(err);
-        } else {
-          // One bad row must not fail its neighbours: write each alone (the
-          // writes of a partition another node took are fenced again; those
-          // of the others go through).
-          for (auto& write : in_flight) {
-            auto single = commit({&write});
-            if (single)
-              spdlog::warn("store write refused: {}", describe(single));
-            write.answer(std::move(single));
-          }
-        }
-      }
+      write_batch();
       in_flight.clear();
+    }
+  }
+
+  /// Loads, or writes and answers, what `take_batch` put in flight.
+  void write_batch() {
+    if (in_flight.front().is_load()) {
+      load(std::get<section_load>(in_flight.front().what));
+      return;
+    }
+    if (inject_faults()) return;
+    purge_if_due();
+    if (!conn && !connect()) {
+      state = service_state::down;
+      // No client waits on an unreachable database: fail the batch now,
+      // the callers answer 503, and the next batch tries again.
+      for (auto& write : in_flight)
+        write.answer(make_error(errc::unavailable,
+                                std::string{"PostgreSQL is unreachable"}));
+      std::unique_lock<std::mutex> lock{mutex};
+      wake.wait_for(lock, std::chrono::milliseconds(config.reconnect_delay_ms),
+                    [this] { return stopping; });
+      return;
+    }
+    std::vector<const pending_write*> all;
+    for (const auto& write : in_flight)
+      all.push_back(&write);
+    auto started = std::chrono::steady_clock::now();
+    auto err = commit(all);
+    if (shared.batch_rows != nullptr) {
+      shared.batch_rows->Observe(static_cast<double>(all.size()));
+      shared.commit_seconds->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                        started)
+              .count());
+    }
+    answer_batch(err);
+  }
+
+  /// Answers the batch in flight after its commit: all at once, or, when
+  /// PostgreSQL refused it, each write tried again alone.
+  void answer_batch(const caf::error& err) {
+    if (!err) {
+      state = service_state::ok;
+      for (auto& write : in_flight)
+        write.answer({});
+      return;
+    }
+    if (PQstatus(conn.get()) != CONNECTION_OK) {
+      state = service_state::down;
+      spdlog::warn("PostgreSQL connection lost: {}", describe(err));
+      conn.reset();
+      for (auto& write : in_flight)
+        write.answer(err);
+      return;
+    }
+    if (code_of(err) == errc::fenced) shared.fenced(err);
+    if (in_flight.size() == 1) {
+      spdlog::warn("store write refused: {}", describe(err));
+      in_flight.front().answer(err);
+      return;
+    }
+    // One bad row must not fail its neighbours: write each alone (the
+    // writes of a partition another node took are fenced again; those of
+    // the others go through).
+    for (auto& write : in_flight) {
+      auto single = commit({&write});
+      if (single) spdlog::warn("store write refused: {}", describe(single));
+      write.answer(std::move(single));
     }
   }
 };

@@ -8,8 +8,10 @@
 #include "core/errc.hpp"
 #include "core/model.hpp"
 #include "core/service_state.hpp"
+#include "persistence/journal_codec.hpp"
 #include "persistence/pg_handles.hpp"
 #include "persistence/pg_store.hpp"
+#include "persistence/pg_tables.hpp"
 
 #include <functional>
 #include <memory>
@@ -81,6 +83,19 @@ struct shared_state {
   std::shared_ptr<const section_layout> layout(uint32_t section_no);
 
   void learn(std::shared_ptr<const section_layout> layout);
+
+  /// Sorts a batch's writes into the tables' statements (pg_tables.hpp).
+  /// With the journal, seat changes and idempotency records go to its row
+  /// instead; events and customers, rare and checked by unique indexes,
+  /// always go to their tables. False when a change's section is unknown.
+  bool gather(const std::vector<const pending_write*>& batch, table_rows& rows,
+              journal::encoder& journal_row);
+
+  /// Appends the outbox records of a batch's events and seat changes to
+  /// `payload` and counts them in `records`. False when a change's section
+  /// is unknown.
+  bool render_outbox(const std::vector<const pending_write*>& batch,
+                     millis now_ms, std::string& payload, int64_t& records);
 
   pg_store_config config;
   const std::string journal_streams;
