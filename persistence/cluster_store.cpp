@@ -1,9 +1,8 @@
 #include "persistence/cluster_store.hpp"
 
 #include "core/errc.hpp"
-#include "core/ids.hpp"
 #include "core/limits.hpp"
-#include "core/partition.hpp"
+#include "persistence/cluster_queries.hpp"
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
 #include "persistence/pg_tables.hpp"
@@ -25,179 +24,15 @@ namespace rsv {
 namespace {
 
 using pg::conn_ptr;
-using pg::int_at;
 using pg::result_ptr;
-using pg::text_at;
 
 caf::error unavailable(std::string what) {
   return make_error(errc::unavailable, std::move(what));
 }
 
-/// A statement prepared on every connection of the store's thread.
-struct statement {
-  const char* name;
-  int params;
-  const char* sql;
-};
-
-// The takeover locks its rows in partition order before it updates them:
-// rsv_fence takes its FOR SHARE locks in that order too, so neither a fence
-// nor another takeover can hold one row while waiting for another that this
-// one holds.
-constexpr statement lock_partitions{
-    "rsv_cluster_lock", 1,
-    "SELECT partition FROM cluster_partitions WHERE partition = "
-    "ANY($1::int[]) ORDER BY partition FOR UPDATE"};
-constexpr statement raise_epochs{
-    "rsv_cluster_raise", 2,
-    "UPDATE cluster_partitions SET epoch = epoch + 1, owner = $2, "
-    "updated_at = now() WHERE partition = ANY($1::int[]) RETURNING "
-    "partition, epoch"};
-constexpr statement set_lock_timeout{
-    "rsv_cluster_lock_timeout", 1,
-    "SELECT set_config('lock_timeout', $1, true)"};
-constexpr statement select_owners{
-    "rsv_cluster_owners", 0,
-    "SELECT partition, epoch, owner, (extract(epoch FROM updated_at) * "
-    "1000)::bigint FROM cluster_partitions ORDER BY partition"};
-constexpr statement next_section_nos{
-    "rsv_cluster_section_nos", 1,
-    "SELECT nextval('section_no_seq') FROM generate_series(1, $1::int)"};
-constexpr statement select_bookings{
-    "rsv_cluster_bookings", 1,
-    "SELECT b.section_no, b.slot, s.event_id, s.id, s.price_cents, "
-    "array_to_string(h.seats, ','), b.status, (extract(epoch FROM "
-    "b.created_at) * 1000)::bigint FROM bookings b JOIN holds h USING "
-    "(section_no, slot) JOIN sections s USING (section_no) WHERE "
-    "b.customer_id = $1"};
-// A seat is taken by an active hold until its expiry (a section expires a
-// hold that is due before it acts, whatever its timer did) and by a
-// confirmed booking; everything else is free.
-constexpr statement select_events{
-    "rsv_cluster_events", 0,
-    "SELECT e.id, e.name, (extract(epoch FROM e.starts_at) * 1000)::bigint, "
-    "coalesce((SELECT sum((r.value->>'seats')::bigint) FROM sections s "
-    "CROSS JOIN LATERAL jsonb_array_elements(s.rows) AS r WHERE s.event_id "
-    "= e.id), 0), coalesce((SELECT sum(cardinality(h.seats)) FROM sections s "
-    "JOIN holds h USING (section_no) LEFT JOIN bookings b USING "
-    "(section_no, slot) WHERE s.event_id = e.id AND ((h.status = 'active' "
-    "AND h.expires_at > now()) OR (h.status = 'booked' AND b.status = "
-    "'confirmed'))), 0) FROM events e ORDER BY e.starts_at, e.id"};
-
-const std::string find_customer_sql = std::string{"SELECT "} +
-                                      pg::customer_columns +
-                                      " FROM customers WHERE email = $1";
-const std::string find_idempotency_sql =
-    std::string{"SELECT "} + pg::idempotency_columns +
-    " FROM idempotency_records WHERE customer_id = $1 AND key = $2 AND "
-    "created_at > now() - make_interval(secs => $3::int)";
-
-const statement select_customer{"rsv_cluster_customer", 1,
-                                find_customer_sql.c_str()};
-const statement select_idempotency{"rsv_cluster_idempotency", 3,
-                                   find_idempotency_sql.c_str()};
-
-const std::vector<statement>& statements() {
-  static const std::vector<statement> all{
-      lock_partitions, raise_epochs,     set_lock_timeout,
-      select_owners,   next_section_nos, select_bookings,
-      select_events,   select_customer,  select_idempotency,
-  };
-  return all;
-}
-
-result_ptr exec(PGconn* conn, const statement& what,
-                const std::vector<std::string>& params = {}) {
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& param : params)
-    values.push_back(param.c_str());
-  return result_ptr{PQexecPrepared(conn, what.name,
-                                   static_cast<int>(values.size()),
-                                   values.data(), nullptr, nullptr, 0)};
-}
-
 bool command_ok(PGconn* conn, const char* sql) {
   result_ptr result{PQexec(conn, sql)};
   return PQresultStatus(result.get()) == PGRES_COMMAND_OK;
-}
-
-caf::error failed(PGconn* conn, const std::string& what) {
-  return unavailable(what + ": " + PQerrorMessage(conn));
-}
-
-/// The statement's rows, or why it failed.
-caf::expected<result_ptr> rows_of(PGconn* conn, result_ptr result,
-                                  const std::string& what) {
-  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-    return failed(conn, what);
-  return result;
-}
-
-std::vector<std::string> split_seats(const std::string& seats) {
-  std::vector<std::string> out;
-  for (std::size_t start = 0; start < seats.size();) {
-    auto end = seats.find(',', start);
-    if (end == std::string::npos) end = seats.size();
-    out.push_back(seats.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
-/// One try of a takeover: the new epochs, or the error with its SQLSTATE
-/// (a lock timeout is tried again).
-struct bump_outcome {
-  caf::expected<std::map<uint32_t, uint64_t>> epochs{
-      std::map<uint32_t, uint64_t>{}};
-  std::string sqlstate;
-};
-
-bump_outcome try_bump(PGconn* conn, const std::vector<uint32_t>& partitions,
-                      const std::string& address) {
-  bump_outcome out;
-  auto fail = [&](const result_ptr& result, const std::string& what) {
-    out.sqlstate = pg::sqlstate(result.get());
-    out.epochs = failed(conn, what);
-    command_ok(conn, "ROLLBACK");
-    return std::move(out);
-  };
-  if (!command_ok(conn, "BEGIN")) {
-    out.epochs = failed(conn, "starting a takeover");
-    return out;
-  }
-  auto timeout =
-      exec(conn, set_lock_timeout,
-           {std::to_string(limits::cluster_bump_lock_timeout_ms) + "ms"});
-  if (PQresultStatus(timeout.get()) != PGRES_TUPLES_OK)
-    return fail(timeout, "setting lock_timeout");
-  auto array = pg::int_array(partitions);
-  auto locked = exec(conn, lock_partitions, {array});
-  if (PQresultStatus(locked.get()) != PGRES_TUPLES_OK)
-    return fail(locked, "locking partitions");
-  if (static_cast<std::size_t>(PQntuples(locked.get())) != partitions.size()) {
-    command_ok(conn, "ROLLBACK");
-    out.epochs =
-        make_error(errc::validation_failed, "no such partition among " + array +
-                                                " (cluster_store::init makes "
-                                                "rows 0..N-1)");
-    return out;
-  }
-  auto raised = exec(conn, raise_epochs, {array, address});
-  if (PQresultStatus(raised.get()) != PGRES_TUPLES_OK)
-    return fail(raised, "raising epochs");
-  std::map<uint32_t, uint64_t> epochs;
-  for (int row = 0; row < PQntuples(raised.get()); ++row)
-    epochs[static_cast<uint32_t>(int_at(raised.get(), row, 0))] =
-        static_cast<uint64_t>(int_at(raised.get(), row, 1));
-  result_ptr commit{PQexec(conn, "COMMIT")};
-  if (PQresultStatus(commit.get()) != PGRES_COMMAND_OK) {
-    out.sqlstate = pg::sqlstate(commit.get());
-    out.epochs = failed(conn, "committing a takeover");
-    return out;
-  }
-  out.epochs = std::move(epochs);
-  return out;
 }
 
 } // namespace
@@ -288,12 +123,8 @@ struct cluster_store::impl {
     // waits are bounded more tightly by its own lock_timeout.
     if (!command_ok(conn.get(), "SET statement_timeout = 10000"))
       return give_up("setting statement_timeout");
-    for (const auto& each : statements()) {
-      result_ptr prepared{
-          PQprepare(conn.get(), each.name, each.sql, each.params, nullptr)};
-      if (PQresultStatus(prepared.get()) != PGRES_COMMAND_OK)
-        return give_up(each.name);
-    }
+    if (!pg::prepare_cluster_statements(conn.get()))
+      return give_up("preparing the cluster's statements");
     // The reads that drain the journal first apply its rows with these.
     if (!pg::prepare_table_statements(conn.get()))
       return give_up("preparing the journal's projection");
@@ -393,60 +224,9 @@ caf::error cluster_store::init(const std::string& dsn, uint32_t partitions) {
                           ", not " + std::to_string(partitions));
   auto conn = pg::connect(dsn);
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    return failed(conn.get(), "connecting to PostgreSQL");
-  auto count = std::to_string(partitions);
-  auto step = [&](const char* sql, std::vector<std::string> params,
-                  ExecStatusType expected) -> caf::error {
-    auto result = pg::exec_params(conn.get(), sql, params);
-    if (PQresultStatus(result.get()) == expected) return {};
-    auto err = failed(conn.get(), "setting up the cluster tables");
-    command_ok(conn.get(), "ROLLBACK");
-    return err;
-  };
-  if (!command_ok(conn.get(), "BEGIN"))
-    return failed(conn.get(), "starting the cluster set-up");
-  // Nodes starting at once: the second INSERT waits for the first one's
-  // commit and then does nothing, and its SELECT sees the first one's count.
-  if (auto err = step("INSERT INTO cluster_settings (partitions) VALUES "
-                      "($1::int) ON CONFLICT (singleton) DO NOTHING",
-                      {count}, PGRES_COMMAND_OK))
-    return err;
-  auto recorded = pg::exec_params(
-      conn.get(), "SELECT partitions FROM cluster_settings", {});
-  if (PQresultStatus(recorded.get()) != PGRES_TUPLES_OK ||
-      PQntuples(recorded.get()) != 1) {
-    auto err = failed(conn.get(), "reading the partition count");
-    command_ok(conn.get(), "ROLLBACK");
-    return err;
-  }
-  auto stored = static_cast<uint32_t>(int_at(recorded.get(), 0, 0));
-  if (stored != partitions) {
-    command_ok(conn.get(), "ROLLBACK");
-    return make_error(
-        errc::validation_failed,
-        "this node was started with " + count +
-            " partitions, but the cluster's database records " +
-            std::to_string(stored) +
-            "; a different count would move events between partitions under "
-            "running nodes");
-  }
-  if (auto err = step("INSERT INTO cluster_partitions (partition) SELECT "
-                      "generate_series(0, $1::int - 1) ON CONFLICT "
-                      "(partition) DO NOTHING",
-                      {count}, PGRES_COMMAND_OK))
-    return err;
-  // Section numbers of sections that a single node created after migration
-  // 0006 (it counts them in memory) are not behind the sequence; move it
-  // past them, so that a cluster never hands out a number in use.
-  if (auto err = step("SELECT setval('section_no_seq', m + 1, false) FROM "
-                      "(SELECT max(section_no) AS m FROM sections) AS s, "
-                      "section_no_seq q WHERE m IS NOT NULL AND "
-                      "(m >= q.last_value)",
-                      {}, PGRES_TUPLES_OK))
-    return err;
-  if (!command_ok(conn.get(), "COMMIT"))
-    return failed(conn.get(), "committing the cluster set-up");
-  return {};
+    return unavailable(std::string{"connecting to PostgreSQL: "} +
+                       PQerrorMessage(conn.get()));
+  return pg::init_cluster_tables(conn.get(), partitions);
 }
 
 void cluster_store::bump(std::vector<uint32_t> partitions, std::string address,
@@ -455,45 +235,14 @@ void cluster_store::bump(std::vector<uint32_t> partitions, std::string address,
   partitions.erase(std::unique(partitions.begin(), partitions.end()),
                    partitions.end());
   impl_->submit<std::map<uint32_t, uint64_t>>(
-      std::move(done),
-      [partitions = std::move(partitions), address = std::move(address)](
-          PGconn* conn) -> caf::expected<std::map<uint32_t, uint64_t>> {
-        if (partitions.empty()) return std::map<uint32_t, uint64_t>{};
-        for (int attempt = 1;; ++attempt) {
-          auto outcome = try_bump(conn, partitions, address);
-          // 55P03: lock_timeout (a fenced batch still holds a row); 40P01:
-          // a deadlock, which the ordered locks should rule out.
-          bool waited =
-              outcome.sqlstate == "55P03" || outcome.sqlstate == "40P01";
-          if (outcome.epochs || !waited) return std::move(outcome.epochs);
-          if (attempt >= limits::cluster_bump_attempts_max)
-            return unavailable(
-                "taking over partitions " + pg::int_array(partitions) +
-                ": still locked by a batch of their former owner after " +
-                std::to_string(attempt) + " waits of " +
-                std::to_string(limits::cluster_bump_lock_timeout_ms) + " ms");
-          spdlog::warn("cluster store: partitions {} are locked by a batch "
-                       "of their former owner; trying again ({} of {})",
-                       pg::int_array(partitions), attempt + 1,
-                       limits::cluster_bump_attempts_max);
-        }
+      std::move(done), [partitions = std::move(partitions),
+                        address = std::move(address)](PGconn* conn) {
+        return pg::raise_epochs_of(conn, partitions, address);
       });
 }
 
 void cluster_store::owners(callback<std::vector<partition_owner>> done) {
-  impl_->submit<std::vector<partition_owner>>(
-      std::move(done),
-      [](PGconn* conn) -> caf::expected<std::vector<partition_owner>> {
-        auto rows = rows_of(conn, exec(conn, select_owners), "reading owners");
-        if (!rows) return rows.error();
-        auto* result = rows->get();
-        std::vector<partition_owner> out;
-        for (int row = 0; row < PQntuples(result); ++row)
-          out.push_back({static_cast<uint32_t>(int_at(result, row, 0)),
-                         static_cast<uint64_t>(int_at(result, row, 1)),
-                         text_at(result, row, 2), int_at(result, row, 3)});
-        return out;
-      });
+  impl_->submit<std::vector<partition_owner>>(std::move(done), pg::read_owners);
 }
 
 void cluster_store::load_partitions(std::vector<uint32_t> partitions,
@@ -507,27 +256,8 @@ void cluster_store::load_partitions(std::vector<uint32_t> partitions,
   impl_->submit_fresh<recovered_state>(
       std::move(done),
       [wanted = std::set<uint32_t>(partitions.begin(), partitions.end()),
-       partition_count](PGconn* conn) -> caf::expected<recovered_state> {
-        // One snapshot: the holds belong to exactly the sections read.
-        if (!command_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ "
-                              "ONLY"))
-          return failed(conn, "starting a partition snapshot");
-        auto events = pg::read_events(conn, [&](const std::string& id) {
-          return wanted.count(partition_of(id, partition_count)) > 0;
-        });
-        if (!events) return events.error();
-        std::vector<uint32_t> section_nos;
-        for (const auto& [no, layout] : events->layouts)
-          section_nos.push_back(no);
-        auto holds = pg::read_holds_of(conn, events->layouts, section_nos);
-        if (!holds) return holds.error();
-        if (!command_ok(conn, "COMMIT"))
-          return failed(conn, "ending a partition snapshot");
-        recovered_state state;
-        state.events = std::move(events->events);
-        state.holds = std::move(*holds);
-        state.next_section_no = events->next_section_no;
-        return state;
+       partition_count](PGconn* conn) {
+        return pg::read_partitions(conn, wanted, partition_count);
       });
 }
 
@@ -540,33 +270,16 @@ void cluster_store::reserve_section_nos(std::size_t n,
                         " section numbers at once, not " + std::to_string(n)));
     return;
   }
-  impl_->submit<std::vector<uint32_t>>(
-      std::move(done),
-      [n](PGconn* conn) -> caf::expected<std::vector<uint32_t>> {
-        std::vector<uint32_t> out;
-        if (n == 0) return out;
-        auto rows =
-            rows_of(conn, exec(conn, next_section_nos, {std::to_string(n)}),
-                    "taking section numbers");
-        if (!rows) return rows.error();
-        for (int row = 0; row < PQntuples(rows->get()); ++row)
-          out.push_back(static_cast<uint32_t>(int_at(rows->get(), row, 0)));
-        return out;
-      });
+  impl_->submit<std::vector<uint32_t>>(std::move(done), [n](PGconn* conn) {
+    return pg::take_section_nos(conn, n);
+  });
 }
 
 void cluster_store::find_customer(
     std::string email, callback<std::optional<customer_record>> done) {
   impl_->submit<std::optional<customer_record>>(
-      std::move(done),
-      [email = std::move(email)](
-          PGconn* conn) -> caf::expected<std::optional<customer_record>> {
-        auto rows = rows_of(conn, exec(conn, select_customer, {email}),
-                            "reading a customer");
-        if (!rows) return rows.error();
-        if (PQntuples(rows->get()) == 0)
-          return std::optional<customer_record>{};
-        return std::optional<customer_record>{pg::customer_at(rows->get(), 0)};
+      std::move(done), [email = std::move(email)](PGconn* conn) {
+        return pg::find_customer(conn, email);
       });
 }
 
@@ -574,80 +287,23 @@ void cluster_store::find_idempotency(
     std::string customer_id, std::string key,
     callback<std::optional<idempotency_record>> done) {
   impl_->submit_fresh<std::optional<idempotency_record>>(
-      std::move(done),
-      [customer_id = std::move(customer_id), key = std::move(key)](
-          PGconn* conn) -> caf::expected<std::optional<idempotency_record>> {
-        auto rows =
-            rows_of(conn,
-                    exec(conn, select_idempotency,
-                         {customer_id, key,
-                          std::to_string(limits::idempotency_ttl_seconds)}),
-                    "reading an idempotency record");
-        if (!rows) return rows.error();
-        if (PQntuples(rows->get()) == 0)
-          return std::optional<idempotency_record>{};
-        return std::optional<idempotency_record>{
-            pg::idempotency_at(rows->get(), 0)};
+      std::move(done), [customer_id = std::move(customer_id),
+                        key = std::move(key)](PGconn* conn) {
+        return pg::find_idempotency(conn, customer_id, key);
       });
 }
 
 void cluster_store::list_bookings(std::string customer_id,
                                   callback<std::vector<booking_view>> done) {
   impl_->submit_fresh<std::vector<booking_view>>(
-      std::move(done),
-      [customer_id = std::move(customer_id)](
-          PGconn* conn) -> caf::expected<std::vector<booking_view>> {
-        auto rows = rows_of(conn, exec(conn, select_bookings, {customer_id}),
-                            "reading bookings");
-        if (!rows) return rows.error();
-        auto* result = rows->get();
-        std::vector<booking_view> out;
-        for (int row = 0; row < PQntuples(result); ++row) {
-          record_ref ref{static_cast<uint32_t>(int_at(result, row, 0)),
-                         static_cast<uint32_t>(int_at(result, row, 1)), 0};
-          booking_view view;
-          view.event_id = text_at(result, row, 2);
-          ref.event_hash = fnv1a_64(view.event_id);
-          view.booking_id = make_booking_id(ref);
-          view.hold_id = make_hold_id(ref);
-          view.section_id = text_at(result, row, 3);
-          view.seats = split_seats(text_at(result, row, 5));
-          view.total_cents =
-              int_at(result, row, 4) * static_cast<int64_t>(view.seats.size());
-          view.status = text_at(result, row, 6) == "cancelled"
-                            ? booking_status::cancelled
-                            : booking_status::confirmed;
-          view.created_at_ms = int_at(result, row, 7);
-          out.push_back(std::move(view));
-        }
-        std::sort(out.begin(), out.end(), listed_before);
-        return out;
+      std::move(done), [customer_id = std::move(customer_id)](PGconn* conn) {
+        return pg::read_bookings(conn, customer_id);
       });
 }
 
 void cluster_store::list_events(callback<std::vector<event_summary>> done) {
-  impl_->submit_fresh<std::vector<event_summary>>(
-      std::move(done),
-      [](PGconn* conn) -> caf::expected<std::vector<event_summary>> {
-        auto rows =
-            rows_of(conn, exec(conn, select_events), "reading the events");
-        if (!rows) return rows.error();
-        auto* result = rows->get();
-        std::vector<event_summary> out;
-        for (int row = 0; row < PQntuples(result); ++row) {
-          event_summary summary;
-          summary.id = text_at(result, row, 0);
-          summary.name = text_at(result, row, 1);
-          summary.starts_at_ms = int_at(result, row, 2);
-          auto total = int_at(result, row, 3);
-          auto taken = int_at(result, row, 4);
-          summary.seats_total = static_cast<uint32_t>(total);
-          summary.seats_free =
-              static_cast<uint32_t>(std::max<int64_t>(0, total - taken));
-          out.push_back(std::move(summary));
-        }
-        return out;
-      });
+  impl_->submit_fresh<std::vector<event_summary>>(std::move(done),
+                                                  pg::read_event_summaries);
 }
 
 service_state cluster_store::health() const {
