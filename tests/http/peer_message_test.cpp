@@ -68,8 +68,7 @@ TEST(peer_message, a_request_without_a_method_is_not_forwarded) {
   std::vector<std::pair<std::string, std::string>> extra;
   auto message = to_peer_request("10.0.0.2:8080", req, extra);
   ASSERT_FALSE(message);
-  EXPECT_NE(describe(message.error()).find("10.0.0.2:8080"),
-            std::string::npos);
+  EXPECT_NE(describe(message.error()).find("10.0.0.2:8080"), std::string::npos);
 }
 
 TEST(peer_message, the_answer_keeps_end_to_end_headers_only) {
