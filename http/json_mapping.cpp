@@ -276,6 +276,83 @@ std::optional<json> parse_json(std::string_view body) {
   return parsed;
 }
 
+namespace {
+
+caf::expected<waiting_room_def> parse_waiting_room(const json& room,
+                                                   bool supported) {
+  if (!room.is_object()) return invalid("waiting_room", "must be an object");
+  auto enabled = room.find("enabled");
+  if (enabled == room.end() || !enabled->is_boolean())
+    return invalid("waiting_room.enabled", "must be true or false");
+  auto rate = get_int(room, "admit_per_second", "waiting_room.admit_per_second",
+                      1, 100'000);
+  if (!rate) return rate.error();
+  if (enabled->get<bool>() && !supported)
+    return invalid("waiting_room", "needs the server to run with Redis "
+                                   "(--redis-url)");
+  return waiting_room_def{enabled->get<bool>(), *rate};
+}
+
+/// The rows of the section at `path`, their seats added to `seats_total`.
+caf::error parse_rows(const json& item, const std::string& path,
+                      section_def& section, std::size_t& seats_total) {
+  auto rows = item.find("rows");
+  if (rows == item.end() || !rows->is_array() || rows->empty() ||
+      rows->size() > limits::rows_per_section_max)
+    return invalid(path + ".rows", "must be an array of 1 to 1000 rows");
+  std::unordered_set<std::string> labels;
+  for (std::size_t r = 0; r < rows->size(); ++r) {
+    const auto& row = (*rows)[r];
+    auto row_path = path + ".rows[" + std::to_string(r) + "]";
+    if (!row.is_object()) return invalid(row_path, "must be an object");
+    auto label = get_string(row, "label", row_path + ".label", 1, 4);
+    if (!label) return label.error();
+    if (!is_valid_row_label(*label))
+      return invalid(row_path + ".label", "must match ^[A-Z0-9]{1,4}$");
+    if (!labels.insert(*label).second)
+      return invalid(row_path + ".label", "repeats row label " + *label);
+    auto seats = get_int(row, "seats", row_path + ".seats", 1,
+                         limits::seats_per_row_max);
+    if (!seats) return seats.error();
+    seats_total += static_cast<std::size_t>(*seats);
+    section.rows.push_back({*label, static_cast<uint32_t>(*seats)});
+  }
+  return {};
+}
+
+/// The event's sections: ids unique, seats counted into `seats_total`.
+caf::error parse_sections(const json& body, event_def& def,
+                          std::size_t& seats_total) {
+  auto sections = body.find("sections");
+  if (sections == body.end() || !sections->is_array() || sections->empty() ||
+      sections->size() > limits::sections_per_event_max)
+    return invalid("sections", "must be an array of 1 to 1000 sections");
+  std::unordered_set<std::string> section_ids;
+  for (std::size_t i = 0; i < sections->size(); ++i) {
+    const auto& item = (*sections)[i];
+    auto path = "sections[" + std::to_string(i) + "]";
+    if (!item.is_object()) return invalid(path, "must be an object");
+    section_def section;
+    auto id = get_slug(item, "id", path + ".id");
+    if (!id) return id.error();
+    if (!section_ids.insert(*id).second)
+      return invalid(path + ".id", "repeats section id " + *id);
+    section.id = *id;
+    auto section_name = get_name(item, path + ".name");
+    if (!section_name) return section_name.error();
+    section.name = *section_name;
+    auto price = get_int(item, "price_cents", path + ".price_cents", 0,
+                         limits::price_cents_max);
+    if (!price) return price.error();
+    section.price_cents = *price;
+    if (auto err = parse_rows(item, path, section, seats_total)) return err;
+    def.sections.push_back(std::move(section));
+  }
+  return {};
+}
+
+} // namespace
+
 caf::expected<event_def> parse_event(const json& body,
                                      bool waiting_room_supported) {
   if (auto err = require_object(body)) return err;
@@ -309,64 +386,12 @@ caf::expected<event_def> parse_event(const json& body,
     def.max_seats_per_customer = *limit;
   }
   if (auto it = body.find("waiting_room"); it != body.end() && !it->is_null()) {
-    if (!it->is_object()) return invalid("waiting_room", "must be an object");
-    auto enabled = it->find("enabled");
-    if (enabled == it->end() || !enabled->is_boolean())
-      return invalid("waiting_room.enabled", "must be true or false");
-    auto rate = get_int(*it, "admit_per_second",
-                        "waiting_room.admit_per_second", 1, 100'000);
-    if (!rate) return rate.error();
-    if (enabled->get<bool>() && !waiting_room_supported)
-      return invalid("waiting_room", "needs the server to run with Redis "
-                                     "(--redis-url)");
-    def.waiting_room = waiting_room_def{enabled->get<bool>(), *rate};
+    auto room = parse_waiting_room(*it, waiting_room_supported);
+    if (!room) return room.error();
+    def.waiting_room = *room;
   }
-  auto sections = body.find("sections");
-  if (sections == body.end() || !sections->is_array() || sections->empty() ||
-      sections->size() > limits::sections_per_event_max)
-    return invalid("sections", "must be an array of 1 to 1000 sections");
-  std::unordered_set<std::string> section_ids;
   std::size_t seats_total = 0;
-  for (std::size_t i = 0; i < sections->size(); ++i) {
-    const auto& item = (*sections)[i];
-    auto path = "sections[" + std::to_string(i) + "]";
-    if (!item.is_object()) return invalid(path, "must be an object");
-    section_def section;
-    auto id = get_slug(item, "id", path + ".id");
-    if (!id) return id.error();
-    if (!section_ids.insert(*id).second)
-      return invalid(path + ".id", "repeats section id " + *id);
-    section.id = *id;
-    auto section_name = get_name(item, path + ".name");
-    if (!section_name) return section_name.error();
-    section.name = *section_name;
-    auto price = get_int(item, "price_cents", path + ".price_cents", 0,
-                         limits::price_cents_max);
-    if (!price) return price.error();
-    section.price_cents = *price;
-    auto rows = item.find("rows");
-    if (rows == item.end() || !rows->is_array() || rows->empty() ||
-        rows->size() > limits::rows_per_section_max)
-      return invalid(path + ".rows", "must be an array of 1 to 1000 rows");
-    std::unordered_set<std::string> labels;
-    for (std::size_t r = 0; r < rows->size(); ++r) {
-      const auto& row = (*rows)[r];
-      auto row_path = path + ".rows[" + std::to_string(r) + "]";
-      if (!row.is_object()) return invalid(row_path, "must be an object");
-      auto label = get_string(row, "label", row_path + ".label", 1, 4);
-      if (!label) return label.error();
-      if (!is_valid_row_label(*label))
-        return invalid(row_path + ".label", "must match ^[A-Z0-9]{1,4}$");
-      if (!labels.insert(*label).second)
-        return invalid(row_path + ".label", "repeats row label " + *label);
-      auto seats = get_int(row, "seats", row_path + ".seats", 1,
-                           limits::seats_per_row_max);
-      if (!seats) return seats.error();
-      seats_total += static_cast<std::size_t>(*seats);
-      section.rows.push_back({*label, static_cast<uint32_t>(*seats)});
-    }
-    def.sections.push_back(std::move(section));
-  }
+  if (auto err = parse_sections(body, def, seats_total)) return err;
   if (seats_total > limits::seats_per_event_max)
     return invalid("sections", "an event has at most 1000000 seats, this one " +
                                    std::to_string(seats_total));

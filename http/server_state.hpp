@@ -133,8 +133,8 @@ private:
       auto bytes = address.to_v6().to_bytes();
       return std::string(reinterpret_cast<const char*>(bytes.data()), 8);
     }
-    auto v4 = address.is_v6() ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped,
-                                                          address.to_v6())
+    auto v4 = address.is_v6() ? boost::asio::ip::make_address_v4(
+                                    boost::asio::ip::v4_mapped, address.to_v6())
                               : address.to_v4();
     auto bytes = v4.to_bytes();
     return std::string(reinterpret_cast<const char*>(bytes.data()), 4);

@@ -242,8 +242,6 @@ struct kafka_relay::impl {
     return {};
   }
 
-  /// Produces every record of `rows` and waits for all their delivery
-  /// reports. True when Kafka acknowledged every one.
   /// The outbox reader's promises, checked where a broken one would
   /// reorder or repeat records in Kafka: at most a round of rows, and each
   /// stream's rows in commit order.
@@ -259,6 +257,8 @@ struct kafka_relay::impl {
     }
   }
 
+  /// Produces every record of `rows` and waits for all their delivery
+  /// reports. True when Kafka acknowledged every one.
   bool relay_round(const std::vector<outbox_row>& rows) {
     round_state round;
     round.rows.resize(rows.size());
@@ -274,46 +274,58 @@ struct kafka_relay::impl {
     tickets.reserve(rows.size());
     for (std::size_t i = 0; i < rows.size(); ++i)
       tickets.push_back({&round, i});
-
     bool produced_all = true;
     for (std::size_t i = 0; i < rows.size() && produced_all; ++i) {
       for (const auto& record : records[i]) {
-        // The rows outlive the round, and the round waits for every
-        // report: librdkafka may point into them instead of copying.
-        rd_kafka_vu_t fields[5] = {};
-        fields[0].vtype = RD_KAFKA_VTYPE_RKT;
-        fields[0].u.rkt = topic.get();
-        fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-        fields[1].u.mem = {const_cast<char*>(record.key.data()),
-                           record.key.size()};
-        fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-        fields[2].u.mem = {const_cast<char*>(record.value.data()),
-                           record.value.size()};
-        fields[3].vtype = RD_KAFKA_VTYPE_HEADER;
-        fields[3].u.header = {"id", record.id.data(),
-                              static_cast<ssize_t>(record.id.size())};
-        fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
-        fields[4].u.ptr = &tickets[i];
-        rd_kafka_resp_err_t err;
-        for (;;) {
-          rd_kafka_error_t* error =
-              rd_kafka_produceva(producer.get(), fields, 5);
-          err = error == nullptr ? RD_KAFKA_RESP_ERR_NO_ERROR
-                                 : rd_kafka_error_code(error);
-          if (error != nullptr) rd_kafka_error_destroy(error);
-          if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
-          rd_kafka_poll(producer.get(), 10);
-        }
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          spdlog::warn("kafka: producing failed: {}", rd_kafka_err2str(err));
+        if (!produce(record, tickets[i])) {
           produced_all = false;
           break;
         }
         ++round.outstanding;
       }
     }
-    // Every report comes within message.timeout.ms; past a margin the
-    // rest is purged, which reports it failed at once.
+    wait_for_reports(round);
+    bool ok = produced_all && round.failed == 0;
+    count_round(round, ok, total);
+    renew_producer_if_fatal();
+    return ok;
+  }
+
+  /// Queues one record in the producer, waiting while its queue is full.
+  /// The rows outlive the round, and the round waits for every report:
+  /// librdkafka may point into them instead of copying.
+  bool produce(const outbox_record& record, delivery_ticket& ticket) {
+    rd_kafka_vu_t fields[5] = {};
+    fields[0].vtype = RD_KAFKA_VTYPE_RKT;
+    fields[0].u.rkt = topic.get();
+    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+    fields[1].u.mem = {const_cast<char*>(record.key.data()), record.key.size()};
+    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    fields[2].u.mem = {const_cast<char*>(record.value.data()),
+                       record.value.size()};
+    fields[3].vtype = RD_KAFKA_VTYPE_HEADER;
+    fields[3].u.header = {"id", record.id.data(),
+                          static_cast<ssize_t>(record.id.size())};
+    fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    fields[4].u.ptr = &ticket;
+    rd_kafka_resp_err_t err;
+    for (;;) {
+      rd_kafka_error_t* error = rd_kafka_produceva(producer.get(), fields, 5);
+      err = error == nullptr ? RD_KAFKA_RESP_ERR_NO_ERROR
+                             : rd_kafka_error_code(error);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      rd_kafka_poll(producer.get(), 10);
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
+    spdlog::warn("kafka: producing failed: {}", rd_kafka_err2str(err));
+    return false;
+  }
+
+  /// Polls until every produced record of `round` is reported. Every report
+  /// comes within message.timeout.ms; past a margin the rest is purged,
+  /// which reports it failed at once.
+  void wait_for_reports(round_state& round) {
     auto deadline = steady::now() +
                     std::chrono::milliseconds(config.message_timeout_ms) +
                     std::chrono::seconds(5);
@@ -328,36 +340,40 @@ struct kafka_relay::impl {
         deadline = steady::now() + std::chrono::seconds(5);
       }
     }
-    bool ok = produced_all && round.failed == 0;
+  }
+
+  /// The round's outcome in the metrics and the brokers' state.
+  void count_round(const round_state& round, bool ok, std::size_t total) {
+    brokers_up = ok;
     if (ok) {
-      brokers_up = true;
       auto now = now_ms();
-      if (records_relayed != nullptr) {
-        records_relayed->Increment(static_cast<double>(total));
-        for (const auto& row : round.rows)
-          delivery_seconds->Observe(static_cast<double>(std::max<millis>(
-                                        0, now - row.created_at_ms)) /
-                                    1000.0);
-      }
-    } else {
-      brokers_up = false;
-      if (rounds_failed != nullptr) rounds_failed->Increment();
-      if (round.failed > 0)
-        spdlog::warn("kafka: {} of {} records not delivered ({}); producing "
-                     "them again",
-                     round.failed, total, round.first_error);
+      if (records_relayed == nullptr) return;
+      records_relayed->Increment(static_cast<double>(total));
+      for (const auto& row : round.rows)
+        delivery_seconds->Observe(
+            static_cast<double>(std::max<millis>(0, now - row.created_at_ms)) /
+            1000.0);
+      return;
     }
+    if (rounds_failed != nullptr) rounds_failed->Increment();
+    if (round.failed > 0)
+      spdlog::warn("kafka: {} of {} records not delivered ({}); producing "
+                   "them again",
+                   round.failed, total, round.first_error);
+  }
+
+  /// A producer that failed for good is replaced by a new one.
+  void renew_producer_if_fatal() {
     char reason[512];
-    if (rd_kafka_fatal_error(producer.get(), reason, sizeof(reason)) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-      spdlog::error("kafka: the producer failed for good ({}); starting a "
-                    "new one",
-                    reason);
-      topic.reset();
-      producer.reset();
-      if (auto err = make_producer()) spdlog::error("kafka: {}", describe(err));
-    }
-    return ok;
+    if (rd_kafka_fatal_error(producer.get(), reason, sizeof(reason)) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+      return;
+    spdlog::error("kafka: the producer failed for good ({}); starting a new "
+                  "one",
+                  reason);
+    topic.reset();
+    producer.reset();
+    if (auto err = make_producer()) spdlog::error("kafka: {}", describe(err));
   }
 
   void refresh_backlog_if_due() {

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <pthread.h>
 #include <set>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -122,15 +123,10 @@ void serve_signals(mock_cluster& cluster, const sigset_t& signals) {
   }
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-  // stdout carries the protocol lines only, so the log goes to stderr.
-  auto logger = spdlog::stderr_color_mt("rsv-kafka-broker");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
-                      spdlog::pattern_time_type::utc);
-  spdlog::set_default_logger(logger);
-
+/// The broker's command line, checked; nothing (after printing why, or the
+/// help) when it should exit with `exit_code`.
+std::optional<cluster_options> parse_options(int argc, char** argv,
+                                             int& exit_code) {
   cluster_options options;
   // NAME or NAME:PARTITIONS, read after parsing (the default count may come
   // after them on the command line).
@@ -165,8 +161,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version end well; any real parse error is a usage error.
-    int code = app.exit(e);
-    return code == 0 ? 0 : exit_usage;
+    exit_code = app.exit(e) == 0 ? 0 : exit_usage;
+    return std::nullopt;
   }
   options.replication_factor = replication_factor != 0
                                    ? replication_factor
@@ -174,8 +170,23 @@ int main(int argc, char** argv) {
   if (auto problem = options_problem(topic_values, partition_count, options);
       !problem.empty()) {
     spdlog::critical("{}", problem);
-    return exit_usage;
+    exit_code = exit_usage;
+    return std::nullopt;
   }
+  return options;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // stdout carries the protocol lines only, so the log goes to stderr.
+  auto logger = spdlog::stderr_color_mt("rsv-kafka-broker");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
+                      spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  int exit_code = 0;
+  auto options = parse_options(argc, argv, exit_code);
+  if (!options) return exit_code;
 
   // Blocked before librdkafka starts its threads, which inherit the mask:
   // these signals then reach only the sigwait below. A reader of stdout that
@@ -188,19 +199,19 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   std::string error;
-  auto cluster = mock_cluster::create(options, error);
+  auto cluster = mock_cluster::create(*options, error);
   if (!cluster) {
     spdlog::critical("cannot start the mock cluster: {}", error);
     return exit_usage;
   }
   auto bootstraps = cluster->bootstraps();
   std::string topic_list;
-  for (const auto& topic : options.topics)
+  for (const auto& topic : options->topics)
     topic_list += (topic_list.empty() ? "" : ",") + topic.name + ":" +
                   std::to_string(topic.partition_count);
   spdlog::info("{} broker(s) on {}; topic(s):partitions {}, replication {}",
-               options.broker_count, bootstraps, topic_list,
-               options.replication_factor);
+               options->broker_count, bootstraps, topic_list,
+               options->replication_factor);
   announce("bootstrap=" + bootstraps);
 
   serve_signals(*cluster, signals);
