@@ -70,9 +70,9 @@ const std::string find_idempotency_sql =
     "created_at > now() - make_interval(secs => $3::int)";
 
 const prepared_statement select_customer{"rsv_cluster_customer", 1,
-                                find_customer_sql.c_str()};
+                                         find_customer_sql.c_str()};
 const prepared_statement select_idempotency{"rsv_cluster_idempotency", 3,
-                                   find_idempotency_sql.c_str()};
+                                            find_idempotency_sql.c_str()};
 
 constexpr const prepared_statement* cluster_statements[] = {
     &lock_partitions, &raise_epochs,     &set_lock_timeout,
@@ -273,9 +273,9 @@ caf::expected<std::vector<partition_owner>> read_owners(PGconn* conn) {
   return out;
 }
 
-caf::expected<recovered_state>
-read_partitions(PGconn* conn, const std::set<uint32_t>& wanted,
-                uint32_t partition_count) {
+caf::expected<recovered_state> read_partitions(PGconn* conn,
+                                               const std::set<uint32_t>& wanted,
+                                               uint32_t partition_count) {
   // One snapshot: the holds belong to exactly the sections read.
   if (!command_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     return failed(conn, "starting a partition snapshot");
@@ -311,8 +311,8 @@ caf::expected<std::vector<uint32_t>> take_section_nos(PGconn* conn,
 
 caf::expected<std::optional<customer_record>>
 find_customer(PGconn* conn, const std::string& email) {
-  auto rows = rows_of(conn, exec(conn, select_customer, {email}),
-                      "reading a customer");
+  auto rows =
+      rows_of(conn, exec(conn, select_customer, {email}), "reading a customer");
   if (!rows) return rows.error();
   if (PQntuples(rows->get()) == 0) return std::optional<customer_record>{};
   return std::optional<customer_record>{customer_at(rows->get(), 0)};

@@ -38,9 +38,9 @@ caf::expected<std::vector<partition_owner>> read_owners(PGconn* conn);
 
 /// The events, sections and live holds of the `wanted` partitions, read in
 /// one snapshot.
-caf::expected<recovered_state>
-read_partitions(PGconn* conn, const std::set<uint32_t>& wanted,
-                uint32_t partition_count);
+caf::expected<recovered_state> read_partitions(PGconn* conn,
+                                               const std::set<uint32_t>& wanted,
+                                               uint32_t partition_count);
 
 caf::expected<std::vector<uint32_t>> take_section_nos(PGconn* conn,
                                                       std::size_t n);

@@ -1,7 +1,6 @@
-#include "persistence/pg_writer.hpp"
-
 #include "core/metrics.hpp"
 #include "persistence/outbox.hpp"
+#include "persistence/pg_writer.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -92,7 +91,6 @@ void shared_state::learn(std::shared_ptr<const section_layout> layout) {
   std::unique_lock<std::shared_mutex> guard{layouts_mutex};
   layouts[layout->section_no] = std::move(layout);
 }
-
 
 bool shared_state::gather(const std::vector<const pending_write*>& batch,
                           table_rows& rows, journal::encoder& journal_row) {
