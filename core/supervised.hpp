@@ -5,12 +5,23 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <prometheus/counter.h>
 #include <stdexcept>
 #include <string>
 
 namespace rsv {
+
+/// A failure a supervised loop cannot go on from but a fresh start can: a
+/// client library that would not start (a Kafka consumer that could not
+/// subscribe), or the chaos facility's injected crash. The one exception
+/// `run_supervised` restarts a loop for.
+class thread_fault : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
 
 /// Supervision of a worker thread that is not an actor (the store's writers,
 /// the Kafka relay): runs `body`, the thread's loop, until it returns. When
@@ -23,9 +34,11 @@ namespace rsv {
 /// stop. A loop that ran for limits::thread_restart_stable_ms before it
 /// threw starts the backoff again from the first delay.
 ///
-/// Exceptions are not how this code base reports errors (they are values);
-/// this is the net for the ones that escape anyway: a bug, std::bad_alloc,
-/// or the chaos facility's injected crash.
+/// Exceptions are not how this code base reports errors (they are values).
+/// A `thread_fault` restarts the loop; any other exception is a programmer
+/// error (or std::bad_alloc) and crashes the process loudly, with what it
+/// said, for the process's supervisor (ECS, systemd, the test) to restart:
+/// looping on a bug would hide it.
 template <class Body, class Recover, class Wait>
 void run_supervised(Body&& body, Recover&& recover, Wait&& wait,
                     prometheus::Counter* restarts) {
@@ -42,10 +55,18 @@ void run_supervised(Body&& body, Recover&& recover, Wait&& wait,
     try {
       body();
       return;
-    } catch (const std::exception& e) {
+    } catch (const thread_fault& e) {
       recover(e.what());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr,
+                   "a supervised thread threw (a programmer error): "
+                   "%s\n",
+                   e.what());
+      std::abort();
     } catch (...) {
-      recover("an exception of unknown type");
+      std::fprintf(stderr, "a supervised thread threw an exception of "
+                           "unknown type (a programmer error)\n");
+      std::abort();
     }
     if (restarts != nullptr) restarts->Increment();
     if (clock::now() - started >= stable) backoff = first;
@@ -76,7 +97,7 @@ inline void crash_if_due(crash_fault* fault, prometheus::Counter* injected,
   }
   if (crashes <= 0) return;
   if (injected != nullptr) injected->Increment();
-  throw std::runtime_error(std::string{"chaos: injected "} + thread + " crash");
+  throw thread_fault(std::string{"chaos: injected "} + thread + " crash");
 }
 
 /// The crash faults of the node's supervised threads besides the store's

@@ -166,9 +166,9 @@ struct cluster_membership::impl {
       // librdkafka refuses only an assignment that contradicts its own
       // state: a bug, for the supervisor to start over from.
       if (!handler_failure)
-        handler_failure = std::make_exception_ptr(std::runtime_error(
-            std::string{"cluster membership: assigning failed: "} +
-            rd_kafka_err2str(err)));
+        handler_failure = std::make_exception_ptr(
+            thread_fault(std::string{"cluster membership: assigning failed: "} +
+                         rd_kafka_err2str(err)));
       return;
     }
     // Nothing is ever to be fetched: the group is only the assignment
@@ -301,7 +301,7 @@ struct cluster_membership::impl {
       if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr,
                             sizeof(errstr)) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
-        throw std::invalid_argument("kafka setting " + name + ": " + errstr);
+        throw thread_fault("kafka setting " + name + ": " + errstr);
       }
     rd_kafka_conf_set_rebalance_cb(conf, &impl::on_rebalance);
     rd_kafka_conf_set_error_cb(conf, &impl::on_error);
@@ -312,15 +312,15 @@ struct cluster_membership::impl {
         rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))};
     if (!rk) {
       rd_kafka_conf_destroy(conf);
-      throw std::invalid_argument(std::string{"kafka consumer: "} + errstr);
+      throw thread_fault(std::string{"kafka consumer: "} + errstr);
     }
     // Errors and logs are served by rd_kafka_consumer_poll, on this thread.
     rd_kafka_poll_set_consumer(rk.get());
     topic_ptr handle{
         rd_kafka_topic_new(rk.get(), config.topic.c_str(), nullptr)};
     if (!handle)
-      throw std::invalid_argument("kafka topic " + config.topic + ": " +
-                                  rd_kafka_err2str(rd_kafka_last_error()));
+      throw thread_fault("kafka topic " + config.topic + ": " +
+                         rd_kafka_err2str(rd_kafka_last_error()));
     rd_kafka_topic_partition_list_t* subscription =
         rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subscription, config.topic.c_str(),
@@ -328,8 +328,8 @@ struct cluster_membership::impl {
     auto err = rd_kafka_subscribe(rk.get(), subscription);
     rd_kafka_topic_partition_list_destroy(subscription);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-      throw std::runtime_error("kafka subscribe to " + config.topic + ": " +
-                               rd_kafka_err2str(err));
+      throw thread_fault("kafka subscribe to " + config.topic + ": " +
+                         rd_kafka_err2str(err));
     topic = std::move(handle);
     consumer = std::move(rk);
     spdlog::info("cluster membership {}: joining group {} on topic {} "
@@ -408,44 +408,36 @@ struct cluster_membership::impl {
   /// Runs the poll loop; when it throws, reports the assignment lost, drops
   /// the consumer without leaving the group, and joins again.
   void supervise() {
-    run_supervised(
-        [this] { run(); },
-        [this](const char* what) {
-          spdlog::error("cluster membership {} died: {}; it joins the group "
-                        "again",
-                        config.client_id, what);
-          in_group = false;
-          handler_failure = nullptr;
-          std::vector<uint32_t> all;
-          {
-            std::lock_guard<std::mutex> guard{owned_mutex};
-            all = owned;
-          }
-          // The dropped consumer's partitions go to others after its
-          // session times out; until then nobody may serve them twice.
-          if (!all.empty()) {
-            update_owned(all, false);
-            rebalance_count.fetch_add(1);
-            if (lost_total != nullptr) lost_total->Increment();
-            try {
-              if (handlers.lost) handlers.lost(all);
-            } catch (const std::exception& e) {
-              spdlog::error("cluster membership {}: the lost handler threw: "
-                            "{}",
-                            config.client_id, e.what());
-            } catch (...) {
-              spdlog::error("cluster membership {}: the lost handler threw",
-                            config.client_id);
-            }
-          }
-          topic.reset();
-          consumer.reset();
-        },
-        [this](std::chrono::milliseconds delay) {
-          std::unique_lock<std::mutex> lock{mutex};
-          wake.wait_for(lock, delay, [this] { return stopping; });
-        },
-        restarts);
+    run_supervised([this] { run(); },
+                   [this](const char* what) {
+                     spdlog::error(
+                         "cluster membership {} died: {}; it joins the group "
+                         "again",
+                         config.client_id, what);
+                     in_group = false;
+                     handler_failure = nullptr;
+                     std::vector<uint32_t> all;
+                     {
+                       std::lock_guard<std::mutex> guard{owned_mutex};
+                       all = owned;
+                     }
+                     // The dropped consumer's partitions go to others after its
+                     // session times out; until then nobody may serve them
+                     // twice.
+                     if (!all.empty()) {
+                       update_owned(all, false);
+                       rebalance_count.fetch_add(1);
+                       if (lost_total != nullptr) lost_total->Increment();
+                       if (handlers.lost) handlers.lost(all);
+                     }
+                     topic.reset();
+                     consumer.reset();
+                   },
+                   [this](std::chrono::milliseconds delay) {
+                     std::unique_lock<std::mutex> lock{mutex};
+                     wake.wait_for(lock, delay, [this] { return stopping; });
+                   },
+                   restarts);
   }
 };
 

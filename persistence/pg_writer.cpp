@@ -420,7 +420,7 @@ struct writer::impl {
     }
     if (crashes > 0) {
       if (shared.crashes_injected) shared.crashes_injected->Increment();
-      throw std::runtime_error("chaos: injected writer crash");
+      throw thread_fault("chaos: injected writer crash");
     }
     if (auto delay = faults.commit_delay_ms.load(); delay > 0) {
       if (shared.delays_injected) shared.delays_injected->Increment();
