@@ -36,8 +36,7 @@ TEST(supervised, an_injected_crash_is_a_thread_fault) {
   fault.crashes = 2;
   int crashes = 0;
   run_supervised([&] { crash_if_due(&fault, nullptr, "relay"); },
-                 [&](const char*) { ++crashes; }, [](milliseconds) {},
-                 nullptr);
+                 [&](const char*) { ++crashes; }, [](milliseconds) {}, nullptr);
   EXPECT_EQ(crashes, 2);
   EXPECT_EQ(fault.crashes.load(), 0);
 }
@@ -45,8 +44,7 @@ TEST(supervised, an_injected_crash_is_a_thread_fault) {
 TEST(supervised_death, a_programmer_error_crashes_loudly_instead_of_looping) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(run_supervised([] { throw std::logic_error("index past end"); },
-                              [](const char*) {}, [](milliseconds) {},
-                              nullptr),
+                              [](const char*) {}, [](milliseconds) {}, nullptr),
                "programmer error.*index past end");
 }
 
