@@ -170,15 +170,49 @@ void append_string(std::string& out, std::string_view text) {
 }
 
 /// Appends `"name":` followed by the value.
-template <class Value>
-void append_member(std::string& out, std::string_view name, Value value) {
-  append_string(out, name);
-  out += ':';
-  if constexpr (std::is_convertible_v<Value, std::string_view>)
-    append_string(out, value);
-  else
-    out += std::to_string(value);
-}
+/// Writes one JSON object into `out` member by member, with the commas
+/// between them; the object closes when the writer goes.
+class object_writer {
+public:
+  explicit object_writer(std::string& out) : out_(out) { out_ += '{'; }
+  ~object_writer() { out_ += '}'; }
+  object_writer(const object_writer&) = delete;
+  object_writer& operator=(const object_writer&) = delete;
+
+  template <class Value>
+  object_writer& member(std::string_view name, const Value& value) {
+    name_next(name);
+    if constexpr (std::is_convertible_v<Value, std::string_view>)
+      append_string(out_, value);
+    else
+      out_ += std::to_string(value);
+    return *this;
+  }
+
+  /// A member whose value is JSON text already.
+  object_writer& raw(std::string_view name, std::string_view json) {
+    name_next(name);
+    out_ += json;
+    return *this;
+  }
+
+  /// Starts a member whose value the caller writes to the answer.
+  std::string& value_of(std::string_view name) {
+    name_next(name);
+    return out_;
+  }
+
+private:
+  void name_next(std::string_view name) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    append_string(out_, name);
+    out_ += ':';
+  }
+
+  std::string& out_;
+  bool first_ = true;
+};
 
 } // namespace
 
@@ -190,49 +224,39 @@ std::string render_event(const event_entry& event,
   const auto& def = event.def;
   std::string out;
   out.reserve(256 + event.sections.size() * 128);
-  out += '{';
-  append_member(out, "id", def.id);
-  out += ',';
-  append_member(out, "name", def.name);
-  out += ',';
-  append_member(out, "starts_at", format_rfc3339(def.starts_at_ms));
-  out += ',';
-  append_member(out, "hold_ttl_seconds", def.hold_ttl_seconds);
-  out += ',';
-  if (def.max_seats_per_customer)
-    append_member(out, "max_seats_per_customer", *def.max_seats_per_customer);
-  else
-    out += R"("max_seats_per_customer":null)";
-  if (def.waiting_room) {
-    out += R"(,"waiting_room":{"enabled":)";
-    out += def.waiting_room->enabled ? "true" : "false";
-    out += ',';
-    append_member(out, "admit_per_second", def.waiting_room->admit_per_second);
-    out += '}';
+  {
+    object_writer object{out};
+    object.member("id", def.id)
+        .member("name", def.name)
+        .member("starts_at", format_rfc3339(def.starts_at_ms))
+        .member("hold_ttl_seconds", def.hold_ttl_seconds);
+    if (def.max_seats_per_customer)
+      object.member("max_seats_per_customer", *def.max_seats_per_customer);
+    else
+      object.raw("max_seats_per_customer", "null");
+    if (def.waiting_room)
+      object_writer{object.value_of("waiting_room")}
+          .raw("enabled", def.waiting_room->enabled ? "true" : "false")
+          .member("admit_per_second", def.waiting_room->admit_per_second);
+    auto& sections = object.value_of("sections");
+    sections += '[';
+    for (std::size_t i = 0; i < event.sections.size(); ++i) {
+      const auto& layout = *event.sections[i]->layout;
+      auto counts = counts_from && i < counts_from->size()
+                        ? (*counts_from)[i]
+                        : event.sections[i]->counts();
+      if (i > 0) sections += ',';
+      object_writer{sections}
+          .member("id", layout.section_id)
+          .member("name", layout.name)
+          .member("price_cents", layout.price_cents)
+          .member("seats_total", layout.seat_count())
+          .member("free", counts.free)
+          .member("held", counts.held)
+          .member("booked", counts.booked);
+    }
+    sections += ']';
   }
-  out += R"(,"sections":[)";
-  for (std::size_t i = 0; i < event.sections.size(); ++i) {
-    const auto& layout = *event.sections[i]->layout;
-    auto counts = counts_from && i < counts_from->size()
-                      ? (*counts_from)[i]
-                      : event.sections[i]->counts();
-    out += i == 0 ? "{" : ",{";
-    append_member(out, "id", layout.section_id);
-    out += ',';
-    append_member(out, "name", layout.name);
-    out += ',';
-    append_member(out, "price_cents", layout.price_cents);
-    out += ',';
-    append_member(out, "seats_total", layout.seat_count());
-    out += ',';
-    append_member(out, "free", counts.free);
-    out += ',';
-    append_member(out, "held", counts.held);
-    out += ',';
-    append_member(out, "booked", counts.booked);
-    out += '}';
-  }
-  out += "]}";
   return out;
 }
 
@@ -253,18 +277,14 @@ std::string render_events(const std::vector<event_summary>& events) {
   std::string out = R"({"events":[)";
   bool first = true;
   for (const auto& event : events) {
-    out += first ? "{" : ",{";
+    if (!first) out += ',';
     first = false;
-    append_member(out, "id", event.id);
-    out += ',';
-    append_member(out, "name", event.name);
-    out += ',';
-    append_member(out, "starts_at", format_rfc3339(event.starts_at_ms));
-    out += ',';
-    append_member(out, "seats_total", event.seats_total);
-    out += ',';
-    append_member(out, "seats_free", event.seats_free);
-    out += '}';
+    object_writer{out}
+        .member("id", event.id)
+        .member("name", event.name)
+        .member("starts_at", format_rfc3339(event.starts_at_ms))
+        .member("seats_total", event.seats_total)
+        .member("seats_free", event.seats_free);
   }
   out += "]}";
   return out;
