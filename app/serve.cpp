@@ -43,12 +43,12 @@ namespace {
 
 void setup_logging(const serve_config& cfg) {
   auto logger = spdlog::stderr_color_mt("rsv");
-  if (cfg.log_format == "json")
+  if (cfg.log_format == log_style::json)
     logger->set_formatter(make_json_log_formatter());
   else
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
                         spdlog::pattern_time_type::utc);
-  logger->set_level(spdlog::level::from_str(cfg.log_level));
+  logger->set_level(cfg.log_level);
   spdlog::set_default_logger(logger);
 }
 
@@ -147,7 +147,7 @@ int serve(const serve_config& cfg) {
     return 2;
   }
   bool kafka = !cfg.kafka_brokers.empty();
-  if (kafka && cfg.store != "postgres") {
+  if (kafka && cfg.store != store_kind::postgres) {
     // The relay reads the outbox, which is a PostgreSQL table written in
     // the transaction of each change: without it there is nothing durable
     // to relay from.
@@ -237,7 +237,7 @@ int serve(const serve_config& cfg) {
                      limits::admin_token_chars_min, cfg.admin_token.size());
     return 2;
   }
-  bool postgres = cfg.store == "postgres";
+  bool postgres = cfg.store == store_kind::postgres;
   if (cfg.cluster && (!postgres || !kafka)) {
     // Ownership comes from a Kafka consumer group and is fenced in
     // PostgreSQL: a cluster without either would sell seats twice.
@@ -401,7 +401,7 @@ int serve(const serve_config& cfg) {
     redis_cfg.crashes = crashes_of(&thread_faults::redis_connection);
     redis = std::make_shared<redis_client>(std::move(redis_cfg));
   }
-  if (redis && cfg.read_model != "off") {
+  if (redis && cfg.read_model != read_model_mode::off) {
     read_model = std::make_shared<redis_read_model>(
         redis, std::make_shared<counting_change_sink>(),
         read_model_config{registry, crashes_of(&thread_faults::read_model)});
@@ -501,7 +501,8 @@ int serve(const serve_config& cfg) {
     queues->start();
     if (read_model) read_model->start();
     spdlog::info("redis at {}:{} (db {}): waiting rooms, read model {}",
-                 redis_at->host, redis_at->port, redis_at->db, cfg.read_model);
+                 redis_at->host, redis_at->port, redis_at->db,
+                 name_of(read_model_names, cfg.read_model));
   }
 
   http::api_config api_cfg;
@@ -567,7 +568,8 @@ int serve(const serve_config& cfg) {
   api_cfg.waiting_room = queues;
   api_cfg.rate_limits = limits_shared;
   api_cfg.read_model = read_model;
-  api_cfg.reads_from_read_model = read_model && cfg.read_model == "serve";
+  api_cfg.reads_from_read_model =
+      read_model && cfg.read_model == read_model_mode::serve;
   api_cfg.admission_ttl_seconds = cfg.admission_ttl_seconds;
   api_cfg.chaos = cfg.chaos;
   api_cfg.chaos_threads = chaos_threads;
@@ -674,7 +676,8 @@ int serve(const serve_config& cfg) {
   api->set_ready(true);
   spdlog::info("listening on {}:{} ({} I/O threads, {} actor threads, store "
                "{})",
-               host, *bound, cfg.io_threads, cfg.actor_threads, cfg.store);
+               host, *bound, cfg.io_threads, cfg.actor_threads,
+               name_of(store_names, cfg.store));
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
