@@ -212,6 +212,11 @@ constexpr int64_t auth_per_address_burst_default = 20;
 constexpr int64_t auth_per_email_per_minute_default = 6;
 constexpr int64_t auth_per_email_burst_default = 10;
 constexpr std::size_t auth_throttle_keys_max = 100'000;
+// The argon2id cost of password hashes unless --password-hash-ops and
+// --password-hash-memory-kib say otherwise: OWASP's 2023 recommendation
+// (t=2, m=19 MiB, p=1), the cost the pool's bounds above were measured with.
+constexpr unsigned long long password_hash_ops_default = 2;
+constexpr std::size_t password_hash_memory_kib_default = 19 * 1024;
 
 // Secrets the operator configures. The admin token is a bearer password that
 // anyone on the network may guess at: 32 characters of base64 or hex are 128
@@ -310,6 +315,11 @@ constexpr int64_t admission_lease_ms = 2'000;
 // tick.
 constexpr std::size_t waiting_rooms_max = 1'000;
 
+// The Kafka relay's producer waits this long to fill a batch unless
+// --kafka-linger-ms says otherwise: 5 ms adds little to an event's delay
+// while a busy outbox still goes out in batches of many rows.
+constexpr int kafka_linger_ms_default = 5;
+
 // Cluster (docs/cluster.md). A revoked partition's events are dropped before
 // the group moves it; a registry that does not answer within this time must
 // not hold the whole group's rebalance (the fence keeps the node's late
@@ -332,6 +342,16 @@ constexpr int membership_max_poll_interval_ms = 120'000;
 constexpr int membership_probe_interval_ms = 1'000;
 constexpr int membership_probe_timeout_ms = 500;
 constexpr int membership_health_stale_ms = 5'000;
+// Defaults of the cluster's flags for real brokers: a node that stops
+// heartbeating loses its partitions after the session timeout of 10 s
+// (docs/cluster.md, "Failure cases"), and heartbeats come at most a third of
+// it apart, as Kafka asks. A node reads every partition's owner and epoch
+// from PostgreSQL once a second: forwarding follows moves that fast, and a
+// node whose partition another node took stops serving it even before a
+// write of its is fenced.
+constexpr int cluster_session_timeout_ms_default = 10'000;
+constexpr int cluster_heartbeat_ms_default = 3'000;
+constexpr int cluster_owners_refresh_ms_default = 1'000;
 
 // Clusters (persistence/cluster_store). The partition count is at most 4096,
 // as the CHECK of cluster_settings says: partitions are the unit of
