@@ -2,6 +2,7 @@
 
 #include "actors/ownership.hpp"
 #include "core/clock.hpp"
+#include "core/limits.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -21,7 +22,7 @@ struct recovered_event;
 struct coordinator_config {
   /// How often the owners of other partitions are read from PostgreSQL, so
   /// that forwarding follows moves without waiting for a misdirected answer.
-  millis refresh_interval_ms = 1000;
+  millis refresh_interval_ms = limits::cluster_owners_refresh_ms_default;
   /// After a failed epoch raise or load, the next attempt.
   millis retry_ms = 250;
   /// Tells the store the layouts of events it now writes for (their seat

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/clock.hpp"
+#include "core/limits.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -84,8 +85,8 @@ private:
 
 /// Cost of argon2id password hashes (libsodium crypto_pwhash).
 struct password_cost {
-  unsigned long long ops = 2; // OWASP 2023: t=2, m=19 MiB, p=1
-  std::size_t memory_kib = 19 * 1024;
+  unsigned long long ops = limits::password_hash_ops_default;
+  std::size_t memory_kib = limits::password_hash_memory_kib_default;
 };
 
 /// A salted argon2id hash in libsodium's encoded string form. Slow on

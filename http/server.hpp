@@ -21,7 +21,7 @@ struct server_config {
   std::string host = "127.0.0.1";
   unsigned short port = 8080;
   std::size_t io_threads = 2;
-  int64_t request_timeout_ms = 5000;
+  int64_t request_timeout_ms = limits::request_timeout_ms_default;
   /// 0: no per-address cap.
   std::size_t connections_per_address_max =
       limits::connections_per_address_default;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/limits.hpp"
 #include "core/service_state.hpp"
 
 #include <cstdint>
@@ -20,8 +21,8 @@ struct membership_config {
   std::string topic = "rsv-owners";
   /// A member that is silent this long is dropped from the group and its
   /// partitions go to the others: the failover time after a crash.
-  int session_timeout_ms = 10000;
-  int heartbeat_interval_ms = 3000;
+  int session_timeout_ms = limits::cluster_session_timeout_ms_default;
+  int heartbeat_interval_ms = limits::cluster_heartbeat_ms_default;
   /// The consumer's client.id, e.g. the node's advertised address, for logs.
   std::string client_id;
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "core/limits.hpp"
 #include "core/service_state.hpp"
 #include "persistence/outbox.hpp"
 
@@ -24,7 +25,7 @@ struct kafka_relay_config {
   std::vector<std::pair<std::string, std::string>> properties;
   /// How long librdkafka waits to fill a batch; measured in
   /// docs/benchmarks.md.
-  int linger_ms = 5;
+  int linger_ms = limits::kafka_linger_ms_default;
   std::string compression = "lz4";
   /// A delivery not acknowledged within this is failed and produced again
   /// from the outbox: it bounds how long a round can wait on dead brokers.
