@@ -136,8 +136,11 @@ void section_actor_impl::serve(const Request& req,
                                request_handler<Request> handle) {
   setup_.entry->request_taken();
   disarm_quota_return(req);
-  if (refuse(req.reply)) {
+  if (auto why = refusal()) {
+    // Given back before the answer, so that a client who retries at once
+    // is not refused over its limit by seats it never got.
     give_back_quota(req);
+    req.reply(std::move(why));
     return;
   }
   (this->*handle)(req);
@@ -146,16 +149,11 @@ void section_actor_impl::serve(const Request& req,
 
 // Every request of a stale section is answered 503 at once; it does not wait
 // for the reload it may start.
-template <class View>
-bool section_actor_impl::refuse(const reply_fn<View>& reply) {
-  if (failed_) {
-    reply(failed_error());
-    return true;
-  }
-  if (!stale_) return false;
-  reply(stale_error());
+caf::error section_actor_impl::refusal() {
+  if (failed_) return failed_error();
+  if (!stale_) return {};
   reload_if_due();
-  return true;
+  return stale_error();
 }
 
 void section_actor_impl::disarm_quota_return(const hold_request& req) {

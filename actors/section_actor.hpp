@@ -78,10 +78,9 @@ private:
   /// mailbox, refuses it while stale or failed, runs `handle`, finishes.
   template <class Request>
   void serve(const Request& req, request_handler<Request> handle);
-  /// Answers 503 while the section is failed or stale (then perhaps starting
-  /// a reload); true when it did.
-  template <class View>
-  bool refuse(const reply_fn<View>& reply);
+  /// Why the section answers no request now (unavailable: failed, or stale,
+  /// a reload then perhaps started), or no error.
+  caf::error refusal();
   // A hold request may carry seats a customer shard counted against the
   // customer's limit: once taken, the section gives back what it refuses.
   // The other requests carry none.
