@@ -9,7 +9,9 @@
 #include <atomic>
 #include <caf/atom.hpp>
 #include <caf/expected.hpp>
+#include <caf/replies_to.hpp>
 #include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -372,5 +374,18 @@ using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using chaos_kill_atom = caf::atom_constant<caf::atom("chaos_kill")>;
 /// Timer message of a customer shard: purge idempotency records past 24 h.
 using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
+
+/// Every message a section actor handles (actors/section_actor.hpp), checked
+/// by the compiler against its handlers. The front end sends the requests
+/// through section_entry::actor(), an untyped handle; the last four the
+/// section sends itself, from its timers and from the store's answers. Every
+/// request is answered through its `reply_fn`, so none has a reply type.
+using section_actor = caf::typed_actor<
+    caf::reacts_to<hold_request>, caf::reacts_to<get_hold_request>,
+    caf::reacts_to<release_hold_request>, caf::reacts_to<book_request>,
+    caf::reacts_to<get_booking_request>, caf::reacts_to<cancel_booking_request>,
+    caf::reacts_to<seat_map_request>, caf::reacts_to<expire_tick_atom>,
+    caf::reacts_to<store_failed_atom>, caf::reacts_to<reload_atom>,
+    caf::reacts_to<section_reloaded>>;
 
 } // namespace rsv

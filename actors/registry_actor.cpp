@@ -93,7 +93,7 @@ namespace {
 /// It supervises every section actor it spawns (it monitors them). One
 /// that dies for any reason but a shutdown is restarted after a bounded
 /// exponential backoff, from its memory and reloading from the store
-/// (section_actor.cpp); requests that were in its mailbox, and those sent
+/// (section_actor.hpp); requests that were in its mailbox, and those sent
 /// to it until the restart, are dropped, and their reply_fn answers 503
 /// `unavailable` with Retry-After: safe to retry with their Idempotency-Key.
 /// Past limits::section_restarts_max restarts within

@@ -359,6 +359,28 @@ TEST_F(section_actor_test, a_failed_write_makes_the_section_reload_the_store) {
             errc::limit_exceeded);
 }
 
+TEST_F(section_actor_test, a_stale_section_gives_back_the_seats_it_refuses) {
+  auto event = create_event(two_sections(3));
+  auto floor = event->find_section("floor");
+  store->set_failing(true);
+  EXPECT_EQ(code_of(hold(*event, "floor", "alice", {"A-1"}).error()),
+            errc::unavailable);
+  // Stale now: each hold is refused, and its seats no longer count against
+  // carol's limit of 3, or the second would be over it.
+  for (int attempt = 0; attempt < 3; ++attempt)
+    EXPECT_EQ(
+        code_of(hold(*event, "floor", "carol", {"B-1", "B-2", "B-3"}).error()),
+        errc::unavailable);
+  store->set_failing(false);
+  ASSERT_TRUE(eventually([&] {
+    return static_cast<bool>(
+        hold(*event, "floor", "carol", {"B-1", "B-2", "B-3"}));
+  }));
+  EXPECT_EQ(floor->counts().held, 3u);
+  // Every request sent was taken from the mailbox, refused or not.
+  EXPECT_EQ(floor->requests_waiting(), 0);
+}
+
 TEST_F(section_actor_test, an_idle_stale_section_reloads_on_its_timer) {
   auto event = create_event(two_sections(std::nullopt));
   auto floor = event->find_section("floor");

@@ -1,0 +1,234 @@
+// The section actor's side of the store: its writes and what follows them,
+// and its reloads after a failed write or a restart (section_actor.hpp says
+// why it reloads rather than retries).
+
+#include "actors/section_actor.hpp"
+#include "core/assert.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+namespace rsv {
+
+namespace {
+
+/// What a committed change means outside the section: the change sink and
+/// the counters of committed changes. Runs in the store's acknowledgement,
+/// which may be on another thread, so it only touches thread-safe things.
+struct after_commit {
+  runtime_deps deps;
+
+  void operator()(const seat_change& change) const {
+    deps.sink->publish(change);
+    auto& m = *deps.metrics;
+    switch (change.kind) {
+    case change_kind::hold_created:
+      m.holds_created.Increment();
+      break;
+    case change_kind::hold_released:
+      m.holds_released.Increment();
+      break;
+    case change_kind::hold_expired:
+      m.holds_expired.Increment();
+      break;
+    case change_kind::booking_confirmed:
+      m.bookings_confirmed.Increment();
+      break;
+    case change_kind::booking_cancelled:
+      m.bookings_cancelled.Increment();
+      break;
+    }
+  }
+};
+
+} // namespace
+
+// -- writes -------------------------------------------------------------------
+
+// Persists a change; `then` runs with the store's verdict. With `effects`,
+// the change is applied first (gauges, customer limits) and the counts
+// published, so that a client that reads the event right after its answer
+// sees its own change, and a committed change is told to the change sink. A
+// restated change has neither: they followed the first time. A failed write
+// makes the section stale; a fenced one gives its partition up.
+void section_actor_impl::write(seat_change change, bool effects,
+                               std::function<void(caf::error)> then) {
+  if (effects) {
+    apply_effects(change);
+    setup_.entry->publish(seats().counts());
+  }
+  const auto& deps = setup_.deps;
+  deps.store->append(change, [committed = after_commit{deps}, change,
+                              me = caf::actor_cast<section_actor>(this),
+                              effects, on_fenced = deps.on_fenced,
+                              then = std::move(then)](caf::error err) {
+    if (!err) {
+      if (effects) committed(change);
+    } else {
+      // The partition moved to another node: this one stops serving it.
+      if (code_of(err) == errc::fenced && on_fenced)
+        on_fenced(change.fence.partition);
+      spdlog::warn("store write failed: {} of event {} section {} slot {}: {}",
+                   to_string(change.kind), change.event_id, change.section_id,
+                   change.slot, describe(err));
+      caf::anon_send(me, store_failed_atom::value);
+    }
+    then(std::move(err));
+  });
+}
+
+void section_actor_impl::commit(seat_change change,
+                                std::function<void(caf::error)> then) {
+  write(std::move(change), true, std::move(then));
+}
+
+// Persists the holds that expired before or during the last operation. No
+// client waits for these; a failed one makes the section reload.
+void section_actor_impl::flush_expired() {
+  for (auto& change : seats().take_expired())
+    commit(std::move(change), [](caf::error) {});
+}
+
+// What a change means at once, when it is applied in memory: the active
+// holds gauge and the customer's limit follow memory, and a reload after a
+// failed write corrects both by the difference it finds.
+void section_actor_impl::apply_effects(const seat_change& change) {
+  auto& active = setup_.deps.metrics->holds_active;
+  bool gives_back = false;
+  switch (change.kind) {
+  case change_kind::hold_created:
+    active.Increment();
+    break;
+  case change_kind::hold_released:
+  case change_kind::hold_expired:
+    active.Decrement();
+    gives_back = true;
+    break;
+  case change_kind::booking_confirmed:
+    active.Decrement();
+    break;
+  case change_kind::booking_cancelled:
+    gives_back = true;
+    break;
+  }
+  if (gives_back && setup_.customer_limit)
+    caf::anon_send(
+        setup_.shards->for_customer(change.customer_id),
+        adjust_quota{change.customer_id, change.event_id,
+                     -static_cast<int64_t>(change.seat_indexes.size())});
+}
+
+// -- reloads ------------------------------------------------------------------
+
+void section_actor_impl::request_reload() {
+  RSV_ASSERT(!reload_pending_, "at most one load of a section at a time");
+  reload_pending_ = true;
+  setup_.deps.store->load_section(
+      layout().section_no,
+      [me = caf::actor_cast<section_actor>(this)](
+          caf::expected<std::vector<recorded_hold>> holds) {
+        caf::anon_send(me, section_reloaded{std::move(holds)});
+      });
+}
+
+// A request to a stale section means a customer wants it now: rather than
+// leave them 503 until the timer (up to its maximum backoff after the store
+// is back), load at once, unless a load is under way or the last one failed
+// less than a gap ago, so that a down store sees at most one load per section
+// per gap however many requests arrive.
+void section_actor_impl::reload_if_due() {
+  if (reload_pending_) return;
+  auto gap = std::chrono::milliseconds(setup_.deps.reload.request_gap_ms);
+  if (std::chrono::steady_clock::now() - reload_failed_at_ < gap) return;
+  request_reload();
+}
+
+// Swaps in the recorded state and corrects, by the difference, what followed
+// memory: the active holds gauge, the customers' limits and their bookings
+// lists.
+void section_actor_impl::adopt(std::vector<recorded_hold> holds) {
+  const auto& deps = setup_.deps;
+  const auto& shards = *setup_.shards;
+  auto fresh = std::make_unique<section_state>(
+      setup_.entry->layout, setup_.hold_ttl_ms, deps.hold_retention_ms);
+  fresh->restore(std::move(holds));
+  auto& old = seats();
+  deps.metrics->holds_active.Increment(
+      static_cast<double>(fresh->active_holds()) -
+      static_cast<double>(old.active_holds()));
+  if (setup_.customer_limit) {
+    auto before = old.seats_by_customer();
+    auto after = fresh->seats_by_customer();
+    for (const auto& [customer, counted] : before)
+      after[customer] -= counted;
+    for (const auto& [customer, delta] : after)
+      if (delta != 0)
+        caf::anon_send(shards.for_customer(customer),
+                       adjust_quota{customer, layout().event_id, delta});
+  }
+  for (auto& [customer, booking] : fresh->bookings())
+    caf::anon_send(shards.for_customer(customer),
+                   booking_changed{customer, std::move(booking)});
+  memory_->seats = std::move(fresh);
+}
+
+void section_actor_impl::on_store_failed() {
+  // A reload is already coming, or there is nothing to reload for.
+  if (stale_ || failed_) return;
+  spdlog::warn("section {} of event {} reloads from the store after a failed "
+               "write",
+               layout().section_id, layout().event_id);
+  stale_ = true;
+  reload_backoff_ms_ = 0;
+  setup_.deps.metrics->section_reloads.Increment();
+  request_reload();
+}
+
+void section_actor_impl::on_reload_timer() {
+  reload_timer_pending_ = false;
+  // Not stale: reloaded meanwhile. A load under way: its failure arms the
+  // timer again.
+  if (!stale_ || reload_pending_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now < reload_due_at_) {
+    // A request's load failed after this timer was armed.
+    reload_timer_pending_ = true;
+    delayed_send(this, reload_due_at_ - now, reload_atom::value);
+    return;
+  }
+  request_reload();
+}
+
+void section_actor_impl::on_reloaded(section_reloaded& msg) {
+  reload_pending_ = false;
+  if (!msg.holds) {
+    retry_reload_later(msg.holds.error());
+    return;
+  }
+  adopt(std::move(*msg.holds));
+  stale_ = false;
+  spdlog::info("section {} of event {} reloaded from the store",
+               layout().section_id, layout().event_id);
+  finish();
+}
+
+// A load failed: the next one starts at a request a gap from now, or at the
+// timer after a backoff that doubles with every failure.
+void section_actor_impl::retry_reload_later(const caf::error& why) {
+  const auto& policy = setup_.deps.reload;
+  reload_backoff_ms_ = std::clamp<millis>(
+      reload_backoff_ms_ * 2, policy.backoff_first_ms, policy.backoff_max_ms);
+  auto backoff = std::chrono::milliseconds(reload_backoff_ms_);
+  reload_failed_at_ = std::chrono::steady_clock::now();
+  reload_due_at_ = reload_failed_at_ + backoff;
+  spdlog::warn("section {} of event {}: reload failed, again at the next "
+               "request or in {} ms: {}",
+               layout().section_id, layout().event_id, reload_backoff_ms_,
+               describe(why));
+  if (!reload_timer_pending_) {
+    reload_timer_pending_ = true;
+    delayed_send(this, backoff, reload_atom::value);
+  }
+}
+
+} // namespace rsv
