@@ -72,7 +72,7 @@ constexpr std::size_t active_holds_per_customer_max = 200;
 constexpr std::size_t section_mailbox_max = 20'000;
 
 // A section whose write failed is stale: it answers 503 until it has
-// reloaded itself from the store (actors/section_actor.cpp). A request to a
+// reloaded itself from the store (actors/section_actor.hpp). A request to a
 // stale section starts a load at once, unless one is under way or one failed
 // less than the gap ago: a customer who retries is served as soon as the
 // database is back, while a down database sees at most one load in flight
