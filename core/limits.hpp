@@ -272,6 +272,24 @@ constexpr std::size_t redis_batch_max = 1'000;
 // to make Redis's CPU the limit on the benchmark machine
 // (docs/benchmarks.md, "Redis").
 constexpr std::size_t redis_connections = 4;
+// Every Redis connection (messaging/redis_connection: the client's and each
+// I/O thread's rate-limit connection) that is lost or cannot be made tries
+// again after redis_backoff_first_ms, doubling after each failed attempt up
+// to redis_backoff_max_ms: a restarted Redis is in use again within about a
+// second, while one that stays down sees each connection of each node (4 plus
+// one per I/O thread) try at most once a second.
+constexpr int64_t redis_backoff_first_ms = 50;
+constexpr int64_t redis_backoff_max_ms = 1'000;
+// A connection attempt may take redis_connect_timeout_ms, and a command's
+// reply redis_command_timeout_ms, before the connection counts as broken and
+// what waits on it is answered unavailable: Redis on a local network answers
+// in well under a millisecond, and a caller kept waiting longer is better
+// told at once (rate limits fail open, the waiting room answers 503).
+constexpr int redis_connect_timeout_ms = 500;
+constexpr int redis_command_timeout_ms = 1'000;
+// An idle client connection PINGs Redis this often, so that /health sees an
+// outage within about a second even without traffic.
+constexpr int64_t redis_idle_ping_ms = 1'000;
 // Shared rate limits (messaging/rate_limiter): per I/O thread at most
 // rate_limit_calls_max script calls are in flight; checks that come meanwhile
 // wait and go out together in the next call, at most rate_limit_batch_max of

@@ -1,12 +1,9 @@
 #pragma once
 
 #include "core/service_state.hpp"
+#include "messaging/redis_connection.hpp"
 
-#include <caf/error.hpp>
-#include <caf/expected.hpp>
-#include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <prometheus/registry.h>
 #include <string>
@@ -15,21 +12,6 @@
 namespace rsv {
 
 struct crash_fault; // core/supervised.hpp
-
-/// Where Redis is, from `--redis-url`:
-/// `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0 by
-/// default). `rediss://` (TLS) is refused: Debian 12's hiredis 0.14 has no
-/// TLS; docs/operations.md says how to reach a TLS-only Redis.
-struct redis_endpoint {
-  std::string host;
-  int port = 6379;
-  std::string user;     // empty: AUTH with the password alone
-  std::string password; // empty: no AUTH
-  int db = 0;
-};
-
-/// Parses a Redis URL; errc::validation_failed naming what is wrong.
-caf::expected<redis_endpoint> parse_redis_url(const std::string& url);
 
 struct redis_config {
   redis_endpoint endpoint;
@@ -40,29 +22,14 @@ struct redis_config {
   std::size_t connections = 0;
   /// A connection attempt, and one batch's write and replies, may take this
   /// long before the connection counts as broken.
-  int connect_timeout_ms = 500;
-  int command_timeout_ms = 1000;
+  int connect_timeout_ms = limits::redis_connect_timeout_ms;
+  int command_timeout_ms = limits::redis_command_timeout_ms;
   /// Where the rsv_redis_* metrics go; may be null.
   std::shared_ptr<prometheus::Registry> registry;
   /// The chaos facility's crashes of the connection threads (one count for
   /// all of them); may be null.
   std::shared_ptr<crash_fault> crashes;
 };
-
-/// One Redis reply, copied out of hiredis so that no hiredis type leaves
-/// messaging/. An error reply (`-ERR ...`) is a reply of kind `error`, not a
-/// failed command.
-struct redis_reply {
-  enum class type { nil, integer, string, status, array, error };
-  type kind = type::nil;
-  long long integer = 0;
-  std::string text; // string, status and error replies
-  std::vector<redis_reply> elements;
-};
-
-/// What a command answers: its reply, or errc::unavailable when Redis could
-/// not be asked (down, queue full, connection lost before the reply).
-using redis_callback = std::function<void(caf::expected<redis_reply>)>;
 
 /// The node's connections to Redis: each has a thread of its own that owns a
 /// blocking hiredis connection and a bounded queue. The thread takes
@@ -78,10 +45,13 @@ using redis_callback = std::function<void(caf::expected<redis_reply>)>;
 /// Redis is known to be down or the queue is full, the callback runs at once
 /// on the caller's thread, before `submit` returns.
 ///
-/// The connection is made again after every failure, with backoff from
-/// 50 ms to 1 s; while idle the thread PINGs every second so that `health`
-/// notices an outage without traffic. Scripts added with `add_script` are
-/// loaded again on every connection (a restarted Redis has none).
+/// Each connection is a redis_link driven by a redis_session
+/// (redis_connection.hpp): it is made again after every failure, with the
+/// bounded backoff of redis_backoff; while idle the thread PINGs every
+/// limits::redis_idle_ping_ms so that `health` notices an outage without
+/// traffic. Scripts added with `add_script` are loaded again on every
+/// connection (a restarted Redis has none), and a script Redis lost since is
+/// sent again as EVAL.
 ///
 /// Lifecycle: construct, `add_script` for every script, `start`, then
 /// `submit`/`eval` from any thread, `stop` (or the destructor) last.

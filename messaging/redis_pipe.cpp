@@ -1,6 +1,5 @@
 #include "messaging/redis_pipe.hpp"
 
-#include "core/errc.hpp"
 #include "core/limits.hpp"
 #include "messaging/hiredis_support.hpp"
 
@@ -12,7 +11,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
-#include <deque>
 #include <spdlog/spdlog.h>
 
 namespace rsv {
@@ -42,21 +40,9 @@ void append_resp(std::string& out, const std::vector<std::string>& args) {
 struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
   enum class phase { stopped, waiting, connecting, handshake, ready };
 
-  /// A command written and not answered yet. Handshake commands have no
-  /// callback; an EVALSHA keeps its script and arguments for a resend.
-  struct awaited {
-    redis_callback done;
-    std::size_t script = no_script;
-    std::vector<std::string> command; // EVALSHA only: to send as EVAL
-    bool handshake = false;
-    std::size_t loads = no_script; // SCRIPT LOAD of this script
-    steady::time_point sent;
-  };
-  static constexpr std::size_t no_script = static_cast<std::size_t>(-1);
-
   impl(asio::io_context& context, redis_pipe_config cfg)
       : config(std::move(cfg)), resolver(context), socket(context),
-        timer(context), shas(config.scripts.size()) {}
+        timer(context), session(config.endpoint, config.scripts) {}
 
   ~impl() { drop_reader(); }
 
@@ -96,25 +82,17 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     drop_reader();
     reader = redisReaderCreate();
     state = phase::handshake;
-    handshake_left = 0;
-    for (const auto& command : session_commands(config.endpoint)) {
-      send({}, command).handshake = true;
-      ++handshake_left;
-    }
-    for (std::size_t i = 0; i < config.scripts.size(); ++i) {
-      auto& a = send({}, {"SCRIPT", "LOAD", config.scripts[i]});
-      a.handshake = true;
-      a.loads = i;
-      ++handshake_left;
-    }
+    for (const auto& command : session.open())
+      append_resp(out, command);
+    flush();
     read();
     tick();
-    if (handshake_left == 0) ready();
+    if (session.ready()) ready();
   }
 
   void ready() {
     state = phase::ready;
-    backoff = std::chrono::milliseconds{50};
+    backoff.reset();
     up->store(true, std::memory_order_release);
     if (warned)
       spdlog::info("redis: rate-limit connection to {}:{} is back",
@@ -136,8 +114,7 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     warned = true;
     close(phase::waiting);
     auto gen = generation;
-    timer.expires_after(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds{1000});
+    timer.expires_after(backoff.next());
     timer.async_wait([self = shared_from_this(), gen](auto ec) {
       if (!ec && self->generation == gen && self->state == phase::waiting)
         self->connect();
@@ -158,17 +135,11 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     writing = false;
     out.clear();
     drop_reader();
-    auto failed = std::move(queue);
-    queue.clear();
     auto early = std::move(first_wait);
     first_wait.clear();
-    for (auto& a : failed)
-      if (a.done)
-        a.done(make_error(errc::unavailable,
-                          std::string{"the Redis connection broke"}));
+    session.fail_all("the Redis connection broke");
     for (auto& e : early)
-      e.done(make_error(errc::unavailable,
-                        std::string{"Redis could not be reached"}));
+      e.done(redis_unavailable("Redis could not be reached"));
   }
 
   void drop_reader() {
@@ -177,15 +148,6 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
   }
 
   // -- writing ----------------------------------------------------------------
-
-  awaited& send(redis_callback done, const std::vector<std::string>& args) {
-    append_resp(out, args);
-    auto& a = queue.emplace_back();
-    a.done = std::move(done);
-    a.sent = steady::now();
-    flush();
-    return a;
-  }
 
   /// Writes what was appended; what comes during a write goes with the next.
   void flush() {
@@ -216,16 +178,13 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
         first_wait.push_back({script, std::move(command), std::move(done)});
         return;
       }
-      return done(
-          make_error(errc::unavailable, std::string{"Redis is unreachable"}));
+      return done(redis_unavailable("Redis is unreachable"));
     }
-    if (queue.size() >= limits::redis_queue_max)
-      return done(make_error(errc::unavailable,
-                             std::string{"the Redis queue is full"}));
-    command.insert(command.begin(), {"EVALSHA", shas[script]});
-    auto& a = send(std::move(done), command);
-    a.script = script;
-    a.command = std::move(command);
+    if (session.waiting() >= limits::redis_queue_max)
+      return done(redis_unavailable("the Redis queue is full"));
+    append_resp(out,
+                session.script(script, std::move(command), std::move(done)));
+    flush();
   }
 
   // -- reading ----------------------------------------------------------------
@@ -260,26 +219,21 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
   }
 
   void answer(redis_reply reply) {
-    if (queue.empty()) return broken("a reply that nobody asked for");
-    auto a = std::move(queue.front());
-    queue.pop_front();
-    if (a.handshake) {
-      if (reply.kind == redis_reply::type::error ||
-          (a.loads != no_script && reply.kind != redis_reply::type::string))
-        return broken("while connecting: " + reply.text);
-      if (a.loads != no_script) shas[a.loads] = reply.text;
-      if (--handshake_left == 0) ready();
+    auto result = session.on_reply(std::move(reply));
+    using kind = redis_session::outcome::kind;
+    switch (result.what) {
+    case kind::nothing:
       return;
+    case kind::ready:
+      return ready();
+    case kind::answer:
+      return result.done(std::move(result.reply));
+    case kind::resend:
+      append_resp(out, *result.resend);
+      return flush();
+    case kind::broken:
+      return broken(result.why);
     }
-    if (a.script != no_script && reply.kind == redis_reply::type::error &&
-        reply.text.rfind("NOSCRIPT", 0) == 0) {
-      // Redis lost the script: send its source this once.
-      a.command[0] = "EVAL";
-      a.command[1] = config.scripts[a.script];
-      send(std::move(a.done), a.command);
-      return;
-    }
-    a.done(std::move(reply));
   }
 
   /// While connected: a reply overdue breaks the connection.
@@ -289,9 +243,9 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     timer.expires_after(std::chrono::milliseconds(period));
     timer.async_wait([self = shared_from_this(), gen](auto ec) {
       if (ec || self->generation != gen) return;
-      auto& q = self->queue;
+      auto oldest = self->session.oldest_written();
       auto limit = std::chrono::milliseconds(self->config.command_timeout_ms);
-      if (!q.empty() && steady::now() - q.front().sent > limit)
+      if (oldest && steady::now() - *oldest > limit)
         return self->broken("no reply within " +
                             std::to_string(self->config.command_timeout_ms) +
                             " ms");
@@ -305,7 +259,7 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
   asio::steady_timer timer; // connecting, backoff, reply deadlines
   phase state = phase::stopped;
   uint64_t generation = 0;
-  std::chrono::milliseconds backoff{50};
+  redis_backoff backoff;
   bool warned = false;
   uint64_t attempts = 0; // connections tried
   /// Commands that came while the first connection was being made.
@@ -315,10 +269,9 @@ struct redis_pipe::impl : std::enable_shared_from_this<redis_pipe::impl> {
     redis_callback done;
   };
   std::vector<early_command> first_wait;
-  std::size_t handshake_left = 0;
-  std::vector<std::string> shas;
-  std::deque<awaited> queue; // written, in order, not answered yet
-  std::string out;           // appended, not written yet
+  /// What was written and waits for its reply, the scripts' hashes.
+  redis_session session;
+  std::string out; // appended, not written yet
   bool writing = false;
   std::array<char, 16 * 1024> input{};
   redisReader* reader = nullptr;
@@ -345,12 +298,7 @@ void redis_pipe::stop() {
 void redis_pipe::eval(std::size_t script, const std::vector<std::string>& keys,
                       const std::vector<std::string>& args,
                       redis_callback done) {
-  std::vector<std::string> command;
-  command.reserve(3 + keys.size() + args.size());
-  command.push_back(std::to_string(keys.size()));
-  command.insert(command.end(), keys.begin(), keys.end());
-  command.insert(command.end(), args.begin(), args.end());
-  impl_->issue(script, std::move(command), std::move(done));
+  impl_->issue(script, script_arguments(keys, args), std::move(done));
 }
 
 std::shared_ptr<const std::atomic<bool>> redis_pipe::up() const {

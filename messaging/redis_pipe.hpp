@@ -1,6 +1,6 @@
 #pragma once
 
-#include "messaging/redis_client.hpp"
+#include "messaging/redis_connection.hpp"
 
 #include <atomic>
 #include <memory>
@@ -15,10 +15,10 @@ namespace rsv {
 
 struct redis_pipe_config {
   redis_endpoint endpoint;
-  int connect_timeout_ms = 500;
+  int connect_timeout_ms = limits::redis_connect_timeout_ms;
   /// A command not answered in this time breaks the connection (what waits
   /// is answered unavailable, and it connects again).
-  int command_timeout_ms = 1000;
+  int command_timeout_ms = limits::redis_command_timeout_ms;
   /// Lua scripts, loaded on every connection; `eval` names them by index.
   std::vector<std::string> scripts;
 };
@@ -31,14 +31,16 @@ struct redis_pipe_config {
 /// is no other thread, no queue between threads and no lock: every member is
 /// for the io_context's thread only, `up` aside.
 ///
-/// It connects at `start` and again after every failure, with backoff from
-/// 50 ms to 1 s. Commands given during the first attempt wait for it (a node
-/// that just started does not skip its first checks); otherwise, while it is
-/// not connected (or still authenticating and loading its scripts), a
-/// command fails at once with errc::unavailable, on the caller's stack. A read
-/// is always pending, so a Redis that goes away is noticed at once, idle or
-/// not. An EVALSHA that finds the script gone (NOSCRIPT: a restarted or flushed
-/// Redis) is sent again as EVAL.
+/// It connects at `start` and again after every failure, after the bounded
+/// backoff of redis_backoff; a redis_session (redis_connection.hpp) keeps
+/// what waits for its reply, the opening commands and the scripts. Commands
+/// given during the first attempt wait for it (a node that just started does
+/// not skip its first checks); otherwise, while it is not connected (or still
+/// authenticating and loading its scripts), a command fails at once with
+/// errc::unavailable, on the caller's stack. A read is always pending, so a
+/// Redis that goes away is noticed at once, idle or not. An EVALSHA that finds
+/// the script gone (NOSCRIPT: a restarted or flushed Redis) is sent again as
+/// EVAL.
 ///
 /// Lifecycle: construct and `start` on the io_context's thread; `stop` there
 /// too, or once the io_context no longer runs, before it is destroyed.
