@@ -11,9 +11,7 @@
 #include "http/router.hpp"
 #include "http/seat_maps.hpp"
 #include "http/static_files.hpp"
-#include "messaging/rate_limiter.hpp"
-#include "messaging/read_model.hpp"
-#include "messaging/waiting_room.hpp"
+#include "messaging/front_end_services.hpp"
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -59,15 +57,15 @@ struct api_config {
   std::shared_ptr<const static_files> web_pages;
   /// The waiting room (Redis); null when Redis is not configured, and then
   /// joining an event's enabled waiting room answers 503.
-  std::shared_ptr<rsv::waiting_room> waiting_room;
+  std::shared_ptr<waiting_room_service> waiting_room;
   /// How long an admission token is valid after the admission.
   int64_t admission_ttl_seconds = 600;
   /// Shared rate limits of the write routes; null or disabled: none.
-  std::shared_ptr<rate_limiter> rate_limits;
+  std::shared_ptr<rate_limit_service> rate_limits;
   /// The availability read model in Redis; with `reads_from_read_model`
   /// event counts and seat maps are answered from it (the actors and the
   /// directory when it cannot answer).
-  std::shared_ptr<redis_read_model> read_model;
+  std::shared_ptr<read_model_service> read_model;
   bool reads_from_read_model = false;
   /// Proxies (load balancers) whose X-Forwarded-For names the client:
   /// requests from them count under that address (per-address throttles

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "messaging/front_end_services.hpp"
 #include "messaging/redis_client.hpp"
 
 #include <cstdint>
@@ -8,10 +9,6 @@
 #include <optional>
 #include <prometheus/registry.h>
 #include <string>
-
-namespace boost::asio {
-class io_context;
-} // namespace boost::asio
 
 namespace rsv {
 
@@ -25,16 +22,6 @@ struct rate_limit_config {
   /// (see below); 0: every request is counted in Redis.
   int64_t lease_max = 0;
   std::shared_ptr<prometheus::Registry> registry;
-};
-
-/// The outcome of one check, with the header values of
-/// draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy` lists the
-/// limits that apply, `RateLimit` the one closest to running out.
-struct rate_decision {
-  bool allowed = true;
-  int64_t retry_after_seconds = 0; // when refused: until the window ends
-  std::string policy;              // RateLimit-Policy, empty: no header
-  std::string remaining;           // RateLimit, empty: no header
 };
 
 /// Rate limits shared by every node: fixed windows counted in Redis (keys
@@ -60,31 +47,31 @@ struct rate_decision {
 /// Thread-safe. On an attached thread `done` runs on that thread, later or
 /// at once; otherwise on the Redis client's thread, or at once on the
 /// caller's when Redis is down: there it must only post.
-class rate_limiter {
+class rate_limiter final : public rate_limit_service {
 public:
   rate_limiter(std::shared_ptr<redis_client> redis, rate_limit_config config);
-  ~rate_limiter();
+  ~rate_limiter() override;
 
-  bool enabled() const {
+  bool enabled() const override {
     return config_.customer_per_window > 0 || config_.address_per_window > 0;
   }
 
   /// Counts one request of `customer_id` (empty: unknown) from `address`
   /// (empty: unknown) and says whether it is within the limits.
   void check(const std::string& customer_id, const std::string& address,
-             std::function<void(rate_decision)> done);
+             std::function<void(rate_decision)> done) override;
 
   /// The decision at once, on an attached thread whose leases hold a
   /// number for every key of the request (no Redis call, no callback);
   /// nullopt otherwise, and then `check` it.
   std::optional<rate_decision> check_now(const std::string& customer_id,
-                                         const std::string& address);
+                                         const std::string& address) override;
 
   /// Gives the calling thread, which runs `io`, a Redis connection of its
   /// own for its checks; call it on that thread before `io` runs. The
   /// answer holds the connection: drop it on the same thread once `io` no
   /// longer runs, before `io` is destroyed.
-  std::shared_ptr<void> attach(boost::asio::io_context& io);
+  std::shared_ptr<void> attach(boost::asio::io_context& io) override;
 
   /// ok while every attached thread's connection is up (and when none is
   /// attached), down otherwise.

@@ -2,6 +2,7 @@
 
 #include "core/model.hpp"
 #include "messaging/change_sink.hpp"
+#include "messaging/front_end_services.hpp"
 #include "messaging/redis_client.hpp"
 
 #include <caf/expected.hpp>
@@ -13,13 +14,6 @@
 #include <vector>
 
 namespace rsv {
-
-/// A section's availability as the read model in Redis has it.
-struct section_availability {
-  seat_counts counts;
-  /// Seat statuses in dense index order; empty when only counts were asked.
-  std::vector<seat_status> statuses;
-};
 
 struct crash_fault; // core/supervised.hpp
 
@@ -50,7 +44,7 @@ struct read_model_config {
 /// Thread-safe; `publish` never blocks. Reads answer on the Redis client's
 /// thread (they must only post) with errc::unavailable when Redis cannot be
 /// asked or has no copy, and the caller then asks the actors.
-class redis_read_model final : public change_sink {
+class redis_read_model final : public change_sink, public read_model_service {
 public:
   /// `next` receives every change too (the counting sink).
   redis_read_model(std::shared_ptr<redis_client> redis,
@@ -72,15 +66,16 @@ public:
                        const std::vector<seat_status>& statuses);
 
   /// The counts of the given sections of one event, in that order.
-  void read_counts(
-      const std::string& event_id, const std::vector<std::string>& section_ids,
-      std::function<void(caf::expected<std::vector<seat_counts>>)> done);
+  void read_counts(const std::string& event_id,
+                   const std::vector<std::string>& section_ids,
+                   std::function<void(caf::expected<std::vector<seat_counts>>)>
+                       done) override;
 
   /// One section's statuses (`seat_count` seats).
-  void
-  read_seats(const std::string& event_id, const std::string& section_id,
-             uint32_t seat_count,
-             std::function<void(caf::expected<section_availability>)> done);
+  void read_seats(
+      const std::string& event_id, const std::string& section_id,
+      uint32_t seat_count,
+      std::function<void(caf::expected<section_availability>)> done) override;
 
   /// Starts the thread that publishes whole sections when asked (missing
   /// keys) and after every reconnection.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/clock.hpp"
+#include "messaging/front_end_services.hpp"
 #include "messaging/redis_client.hpp"
 
 #include <caf/expected.hpp>
@@ -12,14 +13,6 @@
 #include <vector>
 
 namespace rsv {
-
-/// Where a customer stands in an event's waiting room.
-struct queue_standing {
-  enum class kind { absent, waiting, admitted };
-  kind what = kind::absent;
-  int64_t position = 0;      // 1-based while waiting
-  millis admitted_at_ms = 0; // Redis's clock, when admitted
-};
 
 /// An event whose waiting room is enabled, as the admission loop sees it.
 struct waiting_room_event {
@@ -61,24 +54,22 @@ struct waiting_room_config {
 ///
 /// Answers run on the Redis client's thread (see redis_client): they must
 /// only post. Redis unreachable: errc::unavailable.
-class waiting_room {
+class waiting_room final : public waiting_room_service {
 public:
   waiting_room(std::shared_ptr<redis_client> redis, waiting_room_config config);
-  ~waiting_room();
+  ~waiting_room() override;
   waiting_room(const waiting_room&) = delete;
   waiting_room& operator=(const waiting_room&) = delete;
-
-  using answer_fn = std::function<void(caf::expected<queue_standing>)>;
 
   /// Puts the customer in the queue unless it is there or admitted (an
   /// admission past its time is dropped and the customer queues again).
   void join(const std::string& event_id, const std::string& customer_id,
-            answer_fn done);
+            answer_fn done) override;
 
   /// Where the customer stands; `absent` when not queued (or the admission
   /// is past its time).
   void poll(const std::string& event_id, const std::string& customer_id,
-            answer_fn done);
+            answer_fn done) override;
 
   /// Starts the admission thread.
   void start();
