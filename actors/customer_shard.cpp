@@ -122,8 +122,10 @@ private:
     // sorted here makes it the one a live node shows.
     std::sort(customer.bookings.begin(), customer.bookings.end(),
               listed_before);
-    for (auto& recorded : msg.idempotency)
-      remember(customer.idempotency[recorded.key], recorded);
+    for (auto& recorded : msg.idempotency) {
+      auto& record = customer.idempotency[recorded.key];
+      remember(record, std::move(recorded));
+    }
   }
 
   void booking_changed_to(booking_changed& msg) {
@@ -209,12 +211,12 @@ private:
     }
     // Recorded elsewhere: it is this node's record from now on.
     auto& recorded = **msg.found;
-    remember(records[req.key], recorded);
+    remember(records[req.key], recorded); // a copy: the answer needs it too
     if (recorded.fingerprint != req.fingerprint) {
       decision.what = idempotency_decision::kind::key_reused;
     } else {
       decision.what = idempotency_decision::kind::replay;
-      decision.response = recorded.response;
+      decision.response = std::move(recorded.response);
     }
     req.reply(std::move(decision));
   }
@@ -258,10 +260,11 @@ private:
     delayed_send(this, purge_interval, purge_tick_atom::value);
   }
 
-  static void remember(key_state& record, const idempotency_record& recorded) {
-    record.fingerprint = recorded.fingerprint;
+  /// Fills `record` from one stored (recovered, or found in PostgreSQL).
+  static void remember(key_state& record, idempotency_record recorded) {
+    record.fingerprint = std::move(recorded.fingerprint);
     record.finished = true;
-    record.response = recorded.response;
+    record.response = std::move(recorded.response);
     record.finished_at_ms = recorded.created_at_ms;
   }
 
