@@ -6,14 +6,13 @@
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_handles.hpp"
 #include "persistence/pg_tables.hpp"
+#include "persistence/work_queue.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <exception>
-#include <mutex>
 #include <set>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -25,6 +24,7 @@ namespace {
 
 using pg::conn_ptr;
 using pg::result_ptr;
+using pg::work_queue;
 
 caf::error unavailable(std::string what) {
   return make_error(errc::unavailable, std::move(what));
@@ -51,11 +51,7 @@ struct cluster_store::impl {
   }
 
   ~impl() {
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      stopping = true;
-    }
-    wake.notify_all();
+    queue.close();
     if (thread.joinable()) thread.join();
   }
 
@@ -89,18 +85,11 @@ struct cluster_store::impl {
   }
 
   void push(job next) {
-    bool stopped = false;
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      stopped = stopping;
-      if (!stopping && queue.size() < limits::cluster_store_queue_max) {
-        queue.push_back(std::move(next));
-        wake.notify_one();
-        return;
-      }
-    }
-    next.fail(unavailable(stopped ? "the cluster store is closed"
-                                  : "the cluster store's queue is full"));
+    auto pushed = queue.push(next, limits::cluster_store_queue_max);
+    if (pushed == work_queue<job>::pushed::yes) return;
+    next.fail(unavailable(pushed == work_queue<job>::pushed::closed
+                              ? "the cluster store is closed"
+                              : "the cluster store's queue is full"));
   }
 
   /// Connects and prepares the statements, at most once per reconnect
@@ -174,35 +163,28 @@ struct cluster_store::impl {
     connect();
     for (;;) {
       job next;
-      {
-        std::unique_lock<std::mutex> lock{mutex};
-        if (!wake.wait_for(lock, std::chrono::seconds(1),
-                           [this] { return stopping || !queue.empty(); })) {
-          lock.unlock();
-          check_connection();
-          continue;
-        }
-        if (stopping) break;
-        next = std::move(queue.front());
-        queue.pop_front();
+      bool closed = false;
+      if (!queue.wait_take(std::chrono::seconds(1),
+                           [&](std::deque<job>& waiting, bool is_closed) {
+                             closed = is_closed;
+                             if (closed) return;
+                             next = std::move(waiting.front());
+                             waiting.pop_front();
+                           })) {
+        check_connection();
+        continue;
       }
+      // Closed, what waits is failed, not run.
+      if (closed) break;
       execute(next);
     }
-    std::deque<job> left;
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      left.swap(queue);
-    }
-    for (auto& each : left)
+    for (auto& each : queue.take_all())
       each.fail(unavailable("the cluster store is closed"));
     conn.reset();
   }
 
   const std::string dsn;
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<job> queue; // guarded by mutex
-  bool stopping = false; // guarded by mutex
+  work_queue<job> queue;
   std::atomic<service_state> state{service_state::down};
   // The store's thread only.
   conn_ptr conn;

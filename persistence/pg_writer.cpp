@@ -9,13 +9,13 @@
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_pipeline.hpp"
 #include "persistence/pg_tables.hpp"
+#include "persistence/work_queue.hpp"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <mutex>
+#include <limits>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <random>
@@ -109,11 +109,7 @@ struct writer::impl {
 
   /// Commits what is queued, then ends the thread; later pushes fail.
   void stop() {
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      stopping = true;
-    }
-    wake.notify_all();
+    queue.close();
     if (thread.joinable()) thread.join();
   }
 
@@ -124,10 +120,7 @@ struct writer::impl {
   // Its journal stream, used with batch_encoding::journal: this process's
   // own, so numbering from 1 never meets another's rows.
   const std::string journal_stream;
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<pending_write> queue; // guarded by mutex
-  bool stopping = false;           // guarded by mutex
+  work_queue<pending_write> queue;
   std::atomic<service_state> state{service_state::down};
   // Writer thread only.
   conn_ptr conn;
@@ -146,20 +139,13 @@ struct writer::impl {
   std::thread thread;
 
   void push(pending_write write) {
-    bool stopped = false;
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      stopped = stopping;
-      if (queue.size() < config.queue_max && !stopping) {
-        queue.push_back(std::move(write));
-        wake.notify_one();
-        return;
-      }
-    }
-    write.answer(
-        make_error(errc::unavailable,
-                   std::string{stopped ? "the store is closed"
-                                       : "the store's write queue is full"}));
+    auto pushed = queue.push(write, config.queue_max);
+    if (pushed == work_queue<pending_write>::pushed::yes) return;
+    write.answer(make_error(
+        errc::unavailable,
+        std::string{pushed == work_queue<pending_write>::pushed::closed
+                        ? "the store is closed"
+                        : "the store's write queue is full"}));
   }
 
   bool connect() {
@@ -402,10 +388,7 @@ struct writer::impl {
                            std::string{"the store's writer restarted"}));
           in_flight.clear();
         },
-        [this](std::chrono::milliseconds delay) {
-          std::unique_lock<std::mutex> lock{mutex};
-          wake.wait_for(lock, delay, [this] { return stopping; });
-        },
+        [this](std::chrono::milliseconds delay) { queue.pause(delay); },
         shared.writer_restarts);
   }
 
@@ -445,24 +428,30 @@ struct writer::impl {
   /// Waits up to a second for writes and moves the next batch into
   /// `in_flight`: a section load alone, or up to batch_rows_max writes.
   next_step take_batch() {
-    std::unique_lock<std::mutex> lock{mutex};
-    if (!wake.wait_for(lock, std::chrono::seconds(1),
-                       [this] { return stopping || !queue.empty(); }))
-      return next_step::idle;
-    if (queue.empty() && stopping) return next_step::stop;
-    // A section load is a barrier: it runs alone, after the writes before
-    // it, so that it reads what they left.
-    if (queue.front().is_load()) {
-      in_flight.push_back(std::move(queue.front()));
-      queue.pop_front();
-      return next_step::write;
-    }
-    while (!queue.empty() && !queue.front().is_load() &&
-           in_flight.size() < config.batch_rows_max) {
-      in_flight.push_back(std::move(queue.front()));
-      queue.pop_front();
-    }
-    return next_step::write;
+    auto step = next_step::idle;
+    queue.wait_take(std::chrono::seconds(1),
+                    [&](std::deque<pending_write>& waiting, bool closed) {
+                      // Closed, the queue is still committed to the end.
+                      if (waiting.empty()) {
+                        step = closed ? next_step::stop : next_step::idle;
+                        return;
+                      }
+                      step = next_step::write;
+                      // A section load is a barrier: it runs alone, after
+                      // the writes before it, so that it reads what they
+                      // left.
+                      if (waiting.front().is_load()) {
+                        in_flight.push_back(std::move(waiting.front()));
+                        waiting.pop_front();
+                        return;
+                      }
+                      while (!waiting.empty() && !waiting.front().is_load() &&
+                             in_flight.size() < config.batch_rows_max) {
+                        in_flight.push_back(std::move(waiting.front()));
+                        waiting.pop_front();
+                      }
+                    });
+    return step;
   }
 
   /// The writer's loop: batches while there are writes, a connection check
@@ -500,9 +489,7 @@ struct writer::impl {
       for (auto& write : in_flight)
         write.answer(make_error(errc::unavailable,
                                 std::string{"PostgreSQL is unreachable"}));
-      std::unique_lock<std::mutex> lock{mutex};
-      wake.wait_for(lock, std::chrono::milliseconds(config.reconnect_delay_ms),
-                    [this] { return stopping; });
+      queue.pause(std::chrono::milliseconds(config.reconnect_delay_ms));
       return;
     }
     std::vector<const pending_write*> all;
@@ -566,16 +553,12 @@ void writer::push(pending_write write) {
 }
 
 void writer::push_load(section_load load) {
-  auto& w = *impl_;
-  {
-    std::lock_guard<std::mutex> guard{w.mutex};
-    if (!w.stopping) {
-      w.queue.push_back({std::move(load), {}});
-      w.wake.notify_one();
-      return;
-    }
-  }
-  load.done(
+  // A load is not bounded by queue_max: a section waits on it to serve.
+  pending_write item{std::move(load), {}};
+  if (impl_->queue.push(item, std::numeric_limits<std::size_t>::max()) ==
+      work_queue<pending_write>::pushed::yes)
+    return;
+  std::get<section_load>(item.what).done(
       make_error(errc::unavailable, std::string{"the store is stopping"}));
 }
 
