@@ -3,6 +3,7 @@
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
+#include "messaging/kafka_support.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -265,21 +266,10 @@ struct cluster_membership::impl {
     }
   }
 
-  static void on_log(const rd_kafka_t*, int level, const char* facility,
-                     const char* message) {
-    // librdkafka's syslog levels: 0-3 errors, 4 warnings, 5-6 notices.
-    if (level <= 4)
-      spdlog::warn("kafka {}: {}", facility, message);
-    else
-      spdlog::debug("kafka {}: {}", facility, message);
-  }
-
   /// Makes the consumer and subscribes it; throws what librdkafka refused,
   /// so that the supervisor tries again after a backoff.
   void make_consumer() {
-    char errstr[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    std::vector<std::pair<std::string, std::string>> settings{
+    kafka_settings settings{
         {"bootstrap.servers", config.brokers},
         {"group.id", config.group},
         // Survivors keep their partitions through a rebalance; only what
@@ -297,16 +287,12 @@ struct cluster_membership::impl {
       settings.emplace_back("client.id", config.client_id);
     for (const auto& property : config.properties)
       settings.push_back(property);
-    for (const auto& [name, value] : settings)
-      if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr,
-                            sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        throw thread_fault("kafka setting " + name + ": " + errstr);
-      }
+    std::string refused;
+    rd_kafka_conf_t* conf = make_kafka_conf(settings, this, refused);
+    if (conf == nullptr) throw thread_fault(refused);
     rd_kafka_conf_set_rebalance_cb(conf, &impl::on_rebalance);
     rd_kafka_conf_set_error_cb(conf, &impl::on_error);
-    rd_kafka_conf_set_log_cb(conf, &impl::on_log);
-    rd_kafka_conf_set_opaque(conf, this);
+    char errstr[512];
     // On success rd_kafka_new owns conf; on failure the caller does.
     consumer_ptr rk{
         rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))};

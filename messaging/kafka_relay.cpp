@@ -4,6 +4,7 @@
 #include "core/errc.hpp"
 #include "core/metrics.hpp"
 #include "core/supervised.hpp"
+#include "messaging/kafka_support.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -174,27 +175,8 @@ struct kafka_relay::impl {
     (void)rk;
   }
 
-  static void on_log(const rd_kafka_t*, int level, const char* facility,
-                     const char* message) {
-    // librdkafka's syslog levels: 0-3 errors, 4 warnings, 5-6 notices.
-    if (level <= 4)
-      spdlog::warn("kafka {}: {}", facility, message);
-    else
-      spdlog::debug("kafka {}: {}", facility, message);
-  }
-
   caf::error make_producer() {
-    char errstr[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    auto set = [&](const std::string& name,
-                   const std::string& value) -> caf::error {
-      if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr,
-                            sizeof(errstr)) != RD_KAFKA_CONF_OK)
-        return make_error(errc::validation_failed,
-                          "kafka setting " + name + ": " + errstr);
-      return {};
-    };
-    std::vector<std::pair<std::string, std::string>> settings{
+    kafka_settings settings{
         {"bootstrap.servers", config.brokers},
         {"client.id", "reservations-relay"},
         {"compression.type", config.compression},
@@ -214,15 +196,13 @@ struct kafka_relay::impl {
     // duplicate within a partition.
     settings.emplace_back("enable.idempotence", "true");
     settings.emplace_back("acks", "all");
-    for (const auto& [name, value] : settings)
-      if (auto err = set(name, value)) {
-        rd_kafka_conf_destroy(conf);
-        return err;
-      }
+    std::string refused;
+    rd_kafka_conf_t* conf = make_kafka_conf(settings, this, refused);
+    if (conf == nullptr)
+      return make_error(errc::validation_failed, std::move(refused));
     rd_kafka_conf_set_dr_msg_cb(conf, &impl::on_delivery);
     rd_kafka_conf_set_error_cb(conf, &impl::on_error);
-    rd_kafka_conf_set_log_cb(conf, &impl::on_log);
-    rd_kafka_conf_set_opaque(conf, this);
+    char errstr[512];
     // On success rd_kafka_new owns conf; on failure the caller does.
     producer_ptr rk{
         rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))};
