@@ -11,6 +11,7 @@
 #include "http/problem.hpp"
 
 #include <spdlog/spdlog.h>
+#include <vector>
 
 namespace rsv::http {
 
@@ -42,7 +43,7 @@ std::optional<int64_t> bounded(const nlohmann::json& body, const char* name,
 /// The first member of `body` not in `known`, as a reason; empty when every
 /// one is known. A misspelt fault would otherwise be a silent no-op.
 std::string unknown_member(const nlohmann::json& body,
-                           std::initializer_list<const char*> known) {
+                           const std::vector<const char*>& known) {
   for (const auto& [name, value] : body.items()) {
     bool found = false;
     for (const char* k : known)
@@ -69,6 +70,31 @@ std::optional<int> crash_count(const nlohmann::json& body, const char* name,
                        fault.crashes.load(), why);
   if (!value) return std::nullopt;
   return static_cast<int>(*value);
+}
+
+/// A member of a chaos request that sets a thread's crashes to come.
+struct crash_member {
+  const char* name;
+  crash_fault& fault;
+};
+
+/// The counts of `members`, in their order, when the body names no other
+/// member and every count is allowed; nullopt (and why) otherwise.
+std::optional<std::vector<int>> crash_counts(const nlohmann::json& body,
+                                             std::vector<crash_member> members,
+                                             std::string& why) {
+  std::vector<const char*> names;
+  for (const auto& member : members)
+    names.push_back(member.name);
+  why = unknown_member(body, names);
+  if (!why.empty()) return std::nullopt;
+  std::vector<int> counts;
+  for (const auto& member : members) {
+    auto count = crash_count(body, member.name, member.fault, why);
+    if (!count) return std::nullopt;
+    counts.push_back(*count);
+  }
+  return counts;
 }
 
 } // namespace
@@ -209,16 +235,14 @@ void api::chaos_relay(context& ctx) {
                      "--kafka-brokers"));
     return;
   }
-  auto why = unknown_member(*json, {"crashes"});
-  auto crashes = why.empty()
-                     ? crash_count(*json, "crashes", threads->relay, why)
-                     : std::nullopt;
-  if (!crashes) {
+  std::string why;
+  auto counts = crash_counts(*json, {{"crashes", threads->relay}}, why);
+  if (!counts) {
     ctx.done(problem(422, problem_code::validation_failed, why));
     return;
   }
-  threads->relay.crashes = *crashes;
-  spdlog::warn("chaos: {} relay crashes to come", *crashes);
+  threads->relay.crashes = counts->at(0);
+  spdlog::warn("chaos: {} relay crashes to come", counts->at(0));
   chaos_state(ctx);
 }
 
@@ -232,33 +256,30 @@ void api::chaos_redis(context& ctx) {
                      "--redis-url"));
     return;
   }
-  auto why = unknown_member(*json, {"connection_crashes", "read_model_crashes",
-                                    "waiting_room_crashes"});
-  std::optional<int> connection, read_model, waiting_room;
-  if (why.empty())
-    connection = crash_count(*json, "connection_crashes",
-                             threads->redis_connection, why);
-  if (connection)
-    read_model =
-        crash_count(*json, "read_model_crashes", threads->read_model, why);
-  if (read_model)
-    waiting_room =
-        crash_count(*json, "waiting_room_crashes", threads->waiting_room, why);
-  if (!waiting_room) {
+  std::string why;
+  auto counts = crash_counts(*json,
+                             {{"connection_crashes", threads->redis_connection},
+                              {"read_model_crashes", threads->read_model},
+                              {"waiting_room_crashes", threads->waiting_room}},
+                             why);
+  if (!counts) {
     ctx.done(problem(422, problem_code::validation_failed, why));
     return;
   }
-  if (*read_model > 0 && !config_.read_model) {
+  int connection = counts->at(0);
+  int read_model = counts->at(1);
+  int waiting_room = counts->at(2);
+  if (read_model > 0 && !config_.read_model) {
     ctx.done(problem(409, "chaos_unsupported",
                      "this node runs no read model (--read-model off)"));
     return;
   }
-  threads->redis_connection.crashes = *connection;
-  threads->read_model.crashes = *read_model;
-  threads->waiting_room.crashes = *waiting_room;
+  threads->redis_connection.crashes = connection;
+  threads->read_model.crashes = read_model;
+  threads->waiting_room.crashes = waiting_room;
   spdlog::warn("chaos: Redis crashes to come: {} of a connection thread, {} "
                "of the read model, {} of the admission thread",
-               *connection, *read_model, *waiting_room);
+               connection, read_model, waiting_room);
   chaos_state(ctx);
 }
 
