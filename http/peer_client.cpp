@@ -2,6 +2,7 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "http/boost_names.hpp"
 #include "http/peer_message.hpp"
 
 #include <algorithm>
@@ -19,10 +20,6 @@
 
 namespace rsv::http {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 using done_fn = std::function<void(caf::expected<api_response>)>;
 

@@ -1,17 +1,13 @@
 #include "http/peer_message.hpp"
 
 #include "core/errc.hpp"
+#include "http/boost_names.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <charconv>
 #include <exception>
 
 namespace rsv::http {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 namespace {
 

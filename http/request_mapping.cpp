@@ -1,5 +1,6 @@
 #include "http/request_mapping.hpp"
 
+#include "http/boost_names.hpp"
 #include "http/router.hpp"
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <string>
 
 namespace rsv::http {
-
-namespace bhttp = boost::beast::http;
 
 method to_method(bhttp::verb verb) {
   switch (verb) {

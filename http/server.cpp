@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include "core/limits.hpp"
+#include "http/boost_names.hpp"
 #include "http/server_state.hpp"
 
 #include <algorithm>
@@ -36,11 +37,6 @@ std::size_t connections_cap_from_file_limit() {
   auto cap = files > reserve ? files - reserve : 1;
   return std::min(cap, limits::connections_max);
 }
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 server::server(server_config config, api& handler,
                std::shared_ptr<prometheus::Registry> registry)

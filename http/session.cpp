@@ -1,3 +1,4 @@
+#include "http/boost_names.hpp"
 #include "http/problem.hpp"
 #include "http/request_mapping.hpp"
 #include "http/server_state.hpp"
@@ -10,11 +11,6 @@
 #include <spdlog/spdlog.h>
 
 namespace rsv::http {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 namespace {
 

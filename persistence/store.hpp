@@ -117,14 +117,22 @@ public:
   explicit memory_store(bool keep_holds = false) : keep_holds_(keep_holds) {}
   const char* name() const override { return "memory"; }
   bool durable() const override { return false; }
+
+  // Writes are acknowledged at once, on the caller's thread (a section
+  // actor's), unless failing. Only `append` keeps anything, and only with
+  // keep_holds.
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
                     store_ack done, write_fence fence = {}) override;
   void create_customer(const customer_record& record, store_ack done) override;
   void append(const seat_change& change, store_ack done) override;
   void put_idempotency(const idempotency_record& record,
                        store_ack done) override;
+
+  // Loads answer at once from the kept holds: none without keep_holds.
   void load_section(uint32_t section_no, section_loaded done) override;
   void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override;
+
+  /// Down while failing, else ok.
   service_state health() const override;
 
   /// While failing, every write and load is answered with errc::unavailable.
