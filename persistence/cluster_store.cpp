@@ -124,15 +124,12 @@ struct cluster_store::impl {
   /// While idle, once a second: keeps /health live and reconnects before
   /// a job needs the connection.
   void check_connection() {
-    if (conn) {
-      result_ptr ping{PQexec(conn.get(), "SELECT 1")};
-      if (PQresultStatus(ping.get()) == PGRES_TUPLES_OK) {
-        state = service_state::ok;
-        return;
-      }
-      conn.reset();
-      state = service_state::down;
+    if (conn && pg::answers(conn.get())) {
+      state = service_state::ok;
+      return;
     }
+    conn.reset();
+    state = service_state::down;
     connect();
   }
 

@@ -20,6 +20,11 @@ conn_ptr connect(const std::string& dsn) {
   return conn_ptr{PQconnectdbParams(keywords, values, 1)};
 }
 
+bool answers(PGconn* conn) {
+  result_ptr ping{PQexec(conn, "SELECT 1")};
+  return PQresultStatus(ping.get()) == PGRES_TUPLES_OK;
+}
+
 std::string literal(PGconn* conn, const std::string& text) {
   char* escaped = PQescapeLiteral(conn, text.data(), text.size());
   std::string out = escaped != nullptr ? escaped : "NULL";

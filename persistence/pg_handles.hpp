@@ -32,6 +32,10 @@ using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 /// timeouts and keepalives unless the DSN sets its own. Check PQstatus.
 conn_ptr connect(const std::string& dsn);
 
+/// True when `conn` still answers a query (`SELECT 1`): what a thread that
+/// owns a connection checks while idle, so that /health stays live.
+bool answers(PGconn* conn);
+
 /// `text` as an SQL string literal, quoted and escaped for `conn`'s
 /// encoding (PQescapeLiteral); NULL if libpq cannot escape it.
 std::string literal(PGconn* conn, const std::string& text);

@@ -297,14 +297,11 @@ struct writer::impl {
   /// While idle, once a second: is the database still there? Keeps
   /// /health true when no writes come, and reconnects before they do.
   void check_connection() {
-    if (conn) {
-      result_ptr ping{PQexec(conn.get(), "SELECT 1")};
-      if (PQresultStatus(ping.get()) == PGRES_TUPLES_OK) {
-        state = service_state::ok;
-        return;
-      }
-      conn.reset();
+    if (conn && answers(conn.get())) {
+      state = service_state::ok;
+      return;
     }
+    conn.reset();
     state = connect() ? service_state::ok : service_state::down;
   }
 
