@@ -39,7 +39,7 @@ class Series:
     @property
     def hold_checked(self):
         """Holds runs are checked against the event's held seats."""
-        return self.script == "holds.lua"
+        return self.script in ("holds.lua", "paced_holds.lua")
 
 
 # holds.lua's arguments (see its head): one seat per hold of a fresh event.
@@ -47,8 +47,13 @@ HOLDS_ARGS = ("{tokens}", "{event}", "{sections}", "{rows}", "{seats_per_row}", 
               "{seat_pick}")
 
 
-def holds(name, label, **more):
-    """A series of scenario (b): one seat per hold, a fresh event per run."""
+def holds(name, label, pace_ms=0, **more):
+    """A series of scenario (b): one seat per hold, a fresh event per run;
+    with pace_ms, each connection waits that long between an answer and its
+    next request (paced_holds.lua), for a load with a rate."""
+    if pace_ms:
+        return Series(name, label, "paced_holds.lua", "POST /v1/holds",
+                      args=HOLDS_ARGS + (str(pace_ms),), **more)
     return Series(name, label, "holds.lua", "POST /v1/holds", args=HOLDS_ARGS, **more)
 
 

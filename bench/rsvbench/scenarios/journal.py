@@ -3,7 +3,9 @@ the group commit (`--pg-batch-encoding pipeline`) and with one journal row
 per commit projected in the background (`journal`), and the same holds on
 a memory-store node, in one run. A probe samples the projector's backlog
 and lag once a second while wrk runs, then times how long the projector
-needs to empty the journal after wrk stopped.
+needs to empty the journal after wrk stopped. Last, the journal paced to
+about 10,000 holds/s (issue 16: p99 at that rate), with wrk's delay()
+(bench/paced_holds.lua): the report's rate says what it reached.
 """
 import time
 
@@ -21,9 +23,18 @@ JOURNAL_LAZY = JOURNAL + ("--pg-journal-step-interval-ms", "1000")
 # How long the journal may take to empty after a run before it counts as
 # not keeping up; the run itself lasts BENCH_DURATION.
 DRAIN_TIMEOUT_S = 120
+# The paced series' rate. Each connection waits between an answer and its
+# next request: connections / (pace + latency) requests per second, with
+# about a millisecond of latency at that rate on this machine.
+PACED_RATE = 10_000
+LATENCY_MS = 1
 
 
-def series():
+def pace_ms(connections, rate=PACED_RATE):
+    return max(1, round(connections * 1000 / rate) - LATENCY_MS)
+
+
+def series(cfg):
     return (
         holds("journal-memory", "(b) POST /v1/holds, memory store (journal scenario)",
               node=MEMORY),
@@ -35,6 +46,9 @@ def series():
               " without interval (journal scenario)", node=JOURNAL_EAGER, probe=JournalProbe),
         holds("journal-lazy", "(b) POST /v1/holds, durable, journal, projector steps"
               " once a second (journal scenario)", node=JOURNAL_LAZY, probe=JournalProbe),
+        holds("journal-paced", "(b) POST /v1/holds, durable, journal, paced to about"
+              f" {PACED_RATE:,} holds/s (journal scenario)", node=JOURNAL,
+              pace_ms=pace_ms(cfg.connections), probe=JournalProbe),
     )
 
 
