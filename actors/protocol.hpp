@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 /// The protocol of every actor of the node, written down once.
@@ -151,6 +152,44 @@ struct seat_map_request {
 /// (see store::load_section).
 struct section_reloaded {
   caf::expected<std::vector<recorded_hold>> holds;
+};
+
+/// What follows one write of a section once the store has answered it (the
+/// commit's effects outside the section, then the client's answer), with the
+/// store's verdict. Runs exactly once: normally on the section actor
+/// (write_acknowledged); if it is destroyed unrun, because its message died
+/// with a section that was killed between the write and its
+/// acknowledgement, its destructor runs it on that thread, so that a
+/// committed write is still told to the change sink and answered 2xx, and a
+/// failed one 503. What it runs therefore touches only thread-safe things,
+/// never the section's state.
+class write_followup {
+public:
+  using callback = std::function<void(const caf::error&)>;
+
+  write_followup(caf::error verdict, callback fn)
+      : verdict_(std::move(verdict)), fn_(std::move(fn)) {}
+  write_followup(const write_followup&) = delete;
+  write_followup& operator=(const write_followup&) = delete;
+  ~write_followup() { run(); }
+
+  /// Empty: the write committed.
+  const caf::error& verdict() const { return verdict_; }
+
+  void run() {
+    if (auto fn = std::exchange(fn_, nullptr)) fn(verdict_);
+  }
+
+private:
+  caf::error verdict_;
+  callback fn_;
+};
+
+/// The store answered one of the section's writes: posted by the store's
+/// thread, in the order the section's writes committed (one writer per
+/// section, and a thread's messages to one actor arrive in the order sent).
+struct write_acknowledged {
+  std::shared_ptr<write_followup> followup;
 };
 
 // -- customer shard actor -----------------------------------------------------
@@ -340,6 +379,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_booking_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::cancel_booking_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::seat_map_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::section_reloaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::write_acknowledged)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::reserve_quota_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::adjust_quota)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::booking_changed)
@@ -363,8 +403,6 @@ namespace rsv {
 
 /// Timer message of a section actor: expire the holds that are due.
 using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
-/// A write of the section failed: its memory may be ahead of the store.
-using store_failed_atom = caf::atom_constant<caf::atom("st_failed")>;
 /// Timer message of a stale section: try loading it again.
 using reload_atom = caf::atom_constant<caf::atom("reload")>;
 /// Timer message of the registry: start the next incarnation of a section
@@ -378,14 +416,15 @@ using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
 /// Every message a section actor handles (actors/section_actor.hpp), checked
 /// by the compiler against its handlers. The front end sends the requests
 /// through section_entry::actor(), an untyped handle; the last four the
-/// section sends itself, from its timers and from the store's answers. Every
-/// request is answered through its `reply_fn`, so none has a reply type.
+/// section sends itself, from its timers and from the store's answers (its
+/// writes' acknowledgements, its reloads). Every request is answered through
+/// its `reply_fn`, so none has a reply type.
 using section_actor = caf::typed_actor<
     caf::reacts_to<hold_request>, caf::reacts_to<get_hold_request>,
     caf::reacts_to<release_hold_request>, caf::reacts_to<book_request>,
     caf::reacts_to<get_booking_request>, caf::reacts_to<cancel_booking_request>,
     caf::reacts_to<seat_map_request>, caf::reacts_to<expire_tick_atom>,
-    caf::reacts_to<store_failed_atom>, caf::reacts_to<reload_atom>,
+    caf::reacts_to<write_acknowledged>, caf::reacts_to<reload_atom>,
     caf::reacts_to<section_reloaded>>;
 
 } // namespace rsv

@@ -123,7 +123,7 @@ section_actor_impl::behavior_type section_actor_impl::make_behavior() {
       },
       [this](const seat_map_request& req) { serve(req, &self::seat_map); },
       [this](expire_tick_atom) { on_expire_tick(); },
-      [this](store_failed_atom) { on_store_failed(); },
+      [this](write_acknowledged& msg) { on_acknowledged(*msg.followup); },
       [this](reload_atom) { on_reload_timer(); },
       [this](section_reloaded& msg) { on_reloaded(msg); },
   };

@@ -48,6 +48,15 @@ struct section_setup {
 /// arrives (the section is wanted; at most one load per `request_gap_ms`) and
 /// on a backoff timer (for idle sections), never more than one load at once.
 ///
+/// Acknowledgements: the store's thread only posts its verdict on a write
+/// (write_acknowledged, in the section's commit order); what follows the
+/// write (the change sink, the counters, the client's answer) runs on this
+/// actor, or at once when the store answered inside `append` (the memory
+/// store). The answer is rendered on the client's I/O thread
+/// (http/api_context.hpp), not here. A section killed before its
+/// acknowledgement arrives cannot run it: it runs where the message dies, so
+/// a committed write is still answered 2xx (write_followup in protocol.hpp).
+///
 /// A restarted section (its predecessor died, see registry_actor.cpp) starts
 /// stale, with its predecessor's memory, which it never serves from: it
 /// loads itself from the store before it answers anything, and corrects the
@@ -129,6 +138,7 @@ private:
   void request_reload();
   void reload_if_due();
   void adopt(std::vector<recorded_hold> holds);
+  void on_acknowledged(write_followup& followup);
   void on_store_failed();
   void on_reload_timer();
   void on_reloaded(section_reloaded& msg);

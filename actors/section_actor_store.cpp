@@ -13,8 +13,9 @@ namespace rsv {
 namespace {
 
 /// What a committed change means outside the section: the change sink and
-/// the counters of committed changes. Runs in the store's acknowledgement,
-/// which may be on another thread, so it only touches thread-safe things.
+/// the counters of committed changes. Runs after the store's
+/// acknowledgement, on the section actor or, if the section died meanwhile,
+/// wherever its write_followup dies, so it only touches thread-safe things.
 struct after_commit {
   runtime_deps deps;
 
@@ -41,16 +42,37 @@ struct after_commit {
   }
 };
 
+// The section actor that is inside store::append on this thread, if any. An
+// acknowledgement given inside that call (the memory store always; a durable
+// store refusing at once, its queue full or closed) is already on the
+// actor's thread, and runs there at once, without a round trip through the
+// mailbox. An acknowledgement from the store's own thread is posted.
+thread_local const section_actor_impl* appending = nullptr;
+
+/// Marks `section` as inside store::append on this thread while it lives.
+class appending_scope {
+public:
+  explicit appending_scope(const section_actor_impl* section)
+      : outer_(std::exchange(appending, section)) {}
+  ~appending_scope() { appending = outer_; }
+  appending_scope(const appending_scope&) = delete;
+  appending_scope& operator=(const appending_scope&) = delete;
+
+private:
+  const section_actor_impl* outer_;
+};
+
 } // namespace
 
 // -- writes -------------------------------------------------------------------
 
-// Persists a change; `then` runs with the store's verdict. With `effects`,
-// the change is applied first (gauges, customer limits) and the counts
-// published, so that a client that reads the event right after its answer
-// sees its own change, and a committed change is told to the change sink. A
-// restated change has neither: they followed the first time. A failed write
-// makes the section stale; a fenced one gives its partition up.
+// Persists a change; `then` runs with the store's verdict, on this actor (see
+// on_acknowledged; the store's thread only posts the verdict). With
+// `effects`, the change is applied first (gauges, customer limits) and the
+// counts published, so that a client that reads the event right after its
+// answer sees its own change, and a committed change is told to the change
+// sink. A restated change has neither: they followed the first time. A
+// failed write makes the section stale; a fenced one gives its partition up.
 void section_actor_impl::write(seat_change change, bool effects,
                                std::function<void(caf::error)> then) {
   if (effects) {
@@ -58,23 +80,36 @@ void section_actor_impl::write(seat_change change, bool effects,
     setup_.entry->publish(seats().counts());
   }
   const auto& deps = setup_.deps;
-  deps.store->append(change, [committed = after_commit{deps}, change,
-                              me = caf::actor_cast<section_actor>(this),
-                              effects, on_fenced = deps.on_fenced,
-                              then = std::move(then)](caf::error err) {
-    if (!err) {
-      if (effects) committed(change);
-    } else {
-      // The partition moved to another node: this one stops serving it.
-      if (code_of(err) == errc::fenced && on_fenced)
-        on_fenced(change.fence.partition);
-      spdlog::warn("store write failed: {} of event {} section {} slot {}: {}",
-                   to_string(change.kind), change.event_id, change.section_id,
-                   change.slot, describe(err));
-      caf::anon_send(me, store_failed_atom::value);
-    }
-    then(std::move(err));
-  });
+  write_followup::callback followup =
+      [committed = after_commit{deps}, change, effects,
+       on_fenced = deps.on_fenced,
+       then = std::move(then)](const caf::error& err) {
+        if (!err) {
+          if (effects) committed(change);
+        } else {
+          // The partition moved to another node: this one stops serving it.
+          if (code_of(err) == errc::fenced && on_fenced)
+            on_fenced(change.fence.partition);
+          spdlog::warn("store write failed: {} of event {} section {} slot "
+                       "{}: {}",
+                       to_string(change.kind), change.event_id,
+                       change.section_id, change.slot, describe(err));
+        }
+        then(err);
+      };
+  appending_scope inside{this};
+  deps.store->append(
+      change, [this, me = caf::actor_cast<section_actor>(this),
+               followup = std::move(followup)](caf::error err) mutable {
+        if (appending == this) {
+          // Inside append, on this actor's own thread: `this` is alive.
+          write_followup now{std::move(err), std::move(followup)};
+          on_acknowledged(now);
+          return;
+        }
+        caf::anon_send(me, write_acknowledged{std::make_shared<write_followup>(
+                               std::move(err), std::move(followup))});
+      });
 }
 
 void section_actor_impl::commit(seat_change change,
@@ -170,6 +205,20 @@ void section_actor_impl::adopt(std::vector<recorded_hold> holds) {
     caf::anon_send(shards.for_customer(customer),
                    booking_changed{customer, std::move(booking)});
   memory_->seats = std::move(fresh);
+}
+
+// What follows a write, on this actor, once the store has answered it. A
+// failed write makes the section stale first, so that no request after its
+// 503 is served from memory the store may lack. Continuations run in the
+// order the acknowledgements arrive: the order of the section's commits,
+// since the section always writes through one writer of the store, which
+// acknowledges in commit order from its one thread; a write the store
+// refuses at once is answered at once. If this actor dies before a posted
+// acknowledgement arrives, the write_followup runs where its message dies
+// (protocol.hpp), without the stale step: the next incarnation reloads.
+void section_actor_impl::on_acknowledged(write_followup& followup) {
+  if (followup.verdict()) on_store_failed();
+  followup.run();
 }
 
 void section_actor_impl::on_store_failed() {

@@ -59,7 +59,8 @@ void api::create_customer(context& ctx) {
   auto& body = ctx.decoded.credentials;
   if (!admit_password_check(ctx, body->email)) return;
   // Hashing takes tens of milliseconds of CPU: never on an I/O thread.
-  auto job = [this, body = std::move(*body), done = ctx.done](bool late) {
+  auto job = [this, body = std::move(*body), done = ctx.done,
+              resume = ctx.req.resume](bool late) {
     if (late) {
       done(password_check_late());
       return;
@@ -77,7 +78,7 @@ void api::create_customer(context& ctx) {
         rt_.accounts(),
         register_customer_request{
             std::move(record),
-            answer<customer_record>(done, [](const customer_record& r) {
+            answer<customer_record>(done, resume, [](const customer_record& r) {
               return created(
                   dump({{"customer_id", r.customer_id}, {"email", r.email}}),
                   "/v1/customers/" + r.customer_id);

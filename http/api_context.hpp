@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <caf/expected.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -53,16 +54,34 @@ inline std::string location_of(const api_response& response) {
   return {};
 }
 
-/// Turns an actor's reply into an answer: `render` on success.
+/// Runs a continuation on the connection's I/O thread (api_request::resume);
+/// unset: inline.
+using resume_fn = std::function<void(std::function<void()>)>;
+
+/// Turns an actor's reply into an answer: `render` on success, the problem
+/// on failure. The reply only posts the outcome to the connection's I/O
+/// thread, where the answer is rendered, so that neither the actor nor the
+/// store thread that replies spends its time on JSON.
 template <class T, class Render>
-reply_fn<T> answer(respond_fn done, Render render) {
-  return reply_fn<T>{[done = std::move(done),
+reply_fn<T> answer(respond_fn done, resume_fn resume, Render render) {
+  return reply_fn<T>{[done = std::move(done), resume = std::move(resume),
                       render = std::move(render)](caf::expected<T> result) {
-    if (!result)
-      done(problem_from(result.error()));
+    auto respond = [done, render, result = std::move(result)] {
+      if (!result)
+        done(problem_from(result.error()));
+      else
+        done(render(*result));
+    };
+    if (resume)
+      resume(std::move(respond));
     else
-      done(render(*result));
+      respond();
   }};
+}
+
+template <class T, class Render>
+reply_fn<T> answer(const request_context& ctx, Render render) {
+  return answer<T>(ctx.done, ctx.req.resume, std::move(render));
 }
 
 inline bool has_waiting_room(const event_entry& event) {

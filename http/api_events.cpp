@@ -28,14 +28,14 @@ void api::list_events(context& ctx) {
 
 void api::create_event(context& ctx) {
   auto& def = ctx.decoded.event;
-  caf::anon_send(
-      rt_.registry(),
-      create_event_request{
-          std::move(*def),
-          answer<std::shared_ptr<const event_entry>>(
-              ctx.done, [](const std::shared_ptr<const event_entry>& e) {
-                return created(render_event(*e), "/v1/events/" + e->def.id);
-              })});
+  caf::anon_send(rt_.registry(),
+                 create_event_request{
+                     std::move(*def),
+                     answer<std::shared_ptr<const event_entry>>(
+                         ctx, [](const std::shared_ptr<const event_entry>& e) {
+                           return created(render_event(*e),
+                                          "/v1/events/" + e->def.id);
+                         })});
 }
 
 void api::get_event(context& ctx) {

@@ -56,7 +56,7 @@ void api::create_hold(context& ctx) {
                     std::move(body->seats),
                     body->quantity,
                     false,
-                    answer<hold_view>(ctx.done, render),
+                    answer<hold_view>(ctx, render),
                     capture_for<hold_view>(ctx.idempotency, render)};
   if (event->def.max_seats_per_customer)
     caf::anon_send(rt_.shard_for(ctx.customer_id),
@@ -108,7 +108,7 @@ void api::get_hold(context& ctx) {
       }))
     caf::anon_send(section->actor(),
                    get_hold_request{ctx.customer_id, ref->slot,
-                                    answer<hold_view>(ctx.done, ok_hold)});
+                                    answer<hold_view>(ctx, ok_hold)});
 }
 
 void api::release_hold(context& ctx) {
@@ -116,10 +116,9 @@ void api::release_hold(context& ctx) {
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
         return absent(problem_from(no_such_hold()), record_partition(ref));
       }))
-    caf::anon_send(
-        section->actor(),
-        release_hold_request{ctx.customer_id, ref->slot,
-                             answer<hold_view>(ctx.done, no_content)});
+    caf::anon_send(section->actor(),
+                   release_hold_request{ctx.customer_id, ref->slot,
+                                        answer<hold_view>(ctx, no_content)});
 }
 
 void api::create_booking(context& ctx) {
@@ -134,7 +133,7 @@ void api::create_booking(context& ctx) {
   caf::anon_send(
       section->actor(),
       book_request{ctx.customer_id, ref->slot,
-                   answer<booking_view>(ctx.done, render),
+                   answer<booking_view>(ctx, render),
                    capture_for<booking_view>(ctx.idempotency, render)});
 }
 
@@ -156,7 +155,7 @@ void api::list_bookings(context& ctx) {
                  list_bookings_request{
                      ctx.customer_id,
                      answer<std::vector<booking_view>>(
-                         ctx.done, [](const std::vector<booking_view>& list) {
+                         ctx, [](const std::vector<booking_view>& list) {
                            return json_response(200, render_bookings(list));
                          })});
 }
@@ -166,10 +165,9 @@ void api::get_booking(context& ctx) {
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
         return absent(problem_from(no_such_booking()), record_partition(ref));
       }))
-    caf::anon_send(
-        section->actor(),
-        get_booking_request{ctx.customer_id, ref->slot,
-                            answer<booking_view>(ctx.done, ok_booking)});
+    caf::anon_send(section->actor(),
+                   get_booking_request{ctx.customer_id, ref->slot,
+                                       answer<booking_view>(ctx, ok_booking)});
 }
 
 void api::cancel_booking(context& ctx) {
@@ -180,7 +178,7 @@ void api::cancel_booking(context& ctx) {
     caf::anon_send(
         section->actor(),
         cancel_booking_request{ctx.customer_id, ref->slot,
-                               answer<booking_view>(ctx.done, ok_booking)});
+                               answer<booking_view>(ctx, ok_booking)});
 }
 
 } // namespace rsv::http

@@ -1,5 +1,6 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "http/api_context.hpp"
 #include "http/auth.hpp"
 #include "http/json_mapping.hpp"
 #include "http/request_mapping.hpp"
@@ -8,6 +9,7 @@
 
 #include <gtest/gtest.h>
 #include <sodium.h>
+#include <thread>
 
 namespace rsv::http {
 namespace {
@@ -311,6 +313,45 @@ TEST(json_mapping, events_render_as_valid_json_whatever_their_names) {
      "seats_free": 2}]})"));
   EXPECT_EQ(json::parse(render_events(directory_snapshot{})),
             json::parse(R"({"events": []})"));
+}
+
+// An actor's reply only posts its outcome: the answer is rendered where the
+// connection's I/O thread runs the continuation, not on the replying thread.
+TEST(answer, renders_on_the_connection_thread_not_the_replier) {
+  std::vector<std::function<void()>> posted; // the I/O thread's queue
+  std::thread::id rendered_on;
+  std::vector<api_response> sent;
+  auto reply = answer<std::string>(
+      [&](api_response response) { sent.push_back(std::move(response)); },
+      [&](std::function<void()> continuation) {
+        posted.push_back(std::move(continuation));
+      },
+      [&](const std::string& body) {
+        rendered_on = std::this_thread::get_id();
+        return json_response(200, body);
+      });
+  std::thread replier{[&] { reply(std::string{"{}"}); }};
+  auto replier_id = replier.get_id();
+  replier.join();
+  ASSERT_EQ(posted.size(), 1u);
+  EXPECT_TRUE(sent.empty()) << "answered on the replying thread";
+  posted.front()();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].status, 200u);
+  EXPECT_EQ(rendered_on, std::this_thread::get_id());
+  EXPECT_NE(rendered_on, replier_id);
+  // A failure is posted the same way, and becomes its problem answer.
+  auto failed = answer<std::string>(
+      [&](api_response response) { sent.push_back(std::move(response)); },
+      [&](std::function<void()> continuation) {
+        posted.push_back(std::move(continuation));
+      },
+      [](const std::string&) { return json_response(200, "{}"); });
+  failed(make_error(errc::unavailable, std::string{"gone"}));
+  ASSERT_EQ(posted.size(), 2u);
+  posted.back()();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].status, 503u);
 }
 
 } // namespace
