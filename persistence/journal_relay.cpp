@@ -56,13 +56,12 @@ public:
     for (auto* row : rows) {
       auto entries = journal::decode(row->payload);
       if (!entries)
-        return make_error(errc::validation_failed,
-                          "journal row " + row->stream + " seq " +
-                              std::to_string(row->seq) +
-                              " cannot be relayed (" +
-                              describe(entries.error()) +
-                              "); nothing after it is relayed until it is "
-                              "repaired");
+        return make_error(
+            errc::validation_failed,
+            "journal row " + row->stream + " seq " + std::to_string(row->seq) +
+                " cannot be relayed (" + describe(entries.error()) +
+                "); nothing after it is relayed until it is "
+                "repaired");
       std::string lines;
       for (const auto& entry : *entries) {
         if (const auto* change = std::get_if<seat_change>(&entry)) {

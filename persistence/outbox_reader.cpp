@@ -4,9 +4,8 @@
 // first across them, so that a section whose writes moved from one node to
 // another (or from one encoding to the other) is relayed in order.
 
-#include "persistence/outbox.hpp"
-
 #include "core/errc.hpp"
+#include "persistence/outbox.hpp"
 #include "persistence/relay_table.hpp"
 
 #include <algorithm>
@@ -33,8 +32,8 @@ constexpr const char* relay_lock_key = "7500232";
 class pg_outbox_reader final : public outbox_reader {
 public:
   explicit pg_outbox_reader(std::string dsn)
-      : dsn_(std::move(dsn)),
-        tables_{pg::make_outbox_table(), pg::make_journal_table()} {}
+      : dsn_(std::move(dsn)), tables_{pg::make_outbox_table(),
+                                      pg::make_journal_table()} {}
 
   caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) override {
     if (auto err = ensure_connected()) return err;
@@ -107,10 +106,11 @@ private:
       if (!part) return lost(std::move(part.error()));
       std::move(part->begin(), part->end(), std::back_inserter(rows));
     }
-    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-      return std::tie(a.created_at_ms, a.table, a.stream, a.seq) <
-             std::tie(b.created_at_ms, b.table, b.stream, b.seq);
-    });
+    std::stable_sort(
+        rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+          return std::tie(a.created_at_ms, a.table, a.stream, a.seq) <
+                 std::tie(b.created_at_ms, b.table, b.stream, b.seq);
+        });
     if (rows.size() > max_rows) rows.resize(max_rows);
     // Only the rows of this round are rendered.
     for (auto kind : {outbox_table::outbox, outbox_table::journal}) {

@@ -102,7 +102,8 @@ backend_id backend_of(PGconn* conn);
 /// has its outcome before the writer commits its next row: a stream's rows
 /// then become visible in the order they are numbered, which the relay and
 /// the projector rely on when they read a stream after a cursor. True when
-/// it is gone (or was never there).
+/// it is gone (or was never there), or when the server cannot end it
+/// (logged); false while it is still there.
 bool end_former_backend(PGconn* conn, const backend_id& former);
 
 struct shared_state {

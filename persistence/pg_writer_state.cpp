@@ -173,13 +173,24 @@ bool end_former_backend(PGconn* conn, const backend_id& former) {
       "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
       "pid = $1::int AND backend_start::text = $2",
       {std::to_string(former.pid), former.started});
+  // A server that cannot (no such function before PostgreSQL 14, a role
+  // without the right) leaves the writer as it was before this fence: it
+  // must not stop writing for good.
   if (PQresultStatus(ended.get()) != PGRES_TUPLES_OK) {
-    spdlog::warn("PostgreSQL: ending the writer's former backend {}: {}",
+    spdlog::warn("PostgreSQL: cannot end the writer's former backend {} "
+                 "(writing anyway): {}",
                  former.pid, PQerrorMessage(conn));
+    return PQstatus(conn) == CONNECTION_OK;
+  }
+  // Still there after the wait: a COMMIT under way there is stuck; write
+  // nothing until it is over.
+  if (PQntuples(ended.get()) != 0 &&
+      std::string_view{PQgetvalue(ended.get(), 0, 0)} != "t") {
+    spdlog::warn("PostgreSQL: the writer's former backend {} is still there",
+                 former.pid);
     return false;
   }
-  return PQntuples(ended.get()) == 0 ||
-         std::string_view{PQgetvalue(ended.get(), 0, 0)} == "t";
+  return true;
 }
 
 } // namespace rsv::pg

@@ -44,8 +44,8 @@ caf::error relay_table::discover(PGconn* conn) {
   return {};
 }
 
-caf::expected<std::vector<outbox_row>>
-relay_table::read(PGconn* conn, std::size_t max_rows) {
+caf::expected<std::vector<outbox_row>> relay_table::read(PGconn* conn,
+                                                         std::size_t max_rows) {
   std::vector<outbox_row> rows;
   if (marks_.empty()) return rows;
   auto limit = std::to_string(max_rows);
@@ -57,9 +57,9 @@ relay_table::read(PGconn* conn, std::size_t max_rows) {
     if (!first) sql += " UNION ALL ";
     first = false;
     sql += "(SELECT * FROM " + name_ +
-           " WHERE stream = " + literal(conn, stream) +
-           " AND seq > " + std::to_string(mark.delivered) + filter_ +
-           " ORDER BY seq LIMIT " + limit + ')';
+           " WHERE stream = " + literal(conn, stream) + " AND seq > " +
+           std::to_string(mark.delivered) + filter_ + " ORDER BY seq LIMIT " +
+           limit + ')';
   }
   // created_at only grows within a stream (the writer makes sure), so
   // this order is seq order within each stream.

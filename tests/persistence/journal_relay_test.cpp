@@ -13,6 +13,7 @@
 #include "persistence/migrations.hpp"
 #include "persistence/outbox.hpp"
 #include "persistence/pg_store.hpp"
+#include "persistence/pg_writer.hpp"
 #include "persistence/recovery.hpp"
 #include "tests/persistence/pg_test_support.hpp"
 
@@ -118,8 +119,8 @@ std::vector<record> relay_all(outbox_reader& reader, bool trim = true) {
     if (!rows || rows->empty()) break;
     for (const auto& row : *rows)
       for (const auto& r : split_outbox_records(row.payload))
-        out.push_back({std::string{r.id}, std::string{r.key},
-                       std::string{r.value}});
+        out.push_back(
+            {std::string{r.id}, std::string{r.key}, std::string{r.value}});
     reader.delivered(*rows);
     if (trim) {
       EXPECT_FALSE(reader.trim());
@@ -175,9 +176,8 @@ protected:
     ASSERT_TRUE(apply_migrations(dsn_));
   }
 
-  static pg_store_config config(const std::string& dsn,
-                                batch_encoding encoding, std::string node,
-                                bool kafka = true) {
+  static pg_store_config config(const std::string& dsn, batch_encoding encoding,
+                                std::string node, bool kafka = true) {
     pg_store_config c{dsn};
     c.encoding = encoding;
     c.writers = 2;
@@ -211,16 +211,15 @@ protected:
     answer->created_at_ms = start_ms;
     auto held = change(change_kind::hold_created, 0, 0, {0, 1});
     held.idempotency = answer;
-    write(store,
-          {held, change(change_kind::hold_created, 1, 0, {4}),
-           change(change_kind::booking_confirmed, 0, 0, {0, 1}),
-           change(change_kind::booking_cancelled, 0, 0, {0, 1}),
-           change(change_kind::hold_created, 0, 1, {2}),
-           change(change_kind::hold_released, 0, 1, {2}),
-           change(change_kind::hold_created, 1, 1, {5, 6}, "cus\tc"),
-           change(change_kind::hold_expired, 1, 1, {5, 6}, "cus\tc")});
-    idempotency_record refusal{"cus_b", "key-2", "fp2", {409, "{}", ""},
-                               start_ms};
+    write(store, {held, change(change_kind::hold_created, 1, 0, {4}),
+                  change(change_kind::booking_confirmed, 0, 0, {0, 1}),
+                  change(change_kind::booking_cancelled, 0, 0, {0, 1}),
+                  change(change_kind::hold_created, 0, 1, {2}),
+                  change(change_kind::hold_released, 0, 1, {2}),
+                  change(change_kind::hold_created, 1, 1, {5, 6}, "cus\tc"),
+                  change(change_kind::hold_expired, 1, 1, {5, 6}, "cus\tc")});
+    idempotency_record refusal{
+        "cus_b", "key-2", "fp2", {409, "{}", ""}, start_ms};
     wait_for([&](store_ack done) {
       store.put_idempotency(refusal, std::move(done));
     });
@@ -245,9 +244,8 @@ TEST_F(journal_relay_test, a_journal_node_relays_what_a_pipeline_node_does) {
   auto other_dsn = "dbname=" + other;
   ASSERT_TRUE(apply_migrations(other_dsn));
   std::map<batch_encoding, std::vector<record>> relayed;
-  for (auto [encoding, dsn] :
-       {std::pair{batch_encoding::pipeline, other_dsn},
-        std::pair{batch_encoding::journal, dsn_}}) {
+  for (auto [encoding, dsn] : {std::pair{batch_encoding::pipeline, other_dsn},
+                               std::pair{batch_encoding::journal, dsn_}}) {
     auto store = open(config(dsn, encoding, "node"), true);
     write_every_kind(*store);
     store->close();
@@ -288,15 +286,13 @@ TEST_F(journal_relay_test, a_journal_node_relays_what_a_pipeline_node_does) {
     EXPECT_EQ(value, expected);
   }
   EXPECT_EQ(order[0], order[1]);
-  EXPECT_EQ(order[1]["gala/stalls"],
-            (std::vector<std::string>{"hld_0_0_" + hash_hex() + ":hold.created",
-                                      "bkg_0_0_" + hash_hex() +
-                                          ":booking.confirmed",
-                                      "bkg_0_0_" + hash_hex() +
-                                          ":booking.cancelled",
-                                      "hld_0_1_" + hash_hex() + ":hold.created",
-                                      "hld_0_1_" + hash_hex() +
-                                          ":hold.released"}));
+  EXPECT_EQ(
+      order[1]["gala/stalls"],
+      (std::vector<std::string>{"hld_0_0_" + hash_hex() + ":hold.created",
+                                "bkg_0_0_" + hash_hex() + ":booking.confirmed",
+                                "bkg_0_0_" + hash_hex() + ":booking.cancelled",
+                                "hld_0_1_" + hash_hex() + ":hold.created",
+                                "hld_0_1_" + hash_hex() + ":hold.released"}));
   auto expired = by_id.find("hld_1_1_" + hash_hex() + ":hold.expired");
   ASSERT_NE(expired, by_id.end());
   auto circle = nlohmann::json::parse(expired->second->value);
@@ -368,8 +364,7 @@ TEST_F(journal_relay_test, without_kafka_rows_go_when_projected) {
   })) << "journal rows stayed after projection: "
       << psql("SELECT stream, seq, records FROM journal");
   EXPECT_EQ(count("outbox"), "0\n");
-  EXPECT_EQ(psql("SELECT DISTINCT reader FROM journal_cursors"),
-            "projector\n");
+  EXPECT_EQ(psql("SELECT DISTINCT reader FROM journal_cursors"), "projector\n");
   auto reader = make_pg_outbox_reader(dsn_);
   EXPECT_TRUE(relay_all(*reader).empty());
   store->close();
@@ -404,8 +399,8 @@ TEST_F(journal_relay_test, a_relay_that_dies_before_its_trim_is_repeated) {
     after = relay_all(*third);
     return !after.empty();
   }));
-  EXPECT_EQ(ids_of(after), std::vector<std::string>{
-                               "hld_0_2_" + hash_hex() + ":hold.created"});
+  EXPECT_EQ(ids_of(after), std::vector<std::string>{"hld_0_2_" + hash_hex() +
+                                                    ":hold.created"});
   store->close();
   EXPECT_EQ(count("journal"), "0\n");
 }
@@ -434,9 +429,9 @@ TEST_F(journal_relay_test, a_damaged_row_stops_the_relay_and_is_named) {
   EXPECT_EQ(count("journal"), "2\n");
   // Repaired (here: removed by hand), the relay goes on from where it was.
   psql("DELETE FROM journal WHERE seq = 2");
-  EXPECT_EQ(ids_of(relay_all(*reader)),
-            std::vector<std::string>{"hld_0_0_" + hash_hex() +
-                                     ":hold.created"});
+  EXPECT_EQ(
+      ids_of(relay_all(*reader)),
+      std::vector<std::string>{"hld_0_0_" + hash_hex() + ":hold.created"});
 }
 
 // Mixed nodes, or an upgrade: a section's writes move from a pipeline node
@@ -455,15 +450,41 @@ TEST_F(journal_relay_test, outbox_rows_and_journal_rows_are_relayed_in_order) {
   auto backlog = reader->backlog();
   ASSERT_TRUE(backlog);
   EXPECT_EQ(backlog->records, 4);
-  EXPECT_EQ(ids_of(relay_all(*reader)),
-            (std::vector<std::string>{
-                "evt_gala:event.created",
-                "hld_0_0_" + hash_hex() + ":hold.created",
-                "bkg_0_0_" + hash_hex() + ":booking.confirmed",
-                "hld_0_1_" + hash_hex() + ":hold.created"}));
+  EXPECT_EQ(
+      ids_of(relay_all(*reader)),
+      (std::vector<std::string>{"evt_gala:event.created",
+                                "hld_0_0_" + hash_hex() + ":hold.created",
+                                "bkg_0_0_" + hash_hex() + ":booking.confirmed",
+                                "hld_0_1_" + hash_hex() + ":hold.created"}));
   after->close();
   EXPECT_EQ(count("outbox"), "0\n");
   EXPECT_EQ(count("journal"), "0\n");
+}
+
+// A writer that lost its connection ends its former backend before it
+// writes again, so that a COMMIT still under way there cannot land after
+// the stream's next row. A backend of the same pid that started later is
+// another one, and is left alone.
+TEST_F(journal_relay_test, a_former_backend_is_ended_and_only_it) {
+  auto former = pg::connect(dsn_);
+  ASSERT_EQ(PQstatus(former.get()), CONNECTION_OK);
+  auto id = pg::backend_of(former.get());
+  ASSERT_NE(id.pid, 0);
+  auto next = pg::connect(dsn_);
+  ASSERT_EQ(PQstatus(next.get()), CONNECTION_OK);
+  auto alive = [&] {
+    return psql("SELECT count(*) FROM pg_stat_activity WHERE pid = " +
+                std::to_string(id.pid)) == "1\n";
+  };
+  auto someone_else = id;
+  someone_else.started = "2000-01-01 00:00:00+00";
+  EXPECT_TRUE(pg::end_former_backend(next.get(), someone_else));
+  EXPECT_TRUE(alive());
+  EXPECT_TRUE(pg::end_former_backend(next.get(), id));
+  EXPECT_FALSE(alive()) << "it waits until the backend is gone";
+  // Gone already: nothing to do.
+  EXPECT_TRUE(pg::end_former_backend(next.get(), id));
+  EXPECT_TRUE(pg::end_former_backend(next.get(), {}));
 }
 
 } // namespace
