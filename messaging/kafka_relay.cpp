@@ -228,9 +228,10 @@ struct kafka_relay::impl {
   void check_round(const std::vector<outbox_row>& rows) const {
     RSV_ASSERT(rows.size() <= config.rows_per_round,
                "the outbox gave more rows than a round asks for");
-    std::map<std::string_view, int64_t> last_seq;
+    std::map<std::pair<outbox_table, std::string_view>, int64_t> last_seq;
     for (const auto& row : rows) {
-      auto [last, first] = last_seq.try_emplace(row.stream, row.seq);
+      auto [last, first] =
+          last_seq.try_emplace({row.table, row.stream}, row.seq);
       RSV_ASSERT(first || last->second < row.seq,
                  "the outbox gave a stream's rows out of commit order");
       last->second = row.seq;
@@ -443,7 +444,11 @@ struct kafka_relay::impl {
       if (!rows) {
         if (now >= quiet_logs_until) {
           quiet_logs_until = now + std::chrono::seconds(10);
-          spdlog::warn("outbox relay: {}", describe(rows.error()));
+          // A row that cannot be rendered stops the relay until repaired.
+          auto level = code_of(rows.error()) == errc::validation_failed
+                           ? spdlog::level::err
+                           : spdlog::level::warn;
+          spdlog::log(level, "outbox relay: {}", describe(rows.error()));
         }
         if (idle(std::chrono::milliseconds(500)) && draining) break;
         continue;

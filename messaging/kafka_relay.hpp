@@ -42,12 +42,13 @@ struct kafka_relay_config {
   std::shared_ptr<crash_fault> crashes;
 };
 
-/// The outbox relay: reads the outbox in commit order, produces every record
-/// to Kafka (idempotent producer, acks=all), and removes a row only after
-/// every one of its records has a successful delivery report. After a crash
-/// it starts again from the rows still there, so delivery is at least once;
-/// every record carries its unique id (header `id` and field `id`) so that
-/// consumers drop the rare duplicate.
+/// The outbox relay: reads the outbox in commit order (the outbox table and
+/// the journal, which is the outbox of `journal` writers: outbox.hpp),
+/// produces every record to Kafka (idempotent producer, acks=all), and lets
+/// a row go only after every one of its records has a successful delivery
+/// report. After a crash it starts again from the rows not let go, so
+/// delivery is at least once; every record carries its unique id (header
+/// `id` and field `id`) so that consumers drop the rare duplicate.
 ///
 /// Lifecycle: `start` (validates the configuration and starts the relay's
 /// thread, which owns the librdkafka producer and the outbox connection),

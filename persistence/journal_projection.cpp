@@ -5,43 +5,70 @@
 #include "persistence/journal_codec.hpp"
 #include "persistence/pg_tables.hpp"
 
-#include <limits>
 #include <map>
-#include <set>
 
 namespace rsv::pg {
 
 namespace {
 
-/// Serialises projection steps across every node and thread: any number
-/// will do as long as nothing else in the database takes it.
-constexpr const char* take_projection_lock =
-    "SELECT pg_advisory_xact_lock(7223019160)";
-
-/// A big-endian integer of a binary-format result column.
-int64_t int8_at(PGresult* result, int row, int column) {
-  const auto* bytes =
-      reinterpret_cast<const unsigned char*>(PQgetvalue(result, row, column));
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i)
-    value = (value << 8) | bytes[i];
-  return static_cast<int64_t>(value);
-}
+/// Serialises projection steps across every node and thread, and with the
+/// relay's trims of the journal.
+const std::string take_projection_lock =
+    std::string{"SELECT pg_advisory_xact_lock("} + projection_lock_key + ")";
 
 bool run(PGconn* conn, const char* sql, ExecStatusType expected) {
   result_ptr result{PQexec(conn, sql)};
   return PQresultStatus(result.get()) == expected;
 }
 
-/// Ends the step's transaction unless it committed.
-struct transaction {
-  PGconn* conn;
-  bool open = true;
-  ~transaction() {
-    if (open && PQstatus(conn) == CONNECTION_OK)
-      run(conn, "ROLLBACK", PGRES_COMMAND_OK);
-  }
-};
+/// The journal's streams (a skip scan of its primary key, a step per
+/// stream), each with the projector's cursor: rows up to it are in the
+/// tables (migration 0009).
+constexpr const char* streams_with_cursors =
+    "WITH RECURSIVE s (stream) AS ((SELECT stream FROM journal ORDER BY "
+    "stream LIMIT 1) UNION ALL SELECT (SELECT j.stream FROM journal j WHERE "
+    "j.stream > s.stream ORDER BY j.stream LIMIT 1) FROM s WHERE s.stream IS "
+    "NOT NULL), c AS (SELECT s.stream, coalesce((SELECT k.seq FROM "
+    "journal_cursors k WHERE k.reader = 'projector' AND k.stream = "
+    "s.stream), 0) AS projected FROM s WHERE s.stream IS NOT NULL) ";
+
+/// The oldest rows beyond each stream's cursor, at most $1, a prefix of
+/// each stream, with the cursor they follow: the rows kept only for the
+/// relay are not read again.
+const std::string select_unprojected =
+    std::string{streams_with_cursors} +
+    "SELECT r.stream, r.seq, r.body, c.projected FROM c CROSS JOIN LATERAL "
+    "(SELECT j.stream, j.seq, j.body FROM journal j WHERE j.stream = "
+    "c.stream AND j.seq > c.projected ORDER BY j.seq LIMIT $1::int8) r "
+    "ORDER BY r.stream, r.seq LIMIT $1::int8";
+
+/// Whether any row waits for the projector.
+const std::string any_unprojected =
+    std::string{streams_with_cursors} +
+    "SELECT 1 FROM c WHERE EXISTS (SELECT 1 FROM journal j WHERE j.stream = "
+    "c.stream AND j.seq > c.projected) LIMIT 1";
+
+/// Moves the cursors past a step's rows, per stream (low, high], and
+/// deletes those of them that wait for no relay: rows without records, and
+/// rows the relay has passed. The others stay until the relay's trim, which
+/// cannot run meanwhile (the projection lock): it sees this cursor.
+constexpr const char* advance_projector =
+    "WITH v AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) AS "
+    "v (stream, low, high)), projected AS (INSERT INTO journal_cursors "
+    "(reader, stream, seq, updated_at) SELECT 'projector', stream, high, "
+    "now() FROM v ON CONFLICT (reader, stream) DO UPDATE SET seq = "
+    "excluded.seq, updated_at = excluded.updated_at) "
+    "DELETE FROM journal j USING v LEFT JOIN journal_cursors r ON r.reader = "
+    "'relay' AND r.stream = v.stream WHERE j.stream = v.stream AND j.seq > "
+    "v.low AND j.seq <= v.high AND (j.records = 0 OR j.seq <= "
+    "coalesce(r.seq, 0))";
+
+/// Forgets the cursors of streams without rows that stood still for an
+/// hour (migration 0009 says why an hour).
+constexpr const char* forget_cursors =
+    "DELETE FROM journal_cursors c WHERE c.updated_at < now() - interval '1 "
+    "hour' AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.stream = "
+    "c.stream)";
 
 } // namespace
 
@@ -69,39 +96,15 @@ journal_projection::layout(PGconn* conn, uint32_t section_no) {
   return it->second;
 }
 
-caf::expected<projected> journal_projection::step(PGconn* conn,
-                                                  std::size_t rows_max) {
-  auto failed = [&](const std::string& what) {
-    return make_error(errc::unavailable, "projecting the journal: " + what +
-                                             ": " + PQerrorMessage(conn));
-  };
-  if (!run(conn, "BEGIN", PGRES_COMMAND_OK)) return failed("BEGIN");
-  transaction tx{conn};
-  auto idle = "SET LOCAL idle_in_transaction_session_timeout = " +
-              std::to_string(limits::journal_step_idle_timeout_ms);
-  if (!run(conn, idle.c_str(), PGRES_COMMAND_OK))
-    return failed("bounding the step");
-  if (!run(conn, take_projection_lock, PGRES_TUPLES_OK))
-    return failed("taking the projection lock");
-  auto limit = std::to_string(rows_max);
-  const char* values[] = {limit.c_str()};
-  // Binary results: the body's bytes as they are, seq as 8 bytes.
-  result_ptr rows{PQexecParams(conn,
-                               "SELECT stream, seq, body FROM journal ORDER "
-                               "BY stream, seq LIMIT $1::int8",
-                               1, nullptr, values, nullptr, nullptr, 1)};
-  if (PQresultStatus(rows.get()) != PGRES_TUPLES_OK)
-    return failed("reading the journal");
-  projected done;
-  if (PQntuples(rows.get()) == 0) return done;
+caf::error journal_projection::apply(PGconn* conn, PGresult* rows,
+                                     stream_ranges& ranges, projected& done) {
   table_rows tables;
-  std::map<std::string, int64_t> last_seq; // per stream: what to delete
-  for (int row = 0; row < PQntuples(rows.get()); ++row) {
-    auto stream = text_at(rows.get(), row, 0);
-    auto seq = int8_at(rows.get(), row, 1);
-    auto entries = journal::decode(
-        {PQgetvalue(rows.get(), row, 2),
-         static_cast<std::size_t>(PQgetlength(rows.get(), row, 2))});
+  for (int row = 0; row < PQntuples(rows); ++row) {
+    auto stream = text_at(rows, row, 0);
+    auto seq = int8_at(rows, row, 1);
+    auto entries =
+        journal::decode({PQgetvalue(rows, row, 2),
+                         static_cast<std::size_t>(PQgetlength(rows, row, 2))});
     if (!entries)
       return make_error(errc::validation_failed,
                         "journal row " + stream + " seq " +
@@ -121,34 +124,63 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
       // with it, in its own transaction.
       ++done.entries;
     }
-    last_seq[stream] = seq;
+    // Rows come in seq order within a stream, after its cursor.
+    auto& range =
+        ranges.try_emplace(stream, int8_at(rows, row, 3), seq).first->second;
+    range.second = seq;
     ++done.rows;
   }
   if (auto failure = tables.execute(conn); !failure.empty())
     return make_error(errc::unavailable, "projecting the journal: " + failure);
-  array_param stream_param, seq_param;
-  for (const auto& [stream, seq] : last_seq) {
-    stream_param.add(stream);
-    seq_param.add(seq);
+  return {};
+}
+
+caf::expected<projected> journal_projection::step(PGconn* conn,
+                                                  std::size_t rows_max) {
+  auto failed = [&](const std::string& what) {
+    return make_error(errc::unavailable, "projecting the journal: " + what +
+                                             ": " + PQerrorMessage(conn));
+  };
+  if (!run(conn, "BEGIN", PGRES_COMMAND_OK)) return failed("BEGIN");
+  transaction_scope tx{conn};
+  auto idle = "SET LOCAL idle_in_transaction_session_timeout = " +
+              std::to_string(limits::journal_step_idle_timeout_ms);
+  if (!run(conn, idle.c_str(), PGRES_COMMAND_OK))
+    return failed("bounding the step");
+  if (!run(conn, take_projection_lock.c_str(), PGRES_TUPLES_OK))
+    return failed("taking the projection lock");
+  auto limit = std::to_string(rows_max);
+  const char* values[] = {limit.c_str()};
+  // Binary results: the body's bytes as they are, numbers as 8 bytes.
+  result_ptr rows{PQexecParams(conn, select_unprojected.c_str(), 1, nullptr,
+                               values, nullptr, nullptr, 1)};
+  if (PQresultStatus(rows.get()) != PGRES_TUPLES_OK)
+    return failed("reading the journal");
+  projected done;
+  if (PQntuples(rows.get()) == 0) return done;
+  stream_ranges ranges;
+  if (auto err = apply(conn, rows.get(), ranges, done)) return err;
+  array_param streams, lows, highs;
+  for (const auto& [stream, range] : ranges) {
+    streams.add(stream);
+    lows.add(range.first);
+    highs.add(range.second);
   }
-  const char* bounds[] = {stream_param.c_str(), seq_param.c_str()};
-  result_ptr deleted{PQexecParams(
-      conn,
-      "DELETE FROM journal j USING unnest($1::text[], $2::int8[]) AS v "
-      "(stream, seq) WHERE j.stream = v.stream AND j.seq <= v.seq",
-      2, nullptr, bounds, nullptr, nullptr, 0)};
-  if (PQresultStatus(deleted.get()) != PGRES_COMMAND_OK)
-    return failed("deleting projected rows");
-  if (!run(conn, "COMMIT", PGRES_COMMAND_OK)) return failed("COMMIT");
-  tx.open = false;
+  const char* bounds[] = {streams.c_str(), lows.c_str(), highs.c_str()};
+  result_ptr advanced{PQexecParams(conn, advance_projector, 3, nullptr, bounds,
+                                   nullptr, nullptr, 0)};
+  if (PQresultStatus(advanced.get()) != PGRES_COMMAND_OK)
+    return failed("advancing the projector's cursors");
+  if (!tx.commit()) return failed("COMMIT");
   return done;
 }
 
 caf::expected<projected> journal_projection::drain(
     PGconn* conn, std::size_t rows_per_step,
     const std::function<void(const projected&)>& on_step) {
-  // The usual case, an empty journal, costs one read of its index.
-  result_ptr any{PQexec(conn, "SELECT 1 FROM journal LIMIT 1")};
+  // The usual case, nothing to project, costs an index probe per stream
+  // (one when the journal is empty).
+  result_ptr any{PQexec(conn, any_unprojected.c_str())};
   if (PQresultStatus(any.get()) != PGRES_TUPLES_OK)
     return make_error(errc::unavailable, std::string{"reading the journal: "} +
                                              PQerrorMessage(conn));
@@ -166,6 +198,15 @@ caf::expected<projected> journal_projection::drain(
     total.entries += step_done->entries;
     if (step_done->rows < rows_per_step) return total;
   }
+}
+
+caf::error forget_idle_cursors(PGconn* conn) {
+  result_ptr forgotten{PQexec(conn, forget_cursors)};
+  if (PQresultStatus(forgotten.get()) != PGRES_COMMAND_OK)
+    return make_error(errc::unavailable,
+                      std::string{"forgetting idle journal cursors: "} +
+                          PQerrorMessage(conn));
+  return {};
 }
 
 } // namespace rsv::pg

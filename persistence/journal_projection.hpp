@@ -1,7 +1,7 @@
 #pragma once
 
-// Private to persistence/: applying journal rows (migration 0008) to the
-// relational tables. Whoever reads the tables and must see every
+// Private to persistence/: applying journal rows (migrations 0008, 0009)
+// to the relational tables. Whoever reads the tables and must see every
 // acknowledged write (recovery, a section's reload, a partition's load, the
 // background projector) drains the journal first on its own connection.
 
@@ -11,10 +11,17 @@
 #include <caf/expected.hpp>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace rsv::pg {
+
+/// The advisory lock that projection steps of every node and thread, and
+/// the relay's trims of the journal, take to exclude each other: any
+/// number will do as long as nothing else in the database takes it.
+inline constexpr const char* projection_lock_key = "7223019160";
 
 /// Finds a section's layout without the database, or null.
 using layout_lookup =
@@ -26,11 +33,15 @@ struct projected {
   std::size_t entries = 0; // the writes they held
 };
 
-/// Applies journal rows to the tables and deletes them, in one transaction
-/// per step, so that a write is in the tables exactly when its row is gone.
-/// Steps of every node serialise on an advisory lock: rows are applied
-/// once, in commit order within each stream. A row that does not decode
-/// stops the projection with an error naming the row; nothing is skipped.
+/// Applies journal rows to the tables and moves the projector's cursor of
+/// their streams past them (journal_cursors), in one transaction per step,
+/// so that a write is in the tables exactly when its row is behind the
+/// cursor. The same transaction deletes the rows that wait for nothing
+/// else: those without Kafka records, and those the relay has passed; the
+/// rest stay for the relay (outbox.hpp), which deletes them. Steps of every
+/// node serialise on an advisory lock: rows are applied once, in commit
+/// order within each stream. A row that does not decode stops the
+/// projection with an error naming the row; nothing is skipped.
 ///
 /// One instance per connection and thread; it caches the section layouts
 /// it read (sections never change).
@@ -48,8 +59,16 @@ public:
         const std::function<void(const projected&)>& on_step = {});
 
 private:
+  /// Per stream: the cursor a step's rows follow, and the last of them.
+  using stream_ranges = std::map<std::string, std::pair<int64_t, int64_t>>;
+
   /// Projects the oldest rows, at most `rows_max` of them.
   caf::expected<projected> step(PGconn* conn, std::size_t rows_max);
+
+  /// Applies `rows` (stream, seq, body, cursor) to the tables, inside the
+  /// step's transaction, and notes each stream's range.
+  caf::error apply(PGconn* conn, PGresult* rows, stream_ranges& ranges,
+                   projected& done);
 
   caf::expected<std::shared_ptr<const section_layout>>
   layout(PGconn* conn, uint32_t section_no);
@@ -57,5 +76,10 @@ private:
   layout_lookup known_;
   layout_map cache_;
 };
+
+/// Forgets the cursors of streams that have no rows and stood still for an
+/// hour (streams of processes that ended), so that journal_cursors stays
+/// small. The projector runs it once a minute.
+caf::error forget_idle_cursors(PGconn* conn);
 
 } // namespace rsv::pg

@@ -108,10 +108,21 @@ void journal_projector::project_all() {
 }
 
 void journal_projector::measure_backlog() {
-  if (backlog_rows_ == nullptr || !conn_) return;
-  result_ptr backlog{PQexec(conn_.get(),
-                            "SELECT count(*), coalesce(extract(epoch FROM "
-                            "now() - min(created_at)), 0) FROM journal")};
+  if (!conn_) return;
+  if (auto now = std::chrono::steady_clock::now(); now >= next_forget_) {
+    next_forget_ = now + std::chrono::minutes(1);
+    if (auto err = forget_idle_cursors(conn_.get()))
+      spdlog::warn("the journal projector: {}", describe(err));
+  }
+  if (backlog_rows_ == nullptr || PQstatus(conn_.get()) != CONNECTION_OK)
+    return;
+  // Only rows beyond the projector's cursor wait for it.
+  result_ptr backlog{PQexec(
+      conn_.get(),
+      "SELECT count(*), coalesce(extract(epoch FROM now() - "
+      "min(j.created_at)), 0) FROM journal j LEFT JOIN journal_cursors c ON "
+      "c.reader = 'projector' AND c.stream = j.stream WHERE j.seq > "
+      "coalesce(c.seq, 0)")};
   if (PQresultStatus(backlog.get()) != PGRES_TUPLES_OK) return;
   backlog_rows_->Set(std::atof(PQgetvalue(backlog.get(), 0, 0)));
   lag_seconds_->Set(std::max(0.0, std::atof(PQgetvalue(backlog.get(), 0, 1))));

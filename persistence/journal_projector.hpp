@@ -7,6 +7,7 @@
 #include "persistence/journal_projection.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,7 @@ private:
   bool poked_ = false;    // guarded by mutex_
   bool stopping_ = false; // guarded by mutex_
   std::atomic<service_state> state_{service_state::ok};
+  std::chrono::steady_clock::time_point next_forget_{}; // its thread only
   prometheus::Counter* rows_projected_ = nullptr;
   prometheus::Counter* writes_projected_ = nullptr;
   prometheus::Gauge* backlog_rows_ = nullptr;

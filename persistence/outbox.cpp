@@ -1,18 +1,11 @@
 #include "persistence/outbox.hpp"
 
-#include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/partition.hpp"
-#include "persistence/pg_handles.hpp"
 
-#include <algorithm>
 #include <array>
 #include <charconv>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <set>
 #include <spdlog/spdlog.h>
 
 namespace rsv {
@@ -221,27 +214,49 @@ bool expand_compact(std::string_view line, std::string& out) {
   return true;
 }
 
+/// The fields of `change`'s record, named as its section names them.
+change_fields fields_of(const seat_change& change, std::string_view event_id,
+                        std::string_view section_id,
+                        const std::vector<std::string>& seat_ids) {
+  change_fields fields{change.kind,         event_id,
+                       section_id,          change.section_no,
+                       change.slot,         change.customer_id,
+                       change.at_ms,        change.expires_at_ms,
+                       change.amount_cents, {}};
+  fields.seats.assign(seat_ids.begin(), seat_ids.end());
+  return fields;
+}
+
+std::vector<std::string> seat_ids_of(const seat_change& change,
+                                     const section_layout& layout) {
+  std::vector<std::string> seat_ids;
+  seat_ids.reserve(change.seat_indexes.size());
+  for (auto index : change.seat_indexes)
+    seat_ids.push_back(layout.seat_id(index));
+  return seat_ids;
+}
+
 } // namespace
+
+void render_record_line(const seat_change& change, const section_layout& layout,
+                        std::string& lines) {
+  render_record(fields_of(change, layout.event_id, layout.section_id,
+                          seat_ids_of(change, layout)),
+                lines);
+}
 
 void render_outbox_record(const seat_change& change,
                           const section_layout& layout, std::string& payload) {
-  std::vector<std::string> seat_ids;
-  seat_ids.reserve(change.seat_indexes.size());
+  auto seat_ids = seat_ids_of(change, layout);
   bool compact = plain(change.event_id) && plain(change.section_id) &&
                  plain(change.customer_id);
-  for (auto index : change.seat_indexes) {
-    seat_ids.push_back(layout.seat_id(index));
-    compact = compact && plain(seat_ids.back(), true);
-  }
+  for (const auto& seat_id : seat_ids)
+    compact = compact && plain(seat_id, true);
   if (!compact) {
     // Names the stored line cannot carry: store the record line itself.
-    change_fields fields{change.kind,         change.event_id,
-                         change.section_id,   change.section_no,
-                         change.slot,         change.customer_id,
-                         change.at_ms,        change.expires_at_ms,
-                         change.amount_cents, {}};
-    fields.seats.assign(seat_ids.begin(), seat_ids.end());
-    render_record(fields, payload);
+    render_record(
+        fields_of(change, change.event_id, change.section_id, seat_ids),
+        payload);
     return;
   }
   payload.append(compact_marker);
@@ -330,257 +345,6 @@ std::vector<outbox_record> split_outbox_records(std::string_view payload) {
                    line.substr(second + 1)});
   }
   return out;
-}
-
-namespace {
-
-using pg::conn_ptr;
-using pg::result_ptr;
-
-/// The advisory lock that makes one node the relay ("rsv" + 2; migrations
-/// use "rsv" + 1). Held by the relay's connection for as long as it lives:
-/// when that node dies, its session ends and another node takes over.
-constexpr const char* relay_lock_key = "7500232";
-
-caf::error failure(PGconn* conn, std::string_view what) {
-  return make_error(errc::unavailable, "PostgreSQL: " + std::string{what} +
-                                           ": " + PQerrorMessage(conn));
-}
-
-/// The outbox table through one connection, the relay's.
-class pg_outbox_reader final : public outbox_reader {
-public:
-  explicit pg_outbox_reader(std::string dsn) : dsn_(std::move(dsn)) {}
-
-  caf::expected<std::vector<outbox_row>> read(std::size_t max_rows) override {
-    if (auto err = ensure_connected()) return err;
-    if (!leader_) return std::vector<outbox_row>{};
-    bool discovered = false;
-    if (std::chrono::steady_clock::now() >= next_discovery_) {
-      if (auto err = discover()) return err;
-      discovered = true;
-    }
-    auto rows = read_streams(max_rows);
-    // Nothing from the streams known: a new one (a node that started) may
-    // have rows, unless the streams were just listed.
-    if (rows && rows->empty() && !discovered) {
-      if (auto err = discover()) return err;
-      rows = read_streams(max_rows);
-    }
-    return rows;
-  }
-
-  void delivered(const std::vector<outbox_row>& rows) override {
-    for (const auto& row : rows) {
-      auto& mark = marks_[row.stream];
-      mark.delivered = std::max(mark.delivered, row.seq);
-    }
-  }
-
-  caf::error trim() override {
-    auto untrimmed = [](const auto& entry) {
-      return entry.second.delivered > entry.second.trimmed;
-    };
-    if (std::none_of(marks_.begin(), marks_.end(), untrimmed)) return {};
-    // Escaping the stream names needs the connection.
-    if (auto err = ensure_connected()) return err;
-    // Rows up to a stream's mark were all delivered: they are read in seq
-    // order, and a round is acknowledged only when all of it was. Only the
-    // range since the last trim: below it are the deleted rows' index
-    // entries, which vacuum has not necessarily removed yet.
-    std::string ranges;
-    for (const auto& entry : marks_) {
-      if (!untrimmed(entry)) continue;
-      const auto& [stream, mark] = entry;
-      ranges += (ranges.empty() ? "" : " OR ") + std::string{"(stream = "} +
-                literal(stream) + " AND seq > " + std::to_string(mark.trimmed) +
-                " AND seq <= " + std::to_string(mark.delivered) + ')';
-    }
-    // A reconnection that took the lease again starts from the table.
-    if (ranges.empty()) return {};
-    auto sql = "DELETE FROM outbox WHERE " + ranges;
-    result_ptr result{PQexec(conn_.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
-      return lost("trimming the outbox");
-    for (auto& [stream, mark] : marks_)
-      mark.trimmed = mark.delivered;
-    return {};
-  }
-
-  caf::expected<outbox_backlog> backlog() override {
-    if (auto err = ensure_connected()) return err;
-    auto sql = "SELECT count(*), coalesce(sum(o.records), 0), "
-               "coalesce((extract(epoch FROM min(o.created_at)) * "
-               "1000)::bigint, 0) FROM outbox o" +
-               after_marks();
-    result_ptr result{PQexec(conn_.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return lost("measuring the outbox");
-    return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
-                          std::atoll(PQgetvalue(result.get(), 0, 1)),
-                          std::atoll(PQgetvalue(result.get(), 0, 2))};
-  }
-
-private:
-  /// Learns the streams that have rows, by a skip scan of the primary key
-  /// (a step per stream, whatever the backlog).
-  caf::error discover() {
-    next_discovery_ =
-        std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    result_ptr result{PQexec(
-        conn_.get(),
-        "WITH RECURSIVE s (stream) AS ("
-        " (SELECT stream FROM outbox ORDER BY stream LIMIT 1)"
-        " UNION ALL SELECT (SELECT o.stream FROM outbox o WHERE o.stream > "
-        "s.stream ORDER BY o.stream LIMIT 1) FROM s WHERE s.stream IS NOT "
-        "NULL) SELECT stream FROM s WHERE stream IS NOT NULL")};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return lost("listing the outbox streams");
-    std::set<std::string> found;
-    for (int i = 0; i < PQntuples(result.get()); ++i)
-      found.insert(PQgetvalue(result.get(), i, 0));
-    // A stream without rows whose deliveries are all deleted is forgotten
-    // (a node that went away); should it write again, its numbers are
-    // higher than any it had (pg_store), so reading it from 0 is right.
-    std::erase_if(marks_, [&](const auto& entry) {
-      return !found.contains(entry.first) &&
-             entry.second.delivered <= entry.second.trimmed;
-    });
-    for (const auto& stream : found)
-      marks_.try_emplace(stream);
-    return {};
-  }
-
-  /// The oldest undelivered rows of the known streams: per stream a range
-  /// of its primary key after its mark, so neither the delivered rows that
-  /// wait for `trim` nor the deleted ones that wait for vacuum are read;
-  /// then the oldest `max_rows` of them all, a prefix of each stream.
-  caf::expected<std::vector<outbox_row>> read_streams(std::size_t max_rows) {
-    if (marks_.empty()) return std::vector<outbox_row>{};
-    auto limit = std::to_string(max_rows);
-    std::string sql = "SELECT o.stream, o.seq, (extract(epoch FROM "
-                      "o.created_at) * 1000)::bigint, o.payload FROM (";
-    bool first = true;
-    for (const auto& [stream, mark] : marks_) {
-      if (!first) sql += " UNION ALL ";
-      first = false;
-      sql += "(SELECT * FROM outbox WHERE stream = " + literal(stream) +
-             " AND seq > " + std::to_string(mark.delivered) +
-             " ORDER BY seq LIMIT " + limit + ')';
-    }
-    // created_at only grows within a stream (the writer makes sure), so
-    // this order is seq order within each stream.
-    sql += ") o ORDER BY o.created_at, o.stream, o.seq LIMIT " + limit;
-    result_ptr result{PQexec(conn_.get(), sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return lost("reading the outbox");
-    std::vector<outbox_row> rows;
-    int count = PQntuples(result.get());
-    rows.reserve(static_cast<std::size_t>(count));
-    for (int i = 0; i < count; ++i) {
-      outbox_row row;
-      row.stream = PQgetvalue(result.get(), i, 0);
-      row.seq = std::atoll(PQgetvalue(result.get(), i, 1));
-      row.created_at_ms = std::atoll(PQgetvalue(result.get(), i, 2));
-      row.payload = expand_outbox_payload(std::string_view{
-          PQgetvalue(result.get(), i, 3),
-          static_cast<std::size_t>(PQgetlength(result.get(), i, 3))});
-      rows.push_back(std::move(row));
-    }
-    return rows;
-  }
-
-  /// The condition that skips delivered rows not yet deleted.
-  std::string after_marks() {
-    if (marks_.empty()) return {};
-    return " LEFT JOIN " + marks_table() +
-           " AS m (stream, seq) ON m.stream = o.stream WHERE o.seq > "
-           "coalesce(m.seq, 0)";
-  }
-
-  /// The marks as a VALUES list of (stream, seq); marks_ is not empty.
-  std::string marks_table() {
-    std::string sql = "(VALUES ";
-    bool first = true;
-    for (const auto& [stream, mark] : marks_) {
-      if (!first) sql += ',';
-      first = false;
-      sql += '(' + literal(stream) + ", " + std::to_string(mark.delivered) +
-             "::bigint)";
-    }
-    return sql + ')';
-  }
-
-  caf::error ensure_connected() {
-    if (conn_ && PQstatus(conn_.get()) == CONNECTION_OK) {
-      if (!leader_) try_lease();
-      return {};
-    }
-    conn_ = pg::connect(dsn_);
-    if (PQstatus(conn_.get()) != CONNECTION_OK) {
-      auto err = failure(conn_.get(), "connecting the relay");
-      conn_.reset();
-      return err;
-    }
-    // Never wait long on the database: the relay retries. Its deletes need
-    // no flush to disk: a delete that is lost only means rows relayed
-    // again, which consumers drop by id; waiting for the flush would double
-    // the fsyncs of a busy node.
-    result_ptr set{PQexec(conn_.get(), "SET statement_timeout = 10000; "
-                                       "SET synchronous_commit = off")};
-    leader_ = false;
-    try_lease();
-    return {};
-  }
-
-  void try_lease() {
-    result_ptr lock{PQexec(
-        conn_.get(),
-        (std::string{"SELECT pg_try_advisory_lock("} + relay_lock_key + ")")
-            .c_str())};
-    bool was = leader_;
-    leader_ = PQresultStatus(lock.get()) == PGRES_TUPLES_OK &&
-              std::string_view{PQgetvalue(lock.get(), 0, 0)} == "t";
-    if (leader_ && !was) {
-      // Another node may have relayed and deleted meanwhile: start from
-      // what the table has.
-      marks_.clear();
-      next_discovery_ = {};
-      spdlog::info("this node relays the outbox");
-    }
-  }
-
-  caf::error lost(std::string_view what) {
-    auto err = failure(conn_.get(), what);
-    if (PQstatus(conn_.get()) != CONNECTION_OK) {
-      conn_.reset();
-      leader_ = false;
-    }
-    return err;
-  }
-
-  std::string literal(const std::string& text) {
-    return pg::literal(conn_.get(), text);
-  }
-
-  std::string dsn_;
-  conn_ptr conn_;
-  bool leader_ = false;
-  // Per stream: the last row delivered (0: none yet) and the last deleted;
-  // the rows between await `trim`. Every stream with rows is here after a
-  // discovery.
-  struct stream_marks {
-    int64_t delivered = 0;
-    int64_t trimmed = 0;
-  };
-  std::map<std::string, stream_marks> marks_;
-  std::chrono::steady_clock::time_point next_discovery_{};
-};
-
-} // namespace
-
-std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn) {
-  return std::make_unique<pg_outbox_reader>(std::move(dsn));
 }
 
 } // namespace rsv

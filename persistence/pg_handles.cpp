@@ -25,6 +25,17 @@ bool answers(PGconn* conn) {
   return PQresultStatus(ping.get()) == PGRES_TUPLES_OK;
 }
 
+transaction_scope::~transaction_scope() {
+  if (open_ && PQstatus(conn_) == CONNECTION_OK)
+    result_ptr{PQexec(conn_, "ROLLBACK")};
+}
+
+bool transaction_scope::commit() {
+  open_ = false;
+  result_ptr result{PQexec(conn_, "COMMIT")};
+  return PQresultStatus(result.get()) == PGRES_COMMAND_OK;
+}
+
 std::string literal(PGconn* conn, const std::string& text) {
   char* escaped = PQescapeLiteral(conn, text.data(), text.size());
   std::string out = escaped != nullptr ? escaped : "NULL";

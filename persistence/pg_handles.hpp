@@ -28,6 +28,23 @@ struct result_deleter {
 using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
 
+/// The transaction its creator opened on `conn` (BEGIN): rolled back when
+/// it goes out of scope, unless `commit` committed it.
+class transaction_scope {
+public:
+  explicit transaction_scope(PGconn* conn) : conn_(conn) {}
+  ~transaction_scope();
+  transaction_scope(const transaction_scope&) = delete;
+  transaction_scope& operator=(const transaction_scope&) = delete;
+
+  /// COMMIT; false when it failed (the transaction is over either way).
+  bool commit();
+
+private:
+  PGconn* conn_;
+  bool open_ = true;
+};
+
 /// Connects (blocking) with `dsn` (empty: libpq's PG* variables), adding
 /// timeouts and keepalives unless the DSN sets its own. Check PQstatus.
 conn_ptr connect(const std::string& dsn);
@@ -47,6 +64,16 @@ inline int64_t int_at(PGresult* result, int row, int column) {
   int64_t value = 0;
   std::from_chars(text, text + PQgetlength(result, row, column), value);
   return value;
+}
+
+/// A bigint column of a result in binary format (big-endian).
+inline int64_t int8_at(PGresult* result, int row, int column) {
+  const auto* bytes =
+      reinterpret_cast<const unsigned char*>(PQgetvalue(result, row, column));
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i)
+    value = (value << 8) | bytes[i];
+  return static_cast<int64_t>(value);
 }
 
 inline std::string text_at(PGresult* result, int row, int column) {

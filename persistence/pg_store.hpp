@@ -41,11 +41,15 @@ struct pg_store_config {
   /// the disk while the next is written (docs/benchmarks.md).
   std::size_t writers = 1;
   /// The transactional outbox (docs/events.md): when not empty, every
-  /// transaction also writes its changes' Kafka records as one outbox row
-  /// of stream `<outbox_node>/<writer>`. Empty: no outbox (Kafka disabled).
+  /// transaction also writes its changes' Kafka records. `pipeline`: as
+  /// one outbox row of stream `<outbox_node>/<writer>`. `journal`: in its
+  /// journal row, which is the outbox then (the row's `records` say the
+  /// relay must read it before it goes). Empty: no records (Kafka
+  /// disabled), and journal rows go as soon as they are projected.
   std::string outbox_node = {};
-  /// Called on a writer thread after a transaction with an outbox row
-  /// committed, so that the relay need not poll; must not block.
+  /// Called on a writer thread after a transaction with records (an outbox
+  /// row, or a journal row with records) committed, so that the relay need
+  /// not poll; must not block.
   std::function<void()> on_outbox_commit = {};
   /// In a cluster, every transaction with writes made under an ownership
   /// epoch first checks that the epochs are current (rsv_fence). False

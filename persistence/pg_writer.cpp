@@ -19,7 +19,6 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <random>
-#include <set>
 #include <spdlog/spdlog.h>
 #include <string_view>
 #include <thread>
@@ -54,47 +53,24 @@ constexpr prepared_statement check_fence{
 constexpr prepared_statement check_stale{
     "rsv_check_stale", 2, "SELECT rsv_stale_epochs($1::int[], $2::int8[])"};
 
-// The journal's row (migration 0008): its body is sent in binary format.
+// The journal's row (migrations 0008, 0009): its body is sent in binary
+// format.
 constexpr prepared_statement insert_journal{
-    "rsv_insert_journal", 5,
-    "INSERT INTO journal (stream, seq, created_at, entries, body) VALUES "
-    "($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, $5::bytea)"};
+    "rsv_insert_journal", 6,
+    "INSERT INTO journal (stream, seq, created_at, entries, records, body) "
+    "VALUES ($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, "
+    "$5::int, $6::bytea)"};
 
 constexpr prepared_statement writer_statements[] = {
     insert_outbox, select_outbox_end, insert_journal, check_fence, check_stale};
-
-/// The distinct ownership fences a batch's writes were made under, as the
-/// two array parameters of rsv_fence; empty when none was (a single node).
-struct batch_fences {
-  pg::array_param partitions;
-  pg::array_param epochs;
-  std::size_t count = 0;
-};
-
-batch_fences fences_of(const std::vector<const pending_write*>& batch) {
-  std::set<write_fence> distinct;
-  for (const auto* write : batch) {
-    if (const auto* change = std::get_if<seat_change>(&write->what))
-      distinct.insert(change->fence);
-    else if (const auto* event = std::get_if<event_write>(&write->what))
-      distinct.insert(event->fence);
-  }
-  batch_fences out;
-  for (const auto& fence : distinct) {
-    if (fence.epoch == 0) continue;
-    out.partitions.add(static_cast<int64_t>(fence.partition));
-    out.epochs.add(static_cast<int64_t>(fence.epoch));
-    ++out.count;
-  }
-  return out;
-}
 
 } // namespace
 
 struct writer::impl {
   impl(shared_state& shared_state, std::size_t index)
       : shared(shared_state), config(shared_state.config), purges(index == 0),
-        stream(config.outbox_node.empty()
+        stream(config.outbox_node.empty() ||
+                       config.encoding == batch_encoding::journal
                    ? std::string{}
                    : config.outbox_node + '/' + std::to_string(index)),
         journal_stream(shared_state.journal_streams + '/' +
@@ -115,8 +91,10 @@ struct writer::impl {
 
   shared_state& shared;
   const pg_store_config& config;
-  const bool purges;        // this writer deletes old idempotency records
-  const std::string stream; // its outbox stream; empty: no outbox
+  const bool purges; // this writer deletes old idempotency records
+  // Its outbox stream; empty without Kafka, and with the journal (which
+  // is the outbox then).
+  const std::string stream;
   // Its journal stream, used with batch_encoding::journal: this process's
   // own, so numbering from 1 never meets another's rows.
   const std::string journal_stream;
@@ -130,7 +108,12 @@ struct writer::impl {
   // which is the order the relay reads them in.
   int64_t next_outbox_seq = 1;
   millis last_outbox_ms = 0;
+  // The same for the journal stream: the relay reads journal rows in the
+  // order of their times too.
   int64_t next_journal_seq = 1;
+  millis last_journal_ms = 0;
+  // The backend of the last connection, ended before the next one writes.
+  backend_id backend;
   // Drains the journal before a section load reads the tables.
   pg::journal_projection projection;
   // The batch being written: a member, so that a restart can answer it.
@@ -171,6 +154,13 @@ struct writer::impl {
       conn.reset();
       return false;
     }
+    // The former connection's last COMMIT, if it is still under way, must
+    // land before this one writes (end_former_backend).
+    if (!end_former_backend(conn.get(), backend)) {
+      conn.reset();
+      return false;
+    }
+    backend = backend_of(conn.get());
     if (!stream.empty()) {
       // A transaction whose connection died may have committed its row:
       // continue after whatever the stream has.
@@ -209,30 +199,19 @@ struct writer::impl {
     if (config.on_outbox_commit) config.on_outbox_commit();
   }
 
-  /// The records of a batch's outbox row and its time; no records when it
-  /// has none. False when a change's section is unknown.
-  bool outbox_payload(const std::vector<const pending_write*>& batch,
-                      std::string& payload, int64_t& records,
-                      millis& created_ms) {
-    auto now_ms = wall_clock_ms();
-    if (!shared.render_outbox(batch, now_ms, payload, records)) return false;
-    if (records > 0) created_ms = std::max(now_ms, last_outbox_ms);
-    return true;
-  }
-
   /// Writes `batch` as one pipelined transaction (pg_pipeline.hpp): the
   /// fence, one execute per kind of row, the journal row and the outbox row.
   caf::error commit_pipeline(const std::vector<const pending_write*>& batch) {
-    pg::table_rows rows;
-    journal::encoder journal_row;
-    std::string payload;
-    int64_t records = 0;
-    millis outbox_ms = 0;
-    if (!shared.gather(batch, rows, journal_row) ||
-        (!stream.empty() &&
-         !outbox_payload(batch, payload, records, outbox_ms)))
+    auto now_ms = wall_clock_ms();
+    batch_content content;
+    if (!shared.gather(batch, now_ms, content))
       return make_error(errc::unavailable,
                         std::string{"write for an unknown section"});
+    // Rows are timed in commit order within their stream.
+    millis outbox_ms = content.outbox_records > 0
+                           ? std::max(now_ms, last_outbox_ms)
+                           : millis{0};
+    millis journal_ms = std::max(now_ms, last_journal_ms);
     pg::pipeline_transaction transaction{conn.get()};
     if (!transaction.begin())
       return make_error(errc::unavailable,
@@ -245,15 +224,15 @@ struct writer::impl {
       fence_at =
           transaction.send(config.fencing ? check_fence : check_stale, values);
     }
-    if (transaction.queued()) rows.send(transaction);
-    bool journaled =
-        journal_row.size() > 0 && send_journal_row(transaction, journal_row);
-    if (records > 0) {
+    if (transaction.queued()) content.rows.send(transaction);
+    bool journaled = content.journal_row.size() > 0 &&
+                     send_journal_row(transaction, content, journal_ms);
+    if (content.outbox_records > 0) {
       auto seq = std::to_string(next_outbox_seq);
       auto at = std::to_string(outbox_ms);
-      auto count = std::to_string(records);
+      auto count = std::to_string(content.outbox_records);
       const char* values[] = {stream.c_str(), seq.c_str(), at.c_str(),
-                              count.c_str(), payload.c_str()};
+                              count.c_str(), content.outbox_payload.c_str()};
       transaction.send(insert_outbox, values);
     }
     auto outcome = transaction.finish(fence_at);
@@ -267,23 +246,33 @@ struct writer::impl {
     if (!outcome.committed)
       return shared.refused(outcome.refusal, outcome.message);
     outbox_committed(outbox_ms);
-    if (journaled && shared.on_journal_commit) shared.on_journal_commit();
+    if (journaled) journal_committed(journal_ms, content.journal_records);
     return {};
   }
 
   /// Queues the batch's journal row, numbered next in this writer's
-  /// stream; its body travels in binary format.
+  /// stream and timed at `at_ms`; its body travels in binary format.
   bool send_journal_row(pg::pipeline_transaction& transaction,
-                        journal::encoder& journal_row) {
+                        batch_content& content, millis at_ms) {
     auto seq = std::to_string(next_journal_seq++);
-    auto at = std::to_string(wall_clock_ms());
-    auto entries = std::to_string(journal_row.size());
-    auto body = journal_row.finish();
-    const char* values[] = {journal_stream.c_str(), seq.c_str(), at.c_str(),
-                            entries.c_str(), body.data()};
-    const int lengths[] = {0, 0, 0, 0, static_cast<int>(body.size())};
-    const int formats[] = {0, 0, 0, 0, 1};
+    auto at = std::to_string(at_ms);
+    auto entries = std::to_string(content.journal_row.size());
+    auto records = std::to_string(content.journal_records);
+    auto body = content.journal_row.finish();
+    const char* values[] = {
+        journal_stream.c_str(), seq.c_str(),     at.c_str(),
+        entries.c_str(),        records.c_str(), body.data()};
+    const int lengths[] = {0, 0, 0, 0, 0, static_cast<int>(body.size())};
+    const int formats[] = {0, 0, 0, 0, 0, 1};
     return transaction.send(insert_journal, values, lengths, formats) >= 0;
+  }
+
+  /// A journal row committed: the projector is woken, and the relay when
+  /// the row has records for it.
+  void journal_committed(millis at_ms, int64_t records) {
+    last_journal_ms = at_ms;
+    if (shared.on_journal_commit) shared.on_journal_commit();
+    if (records > 0 && config.on_outbox_commit) config.on_outbox_commit();
   }
 
   /// Writes `batch` in one transaction; answers the error, if any.

@@ -65,6 +65,47 @@ struct pending_write {
   }
 };
 
+/// What one transaction of a writer writes besides its fence.
+struct batch_content {
+  table_rows rows;
+  journal::encoder journal_row;
+  /// Kafka records in the journal row (journal_codec.hpp, migration 0009):
+  /// 0 when it needs no relay.
+  int64_t journal_records = 0;
+  /// The `pipeline` encoding with Kafka: the outbox row's record lines.
+  std::string outbox_payload;
+  int64_t outbox_records = 0;
+};
+
+/// The distinct ownership fences a batch's writes were made under, as the
+/// two array parameters of rsv_fence; empty when none was (a single node).
+struct batch_fences {
+  pg::array_param partitions;
+  pg::array_param epochs;
+  std::size_t count = 0;
+};
+
+batch_fences fences_of(const std::vector<const pending_write*>& batch);
+
+/// A PostgreSQL backend, told apart from a later one with the same pid by
+/// when it started.
+struct backend_id {
+  int pid = 0; // 0: none
+  std::string started;
+};
+
+/// The backend that serves `conn`; pid 0 when it cannot be read.
+backend_id backend_of(PGconn* conn);
+
+/// Ends `former`, the backend of a writer's connection that was lost, and
+/// waits until it is gone, so that a COMMIT it may still be carrying out
+/// has its outcome before the writer commits its next row: a stream's rows
+/// then become visible in the order they are numbered, which the relay and
+/// the projector rely on when they read a stream after a cursor. True when
+/// it is gone (or was never there), or when the server cannot end it
+/// (logged); false while it is still there.
+bool end_former_backend(PGconn* conn, const backend_id& former);
+
 struct shared_state {
   explicit shared_state(pg_store_config cfg);
 
@@ -84,18 +125,17 @@ struct shared_state {
 
   void learn(std::shared_ptr<const section_layout> layout);
 
-  /// Sorts a batch's writes into the tables' statements (pg_tables.hpp).
-  /// With the journal, seat changes and idempotency records go to its row
-  /// instead; events and customers, rare and checked by unique indexes,
-  /// always go to their tables. False when a change's section is unknown.
-  bool gather(const std::vector<const pending_write*>& batch, table_rows& rows,
-              journal::encoder& journal_row);
-
-  /// Appends the outbox records of a batch's events and seat changes to
-  /// `payload` and counts them in `records`. False when a change's section
-  /// is unknown.
-  bool render_outbox(const std::vector<const pending_write*>& batch,
-                     millis now_ms, std::string& payload, int64_t& records);
+  /// Sorts a batch's writes into what its transaction writes. The tables'
+  /// statements (pg_tables.hpp) take everything of the `pipeline`
+  /// encoding; with the journal, seat changes and idempotency records go to
+  /// its row instead, while events and customers, rare and checked by
+  /// unique indexes, always go to their tables. With Kafka (an outbox
+  /// node), each event and seat change also has its record: in the journal
+  /// row, which is the outbox of the journal encoding (an event's entry is
+  /// there only for its record), or rendered into an outbox row. `now_ms`
+  /// is when events happen. False when a change's section is unknown.
+  bool gather(const std::vector<const pending_write*>& batch, millis now_ms,
+              batch_content& out);
 
   pg_store_config config;
   const std::string journal_streams;

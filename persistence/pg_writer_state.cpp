@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
+#include <set>
 #include <spdlog/spdlog.h>
+#include <string_view>
 
 namespace rsv::pg {
 
@@ -93,45 +95,100 @@ void shared_state::learn(std::shared_ptr<const section_layout> layout) {
 }
 
 bool shared_state::gather(const std::vector<const pending_write*>& batch,
-                          table_rows& rows, journal::encoder& journal_row) {
+                          millis now_ms, batch_content& out) {
   const bool journaled = config.encoding == batch_encoding::journal;
+  const bool relayed = !config.outbox_node.empty();
   for (const auto* write : batch) {
     if (const auto* event = std::get_if<event_write>(&write->what)) {
-      rows.add(event->def, event->section_nos);
+      out.rows.add(event->def, event->section_nos);
+      if (relayed && journaled) {
+        out.journal_row.add(journal::event_created{
+            event->def, event->section_nos, event->fence, now_ms});
+        ++out.journal_records;
+      } else if (relayed) {
+        render_outbox_record(event->def, now_ms, out.outbox_payload);
+        ++out.outbox_records;
+      }
     } else if (const auto* customer =
                    std::get_if<customer_record>(&write->what)) {
-      rows.add(*customer);
+      out.rows.add(*customer);
     } else if (const auto* record =
                    std::get_if<idempotency_record>(&write->what)) {
       if (journaled)
-        journal_row.add(*record);
+        out.journal_row.add(*record);
       else
-        rows.add(*record);
+        out.rows.add(*record);
     } else if (journaled) {
-      journal_row.add(std::get<seat_change>(write->what));
+      out.journal_row.add(std::get<seat_change>(write->what));
+      out.journal_records += relayed ? 1 : 0;
     } else {
       const auto& change = std::get<seat_change>(write->what);
       auto section = layout(change.section_no);
       if (!section) return false;
-      rows.add(change, *section);
+      out.rows.add(change, *section);
+      if (!relayed) continue;
+      render_outbox_record(change, *section, out.outbox_payload);
+      ++out.outbox_records;
     }
   }
   return true;
 }
 
-bool shared_state::render_outbox(const std::vector<const pending_write*>& batch,
-                                 millis now_ms, std::string& payload,
-                                 int64_t& records) {
+batch_fences fences_of(const std::vector<const pending_write*>& batch) {
+  std::set<write_fence> distinct;
   for (const auto* write : batch) {
-    if (const auto* event = std::get_if<event_write>(&write->what)) {
-      render_outbox_record(event->def, now_ms, payload);
-      ++records;
-    } else if (const auto* change = std::get_if<seat_change>(&write->what)) {
-      auto section = layout(change->section_no);
-      if (!section) return false;
-      render_outbox_record(*change, *section, payload);
-      ++records;
-    }
+    if (const auto* change = std::get_if<seat_change>(&write->what))
+      distinct.insert(change->fence);
+    else if (const auto* event = std::get_if<event_write>(&write->what))
+      distinct.insert(event->fence);
+  }
+  batch_fences out;
+  for (const auto& fence : distinct) {
+    if (fence.epoch == 0) continue;
+    out.partitions.add(static_cast<int64_t>(fence.partition));
+    out.epochs.add(static_cast<int64_t>(fence.epoch));
+    ++out.count;
+  }
+  return out;
+}
+
+backend_id backend_of(PGconn* conn) {
+  result_ptr result{PQexec(conn, "SELECT pg_backend_pid(), backend_start::text "
+                                 "FROM pg_stat_activity WHERE pid = "
+                                 "pg_backend_pid()")};
+  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK ||
+      PQntuples(result.get()) != 1)
+    return {};
+  return {static_cast<int>(int_at(result.get(), 0, 0)),
+          text_at(result.get(), 0, 1)};
+}
+
+bool end_former_backend(PGconn* conn, const backend_id& former) {
+  if (former.pid == 0) return true;
+  // pg_terminate_backend waits for the backend to exit, at most 5 s. A
+  // COMMIT under way finishes first (it cannot be interrupted); one not
+  // begun never happens.
+  auto ended = exec_params(
+      conn,
+      "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE "
+      "pid = $1::int AND backend_start::text = $2",
+      {std::to_string(former.pid), former.started});
+  // A server that cannot (no such function before PostgreSQL 14, a role
+  // without the right) leaves the writer as it was before this fence: it
+  // must not stop writing for good.
+  if (PQresultStatus(ended.get()) != PGRES_TUPLES_OK) {
+    spdlog::warn("PostgreSQL: cannot end the writer's former backend {} "
+                 "(writing anyway): {}",
+                 former.pid, PQerrorMessage(conn));
+    return PQstatus(conn) == CONNECTION_OK;
+  }
+  // Still there after the wait: a COMMIT under way there is stuck; write
+  // nothing until it is over.
+  if (PQntuples(ended.get()) != 0 &&
+      std::string_view{PQgetvalue(ended.get(), 0, 0)} != "t") {
+    spdlog::warn("PostgreSQL: the writer's former backend {} is still there",
+                 former.pid);
+    return false;
   }
   return true;
 }

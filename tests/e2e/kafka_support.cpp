@@ -262,6 +262,32 @@ check_records(const std::vector<consumed_record>& records,
   return out;
 }
 
+namespace {
+
+long long count_of(const std::string& conninfo, const std::string& sql) {
+  auto result = run_psql(conninfo, sql);
+  if (result.exit_code != 0) return -1;
+  try {
+    return std::stoll(result.output);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+} // namespace
+
+long long unprojected_journal_rows(const std::string& conninfo) {
+  return count_of(conninfo,
+                  "SELECT count(*) FROM journal j LEFT JOIN journal_cursors c "
+                  "ON c.reader = 'projector' AND c.stream = j.stream WHERE "
+                  "j.seq > coalesce(c.seq, 0)");
+}
+
+long long outbox_and_journal_rows(const std::string& conninfo) {
+  return count_of(conninfo, "SELECT (SELECT count(*) FROM outbox) + (SELECT "
+                            "count(*) FROM journal)");
+}
+
 std::vector<consumed_record>
 consume_until_complete(const std::string& bootstrap, const std::string& topic,
                        const std::string& conninfo,

@@ -71,6 +71,26 @@ std::vector<std::string>
 check_records(const std::vector<consumed_record>& records,
               const std::set<std::string>& committed);
 
+/// The `--pg-batch-encoding` values: consumers must not be able to tell
+/// which one a node uses, so the Kafka tests run with each.
+inline const std::vector<std::string> batch_encodings{"pipeline", "journal"};
+
+/// A test's name suffix: its encoding.
+inline std::string
+batch_encoding_name(const ::testing::TestParamInfo<std::string>& param) {
+  return param.param;
+}
+
+/// Journal rows not yet projected into the tables (migration 0009), -1 when
+/// psql fails. With the journal, committed_change_ids sees a change only
+/// once this is 0 (it reads the tables).
+long long unprojected_journal_rows(const std::string& conninfo);
+
+/// Rows that hold records not yet relayed or rows not yet let go: outbox
+/// rows and journal rows. 0 once the relay and the projector are done; -1
+/// when psql fails.
+long long outbox_and_journal_rows(const std::string& conninfo);
+
 /// Polls kcat until the topic holds every committed id, or the deadline;
 /// answers the last consumption.
 std::vector<consumed_record>

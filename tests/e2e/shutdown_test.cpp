@@ -4,7 +4,9 @@
 // accepted are answered (no reset, no 503), new connections are refused
 // once the listener closes, and the process exits 0 within its deadline
 // with every acknowledged change in PostgreSQL and every committed change
-// in Kafka. Past the deadline it exits 1 and says what was left.
+// in Kafka. Past the deadline it exits 1 and says what was left. Each test
+// runs with both batch encodings (with the journal, its rows are the
+// outbox).
 
 #include "harness.hpp"
 #include "kafka_support.hpp"
@@ -52,7 +54,7 @@ bool connection_refused(unsigned short port) {
   }
 }
 
-class shutdown_test : public ::testing::Test {
+class shutdown_test : public ::testing::TestWithParam<std::string> {
 protected:
   void SetUp() override { broker_ = std::make_unique<kafka_broker>(); }
 
@@ -70,8 +72,9 @@ protected:
 
   std::vector<std::string> server_args(std::vector<std::string> more) const {
     auto args = database_.server_args();
-    args.insert(args.end(), {"--kafka-brokers", broker_->bootstrap(),
-                             "--node-id", "shutdown-test"});
+    args.insert(args.end(),
+                {"--kafka-brokers", broker_->bootstrap(), "--node-id",
+                 "shutdown-test", "--pg-batch-encoding", GetParam()});
     args.insert(args.end(), more.begin(), more.end());
     return args;
   }
@@ -99,7 +102,7 @@ protected:
   clock_type::time_point signalled_{};
 };
 
-TEST_F(shutdown_test, sigterm_under_load_answers_commits_relays_exits_0) {
+TEST_P(shutdown_test, sigterm_under_load_answers_commits_relays_exits_0) {
   // A drain delay of 1 s: long enough to see /ready fail while the node
   // still serves.
   node_ = std::make_unique<server_process>(server_args(
@@ -169,15 +172,16 @@ TEST_F(shutdown_test, sigterm_under_load_answers_commits_relays_exits_0) {
   EXPECT_GT(refused, 0) << "the load ended before the shutdown cut it";
 
   // The relay flushed before the exit: with no node running, Kafka already
-  // has every committed change, and the outbox is empty.
+  // has every committed change, and the outbox is empty (the journal too:
+  // its rows were projected before the relay's last trim).
   auto committed = committed_change_ids(database_.conninfo());
   auto records = consume_all(broker_->bootstrap(), topic);
   auto violations = check_records(records, committed);
   EXPECT_TRUE(violations.empty())
       << violations.size() << " violations in " << records.size()
       << " records:" << as_lines(violations);
-  auto outbox = run_psql(database_.conninfo(), "SELECT count(*) FROM outbox");
-  EXPECT_EQ(outbox.output, "0\n") << "rows left in the outbox";
+  EXPECT_EQ(outbox_and_journal_rows(database_.conninfo()), 0)
+      << "rows left in the outbox or the journal";
 
   // Every acknowledged change is in PostgreSQL: a new node shows it.
   node_ = std::make_unique<server_process>(server_args({}));
@@ -191,7 +195,7 @@ TEST_F(shutdown_test, sigterm_under_load_answers_commits_relays_exits_0) {
       << " violations after the restart:" << as_lines(state_violations);
 }
 
-TEST_F(shutdown_test, past_the_deadline_it_exits_1_and_says_what_was_left) {
+TEST_P(shutdown_test, past_the_deadline_it_exits_1_and_says_what_was_left) {
   node_ = std::make_unique<server_process>(
       server_args({"--shutdown-timeout-seconds", "2"}));
   {
@@ -224,6 +228,10 @@ TEST_F(shutdown_test, past_the_deadline_it_exits_1_and_says_what_was_left) {
   auto violations = check_records(records, committed);
   EXPECT_TRUE(violations.empty()) << as_lines(violations);
 }
+
+INSTANTIATE_TEST_SUITE_P(encodings, shutdown_test,
+                         ::testing::ValuesIn(batch_encodings),
+                         batch_encoding_name);
 
 } // namespace
 } // namespace rsv::e2e

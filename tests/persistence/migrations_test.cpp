@@ -22,7 +22,8 @@ TEST_F(migrations_test, an_empty_database_gets_every_table) {
                      "FROM information_schema.tables WHERE table_schema = "
                      "'public'");
   EXPECT_EQ(tables, "bookings,cluster_partitions,cluster_settings,customers,"
-                    "events,holds,idempotency_records,journal,outbox,"
+                    "events,holds,idempotency_records,journal,"
+                    "journal_cursors,outbox,"
                     "schema_migrations,seat_state,sections\n");
 }
 
