@@ -53,7 +53,7 @@ int migrate_database(rsv::app::store_kind store, const std::string& dsn) {
     std::cout << "the memory store has no schema: nothing to migrate\n";
     return 0;
   }
-  auto report = rsv::apply_migrations(dsn);
+  auto report = rsv::persistence::apply_migrations(dsn);
   if (!report) {
     std::cerr << "migrate: " << rsv::describe(report.error()) << '\n';
     return 1;

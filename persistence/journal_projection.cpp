@@ -9,7 +9,7 @@
 #include <map>
 #include <set>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -168,4 +168,4 @@ caf::expected<projected> journal_projection::drain(
   }
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// Finds a section's layout without the database, or null.
 using layout_lookup =
@@ -58,4 +58,4 @@ private:
   layout_map cache_;
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

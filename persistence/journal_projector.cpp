@@ -10,7 +10,7 @@
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -144,4 +144,4 @@ void journal_projector::run() {
   }
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

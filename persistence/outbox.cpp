@@ -15,7 +15,7 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -583,4 +583,4 @@ std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn) {
   return std::make_unique<pg_outbox_reader>(std::move(dsn));
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// The Kafka record of one change: `id` is unique per change and the same
 /// every time the change is rendered, so consumers drop duplicates by it;
@@ -91,4 +91,4 @@ public:
 /// variables). Connects lazily and reconnects after failures.
 std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn);
 
-} // namespace rsv
+} // namespace rsv::persistence

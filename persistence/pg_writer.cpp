@@ -24,7 +24,7 @@
 #include <string_view>
 #include <thread>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -567,4 +567,4 @@ service_state writer::state() const {
   return impl_->state.load();
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -8,7 +8,7 @@
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -136,4 +136,4 @@ bool shared_state::render_outbox(const std::vector<const pending_write*>& batch,
   return true;
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg
