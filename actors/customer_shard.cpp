@@ -269,7 +269,7 @@ private:
   }
 
   std::shared_ptr<clock_source> clock_;
-  std::shared_ptr<rsv::persistence::store> store_;
+  std::shared_ptr<persistence::store> store_;
   std::shared_ptr<persistence::cluster_store> cluster_db_;
   std::unordered_map<std::string, customer_data> customers_;
 };

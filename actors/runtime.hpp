@@ -46,8 +46,8 @@ struct reload_policy {
 /// receives committed changes, the clock, the metrics, and how stale sections
 /// retry their reload.
 struct runtime_deps {
-  std::shared_ptr<rsv::persistence::store> store;
-  std::shared_ptr<rsv::messaging::change_sink> sink;
+  std::shared_ptr<persistence::store> store;
+  std::shared_ptr<messaging::change_sink> sink;
   std::shared_ptr<clock_source> clock;
   std::shared_ptr<domain_metrics> metrics;
   reload_policy reload;
