@@ -4,7 +4,7 @@
 #include <caf/all.hpp>
 #include <unordered_map>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -30,12 +30,12 @@ struct customer_looked_up {
 
 } // namespace
 
-} // namespace rsv
+} // namespace rsv::actors
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::forget_email)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::customer_looked_up)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::forget_email)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::customer_looked_up)
 
-namespace rsv {
+namespace rsv::actors {
 
 caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
   auto store = deps.store;
@@ -107,4 +107,4 @@ caf::actor spawn_accounts(caf::actor_system& system, const runtime_deps& deps) {
   return system.spawn(behavior);
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -4,7 +4,7 @@
 #include <random>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -66,4 +66,4 @@ caf::actor spawn_chaos_killer(caf::actor_system& system,
   return system.spawn(behavior);
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -12,7 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <unordered_set>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -46,7 +46,7 @@ struct bumped_msg {
 struct loaded_msg {
   claim what;
   std::map<uint32_t, uint64_t> epochs;
-  caf::expected<recovered_state> state;
+  caf::expected<persistence::recovered_state> state;
 };
 struct serving_msg {
   claim what;
@@ -64,7 +64,7 @@ struct refresh_msg {
   std::function<void()> then; // may be empty
 };
 struct owners_msg {
-  caf::expected<std::vector<partition_owner>> owners;
+  caf::expected<std::vector<persistence::partition_owner>> owners;
 };
 
 using refresh_tick_atom = caf::atom_constant<caf::atom("c_refresh")>;
@@ -78,21 +78,21 @@ std::string list(const std::vector<uint32_t>& partitions) {
 
 } // namespace
 
-} // namespace rsv
+} // namespace rsv::actors
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::assign_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::revoke_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::fenced_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::lost_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::bumped_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::loaded_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::serving_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::retry_bump_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::retry_load_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::refresh_msg)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::owners_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::assign_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::revoke_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::fenced_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::lost_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::bumped_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::loaded_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::serving_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::retry_bump_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::retry_load_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::refresh_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::owners_msg)
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -105,7 +105,7 @@ class coordinator_actor : public caf::event_based_actor {
 public:
   coordinator_actor(caf::actor_config& cfg, runtime* rt,
                     std::shared_ptr<ownership> owners,
-                    std::shared_ptr<cluster_store> db,
+                    std::shared_ptr<persistence::cluster_store> db,
                     coordinator_config config)
       : caf::event_based_actor(cfg), rt_(rt), owners_(std::move(owners)),
         db_(std::move(db)), config_(std::move(config)),
@@ -232,7 +232,7 @@ private:
     db_->load_partitions(
         std::move(partitions), count_,
         [me = me(), c = std::move(c), epochs = std::move(epochs)](
-            caf::expected<recovered_state> state) mutable {
+            caf::expected<persistence::recovered_state> state) mutable {
           caf::anon_send(me, loaded_msg{std::move(c), std::move(epochs),
                                         std::move(state)});
         });
@@ -267,7 +267,7 @@ private:
   /// fence.
   load_events_request events_to_serve(const claim& c,
                                       std::map<uint32_t, uint64_t>& epochs,
-                                      recovered_state& state) {
+                                      persistence::recovered_state& state) {
     std::unordered_set<uint32_t> wanted(c.partitions.begin(),
                                         c.partitions.end());
     load_events_request request;
@@ -353,9 +353,11 @@ private:
   void read_owners() {
     if (refreshing_) return;
     refreshing_ = true;
-    db_->owners([me = me()](caf::expected<std::vector<partition_owner>> rows) {
-      caf::anon_send(me, owners_msg{std::move(rows)});
-    });
+    db_->owners(
+        [me = me()](
+            caf::expected<std::vector<persistence::partition_owner>> rows) {
+          caf::anon_send(me, owners_msg{std::move(rows)});
+        });
   }
 
   void owners_read(owners_msg& msg) {
@@ -387,7 +389,7 @@ private:
 
   runtime* const rt_;
   const std::shared_ptr<ownership> owners_;
-  const std::shared_ptr<cluster_store> db_;
+  const std::shared_ptr<persistence::cluster_store> db_;
   const coordinator_config config_;
   const uint32_t count_;
   std::vector<uint64_t> generation_; // per partition, raised on every change
@@ -397,10 +399,9 @@ private:
 
 } // namespace
 
-cluster_coordinator::cluster_coordinator(caf::actor_system& system, runtime& rt,
-                                         std::shared_ptr<ownership> owners,
-                                         std::shared_ptr<cluster_store> db,
-                                         coordinator_config config)
+cluster_coordinator::cluster_coordinator(
+    caf::actor_system& system, runtime& rt, std::shared_ptr<ownership> owners,
+    std::shared_ptr<persistence::cluster_store> db, coordinator_config config)
     : owners_(owners) {
   actor_ = system.spawn<coordinator_actor>(&rt, std::move(owners),
                                            std::move(db), std::move(config));
@@ -435,4 +436,4 @@ void cluster_coordinator::refresh(std::function<void()> then) {
   caf::anon_send(actor_, refresh_msg{std::move(then)});
 }
 
-} // namespace rsv
+} // namespace rsv::actors

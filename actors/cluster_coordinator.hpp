@@ -13,11 +13,14 @@
 #include <string>
 #include <vector>
 
-namespace rsv {
-
-class runtime;
+namespace rsv::persistence {
 class cluster_store;
 struct recovered_event;
+} // namespace rsv::persistence
+
+namespace rsv::actors {
+
+class runtime;
 
 struct coordinator_config {
   /// How often the owners of other partitions are read from PostgreSQL, so
@@ -27,7 +30,8 @@ struct coordinator_config {
   millis retry_ms = 250;
   /// Tells the store the layouts of events it now writes for (their seat
   /// ids); may be empty.
-  std::function<void(const std::vector<recovered_event>&)> learn_layouts;
+  std::function<void(const std::vector<persistence::recovered_event>&)>
+      learn_layouts;
 };
 
 /// The cluster coordinator: the one actor that changes this node's
@@ -44,7 +48,7 @@ class cluster_coordinator {
 public:
   cluster_coordinator(caf::actor_system& system, runtime& rt,
                       std::shared_ptr<ownership> owners,
-                      std::shared_ptr<cluster_store> db,
+                      std::shared_ptr<persistence::cluster_store> db,
                       coordinator_config config);
   ~cluster_coordinator();
   cluster_coordinator(const cluster_coordinator&) = delete;
@@ -72,4 +76,4 @@ private:
   caf::actor actor_;
 };
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <unordered_map>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -269,8 +269,8 @@ private:
   }
 
   std::shared_ptr<clock_source> clock_;
-  std::shared_ptr<rsv::store> store_;
-  std::shared_ptr<cluster_store> cluster_db_;
+  std::shared_ptr<persistence::store> store_;
+  std::shared_ptr<persistence::cluster_store> cluster_db_;
   std::unordered_map<std::string, customer_data> customers_;
 };
 
@@ -286,4 +286,4 @@ customer_shards::for_customer(const std::string& customer_id) const {
   return actors[std::hash<std::string>{}(customer_id) % actors.size()];
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -2,7 +2,7 @@
 
 #include "core/limits.hpp"
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -62,4 +62,4 @@ std::shared_ptr<section_entry> directory::find_section(uint32_t no) const {
   return no < snap->sections_by_no.size() ? snap->sections_by_no[no] : nullptr;
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
+namespace rsv::actors {
 
 /// One section as the router sees it: the actor that owns it, its layout, and
 /// its seat counts, which the actor publishes after every change as one
@@ -103,4 +103,4 @@ private:
   std::atomic<std::shared_ptr<const directory_snapshot>> current_;
 };
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -3,7 +3,7 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -154,4 +154,4 @@ cancel_booking(const section_layout& layout, const std::string& customer_id,
 
 } // namespace forgotten_hold
 
-} // namespace rsv
+} // namespace rsv::actors

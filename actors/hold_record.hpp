@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-namespace rsv {
+namespace rsv::actors {
 
 /// What the API shows of a hold record, in memory or as the store recorded
 /// it: one rendering for both, so that a hold read from the store looks
@@ -53,4 +53,4 @@ cancel_booking(const section_layout& layout, const std::string& customer_id,
 
 } // namespace forgotten_hold
 
-} // namespace rsv
+} // namespace rsv::actors

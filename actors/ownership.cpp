@@ -2,7 +2,7 @@
 
 #include "core/assert.hpp"
 
-namespace rsv {
+namespace rsv::actors {
 
 const char* to_string(partition_state state) {
   switch (state) {
@@ -66,4 +66,4 @@ std::vector<uint32_t> ownership::in_state(partition_state state) const {
   return out;
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv {
+namespace rsv::actors {
 
 /// Where a partition's events are served from, as this node sees it.
 enum class partition_state : uint8_t {
@@ -72,4 +72,4 @@ private:
   std::atomic<std::shared_ptr<const table>> table_;
 };
 
-} // namespace rsv
+} // namespace rsv::actors

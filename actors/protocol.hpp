@@ -31,7 +31,7 @@
 ///
 /// Messages carry callbacks and never leave the process, so they are
 /// whitelisted as unsafe message types; a cluster transport adds inspectors.
-namespace rsv {
+namespace rsv::actors {
 
 /// A callback that answers a request exactly once. If every copy is
 /// destroyed unanswered (the message died in the mailbox of an actor that was
@@ -308,7 +308,7 @@ struct event_entry;
 /// Recovery: every recorded event with its sections' holds; answers the
 /// number of events restored. Sent once, before the node serves.
 struct recover_events_request {
-  std::vector<recovered_event> events;
+  std::vector<persistence::recovered_event> events;
   std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
   uint32_t next_section_no = 0;
   reply_fn<std::size_t> reply;
@@ -329,7 +329,7 @@ struct section_nos_reserved {
 /// layouts fenced under the new epochs; the registry serves them (as at
 /// recovery) and answers how many events it added.
 struct load_events_request {
-  std::vector<recovered_event> events;
+  std::vector<persistence::recovered_event> events;
   std::unordered_map<uint32_t, std::vector<recorded_hold>> holds;
   reply_fn<std::size_t> reply;
 };
@@ -366,40 +366,40 @@ struct idempotency_looked_up {
   caf::expected<std::optional<idempotency_record>> found;
 };
 
-} // namespace rsv
+} // namespace rsv::actors
 
 CAF_BEGIN_TYPE_ID_BLOCK(rsv, caf::first_custom_type_id)
 CAF_END_TYPE_ID_BLOCK(rsv)
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::hold_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_hold_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::release_hold_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::book_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::get_booking_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::cancel_booking_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::seat_map_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::section_reloaded)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::write_acknowledged)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::reserve_quota_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::adjust_quota)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::booking_changed)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::list_bookings_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_begin)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_finish)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::register_customer_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::find_customer_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::create_event_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::recover_events_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customers)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_customer)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::section_nos_reserved)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::load_events_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::drop_partitions_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::event_seats)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::forget_events)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::idempotency_looked_up)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::get_hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::release_hold_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::book_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::get_booking_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::cancel_booking_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::seat_map_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::section_reloaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::write_acknowledged)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::reserve_quota_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::adjust_quota)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::booking_changed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::list_bookings_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::idempotency_begin)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::idempotency_finish)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::register_customer_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::find_customer_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::create_event_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::recover_events_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::load_customers)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::load_customer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::section_nos_reserved)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::load_events_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::drop_partitions_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::event_seats)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::forget_events)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::idempotency_looked_up)
 
-namespace rsv {
+namespace rsv::actors {
 
 /// Timer message of a section actor: expire the holds that are due.
 using expire_tick_atom = caf::atom_constant<caf::atom("exp_tick")>;
@@ -427,4 +427,4 @@ using section_actor = caf::typed_actor<
     caf::reacts_to<write_acknowledged>, caf::reacts_to<reload_atom>,
     caf::reacts_to<section_reloaded>>;
 
-} // namespace rsv
+} // namespace rsv::actors

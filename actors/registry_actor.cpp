@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <unordered_set>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -78,11 +78,11 @@ void add_event(directory_snapshot& next,
 
 } // namespace
 
-} // namespace rsv
+} // namespace rsv::actors
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::event_written)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::event_written)
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -362,7 +362,7 @@ private:
   /// Serves recorded events: at recovery, or when a cluster node takes
   /// their partitions over.
   void
-  add_events(std::vector<recovered_event>& events,
+  add_events(std::vector<persistence::recovered_event>& events,
              std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds) {
     auto next = std::make_shared<directory_snapshot>(*dir_->snapshot());
     for (auto& event : events)
@@ -434,4 +434,4 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
   return system.spawn<registry>(deps, std::move(dir), std::move(shards));
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -8,7 +8,7 @@
 #include <future>
 #include <unordered_map>
 
-namespace rsv {
+namespace rsv::actors {
 
 runtime::runtime(caf::actor_system& system, runtime_deps deps,
                  std::size_t customer_shard_count)
@@ -60,7 +60,8 @@ bool runtime::chaos_stop() {
   return true;
 }
 
-caf::expected<std::size_t> runtime::recover(recovered_state state) {
+caf::expected<std::size_t>
+runtime::recover(persistence::recovered_state state) {
   // What each customer has: seats per event (for limits) and bookings.
   std::unordered_map<std::string, load_customer> customers;
   for (const auto& event : state.events) {
@@ -118,13 +119,13 @@ caf::expected<std::size_t> runtime::recover(recovered_state state) {
   return future.get();
 }
 
-} // namespace rsv
+} // namespace rsv::actors
 
-namespace rsv {
+namespace rsv::actors {
 
 std::unordered_map<std::string, std::unordered_map<std::string, int64_t>>
 seats_by_event_and_customer(
-    const std::vector<recovered_event>& events,
+    const std::vector<persistence::recovered_event>& events,
     const std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds) {
   std::unordered_map<std::string, std::unordered_map<std::string, int64_t>> out;
   for (const auto& event : events) {
@@ -142,4 +143,4 @@ seats_by_event_and_customer(
   return out;
 }
 
-} // namespace rsv
+} // namespace rsv::actors

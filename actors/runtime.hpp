@@ -20,9 +20,11 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
-
+namespace rsv::persistence {
 class cluster_store; // persistence/cluster_store.hpp
+} // namespace rsv::persistence
+
+namespace rsv::actors {
 
 /// How a stale section (one whose write failed) retries loading itself from
 /// the store; the reasons for the defaults are in core/limits.hpp. Times are
@@ -44,8 +46,8 @@ struct reload_policy {
 /// receives committed changes, the clock, the metrics, and how stale sections
 /// retry their reload.
 struct runtime_deps {
-  std::shared_ptr<rsv::store> store;
-  std::shared_ptr<rsv::change_sink> sink;
+  std::shared_ptr<persistence::store> store;
+  std::shared_ptr<messaging::change_sink> sink;
   std::shared_ptr<clock_source> clock;
   std::shared_ptr<domain_metrics> metrics;
   reload_policy reload;
@@ -55,7 +57,7 @@ struct runtime_deps {
   /// serves, and the store's cluster reads and numbers. Null on a single
   /// node.
   std::shared_ptr<const ownership> cluster;
-  std::shared_ptr<cluster_store> cluster_db;
+  std::shared_ptr<persistence::cluster_store> cluster_db;
   /// In a cluster: a write of this partition was fenced (it moved to
   /// another node). Called on any thread; must not block.
   std::function<void(uint32_t)> on_fenced;
@@ -65,7 +67,7 @@ struct runtime_deps {
 /// their recorded holds: what the customer shards count for the limits.
 std::unordered_map<std::string, std::unordered_map<std::string, int64_t>>
 seats_by_event_and_customer(
-    const std::vector<recovered_event>& events,
+    const std::vector<persistence::recovered_event>& events,
     const std::unordered_map<uint32_t, std::vector<recorded_hold>>& holds);
 
 /// The customer shard actors: customer-scoped state (per-event seat counts
@@ -97,7 +99,7 @@ public:
   /// each customer's seats and bookings, every event with its sections'
   /// holds. Call once, before serving; blocks (bounded) until the directory
   /// has every event. Answers the number of events.
-  caf::expected<std::size_t> recover(recovered_state state);
+  caf::expected<std::size_t> recover(persistence::recovered_state state);
 
   const caf::actor& shard_for(const std::string& customer_id) const {
     return shards_->for_customer(customer_id);
@@ -183,4 +185,4 @@ caf::actor spawn_registry(caf::actor_system& system, const runtime_deps& deps,
                           std::shared_ptr<directory> dir,
                           std::shared_ptr<const customer_shards> shards);
 
-} // namespace rsv
+} // namespace rsv::actors

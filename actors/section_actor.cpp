@@ -6,7 +6,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -370,4 +370,4 @@ void section_actor_impl::on_expire_tick() {
   finish();
 }
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -14,7 +14,7 @@
 /// The section actor's class, private to actors/: the rest of the node spawns
 /// it with spawn_section (runtime.hpp) and talks to it through the messages
 /// of `section_actor` (protocol.hpp).
-namespace rsv {
+namespace rsv::actors {
 
 /// What every incarnation of one section is built on; the registry keeps it
 /// for the section's restarts.
@@ -167,4 +167,4 @@ private:
   bool reload_timer_pending_ = false;
 };
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -8,7 +8,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -280,4 +280,4 @@ void section_actor_impl::retry_reload_later(const caf::error& why) {
   }
 }
 
-} // namespace rsv
+} // namespace rsv::actors

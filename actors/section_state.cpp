@@ -9,7 +9,7 @@
 #include <atomic>
 #include <utility>
 
-namespace rsv {
+namespace rsv::actors {
 
 namespace {
 
@@ -473,4 +473,4 @@ std::size_t section_state::seat_state_bytes() const {
          row_free_.capacity() * sizeof(uint32_t);
 }
 
-} // namespace rsv
+} // namespace rsv::actors

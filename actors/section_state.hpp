@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
+namespace rsv::actors {
 
 /// The seats, holds and bookings of one section: the domain logic of a
 /// section actor without the actor, so that it can be tested with a
@@ -195,4 +195,4 @@ private:
   uint64_t version_;
 };
 
-} // namespace rsv
+} // namespace rsv::actors

@@ -59,7 +59,8 @@ server_stack::server_stack(const serve_config& cfg,
       registry_(std::make_shared<prometheus::Registry>()),
       chaos_threads_(cfg.chaos ? std::make_shared<thread_faults>() : nullptr),
       coordinator_slot_(
-          std::make_shared<std::atomic<cluster_coordinator*>>(nullptr)) {}
+          std::make_shared<std::atomic<actors::cluster_coordinator*>>(
+              nullptr)) {}
 
 server_stack::~server_stack() = default;
 
@@ -90,29 +91,30 @@ int server_stack::start() {
 
 int server_stack::open_store() {
   if (cfg_.store == store_kind::postgres) return open_postgres();
-  store_ = std::make_shared<memory_store>();
+  store_ = std::make_shared<persistence::memory_store>();
   return exit_code::ok;
 }
 
 int server_stack::open_postgres() {
   // Migrations and recovery happen before the node listens: until then
   // nothing is served, so nothing can disagree with the database.
-  auto migrated = apply_migrations(cfg_.pg_dsn);
+  auto migrated = persistence::apply_migrations(cfg_.pg_dsn);
   if (!migrated) {
     spdlog::critical("migrations failed: {}", describe(migrated.error()));
     return exit_code::failed;
   }
   if (cfg_.cluster) {
-    if (auto err = cluster_store::init(cfg_.pg_dsn, cfg_.cluster_partitions)) {
+    if (auto err = persistence::cluster_store::init(cfg_.pg_dsn,
+                                                    cfg_.cluster_partitions)) {
       spdlog::critical("cluster: {}", describe(err));
       return exit_code::refused;
     }
-    owners_ = std::make_shared<ownership>(cfg_.cluster_partitions,
-                                          checked_.advertise);
-    cluster_db_ = std::make_shared<cluster_store>(cfg_.pg_dsn);
+    owners_ = std::make_shared<actors::ownership>(cfg_.cluster_partitions,
+                                                  checked_.advertise);
+    cluster_db_ = std::make_shared<persistence::cluster_store>(cfg_.pg_dsn);
   }
   recovery_started_ = std::chrono::steady_clock::now();
-  auto loaded = load_recorded_state(cfg_.pg_dsn);
+  auto loaded = persistence::load_recorded_state(cfg_.pg_dsn);
   if (!loaded) {
     spdlog::critical("recovery failed: {}", describe(loaded.error()));
     return exit_code::failed;
@@ -124,7 +126,7 @@ int server_stack::open_postgres() {
     recovered_.events.clear();
     recovered_.holds.clear();
   }
-  pg_store_config pg_cfg;
+  persistence::pg_store_config pg_cfg;
   pg_cfg.dsn = cfg_.pg_dsn;
   pg_cfg.encoding = cfg_.pg_batch_encoding;
   pg_cfg.node = checked_.node_id;
@@ -136,7 +138,7 @@ int server_stack::open_postgres() {
     spdlog::critical("--cluster-unsafe-no-fencing: WRITES ARE NOT FENCED. "
                      "A test switch: this node can sell seats twice.");
   if (auto code = start_relay(pg_cfg); code != exit_code::ok) return code;
-  auto pg = std::make_shared<pg_store>(std::move(pg_cfg));
+  auto pg = std::make_shared<persistence::pg_store>(std::move(pg_cfg));
   pg->learn(recovered_.events);
   store_ = pg;
   log_recorded_state();
@@ -145,21 +147,22 @@ int server_stack::open_postgres() {
 
 /// With Kafka: the relay of the outbox, which the store pokes after each
 /// commit that wrote to it.
-int server_stack::start_relay(pg_store_config& pg_cfg) {
+int server_stack::start_relay(persistence::pg_store_config& pg_cfg) {
   if (cfg_.kafka_brokers.empty()) return exit_code::ok;
-  kafka_relay_config relay_cfg;
+  messaging::kafka_relay_config relay_cfg;
   relay_cfg.brokers = cfg_.kafka_brokers;
   relay_cfg.topic = cfg_.kafka_topic;
   relay_cfg.properties = checked_.kafka_properties;
   relay_cfg.linger_ms = cfg_.kafka_linger_ms;
   relay_cfg.registry = registry_;
   relay_cfg.crashes = crashes_of(&thread_faults::relay);
-  relay_ = std::make_shared<kafka_relay>(std::move(relay_cfg),
-                                         make_pg_outbox_reader(cfg_.pg_dsn));
+  relay_ = std::make_shared<messaging::kafka_relay>(
+      std::move(relay_cfg), persistence::make_pg_outbox_reader(cfg_.pg_dsn));
   pg_cfg.outbox_node = checked_.node_id;
-  pg_cfg.on_outbox_commit = [weak = std::weak_ptr<kafka_relay>(relay_)] {
-    if (auto r = weak.lock()) r->poke();
-  };
+  pg_cfg.on_outbox_commit =
+      [weak = std::weak_ptr<messaging::kafka_relay>(relay_)] {
+        if (auto r = weak.lock()) r->poke();
+      };
   if (auto err = relay_->start()) {
     spdlog::critical("{}", describe(err));
     return exit_code::refused;
@@ -186,26 +189,27 @@ void server_stack::log_recorded_state() const {
 
 void server_stack::make_redis() {
   if (!checked_.redis_at) return;
-  redis_config redis_cfg;
+  messaging::redis_config redis_cfg;
   redis_cfg.endpoint = *checked_.redis_at;
   redis_cfg.registry = registry_;
   redis_cfg.crashes = crashes_of(&thread_faults::redis_connection);
-  redis_ = std::make_shared<redis_client>(std::move(redis_cfg));
+  redis_ = std::make_shared<messaging::redis_client>(std::move(redis_cfg));
   if (cfg_.read_model == read_model_mode::off) return;
-  read_model_ = std::make_shared<redis_read_model>(
-      redis_, std::make_shared<counting_change_sink>(),
-      read_model_config{registry_, crashes_of(&thread_faults::read_model)});
+  read_model_ = std::make_shared<messaging::redis_read_model>(
+      redis_, std::make_shared<messaging::counting_change_sink>(),
+      messaging::read_model_config{registry_,
+                                   crashes_of(&thread_faults::read_model)});
 }
 
 int server_stack::start_runtime() {
-  runtime_deps deps;
+  actors::runtime_deps deps;
   deps.store = store_;
   deps.cluster = owners_;
   deps.cluster_db = cluster_db_;
   if (read_model_)
     deps.sink = read_model_;
   else
-    deps.sink = std::make_shared<counting_change_sink>();
+    deps.sink = std::make_shared<messaging::counting_change_sink>();
   deps.clock = std::make_shared<system_clock_source>();
   deps.hold_retention_ms = cfg_.hold_retention_seconds * 1000;
   deps.metrics = std::make_shared<domain_metrics>(registry_);
@@ -215,7 +219,8 @@ int server_stack::start_runtime() {
     deps.on_fenced = [slot = coordinator_slot_](uint32_t partition) {
       if (auto* c = slot->load()) c->fenced(partition);
     };
-  runtime_ = std::make_unique<runtime>(system_, deps, cfg_.customer_shards);
+  runtime_ =
+      std::make_unique<actors::runtime>(system_, deps, cfg_.customer_shards);
   if (cfg_.store != store_kind::postgres) return exit_code::ok;
   auto restored = runtime_->recover(std::move(recovered_));
   if (!restored) {
@@ -245,7 +250,7 @@ void server_stack::start_redis_services() {
 }
 
 void server_stack::start_waiting_room_and_limits() {
-  waiting_room_config room_cfg;
+  messaging::waiting_room_config room_cfg;
   room_cfg.node_id = checked_.node_id + "/" + std::to_string(getpid());
   room_cfg.admission_ttl_ms = cfg_.admission_ttl_seconds * 1000;
   room_cfg.tick_ms = limits::admission_tick_ms;
@@ -253,22 +258,23 @@ void server_stack::start_waiting_room_and_limits() {
   room_cfg.registry = registry_;
   room_cfg.crashes = crashes_of(&thread_faults::waiting_room);
   room_cfg.events = [&dir = runtime_->dir()] {
-    std::vector<waiting_room_event> out;
+    std::vector<messaging::waiting_room_event> out;
     for (const auto& event : dir.snapshot()->events_ordered)
       if (event->def.waiting_room && event->def.waiting_room->enabled)
         out.push_back(
             {event->def.id, event->def.waiting_room->admit_per_second});
     return out;
   };
-  queues_ = std::make_shared<waiting_room>(redis_, std::move(room_cfg));
+  queues_ =
+      std::make_shared<messaging::waiting_room>(redis_, std::move(room_cfg));
   if (cfg_.rate_limit_customer == 0 && cfg_.rate_limit_address == 0) return;
-  rate_limit_config limit_cfg;
+  messaging::rate_limit_config limit_cfg;
   limit_cfg.customer_per_window = cfg_.rate_limit_customer;
   limit_cfg.address_per_window = cfg_.rate_limit_address;
   limit_cfg.window_seconds = cfg_.rate_limit_window_seconds;
   limit_cfg.lease_max = cfg_.rate_limit_lease_max;
   limit_cfg.registry = registry_;
-  limits_shared_ = std::make_shared<rate_limiter>(redis_, limit_cfg);
+  limits_shared_ = std::make_shared<messaging::rate_limiter>(redis_, limit_cfg);
   spdlog::info("rate limits: {} per customer, {} per address, per {} s "
                "(0: none)",
                cfg_.rate_limit_customer, cfg_.rate_limit_address,
@@ -285,15 +291,16 @@ void server_stack::set_read_model_source() {
     section->count_request();
     caf::anon_send(
         section->actor(),
-        seat_map_request{0, reply_fn<seat_map_snapshot>{
-                                [weak, layout = section->layout](
-                                    caf::expected<seat_map_snapshot> snapshot) {
-                                  auto model = weak.lock();
-                                  if (model && snapshot && snapshot->map)
-                                    model->publish_section(
-                                        layout->event_id, layout->section_id,
-                                        snapshot->map->statuses);
-                                }}});
+        actors::seat_map_request{
+            0, actors::reply_fn<actors::seat_map_snapshot>{
+                   [weak, layout = section->layout](
+                       caf::expected<actors::seat_map_snapshot> snapshot) {
+                     auto model = weak.lock();
+                     if (model && snapshot && snapshot->map)
+                       model->publish_section(layout->event_id,
+                                              layout->section_id,
+                                              snapshot->map->statuses);
+                   }}});
   };
   auto every = [&dir = runtime_->dir(), one] {
     auto snapshot = dir.snapshot();
@@ -315,10 +322,11 @@ int server_stack::create_demo_event() {
   auto future = created->get_future();
   caf::anon_send(
       runtime_->registry(),
-      create_event_request{
+      actors::create_event_request{
           demo_event(),
-          reply_fn<std::shared_ptr<const event_entry>>{
-              [created](caf::expected<std::shared_ptr<const event_entry>> e) {
+          actors::reply_fn<std::shared_ptr<const actors::event_entry>>{
+              [created](
+                  caf::expected<std::shared_ptr<const actors::event_entry>> e) {
                 if (e)
                   created->set_value((*e)->def.id + " created");
                 else if (code_of(e.error()) == errc::event_exists)
@@ -345,7 +353,7 @@ std::size_t server_stack::drain(std::chrono::milliseconds deadline) {
   return server_->drain(deadline, std::chrono::milliseconds(100));
 }
 
-kafka_relay::stop_report
+messaging::kafka_relay::stop_report
 server_stack::stop(const std::function<std::chrono::milliseconds()>& deadline) {
   // The reverse of the declaration order (components.hpp says why each
   // stops where it does).
@@ -362,7 +370,7 @@ server_stack::stop(const std::function<std::chrono::milliseconds()>& deadline) {
   // `system_` is destroyed, last.
   system_.await_all_actors_done();
   store_->close();
-  kafka_relay::stop_report relayed{true, 0};
+  messaging::kafka_relay::stop_report relayed{true, 0};
   if (relay_) relayed = relay_->stop(deadline());
   if (redis_) redis_->stop();
   // The API before the server that calls it, as both were made; the server

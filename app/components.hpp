@@ -59,7 +59,7 @@ public:
   /// releases the API and the server (which joins its I/O threads). The
   /// Kafka relay has what is left of `deadline` (asked when its turn comes)
   /// to hand over the rest of the outbox. Answers what the relay did.
-  kafka_relay::stop_report
+  messaging::kafka_relay::stop_report
   stop(const std::function<std::chrono::milliseconds()>& deadline);
 
   /// Whether change events go to Kafka.
@@ -68,7 +68,7 @@ public:
 private:
   int open_store();
   int open_postgres();
-  int start_relay(pg_store_config& pg_cfg);
+  int start_relay(persistence::pg_store_config& pg_cfg);
   void log_recorded_state() const;
   void make_redis();
   int start_runtime();
@@ -85,7 +85,7 @@ private:
   const serve_config& cfg_;
   const checked_config& checked_;
   // Read at start, handed to the runtime (then empty).
-  recovered_state recovered_;
+  persistence::recovered_state recovered_;
   std::chrono::steady_clock::time_point recovery_started_;
   unsigned short bound_port_ = 0;
 
@@ -99,33 +99,33 @@ private:
   // with --chaos, so that without it their injection points test a null.
   std::shared_ptr<thread_faults> chaos_threads_;
   // With --cluster: partition owners, and the store's cluster reads.
-  std::shared_ptr<ownership> owners_;
-  std::shared_ptr<cluster_store> cluster_db_;
+  std::shared_ptr<actors::ownership> owners_;
+  std::shared_ptr<persistence::cluster_store> cluster_db_;
   // Made before its users, which add their scripts, and connected once they
   // have (start_redis_services). Stopped last: nothing sends to it once the
   // actors are gone and the store has committed.
-  std::shared_ptr<redis_client> redis_;
+  std::shared_ptr<messaging::redis_client> redis_;
   // Started before the store, which pokes it after each outbox commit.
   // Stopped after the store's last commits: it hands the rest of the outbox
   // to Kafka in the time left; what it does not finish stays in the outbox
   // and is relayed after the next start.
-  std::shared_ptr<kafka_relay> relay_;
+  std::shared_ptr<messaging::kafka_relay> relay_;
   // Stopped (closed) once the actors are done: its last acknowledgements
   // answer requests through the I/O threads' io_contexts, which the server
   // keeps until the end of `stop`.
-  std::shared_ptr<store> store_;
+  std::shared_ptr<persistence::store> store_;
   // The actors. Stopping waits for every actor to finish.
-  std::unique_ptr<runtime> runtime_;
+  std::unique_ptr<actors::runtime> runtime_;
   // With --cluster: drives the runtime (loads and drops partitions); the
   // slot lets the store report fenced writes before it exists.
-  std::shared_ptr<std::atomic<cluster_coordinator*>> coordinator_slot_;
-  std::unique_ptr<cluster_coordinator> coordinator_;
+  std::shared_ptr<std::atomic<actors::cluster_coordinator*>> coordinator_slot_;
+  std::unique_ptr<actors::cluster_coordinator> coordinator_;
   // With Redis: made before the runtime (it is the actors' change sink),
   // started with the waiting room. Both read the directory, so they stop
   // before the runtime goes.
-  std::shared_ptr<redis_read_model> read_model_;
-  std::shared_ptr<waiting_room> queues_;
-  std::shared_ptr<rate_limiter> limits_shared_; // nothing to stop
+  std::shared_ptr<messaging::redis_read_model> read_model_;
+  std::shared_ptr<messaging::waiting_room> queues_;
+  std::shared_ptr<messaging::rate_limiter> limits_shared_; // nothing to stop
   // No new work from the hashing pool once stopped; no new work from the
   // I/O threads once the server is stopped, before it.
   std::unique_ptr<http::api> api_;
@@ -135,7 +135,7 @@ private:
   // timeout to wait for); their events are dropped here first, and writes
   // still queued commit before the new owner raises the epochs, or are
   // fenced.
-  std::unique_ptr<cluster_membership> membership_;
+  std::unique_ptr<messaging::cluster_membership> membership_;
 };
 
 } // namespace rsv::app

@@ -32,9 +32,9 @@ using option_names = std::vector<std::pair<std::string, Enum>>;
 
 inline const option_names<store_kind> store_names{
     {"memory", store_kind::memory}, {"postgres", store_kind::postgres}};
-inline const option_names<batch_encoding> batch_encoding_names{
-    {"journal", batch_encoding::journal},
-    {"pipeline", batch_encoding::pipeline}};
+inline const option_names<persistence::batch_encoding> batch_encoding_names{
+    {"journal", persistence::batch_encoding::journal},
+    {"pipeline", persistence::batch_encoding::pipeline}};
 inline const option_names<read_model_mode> read_model_names{
     {"off", read_model_mode::off},
     {"publish", read_model_mode::publish},
@@ -69,7 +69,8 @@ struct serve_config {
   std::string pg_dsn;
   // pipeline and 2 writers measured best (docs/benchmarks.md, "Batch
   // encodings and writer connections").
-  batch_encoding pg_batch_encoding = batch_encoding::pipeline;
+  persistence::batch_encoding pg_batch_encoding =
+      persistence::batch_encoding::pipeline;
   std::size_t pg_writers = 2;
   int64_t pg_journal_step_interval_ms =
       limits::journal_step_interval_ms_default;

@@ -155,21 +155,21 @@ int server_stack::add_services_to(http::api_config& api_cfg) const {
 /// The coordinator that loads and drops partitions, and the membership of
 /// the consumer group that assigns them (joined once the node serves).
 void server_stack::start_cluster(http::api_config& api_cfg) {
-  coordinator_config coordinator_cfg;
+  actors::coordinator_config coordinator_cfg;
   coordinator_cfg.refresh_interval_ms = cfg_.cluster_owners_refresh_ms;
   // A cluster's store is PostgreSQL (check_config), which learns the
   // layouts of the partitions' events as they are loaded.
-  auto pg = std::dynamic_pointer_cast<pg_store>(store_);
+  auto pg = std::dynamic_pointer_cast<persistence::pg_store>(store_);
   RSV_ASSERT(pg, "a clustered node without a PostgreSQL store");
   coordinator_cfg.learn_layouts =
-      [weak = std::weak_ptr<pg_store>(pg)](
-          const std::vector<recovered_event>& events) {
+      [weak = std::weak_ptr<persistence::pg_store>(pg)](
+          const std::vector<persistence::recovered_event>& events) {
         if (auto store = weak.lock()) store->learn(events);
       };
-  coordinator_ = std::make_unique<cluster_coordinator>(
+  coordinator_ = std::make_unique<actors::cluster_coordinator>(
       system_, *runtime_, owners_, cluster_db_, std::move(coordinator_cfg));
   coordinator_slot_->store(coordinator_.get());
-  membership_config group_cfg;
+  messaging::membership_config group_cfg;
   group_cfg.brokers = cfg_.kafka_brokers;
   group_cfg.properties = checked_.kafka_properties;
   group_cfg.group = cfg_.cluster_group;
@@ -178,7 +178,7 @@ void server_stack::start_cluster(http::api_config& api_cfg) {
   group_cfg.heartbeat_interval_ms = cfg_.cluster_heartbeat_ms;
   group_cfg.client_id = checked_.advertise;
   auto* c = coordinator_.get();
-  membership_handlers handlers;
+  messaging::membership_handlers handlers;
   handlers.assigned = [c](std::vector<uint32_t> partitions) {
     c->assigned(std::move(partitions));
   };
@@ -194,7 +194,7 @@ void server_stack::start_cluster(http::api_config& api_cfg) {
   handlers.lost = [c](std::vector<uint32_t> partitions) {
     c->lost(std::move(partitions));
   };
-  membership_ = std::make_unique<cluster_membership>(
+  membership_ = std::make_unique<messaging::cluster_membership>(
       std::move(group_cfg), std::move(handlers), registry_);
   api_cfg.cluster = owners_;
   api_cfg.cluster_db = cluster_db_;

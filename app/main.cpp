@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <iostream>
 
+namespace rsv::app {
 namespace {
 
 /// `reservations healthcheck`: 0 when the node answers /ready with 200.
@@ -48,14 +49,14 @@ int healthcheck(const std::string& url) {
 }
 
 /// `reservations migrate`: 0 when the schema is current, 1 otherwise.
-int migrate_database(rsv::app::store_kind store, const std::string& dsn) {
-  if (store == rsv::app::store_kind::memory) {
+int migrate_database(store_kind store, const std::string& dsn) {
+  if (store == store_kind::memory) {
     std::cout << "the memory store has no schema: nothing to migrate\n";
     return 0;
   }
-  auto report = rsv::apply_migrations(dsn);
+  auto report = persistence::apply_migrations(dsn);
   if (!report) {
-    std::cerr << "migrate: " << rsv::describe(report.error()) << '\n';
+    std::cerr << "migrate: " << describe(report.error()) << '\n';
     return 1;
   }
   for (auto version : report->applied)
@@ -66,6 +67,7 @@ int migrate_database(rsv::app::store_kind store, const std::string& dsn) {
 }
 
 } // namespace
+} // namespace rsv::app
 
 int main(int argc, char** argv) {
   CLI::App cli{"reservations: a high-concurrency seat reservation server"};
@@ -93,7 +95,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
 
   if (serve->parsed()) return rsv::app::serve(cfg);
-  if (migrate->parsed()) return migrate_database(migrate_store, migrate_dsn);
-  if (check->parsed()) return healthcheck(url);
+  if (migrate->parsed())
+    return rsv::app::migrate_database(migrate_store, migrate_dsn);
+  if (check->parsed()) return rsv::app::healthcheck(url);
   return 2;
 }

@@ -55,7 +55,8 @@ void wait_unless_signalled(const sigset_t& signals, steady::time_point until) {
 /// The exit code of a stop, and its last log line: what was not finished
 /// within the deadline, if anything.
 int report_stop(const serve_config& cfg, int64_t took_ms,
-                std::size_t unanswered, const kafka_relay::stop_report& relayed,
+                std::size_t unanswered,
+                const messaging::kafka_relay::stop_report& relayed,
                 bool relays) {
   if (unanswered == 0 && relayed.flushed) {
     spdlog::info("stopped after {} ms: every request answered, every change "

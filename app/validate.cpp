@@ -32,7 +32,7 @@ bool split_listen(const std::string& listen, std::string& host,
 /// needs.
 bool check_services(const serve_config& cfg, checked_config& out) {
   if (!cfg.redis_url.empty()) {
-    auto parsed = parse_redis_url(cfg.redis_url);
+    auto parsed = messaging::parse_redis_url(cfg.redis_url);
     if (!parsed) {
       spdlog::critical("{}", describe(parsed.error()));
       return false;

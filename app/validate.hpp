@@ -26,7 +26,7 @@ constexpr int refused = 2;
 /// What a configuration that passed `check_config` comes to: the values
 /// parsed out of its strings and the ones derived from several flags.
 struct checked_config {
-  std::optional<redis_endpoint> redis_at; // none: Redis disabled
+  std::optional<messaging::redis_endpoint> redis_at; // none: Redis disabled
   /// --kafka-property as NAME, VALUE pairs.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
   /// --listen, split.

@@ -78,11 +78,11 @@ private:
 /// A parsed event as the registry would publish it, rendered as the API
 /// renders it; the rendering must say what was parsed.
 void render_event_def(const event_def& def, checker& check) {
-  event_entry entry;
+  actors::event_entry entry;
   entry.def = def;
   uint32_t seats = 0;
   for (std::size_t i = 0; i < def.sections.size(); ++i) {
-    auto section = std::make_shared<section_entry>();
+    auto section = std::make_shared<actors::section_entry>();
     section->layout =
         section_layout::make(def.id, def.sections[i], static_cast<uint32_t>(i));
     section->publish({section->layout->seat_count(), 0, 0});
@@ -115,9 +115,9 @@ void render_event_def(const event_def& def, checker& check) {
                    "seat " + layout.seat_id(i) + " does not map back");
     }
   }
-  directory_snapshot snapshot;
+  actors::directory_snapshot snapshot;
   snapshot.events_ordered.push_back(
-      std::make_shared<const event_entry>(std::move(entry)));
+      std::make_shared<const actors::event_entry>(std::move(entry)));
   check.expect(json::accept(http::render_events(snapshot)),
                "render_events: not JSON");
 }

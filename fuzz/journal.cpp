@@ -8,8 +8,8 @@ namespace rsv::fuzz {
 namespace {
 
 /// The row that the entries of `row` encode to again.
-std::string reencode(const std::vector<journal::entry>& entries) {
-  journal::encoder out;
+std::string reencode(const std::vector<persistence::journal::entry>& entries) {
+  persistence::journal::encoder out;
   for (const auto& entry : entries)
     std::visit([&](const auto& write) { out.add(write); }, entry);
   return out.finish();
@@ -17,7 +17,7 @@ std::string reencode(const std::vector<journal::entry>& entries) {
 
 void check(std::string_view row, const char* as,
            std::vector<std::string>& broken) {
-  auto decoded = journal::decode(row);
+  auto decoded = persistence::journal::decode(row);
   if (!decoded) {
     if (code_of(decoded.error()) != errc::validation_failed)
       broken.push_back(std::string{as} +
@@ -30,7 +30,7 @@ void check(std::string_view row, const char* as,
   // differ from it (a varint written with redundant bytes), but must then
   // be stable.
   auto again = reencode(*decoded);
-  auto redecoded = journal::decode(again);
+  auto redecoded = persistence::journal::decode(again);
   if (!redecoded) {
     broken.push_back(std::string{as} + ": re-encoded row does not decode: " +
                      describe(redecoded.error()));
@@ -49,7 +49,7 @@ std::vector<std::string> decode_journal_bytes(std::string_view bytes) {
   check(bytes, "raw", broken);
   std::string sealed = "RSVJ\x01";
   sealed += bytes;
-  auto crc = journal::crc32c(sealed);
+  auto crc = persistence::journal::crc32c(sealed);
   for (int i = 0; i < 4; ++i)
     sealed += static_cast<char>((crc >> (8 * i)) & 0xff);
   check(sealed, "sealed", broken);

@@ -33,7 +33,7 @@ std::string fingerprint_of(const api_request& req) {
 
 } // namespace
 
-api::api(runtime& rt, api_config config,
+api::api(actors::runtime& rt, api_config config,
          std::shared_ptr<prometheus::Registry> registry)
     : rt_(rt), config_(std::move(config)),
       tokens_(config_.token_secret, config_.session_ttl_seconds,
@@ -170,7 +170,7 @@ void api::limited(std::shared_ptr<context> ctx) {
     return;
   }
   limits.check(ctx->customer_id, ctx->req.remote_address,
-               [this, ctx](rate_decision decision) {
+               [this, ctx](messaging::rate_decision decision) {
                  auto go = [this, ctx,
                             decision = std::move(decision)]() mutable {
                    after_limits(*ctx, std::move(decision));
@@ -184,7 +184,7 @@ void api::limited(std::shared_ptr<context> ctx) {
                });
 }
 
-void api::after_limits(context& ctx, rate_decision decision) {
+void api::after_limits(context& ctx, messaging::rate_decision decision) {
   if (!decision.allowed) {
     auto response =
         problem(429, problem_code::rate_limited,
@@ -233,7 +233,7 @@ bool api::require_customer(context& ctx) {
   return false;
 }
 
-bool api::admitted(context& ctx, const event_entry& event) {
+bool api::admitted(context& ctx, const actors::event_entry& event) {
   // Checked by its signature alone: no Redis round trip, and customers
   // admitted before Redis went down keep holding seats.
   if (!ctx.match.def->waiting_room_gate || !has_waiting_room(event) ||
@@ -252,8 +252,9 @@ namespace {
 
 /// The answer for an idempotency decision other than `proceed`: the stored
 /// answer replayed, or why the request may not run now.
-api_response answer_without_running(const idempotency_decision& decision) {
-  using kind = idempotency_decision::kind;
+api_response
+answer_without_running(const actors::idempotency_decision& decision) {
+  using kind = actors::idempotency_decision::kind;
   switch (decision.what) {
   case kind::proceed:
     break;
@@ -314,9 +315,9 @@ void record_answer(request_context& c, const std::string& fingerprint,
     auto keep = response.status < 500 &&
                 (written || response.body.size() <=
                                 limits::idempotency_response_bytes_max);
-    caf::anon_send(shard,
-                   idempotency_finish{customer, scope->key, scope->fingerprint,
-                                      std::move(stored), keep, written});
+    caf::anon_send(shard, actors::idempotency_finish{
+                              customer, scope->key, scope->fingerprint,
+                              std::move(stored), keep, written});
     inner(std::move(response));
   };
 }
@@ -338,21 +339,22 @@ void api::idempotent(context& ctx, std::function<void(context&)> body) {
   auto fingerprint = fingerprint_of(shared->req);
   auto shard = rt_.shard_for(shared->customer_id);
   auto on_decision = [shared, fingerprint, shard, body = std::move(body)](
-                         caf::expected<idempotency_decision> decision) {
+                         caf::expected<actors::idempotency_decision> decision) {
     auto& c = *shared;
     if (!decision) {
       c.done(problem_from(decision.error()));
-    } else if (decision->what == idempotency_decision::kind::proceed) {
+    } else if (decision->what == actors::idempotency_decision::kind::proceed) {
       record_answer(c, fingerprint, shard);
       body(c);
     } else {
       c.done(answer_without_running(*decision));
     }
   };
-  caf::anon_send(
-      shard, idempotency_begin{
-                 shared->customer_id, shared->req.idempotency_key, fingerprint,
-                 reply_fn<idempotency_decision>{std::move(on_decision)}});
+  caf::anon_send(shard, actors::idempotency_begin{
+                            shared->customer_id, shared->req.idempotency_key,
+                            fingerprint,
+                            actors::reply_fn<actors::idempotency_decision>{
+                                std::move(on_decision)}});
 }
 
 } // namespace rsv::http

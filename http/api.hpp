@@ -23,9 +23,12 @@
 #include <string>
 #include <vector>
 
+namespace rsv::persistence {
+class cluster_store; // persistence/cluster_store.hpp
+} // namespace rsv::persistence
+
 namespace rsv {
 struct thread_faults; // core/supervised.hpp
-class cluster_store;  // persistence/cluster_store.hpp
 } // namespace rsv
 
 namespace rsv::http {
@@ -57,15 +60,15 @@ struct api_config {
   std::shared_ptr<const static_files> web_pages;
   /// The waiting room (Redis); null when Redis is not configured, and then
   /// joining an event's enabled waiting room answers 503.
-  std::shared_ptr<waiting_room_service> waiting_room;
+  std::shared_ptr<messaging::waiting_room_service> waiting_room;
   /// How long an admission token is valid after the admission.
   int64_t admission_ttl_seconds = 600;
   /// Shared rate limits of the write routes; null or disabled: none.
-  std::shared_ptr<rate_limit_service> rate_limits;
+  std::shared_ptr<messaging::rate_limit_service> rate_limits;
   /// The availability read model in Redis; with `reads_from_read_model`
   /// event counts and seat maps are answered from it (the actors and the
   /// directory when it cannot answer).
-  std::shared_ptr<read_model_service> read_model;
+  std::shared_ptr<messaging::read_model_service> read_model;
   bool reads_from_read_model = false;
   /// Proxies (load balancers) whose X-Forwarded-For names the client:
   /// requests from them count under that address (per-address throttles
@@ -79,10 +82,10 @@ struct api_config {
 
   /// In a cluster (docs/cluster.md); all null or empty on a single node.
   /// Which node serves which partition.
-  std::shared_ptr<const ownership> cluster;
+  std::shared_ptr<const actors::ownership> cluster;
   /// Reads what no single node has in memory: the event list, a
   /// customer's bookings across events.
-  std::shared_ptr<cluster_store> cluster_db;
+  std::shared_ptr<persistence::cluster_store> cluster_db;
   /// Reads the owners again now, then runs the continuation (any thread).
   std::function<void(std::function<void()>)> refresh_owners;
   /// The value of X-Rsv-Forwarded that marks a request forwarded by a node
@@ -110,7 +113,7 @@ struct api_config {
 /// thread and never blocks.
 class api final : public route_handlers {
 public:
-  api(runtime& rt, api_config config,
+  api(actors::runtime& rt, api_config config,
       std::shared_ptr<prometheus::Registry> registry);
   ~api() override;
 
@@ -192,11 +195,11 @@ private:
   /// Whether a customer may hold seats of `event`: with its row's waiting
   /// room gate and the event's waiting room on, only with the admission
   /// token of its ticket; 403 answered otherwise.
-  bool admitted(context& ctx, const event_entry& event);
+  bool admitted(context& ctx, const actors::event_entry& event);
   /// Checks the shared rate limits, then routes the request (429 when over).
   void limited(std::shared_ptr<context> ctx);
   /// Answers 429, or routes the request with the RateLimit headers added.
-  void after_limits(context& ctx, rate_decision decision);
+  void after_limits(context& ctx, messaging::rate_decision decision);
   /// Runs `body` under the request's Idempotency-Key, if it has one.
   void idempotent(context& ctx, std::function<void(context&)> body);
   /// In a cluster: runs the request here when this node serves the
@@ -220,7 +223,7 @@ private:
   std::optional<uint32_t>
   record_partition(const std::optional<record_ref>& ref) const;
 
-  runtime& rt_;
+  actors::runtime& rt_;
   api_config config_;
   token_signer tokens_;
   admission_signer admissions_;

@@ -76,7 +76,7 @@ void api::create_customer(context& ctx) {
     }
     caf::anon_send(
         rt_.accounts(),
-        register_customer_request{
+        actors::register_customer_request{
             std::move(record),
             answer<customer_record>(done, resume, [](const customer_record& r) {
               return created(
@@ -123,8 +123,8 @@ void api::create_session(context& ctx) {
     if (!hashing_.submit(deadline, std::move(job)))
       done(password_checks_busy());
   };
-  caf::anon_send(
-      rt_.accounts(),
-      find_customer_request{body->email, reply_fn<customer_record>{on_found}});
+  caf::anon_send(rt_.accounts(),
+                 actors::find_customer_request{
+                     body->email, actors::reply_fn<customer_record>{on_found}});
 }
 } // namespace rsv::http

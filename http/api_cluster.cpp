@@ -56,7 +56,7 @@ std::optional<std::string> id_of_new_event(api_request& req) {
 api_response api::absent(api_response not_found,
                          std::optional<uint32_t> partition) const {
   if (!config_.cluster || !partition ||
-      config_.cluster->get(*partition).state == partition_state::local)
+      config_.cluster->get(*partition).state == actors::partition_state::local)
     return not_found;
   auto response = problem(503, problem_code::unavailable,
                           "this event moved to another node while the "
@@ -122,14 +122,14 @@ void api::route(context& ctx, bool may_retry) {
   }
   auto info = config_.cluster->get(*partition);
   switch (info.state) {
-  case partition_state::local:
+  case actors::partition_state::local:
     run(ctx);
     return;
-  case partition_state::loading:
+  case actors::partition_state::loading:
     ctx.done(problem(503, problem_code::unavailable,
                      "this node is taking the event over; retry shortly"));
     return;
-  case partition_state::remote:
+  case actors::partition_state::remote:
     break;
   }
   if (forwarded(ctx)) {

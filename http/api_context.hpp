@@ -63,28 +63,29 @@ using resume_fn = std::function<void(std::function<void()>)>;
 /// thread, where the answer is rendered, so that neither the actor nor the
 /// store thread that replies spends its time on JSON.
 template <class T, class Render>
-reply_fn<T> answer(respond_fn done, resume_fn resume, Render render) {
-  return reply_fn<T>{[done = std::move(done), resume = std::move(resume),
-                      render = std::move(render)](caf::expected<T> result) {
-    auto respond = [done, render, result = std::move(result)] {
-      if (!result)
-        done(problem_from(result.error()));
-      else
-        done(render(*result));
-    };
-    if (resume)
-      resume(std::move(respond));
-    else
-      respond();
-  }};
+actors::reply_fn<T> answer(respond_fn done, resume_fn resume, Render render) {
+  return actors::reply_fn<T>{
+      [done = std::move(done), resume = std::move(resume),
+       render = std::move(render)](caf::expected<T> result) {
+        auto respond = [done, render, result = std::move(result)] {
+          if (!result)
+            done(problem_from(result.error()));
+          else
+            done(render(*result));
+        };
+        if (resume)
+          resume(std::move(respond));
+        else
+          respond();
+      }};
 }
 
 template <class T, class Render>
-reply_fn<T> answer(const request_context& ctx, Render render) {
+actors::reply_fn<T> answer(const request_context& ctx, Render render) {
   return answer<T>(ctx.done, ctx.req.resume, std::move(render));
 }
 
-inline bool has_waiting_room(const event_entry& event) {
+inline bool has_waiting_room(const actors::event_entry& event) {
   return event.def.waiting_room && event.def.waiting_room->enabled;
 }
 

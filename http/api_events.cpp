@@ -28,14 +28,14 @@ void api::list_events(context& ctx) {
 
 void api::create_event(context& ctx) {
   auto& def = ctx.decoded.event;
-  caf::anon_send(rt_.registry(),
-                 create_event_request{
-                     std::move(*def),
-                     answer<std::shared_ptr<const event_entry>>(
-                         ctx, [](const std::shared_ptr<const event_entry>& e) {
-                           return created(render_event(*e),
-                                          "/v1/events/" + e->def.id);
-                         })});
+  caf::anon_send(
+      rt_.registry(),
+      actors::create_event_request{
+          std::move(*def),
+          answer<std::shared_ptr<const actors::event_entry>>(
+              ctx, [](const std::shared_ptr<const actors::event_entry>& e) {
+                return created(render_event(*e), "/v1/events/" + e->def.id);
+              })});
 }
 
 void api::get_event(context& ctx) {
@@ -90,8 +90,8 @@ void api::get_seats(context& ctx) {
   }
   config_.read_model->read_seats(
       event->def.id, section->layout->section_id, section->layout->seat_count(),
-      [section, from_actor, done = ctx.done,
-       resume = ctx.req.resume](caf::expected<section_availability> seats) {
+      [section, from_actor, done = ctx.done, resume = ctx.req.resume](
+          caf::expected<messaging::section_availability> seats) {
         if (!seats) {
           from_actor(done);
           return;
@@ -147,16 +147,18 @@ void api::queue_join(context& ctx) {
   auto ticket = make_ticket(event->def.id, ctx.customer_id);
   config_.waiting_room->join(
       event->def.id, ctx.customer_id,
-      [done = ctx.done, ticket](caf::expected<queue_standing> standing) {
+      [done = ctx.done,
+       ticket](caf::expected<messaging::queue_standing> standing) {
         if (!standing) {
           done(problem_from(standing.error()));
           return;
         }
         // An admitted customer who joins again is at position 0, as the
         // ticket shows it.
-        auto position = standing->what == queue_standing::kind::waiting
-                            ? standing->position
-                            : 0;
+        auto position =
+            standing->what == messaging::queue_standing::kind::waiting
+                ? standing->position
+                : 0;
         done(created(dump({{"ticket", ticket}, {"position", position}}),
                      "/v1/queue/" + ticket));
       });
@@ -182,23 +184,24 @@ void api::queue_ticket(context& ctx) {
   config_.waiting_room->poll(
       event->def.id, ctx.customer_id,
       [this, done = ctx.done, ticket, ttl_ms, event_id = event->def.id,
-       customer_id = ctx.customer_id](caf::expected<queue_standing> standing) {
+       customer_id =
+           ctx.customer_id](caf::expected<messaging::queue_standing> standing) {
         if (!standing) {
           done(problem_from(standing.error()));
           return;
         }
         switch (standing->what) {
-        case queue_standing::kind::absent:
+        case messaging::queue_standing::kind::absent:
           done(problem(404, problem_code::not_found,
                        "no such ticket: not in the queue, or its admission "
                        "is past its time (join again)"));
           return;
-        case queue_standing::kind::waiting:
+        case messaging::queue_standing::kind::waiting:
           done(json_response(200, dump({{"ticket", ticket},
                                         {"position", standing->position},
                                         {"admitted", false}})));
           return;
-        case queue_standing::kind::admitted: {
+        case messaging::queue_standing::kind::admitted: {
           auto expires_at_ms = standing->admitted_at_ms + ttl_ms;
           done(json_response(
               200,

@@ -14,11 +14,11 @@ namespace {
 /// What a section actor needs to write the answer of an idempotent request
 /// with the change: `render` is the very function that makes the answer.
 template <class View, class Render>
-idempotency_capture_ptr<View>
+actors::idempotency_capture_ptr<View>
 capture_for(const std::shared_ptr<const idempotency_scope>& scope,
             Render render) {
   if (!scope) return nullptr;
-  auto capture = std::make_shared<idempotency_capture<View>>();
+  auto capture = std::make_shared<actors::idempotency_capture<View>>();
   capture->key = scope->key;
   capture->fingerprint = scope->fingerprint;
   capture->written = scope->written;
@@ -52,17 +52,17 @@ void api::create_hold(context& ctx) {
   auto render = [](const hold_view& h) {
     return created(render_hold(h), "/v1/holds/" + h.hold_id);
   };
-  hold_request hold{ctx.customer_id,
-                    std::move(body->seats),
-                    body->quantity,
-                    false,
-                    answer<hold_view>(ctx, render),
-                    capture_for<hold_view>(ctx.idempotency, render)};
+  actors::hold_request hold{ctx.customer_id,
+                            std::move(body->seats),
+                            body->quantity,
+                            false,
+                            answer<hold_view>(ctx, render),
+                            capture_for<hold_view>(ctx.idempotency, render)};
   if (event->def.max_seats_per_customer)
     caf::anon_send(rt_.shard_for(ctx.customer_id),
-                   reserve_quota_request{event->def.id,
-                                         *event->def.max_seats_per_customer,
-                                         section, std::move(hold)});
+                   actors::reserve_quota_request{
+                       event->def.id, *event->def.max_seats_per_customer,
+                       section, std::move(hold)});
   else
     caf::anon_send(section->actor(), std::move(hold));
 }
@@ -72,8 +72,8 @@ namespace {
 /// The section that owns a hold or booking id, with one more request counted
 /// as queued for it; nullptr, with `not_found` answered, when there is none.
 template <class Absent>
-std::shared_ptr<section_entry>
-owner_of(const directory& dir, const std::optional<record_ref>& ref,
+std::shared_ptr<actors::section_entry>
+owner_of(const actors::directory& dir, const std::optional<record_ref>& ref,
          const respond_fn& done, Absent&& absent) {
   auto section = ref ? dir.find_section(ref->section_no) : nullptr;
   if (!section) {
@@ -107,8 +107,8 @@ void api::get_hold(context& ctx) {
         return absent(problem_from(no_such_hold()), record_partition(ref));
       }))
     caf::anon_send(section->actor(),
-                   get_hold_request{ctx.customer_id, ref->slot,
-                                    answer<hold_view>(ctx, ok_hold)});
+                   actors::get_hold_request{ctx.customer_id, ref->slot,
+                                            answer<hold_view>(ctx, ok_hold)});
 }
 
 void api::release_hold(context& ctx) {
@@ -116,9 +116,9 @@ void api::release_hold(context& ctx) {
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
         return absent(problem_from(no_such_hold()), record_partition(ref));
       }))
-    caf::anon_send(section->actor(),
-                   release_hold_request{ctx.customer_id, ref->slot,
-                                        answer<hold_view>(ctx, no_content)});
+    caf::anon_send(section->actor(), actors::release_hold_request{
+                                         ctx.customer_id, ref->slot,
+                                         answer<hold_view>(ctx, no_content)});
 }
 
 void api::create_booking(context& ctx) {
@@ -132,9 +132,9 @@ void api::create_booking(context& ctx) {
   };
   caf::anon_send(
       section->actor(),
-      book_request{ctx.customer_id, ref->slot,
-                   answer<booking_view>(ctx, render),
-                   capture_for<booking_view>(ctx.idempotency, render)});
+      actors::book_request{ctx.customer_id, ref->slot,
+                           answer<booking_view>(ctx, render),
+                           capture_for<booking_view>(ctx.idempotency, render)});
 }
 
 void api::list_bookings(context& ctx) {
@@ -152,7 +152,7 @@ void api::list_bookings(context& ctx) {
     return;
   }
   caf::anon_send(rt_.shard_for(ctx.customer_id),
-                 list_bookings_request{
+                 actors::list_bookings_request{
                      ctx.customer_id,
                      answer<std::vector<booking_view>>(
                          ctx, [](const std::vector<booking_view>& list) {
@@ -165,9 +165,10 @@ void api::get_booking(context& ctx) {
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
         return absent(problem_from(no_such_booking()), record_partition(ref));
       }))
-    caf::anon_send(section->actor(),
-                   get_booking_request{ctx.customer_id, ref->slot,
-                                       answer<booking_view>(ctx, ok_booking)});
+    caf::anon_send(
+        section->actor(),
+        actors::get_booking_request{ctx.customer_id, ref->slot,
+                                    answer<booking_view>(ctx, ok_booking)});
 }
 
 void api::cancel_booking(context& ctx) {
@@ -177,8 +178,8 @@ void api::cancel_booking(context& ctx) {
       }))
     caf::anon_send(
         section->actor(),
-        cancel_booking_request{ctx.customer_id, ref->slot,
-                               answer<booking_view>(ctx, ok_booking)});
+        actors::cancel_booking_request{ctx.customer_id, ref->slot,
+                                       answer<booking_view>(ctx, ok_booking)});
 }
 
 } // namespace rsv::http

@@ -37,9 +37,9 @@ void api::health(context& ctx) {
     for (uint32_t p = 0; p < table->size(); ++p) {
       const auto& info = (*table)[p];
       epochs.push_back(info.epoch);
-      if (info.state == partition_state::local) local.push_back(p);
-      if (info.state == partition_state::loading) loading.push_back(p);
-      if (!info.owner.empty() && info.state != partition_state::loading)
+      if (info.state == actors::partition_state::local) local.push_back(p);
+      if (info.state == actors::partition_state::loading) loading.push_back(p);
+      if (!info.owner.empty() && info.state != actors::partition_state::loading)
         members[info.owner].push_back(p);
     }
     nlohmann::json events = nlohmann::json::array();

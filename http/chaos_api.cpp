@@ -161,7 +161,7 @@ void api::chaos_kill_section(context& ctx) {
     ctx.done(problem(404, problem_code::not_found, "no such event or section"));
     return;
   }
-  bool killed = kill_section(*section, *rt_.deps().metrics);
+  bool killed = actors::kill_section(*section, *rt_.deps().metrics);
   spdlog::warn("chaos: killed the actor of section {} of event {}", section_id,
                event_id);
   ctx.done(chaos_answer(202, {{"event_id", event_id},

@@ -219,7 +219,7 @@ private:
 // Events are read far more than anything else during an on-sale; building
 // an nlohmann tree per read cost more than everything else together (see
 // docs/benchmarks.md), so events are rendered directly.
-std::string render_event(const event_entry& event,
+std::string render_event(const actors::event_entry& event,
                          const std::vector<seat_counts>* counts_from) {
   const auto& def = event.def;
   std::string out;
@@ -260,7 +260,7 @@ std::string render_event(const event_entry& event,
   return out;
 }
 
-std::string render_events(const directory_snapshot& snapshot) {
+std::string render_events(const actors::directory_snapshot& snapshot) {
   std::vector<event_summary> events;
   events.reserve(snapshot.events_ordered.size());
   for (const auto& event : snapshot.events_ordered) {
@@ -559,7 +559,7 @@ std::string render_seat_map(const seat_map_view& map) {
   return out;
 }
 
-std::string render_stats(const event_entry& event) {
+std::string render_stats(const actors::event_entry& event) {
   uint64_t free = 0, held = 0, booked = 0;
   int64_t revenue = 0;
   for (const auto& section : event.sections) {

@@ -43,12 +43,12 @@ std::string render_booking(const booking_view& booking);
 std::string render_bookings(const std::vector<booking_view>& bookings);
 /// `counts`, when given, replaces the sections' own counts (in section
 /// order): the read model's.
-std::string render_event(const event_entry& event,
+std::string render_event(const actors::event_entry& event,
                          const std::vector<seat_counts>* counts = nullptr);
-std::string render_events(const directory_snapshot& snapshot);
+std::string render_events(const actors::directory_snapshot& snapshot);
 /// The same from a list (a cluster reads it from PostgreSQL), in its order.
 std::string render_events(const std::vector<event_summary>& events);
 std::string render_seat_map(const seat_map_view& map);
-std::string render_stats(const event_entry& event);
+std::string render_stats(const actors::event_entry& event);
 
 } // namespace rsv::http

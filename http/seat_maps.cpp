@@ -47,7 +47,7 @@ api_response map_response(const std::string& body, bool gzip) {
 
 /// What is known of one section's map, and who waits for it.
 struct seat_maps::section_cache {
-  std::weak_ptr<section_entry> section;
+  std::weak_ptr<actors::section_entry> section;
   std::mutex mutex;
   uint64_t version = 0; // 0: nothing rendered yet
   std::shared_ptr<const std::string> json;
@@ -70,7 +70,7 @@ void seat_maps::stop() {
 }
 
 std::shared_ptr<seat_maps::section_cache>
-seat_maps::cache_of(const section_entry* section) {
+seat_maps::cache_of(const actors::section_entry* section) {
   std::lock_guard<std::mutex> guard{mutex_};
   auto it = caches_.find(section);
   if (it != caches_.end() && !it->second->section.expired()) return it->second;
@@ -83,8 +83,8 @@ seat_maps::cache_of(const section_entry* section) {
       .first->second;
 }
 
-void seat_maps::get(const std::shared_ptr<section_entry>& section, bool gzip,
-                    respond_fn done) {
+void seat_maps::get(const std::shared_ptr<actors::section_entry>& section,
+                    bool gzip, respond_fn done) {
   auto cache = cache_of(section.get());
   std::unique_lock<std::mutex> lock{cache->mutex};
   if (cache->section.expired()) cache->section = section;
@@ -106,7 +106,7 @@ void seat_maps::get(const std::shared_ptr<section_entry>& section, bool gzip,
 }
 
 void seat_maps::ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
-                    const std::shared_ptr<section_entry>& section,
+                    const std::shared_ptr<actors::section_entry>& section,
                     const std::shared_ptr<section_cache>& cache,
                     uint64_t known) {
   section->count_request();
@@ -114,10 +114,10 @@ void seat_maps::ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
   // A dropped request (actor gone) is answered unavailable by reply_fn.
   caf::anon_send(
       section->actor(),
-      seat_map_request{
-          known, reply_fn<seat_map_snapshot>{
-                     [pool, section,
-                      cache](caf::expected<seat_map_snapshot> snapshot) {
+      actors::seat_map_request{
+          known, actors::reply_fn<actors::seat_map_snapshot>{
+                     [pool, section, cache](
+                         caf::expected<actors::seat_map_snapshot> snapshot) {
                        boost::asio::post(
                            *pool, [pool, section, cache,
                                    snapshot = std::move(snapshot)]() mutable {
@@ -127,9 +127,9 @@ void seat_maps::ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
 }
 
 void seat_maps::answer(const std::shared_ptr<boost::asio::thread_pool>& pool,
-                       const std::shared_ptr<section_entry>& section,
+                       const std::shared_ptr<actors::section_entry>& section,
                        const std::shared_ptr<section_cache>& cache,
-                       caf::expected<seat_map_snapshot> snapshot) {
+                       caf::expected<actors::seat_map_snapshot> snapshot) {
   std::vector<reader> readers;
   std::shared_ptr<const std::string> json;
   std::shared_ptr<const std::string> gzip;

@@ -35,7 +35,7 @@ public:
 
   /// Answers `done` with `section`'s seat map as JSON (gzip-encoded when
   /// `gzip`), from the actor's state at or after this call.
-  void get(const std::shared_ptr<section_entry>& section, bool gzip,
+  void get(const std::shared_ptr<actors::section_entry>& section, bool gzip,
            respond_fn done);
 
   /// Waits for the rendering threads (at shutdown, before the actors go).
@@ -48,19 +48,20 @@ private:
   };
   struct section_cache;
 
-  std::shared_ptr<section_cache> cache_of(const section_entry* section);
+  std::shared_ptr<section_cache> cache_of(const actors::section_entry* section);
   // Static: an actor's late reply may come after this object is gone; it
   // keeps the pool (and the cache) alive, not `this`.
   static void ask(const std::shared_ptr<boost::asio::thread_pool>& pool,
-                  const std::shared_ptr<section_entry>& section,
+                  const std::shared_ptr<actors::section_entry>& section,
                   const std::shared_ptr<section_cache>& cache, uint64_t known);
   static void answer(const std::shared_ptr<boost::asio::thread_pool>& pool,
-                     const std::shared_ptr<section_entry>& section,
+                     const std::shared_ptr<actors::section_entry>& section,
                      const std::shared_ptr<section_cache>& cache,
-                     caf::expected<seat_map_snapshot> snapshot);
+                     caf::expected<actors::seat_map_snapshot> snapshot);
 
   std::mutex mutex_;
-  std::unordered_map<const section_entry*, std::shared_ptr<section_cache>>
+  std::unordered_map<const actors::section_entry*,
+                     std::shared_ptr<section_cache>>
       caches_;
   std::shared_ptr<boost::asio::thread_pool> rendering_;
 };

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace rsv {
+namespace rsv::messaging {
 
 /// Receives every committed change of every section, after the store has
 /// acknowledged it, for downstream consumers (the Kafka relay and the Redis
@@ -34,4 +34,4 @@ private:
   std::array<std::atomic<uint64_t>, 5> counts_{};
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

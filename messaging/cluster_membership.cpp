@@ -18,7 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -477,4 +477,4 @@ int cluster_membership::topic_partitions() const {
   return impl_->partition_count.load();
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

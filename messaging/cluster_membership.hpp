@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace rsv {
+namespace rsv::messaging {
 
 struct membership_config {
   std::string brokers; // bootstrap.servers
@@ -95,4 +95,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -22,7 +22,7 @@ namespace boost::asio {
 class io_context;
 } // namespace boost::asio
 
-namespace rsv {
+namespace rsv::messaging {
 
 /// The outcome of one check, with the header values of
 /// draft-ietf-httpapi-ratelimit-headers: `RateLimit-Policy` lists the
@@ -116,4 +116,4 @@ public:
              std::function<void(caf::expected<section_availability>)> done) = 0;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -7,9 +7,9 @@
 
 #include <hiredis/hiredis.h>
 
-namespace rsv {
+namespace rsv::messaging {
 
 /// A hiredis reply copied into a redis_reply.
 redis_reply copy_reply(const redisReply* reply);
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <thread>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -69,7 +69,8 @@ struct delivery_ticket {
 } // namespace
 
 struct kafka_relay::impl {
-  impl(kafka_relay_config cfg, std::unique_ptr<outbox_reader> reader)
+  impl(kafka_relay_config cfg,
+       std::unique_ptr<persistence::outbox_reader> reader)
       : config(std::move(cfg)), outbox(std::move(reader)) {
     if (!config.registry) return;
     auto& registry = *config.registry;
@@ -108,7 +109,7 @@ struct kafka_relay::impl {
   }
 
   kafka_relay_config config;
-  std::unique_ptr<outbox_reader> outbox;
+  std::unique_ptr<persistence::outbox_reader> outbox;
 
   prometheus::Counter* restarts = nullptr;
   prometheus::Counter* crashes_injected = nullptr;
@@ -225,10 +226,11 @@ struct kafka_relay::impl {
   /// The outbox reader's promises, checked where a broken one would
   /// reorder or repeat records in Kafka: at most a round of rows, and each
   /// stream's rows in commit order.
-  void check_round(const std::vector<outbox_row>& rows) const {
+  void check_round(const std::vector<persistence::outbox_row>& rows) const {
     RSV_ASSERT(rows.size() <= config.rows_per_round,
                "the outbox gave more rows than a round asks for");
-    std::map<std::pair<outbox_table, std::string_view>, int64_t> last_seq;
+    std::map<std::pair<persistence::outbox_table, std::string_view>, int64_t>
+        last_seq;
     for (const auto& row : rows) {
       auto [last, first] =
           last_seq.try_emplace({row.table, row.stream}, row.seq);
@@ -240,13 +242,13 @@ struct kafka_relay::impl {
 
   /// Produces every record of `rows` and waits for all their delivery
   /// reports. True when Kafka acknowledged every one.
-  bool relay_round(const std::vector<outbox_row>& rows) {
+  bool relay_round(const std::vector<persistence::outbox_row>& rows) {
     round_state round;
     round.rows.resize(rows.size());
-    std::vector<std::vector<outbox_record>> records(rows.size());
+    std::vector<std::vector<persistence::outbox_record>> records(rows.size());
     std::size_t total = 0;
     for (std::size_t i = 0; i < rows.size(); ++i) {
-      records[i] = split_outbox_records(rows[i].payload);
+      records[i] = persistence::split_outbox_records(rows[i].payload);
       round.rows[i] = {rows[i].created_at_ms,
                        static_cast<int64_t>(records[i].size())};
       total += records[i].size();
@@ -275,7 +277,8 @@ struct kafka_relay::impl {
   /// Queues one record in the producer, waiting while its queue is full.
   /// The rows outlive the round, and the round waits for every report:
   /// librdkafka may point into them instead of copying.
-  bool produce(const outbox_record& record, delivery_ticket& ticket) {
+  bool produce(const persistence::outbox_record& record,
+               delivery_ticket& ticket) {
     rd_kafka_vu_t fields[5] = {};
     fields[0].vtype = RD_KAFKA_VTYPE_RKT;
     fields[0].u.rkt = topic.get();
@@ -513,7 +516,7 @@ struct kafka_relay::impl {
 };
 
 kafka_relay::kafka_relay(kafka_relay_config config,
-                         std::unique_ptr<outbox_reader> outbox)
+                         std::unique_ptr<persistence::outbox_reader> outbox)
     : impl_(std::make_unique<impl>(std::move(config), std::move(outbox))) {}
 
 kafka_relay::~kafka_relay() {
@@ -565,4 +568,4 @@ kafka_relay::stop_report kafka_relay::stop(std::chrono::milliseconds drain) {
   return *impl_->report;
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

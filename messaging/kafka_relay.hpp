@@ -13,8 +13,10 @@
 #include <vector>
 
 namespace rsv {
-
 struct crash_fault; // core/supervised.hpp
+} // namespace rsv
+
+namespace rsv::messaging {
 
 struct kafka_relay_config {
   std::string brokers; // bootstrap.servers
@@ -60,7 +62,8 @@ struct kafka_relay_config {
 /// rows still in the outbox; `rsv_actor_restarts_total{kind="relay"}`.
 class kafka_relay {
 public:
-  kafka_relay(kafka_relay_config config, std::unique_ptr<outbox_reader> outbox);
+  kafka_relay(kafka_relay_config config,
+              std::unique_ptr<persistence::outbox_reader> outbox);
   ~kafka_relay();
   kafka_relay(const kafka_relay&) = delete;
   kafka_relay& operator=(const kafka_relay&) = delete;
@@ -95,4 +98,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -33,4 +33,4 @@ rd_kafka_conf_t* make_kafka_conf(const kafka_settings& settings, void* opaque,
   return conf;
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace rsv {
+namespace rsv::messaging {
 
 /// librdkafka properties, applied in order: a later one overrides an
 /// earlier one of the same name.
@@ -22,4 +22,4 @@ using kafka_settings = std::vector<std::pair<std::string, std::string>>;
 rd_kafka_conf_t* make_kafka_conf(const kafka_settings& settings, void* opaque,
                                  std::string& error);
 
-} // namespace rsv
+} // namespace rsv::messaging

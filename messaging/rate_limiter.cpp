@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -579,4 +579,4 @@ void rate_limiter::check(const std::string& customer_id,
     batcher_->add(std::move(w));
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

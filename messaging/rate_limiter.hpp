@@ -10,7 +10,7 @@
 #include <prometheus/registry.h>
 #include <string>
 
-namespace rsv {
+namespace rsv::messaging {
 
 struct rate_limit_config {
   /// Requests per window per customer and per client address; 0 turns
@@ -90,4 +90,4 @@ private:
   std::shared_ptr<redis_client> redis_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

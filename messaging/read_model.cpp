@@ -17,7 +17,7 @@
 #include <thread>
 #include <unordered_map>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -529,4 +529,4 @@ void redis_read_model::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -14,8 +14,10 @@
 #include <vector>
 
 namespace rsv {
-
 struct crash_fault; // core/supervised.hpp
+} // namespace rsv
+
+namespace rsv::messaging {
 
 struct read_model_config {
   std::shared_ptr<prometheus::Registry> registry;
@@ -91,4 +93,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

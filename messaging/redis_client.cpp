@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -424,4 +424,4 @@ uint64_t redis_client::connections() const {
   return total;
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

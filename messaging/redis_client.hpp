@@ -10,8 +10,10 @@
 #include <vector>
 
 namespace rsv {
-
 struct crash_fault; // core/supervised.hpp
+} // namespace rsv
+
+namespace rsv::messaging {
 
 struct redis_config {
   redis_endpoint endpoint;
@@ -100,4 +102,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -8,7 +8,7 @@
 #include <charconv>
 #include <string_view>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -374,4 +374,4 @@ redis_link::call(const std::vector<std::string>& args) {
   return read();
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

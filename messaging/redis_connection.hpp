@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv {
+namespace rsv::messaging {
 
 /// Where Redis is, from `--redis-url`:
 /// `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0 by
@@ -208,4 +208,4 @@ private:
   std::string error_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -13,7 +13,7 @@
 #include <chrono>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -305,4 +305,4 @@ std::shared_ptr<const std::atomic<bool>> redis_pipe::up() const {
   return impl_->up;
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

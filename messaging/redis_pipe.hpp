@@ -11,7 +11,7 @@ namespace boost::asio {
 class io_context;
 } // namespace boost::asio
 
-namespace rsv {
+namespace rsv::messaging {
 
 struct redis_pipe_config {
   redis_endpoint endpoint;
@@ -71,4 +71,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -12,7 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
-namespace rsv {
+namespace rsv::messaging {
 
 namespace {
 
@@ -251,4 +251,4 @@ void waiting_room::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -13,14 +13,16 @@
 #include <vector>
 
 namespace rsv {
+struct crash_fault; // core/supervised.hpp
+} // namespace rsv
+
+namespace rsv::messaging {
 
 /// An event whose waiting room is enabled, as the admission loop sees it.
 struct waiting_room_event {
   std::string event_id;
   int64_t admit_per_second = 0;
 };
-
-struct crash_fault; // core/supervised.hpp
 
 struct waiting_room_config {
   /// This node's name in the admission lease (distinct per node).
@@ -85,4 +87,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::messaging

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <spdlog/spdlog.h>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -380,4 +380,4 @@ caf::expected<std::vector<event_summary>> read_event_summaries(PGconn* conn) {
   return out;
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// Prepares the statements below on a new connection; false (logged) when
 /// PostgreSQL refuses one.
@@ -58,4 +58,4 @@ read_bookings(PGconn* conn, const std::string& customer_id);
 
 caf::expected<std::vector<event_summary>> read_event_summaries(PGconn* conn);
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -18,7 +18,7 @@
 #include <thread>
 #include <utility>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -289,4 +289,4 @@ service_state cluster_store::health() const {
   return impl_->state.load();
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// A row of cluster_partitions: who owns a partition, under which epoch.
 struct partition_owner {
@@ -115,4 +115,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -7,7 +7,7 @@
 #include <memory>
 #include <optional>
 
-namespace rsv::journal {
+namespace rsv::persistence::journal {
 
 namespace {
 
@@ -394,4 +394,4 @@ caf::expected<std::vector<entry>> decode(std::string_view row) {
   return entries;
 }
 
-} // namespace rsv::journal
+} // namespace rsv::persistence::journal

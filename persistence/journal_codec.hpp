@@ -21,7 +21,7 @@
 #include <variant>
 #include <vector>
 
-namespace rsv::journal {
+namespace rsv::persistence::journal {
 
 /// A new event and the section numbers it was given, in section order.
 struct event_created {
@@ -65,4 +65,4 @@ caf::expected<std::vector<entry>> decode(std::string_view row);
 /// CRC-32C (Castagnoli) of `bytes`, as the row's checksum.
 uint32_t crc32c(std::string_view bytes);
 
-} // namespace rsv::journal
+} // namespace rsv::persistence::journal

@@ -7,7 +7,7 @@
 
 #include <map>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -209,4 +209,4 @@ caf::error forget_idle_cursors(PGconn* conn) {
   return {};
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -16,7 +16,7 @@
 #include <string>
 #include <utility>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// The advisory lock that projection steps of every node and thread, and
 /// the relay's trims of the journal, take to exclude each other: any
@@ -82,4 +82,4 @@ private:
 /// small. The projector runs it once a minute.
 caf::error forget_idle_cursors(PGconn* conn);
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

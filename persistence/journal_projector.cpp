@@ -10,7 +10,7 @@
 #include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -155,4 +155,4 @@ void journal_projector::run() {
   }
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -20,7 +20,7 @@ class Counter;
 class Gauge;
 } // namespace prometheus
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// One thread with its own connection that applies journal rows to the
 /// tables while the writers append them, so that the tables (what operators
@@ -77,4 +77,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

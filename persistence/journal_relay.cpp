@@ -13,7 +13,7 @@
 
 #include <cstdlib>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -156,4 +156,4 @@ std::unique_ptr<relay_table> make_journal_table() {
   return std::make_unique<journal_relay_table>();
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

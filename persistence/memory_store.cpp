@@ -1,7 +1,7 @@
 #include "core/errc.hpp"
 #include "persistence/store.hpp"
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -96,4 +96,4 @@ service_state memory_store::health() const {
   return failing_ ? service_state::down : service_state::ok;
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

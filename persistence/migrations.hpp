@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// One versioned schema change, from `persistence/migrations/NNNN_name.sql`,
 /// compiled into the binary.
@@ -29,4 +29,4 @@ struct migration_report {
 /// thread, never from an actor or I/O thread.
 caf::expected<migration_report> apply_migrations(const std::string& dsn);
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <spdlog/spdlog.h>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -347,4 +347,4 @@ std::vector<outbox_record> split_outbox_records(std::string_view payload) {
   return out;
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// The Kafka record of one change: `id` is unique per change and the same
 /// every time the change is rendered, so consumers drop duplicates by it;
@@ -112,4 +112,4 @@ public:
 /// libpq's PG* variables). Connects lazily and reconnects after failures.
 std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn);
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <tuple>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -188,4 +188,4 @@ std::unique_ptr<outbox_reader> make_pg_outbox_reader(std::string dsn) {
   return std::make_unique<pg_outbox_reader>(std::move(dsn));
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -1,6 +1,6 @@
 #include "persistence/pg_handles.hpp"
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 conn_ptr connect(const std::string& dsn) {
   // Defaults first: what the DSN (or the PG* variables) says wins. They keep
@@ -81,4 +81,4 @@ result_ptr exec_params(PGconn* conn, const char* sql,
                                  nullptr, values.data(), nullptr, nullptr, 0)};
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 struct conn_deleter {
   void operator()(PGconn* conn) const { PQfinish(conn); }
@@ -148,4 +148,4 @@ read_events(PGconn* conn,
 caf::expected<layout_map> read_layouts(PGconn* conn,
                                        const std::vector<uint32_t>& numbers);
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -91,4 +91,4 @@ caf::expected<migration_report> apply_migrations(const std::string& dsn) {
   return report;
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -2,7 +2,7 @@
 
 #include <string_view>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -102,4 +102,4 @@ void pipeline_transaction::read_results(int watched, outcome& out) {
   }
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

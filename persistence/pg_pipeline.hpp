@@ -8,7 +8,7 @@
 
 #include <string>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// One transaction in libpq's pipeline mode: BEGIN, the statements, COMMIT
 /// and a sync go out together, and every result comes back in one round
@@ -58,4 +58,4 @@ private:
   bool queued_ = true;
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -10,7 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <unordered_map>
 
-namespace rsv {
+namespace rsv::persistence {
 
 namespace {
 
@@ -330,4 +330,4 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   return state;
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 using pg::event_write;
 using pg::section_load;
@@ -125,4 +125,4 @@ service_state pg_store::health() const {
   return service_state::ok;
 }
 
-} // namespace rsv
+} // namespace rsv::persistence

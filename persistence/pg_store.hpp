@@ -9,7 +9,7 @@
 #include <prometheus/registry.h>
 #include <string>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// How a batch becomes SQL. `pipeline`: its rows of the tables, through
 /// prepared statements taking one array per column (unnest), one execute
@@ -108,4 +108,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace rsv
+} // namespace rsv::persistence

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -298,4 +298,4 @@ std::string table_rows::execute(PGconn* conn) {
   return failure;
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -18,7 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 class pipeline_transaction;
 
@@ -103,4 +103,4 @@ private:
   std::unordered_map<std::string, idempotency_record> latest_records_;
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

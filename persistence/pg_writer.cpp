@@ -23,7 +23,7 @@
 #include <string_view>
 #include <thread>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -556,4 +556,4 @@ service_state writer::state() const {
   return impl_->state.load();
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

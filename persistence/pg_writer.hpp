@@ -27,7 +27,7 @@ class Counter;
 class Histogram;
 } // namespace prometheus
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 struct event_write {
   event_def def;
@@ -186,4 +186,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -10,7 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <string_view>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 namespace {
 
@@ -193,4 +193,4 @@ bool end_former_backend(PGconn* conn, const backend_id& former) {
   return true;
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

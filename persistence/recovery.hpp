@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// An event as recorded, with the numbers of its sections in event order.
 struct recovered_event {
@@ -34,4 +34,4 @@ struct recovered_state {
 /// the main thread. `dsn` empty means libpq's PG* variables.
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn);
 
-} // namespace rsv
+} // namespace rsv::persistence

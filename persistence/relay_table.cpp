@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <set>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 caf::error relay_failure(PGconn* conn, std::string_view what) {
   return make_error(errc::unavailable, "PostgreSQL: " + std::string{what} +
@@ -182,4 +182,4 @@ std::unique_ptr<relay_table> make_outbox_table() {
   return std::make_unique<outbox_relay_table>();
 }
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

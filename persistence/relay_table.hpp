@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// One table of committed batches, as the relay reads it: per stream, the
 /// last row delivered and the last one let go, and how to read, render and
@@ -105,4 +105,4 @@ std::unique_ptr<relay_table> make_journal_table();
 /// A relay error for `what`, with libpq's message.
 caf::error relay_failure(PGconn* conn, std::string_view what);
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace rsv {
+namespace rsv::persistence {
 
 /// Called exactly once per write, on any thread: an empty error means the
 /// write is durable (as durable as the store is); anything else means it is
@@ -146,4 +146,4 @@ private:
   std::unordered_map<uint32_t, std::map<uint32_t, recorded_hold>> holds_;
 };
 
-} // namespace rsv
+} // namespace rsv::persistence

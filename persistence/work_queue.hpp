@@ -10,7 +10,7 @@
 #include <mutex>
 #include <utility>
 
-namespace rsv::pg {
+namespace rsv::persistence::pg {
 
 /// A bounded queue that callers on any thread push into and one thread
 /// takes from, until it is closed. Closing wakes the taker; what it does with
@@ -78,4 +78,4 @@ private:
   bool closed_ = false; // guarded by mutex_
 };
 
-} // namespace rsv::pg
+} // namespace rsv::persistence::pg

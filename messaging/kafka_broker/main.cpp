@@ -23,9 +23,9 @@
 
 namespace {
 
-using rsv::kafka_broker::cluster_options;
-using rsv::kafka_broker::mock_cluster;
-using rsv::kafka_broker::topic_spec;
+using rsv::messaging::kafka_broker::cluster_options;
+using rsv::messaging::kafka_broker::mock_cluster;
+using rsv::messaging::kafka_broker::topic_spec;
 
 constexpr int exit_usage = 2;
 
@@ -71,7 +71,7 @@ std::string options_problem(const std::vector<std::string>& topic_values,
   std::set<std::string> seen;
   for (const auto& value : topic_values) {
     topic_spec topic;
-    if (auto problem = rsv::kafka_broker::parse_topic_spec(
+    if (auto problem = rsv::messaging::kafka_broker::parse_topic_spec(
             value, default_partition_count, partition_count_max, topic);
         !problem.empty())
       return "--topic '" + value + "' " + problem;

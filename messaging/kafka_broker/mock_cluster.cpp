@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <string_view>
 
-namespace rsv::kafka_broker {
+namespace rsv::messaging::kafka_broker {
 
 namespace {
 
@@ -140,4 +140,4 @@ std::vector<std::string> non_loopback_entries(const std::string& bootstraps) {
   return strangers;
 }
 
-} // namespace rsv::kafka_broker
+} // namespace rsv::messaging::kafka_broker

@@ -11,7 +11,7 @@
 struct rd_kafka_s;
 struct rd_kafka_mock_cluster_s;
 
-namespace rsv::kafka_broker {
+namespace rsv::messaging::kafka_broker {
 
 /// A topic to create and its partitions.
 struct topic_spec {
@@ -71,4 +71,4 @@ std::string parse_topic_spec(const std::string& value,
 
 std::vector<std::string> non_loopback_entries(const std::string& bootstraps);
 
-} // namespace rsv::kafka_broker
+} // namespace rsv::messaging::kafka_broker

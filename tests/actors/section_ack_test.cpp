@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-namespace rsv {
+namespace rsv::actors {
 namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
@@ -32,7 +32,7 @@ constexpr millis start_ms = 1'800'000'000'000;
 /// order they came (a load after the writes before it, as store.hpp asks).
 /// A committed write goes to a holds-keeping memory store, which the loads
 /// read. Durable, so that a restarted section reloads from it.
-class gated_store final : public store {
+class gated_store final : public persistence::store {
 public:
   gated_store() {
     worker_ = std::thread{[this] { run(); }};
@@ -42,17 +42,19 @@ public:
   const char* name() const override { return "gated"; }
   bool durable() const override { return true; }
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done, write_fence fence = {}) override {
+                    persistence::store_ack done,
+                    write_fence fence = {}) override {
     inner_.create_event(def, std::move(section_nos), std::move(done), fence);
   }
-  void create_customer(const customer_record& record, store_ack done) override {
+  void create_customer(const customer_record& record,
+                       persistence::store_ack done) override {
     inner_.create_customer(record, std::move(done));
   }
   void put_idempotency(const idempotency_record& record,
-                       store_ack done) override {
+                       persistence::store_ack done) override {
     inner_.put_idempotency(record, std::move(done));
   }
-  void append(const seat_change& change, store_ack done) override {
+  void append(const seat_change& change, persistence::store_ack done) override {
     queue([this, change, done](const caf::error& verdict) {
       if (verdict)
         done(verdict);
@@ -61,13 +63,14 @@ public:
     });
     writes_.fetch_add(1);
   }
-  void load_section(uint32_t section_no, section_loaded done) override {
+  void load_section(uint32_t section_no,
+                    persistence::section_loaded done) override {
     queue([this, section_no, done](const caf::error&) {
       inner_.load_section(section_no, done);
     });
   }
   void load_hold(uint32_t section_no, uint32_t slot,
-                 hold_loaded done) override {
+                 persistence::hold_loaded done) override {
     queue([this, section_no, slot, done](const caf::error&) {
       inner_.load_hold(section_no, slot, done);
     });
@@ -133,7 +136,7 @@ private:
     }
   }
 
-  memory_store inner_{true};
+  persistence::memory_store inner_{true};
   std::atomic<int> writes_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -144,7 +147,7 @@ private:
 };
 
 /// Records the thread of every change it is told.
-class thread_recording_sink final : public change_sink {
+class thread_recording_sink final : public messaging::change_sink {
 public:
   void publish(const seat_change&) override {
     std::lock_guard<std::mutex> guard{mutex_};
@@ -386,4 +389,4 @@ TEST_F(section_ack_test, a_section_killed_before_its_acks_still_answers) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::actors

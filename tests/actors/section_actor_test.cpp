@@ -9,7 +9,7 @@
 #include <future>
 #include <gtest/gtest.h>
 
-namespace rsv {
+namespace rsv::actors {
 namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
@@ -35,9 +35,9 @@ struct awaited {
 /// Forwards to a memory store and counts the section loads it has answered
 /// (the memory store answers in the call), so that a test that saw a load
 /// counted while the store was failing knows that the load failed.
-class load_counting_store final : public store {
+class load_counting_store final : public persistence::store {
 public:
-  explicit load_counting_store(std::shared_ptr<memory_store> inner)
+  explicit load_counting_store(std::shared_ptr<persistence::memory_store> inner)
       : inner_(std::move(inner)) {}
   const char* name() const override { return inner_->name(); }
   bool durable() const override { return pretend_durable || inner_->durable(); }
@@ -45,25 +45,28 @@ public:
   /// as it would from PostgreSQL, instead of serving on from its memory.
   bool pretend_durable = false;
   void create_event(const event_def& def, std::vector<uint32_t> section_nos,
-                    store_ack done, write_fence fence = {}) override {
+                    persistence::store_ack done,
+                    write_fence fence = {}) override {
     inner_->create_event(def, std::move(section_nos), std::move(done), fence);
   }
-  void create_customer(const customer_record& record, store_ack done) override {
+  void create_customer(const customer_record& record,
+                       persistence::store_ack done) override {
     inner_->create_customer(record, std::move(done));
   }
-  void append(const seat_change& change, store_ack done) override {
+  void append(const seat_change& change, persistence::store_ack done) override {
     inner_->append(change, std::move(done));
   }
   void put_idempotency(const idempotency_record& record,
-                       store_ack done) override {
+                       persistence::store_ack done) override {
     inner_->put_idempotency(record, std::move(done));
   }
-  void load_section(uint32_t section_no, section_loaded done) override {
+  void load_section(uint32_t section_no,
+                    persistence::section_loaded done) override {
     inner_->load_section(section_no, std::move(done));
     loads_.fetch_add(1);
   }
   void load_hold(uint32_t section_no, uint32_t slot,
-                 hold_loaded done) override {
+                 persistence::hold_loaded done) override {
     inner_->load_hold(section_no, slot, std::move(done));
   }
   service_state health() const override { return inner_->health(); }
@@ -71,7 +74,7 @@ public:
   int loads() const { return loads_.load(); }
 
 private:
-  std::shared_ptr<memory_store> inner_;
+  std::shared_ptr<persistence::memory_store> inner_;
   std::atomic<int> loads_{0};
 };
 
@@ -211,11 +214,12 @@ protected:
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> system;
   // Keeps holds, so that a section can reload from it after a failure.
-  std::shared_ptr<memory_store> store = std::make_shared<memory_store>(true);
+  std::shared_ptr<persistence::memory_store> store =
+      std::make_shared<persistence::memory_store>(true);
   std::shared_ptr<load_counting_store> counted =
       std::make_shared<load_counting_store>(store);
-  std::shared_ptr<counting_change_sink> sink =
-      std::make_shared<counting_change_sink>();
+  std::shared_ptr<messaging::counting_change_sink> sink =
+      std::make_shared<messaging::counting_change_sink>();
   std::shared_ptr<manual_clock> clock =
       std::make_shared<manual_clock>(start_ms);
   runtime_deps deps;
@@ -696,4 +700,4 @@ TEST_F(section_actor_test, a_dropped_section_takes_its_part_of_the_gauges) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::actors

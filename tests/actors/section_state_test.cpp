@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <set>
 
-namespace rsv {
+namespace rsv::actors {
 namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
@@ -454,4 +454,4 @@ TEST(section_state_capacity, a_million_seats_take_about_four_bytes_each) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::actors

@@ -44,10 +44,11 @@ TEST(fuzz_journal_inputs, every_seed_decodes_and_breaks_nothing) {
         << file.path().filename() << ": " << broken.front();
     // Sealed as the harness seals it, a seed is a row that decodes.
     std::string row = "RSVJ\x01" + bytes;
-    auto crc = rsv::journal::crc32c(row);
+    auto crc = rsv::persistence::journal::crc32c(row);
     for (int i = 0; i < 4; ++i)
       row += static_cast<char>((crc >> (8 * i)) & 0xff);
-    EXPECT_TRUE(rsv::journal::decode(row)) << file.path().filename();
+    EXPECT_TRUE(rsv::persistence::journal::decode(row))
+        << file.path().filename();
     ++seeds;
   }
   EXPECT_GE(seeds, 5u) << "fuzz/journal_corpus lost its seeds";

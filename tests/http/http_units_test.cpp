@@ -98,20 +98,21 @@ TEST_F(tokens_test, admission_tokens_are_bound_to_customer_event_and_time) {
 }
 
 TEST(redis_url, parses_what_operators_write_and_names_what_is_wrong) {
-  auto plain = parse_redis_url("redis://127.0.0.1:6380");
+  auto plain = messaging::parse_redis_url("redis://127.0.0.1:6380");
   ASSERT_TRUE(plain);
   EXPECT_EQ(plain->host, "127.0.0.1");
   EXPECT_EQ(plain->port, 6380);
   EXPECT_EQ(plain->db, 0);
   EXPECT_TRUE(plain->password.empty());
-  auto full = parse_redis_url("redis://app:p%40ss%3Aw@cache.internal/3");
+  auto full =
+      messaging::parse_redis_url("redis://app:p%40ss%3Aw@cache.internal/3");
   ASSERT_TRUE(full);
   EXPECT_EQ(full->user, "app");
   EXPECT_EQ(full->password, "p@ss:w");
   EXPECT_EQ(full->host, "cache.internal");
   EXPECT_EQ(full->port, 6379);
   EXPECT_EQ(full->db, 3);
-  auto password_only = parse_redis_url("redis://:secret@[::1]:7000");
+  auto password_only = messaging::parse_redis_url("redis://:secret@[::1]:7000");
   ASSERT_TRUE(password_only);
   EXPECT_TRUE(password_only->user.empty());
   EXPECT_EQ(password_only->password, "secret");
@@ -120,7 +121,7 @@ TEST(redis_url, parses_what_operators_write_and_names_what_is_wrong) {
   for (const char* bad :
        {"rediss://host:6379", "http://host", "redis://", "redis://host:0",
         "redis://host:99999", "redis://host/x"}) {
-    auto parsed = parse_redis_url(bad);
+    auto parsed = messaging::parse_redis_url(bad);
     ASSERT_FALSE(parsed) << bad;
     EXPECT_NE(describe(parsed.error()).find("--redis-url"), std::string::npos)
         << describe(parsed.error());
@@ -282,13 +283,13 @@ TEST(json_mapping, the_seat_map_lists_seats_in_row_then_seat_order) {
 }
 
 TEST(json_mapping, events_render_as_valid_json_whatever_their_names) {
-  event_entry event;
+  actors::event_entry event;
   event.def.id = "gala";
   event.def.name = "Gala \"Night\" \\ caf\xc3\xa9\n\x01";
   event.def.starts_at_ms = *parse_rfc3339("2026-12-31T20:00:00Z");
   event.def.hold_ttl_seconds = 90;
   event.def.max_seats_per_customer = 4;
-  auto section = std::make_shared<section_entry>();
+  auto section = std::make_shared<actors::section_entry>();
   section->layout = section_layout::make(
       "gala", {"floor", "Floor \"A\"", 1500, {{"A", 3}, {"B", 2}}}, 7);
   section->publish({2, 2, 1});
@@ -305,13 +306,14 @@ TEST(json_mapping, events_render_as_valid_json_whatever_their_names) {
   EXPECT_TRUE(
       json::parse(render_event(event))["max_seats_per_customer"].is_null());
 
-  directory_snapshot snapshot;
-  snapshot.events_ordered.push_back(std::make_shared<const event_entry>(event));
+  actors::directory_snapshot snapshot;
+  snapshot.events_ordered.push_back(
+      std::make_shared<const actors::event_entry>(event));
   EXPECT_EQ(json::parse(render_events(snapshot)), json::parse(R"({"events": [
     {"id": "gala", "name": "Gala \"Night\" \\ café\n\u0001",
      "starts_at": "2026-12-31T20:00:00Z", "seats_total": 5,
      "seats_free": 2}]})"));
-  EXPECT_EQ(json::parse(render_events(directory_snapshot{})),
+  EXPECT_EQ(json::parse(render_events(actors::directory_snapshot{})),
             json::parse(R"({"events": []})"));
 }
 

@@ -13,7 +13,7 @@
 #include <thread>
 #include <unistd.h>
 
-namespace rsv::messaging_test {
+namespace rsv::messaging::test {
 
 namespace {
 
@@ -288,4 +288,4 @@ line_process::next_line(std::chrono::milliseconds deadline) {
   }
 }
 
-} // namespace rsv::messaging_test
+} // namespace rsv::messaging::test

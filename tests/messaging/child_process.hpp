@@ -14,7 +14,7 @@
 #include <sys/types.h>
 #include <vector>
 
-namespace rsv::messaging_test {
+namespace rsv::messaging::test {
 
 using namespace std::chrono_literals;
 
@@ -97,4 +97,4 @@ public:
   const std::string& bootstrap() const { return ready_line(); }
 };
 
-} // namespace rsv::messaging_test
+} // namespace rsv::messaging::test

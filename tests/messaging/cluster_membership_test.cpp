@@ -18,7 +18,7 @@
 #include <sstream>
 #include <thread>
 
-namespace rsv::messaging_test {
+namespace rsv::messaging::test {
 namespace {
 
 using steady = std::chrono::steady_clock;
@@ -366,4 +366,4 @@ TEST_F(cluster_membership_test, a_crashed_members_partitions_move_on) {
 }
 
 } // namespace
-} // namespace rsv::messaging_test
+} // namespace rsv::messaging::test

@@ -14,7 +14,7 @@
 #include <set>
 #include <unistd.h>
 
-namespace rsv::messaging_test {
+namespace rsv::messaging::test {
 namespace {
 
 using json = nlohmann::json;
@@ -280,4 +280,4 @@ TEST(kafka_broker_options, bad_options_exit_with_code_two) {
 }
 
 } // namespace
-} // namespace rsv::messaging_test
+} // namespace rsv::messaging::test

@@ -23,7 +23,7 @@ namespace {
 
 std::mutex stdout_mutex;
 
-void announce_owned(const rsv::cluster_membership& membership) {
+void announce_owned(const rsv::messaging::cluster_membership& membership) {
   std::string line = "owned=";
   bool first = true;
   for (auto partition : membership.owned()) {
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  rsv::membership_config config;
+  rsv::messaging::membership_config config;
   config.brokers = argv[1];
   config.client_id = argv[2];
   try {
@@ -63,9 +63,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   // The handlers run on the membership's thread after it is constructed.
-  rsv::cluster_membership* self = nullptr;
+  rsv::messaging::cluster_membership* self = nullptr;
   auto announce = [&self](std::vector<uint32_t>) { announce_owned(*self); };
-  rsv::cluster_membership membership{
+  rsv::messaging::cluster_membership membership{
       config, {announce, announce, announce}, nullptr};
   self = &membership;
   membership.start();

@@ -11,7 +11,7 @@
 #include <future>
 #include <gtest/gtest.h>
 
-namespace rsv {
+namespace rsv::messaging {
 namespace {
 
 using namespace std::chrono_literals;
@@ -143,4 +143,4 @@ TEST_F(rate_limiter_test, without_redis_every_request_is_allowed) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::messaging

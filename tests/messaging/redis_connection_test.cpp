@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 #include <thread>
 
-namespace rsv {
+namespace rsv::messaging {
 namespace {
 
 using namespace std::chrono_literals;
@@ -304,4 +304,4 @@ TEST_F(redis_pipe_test, the_pipe_sends_a_script_redis_lost_as_eval) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::messaging

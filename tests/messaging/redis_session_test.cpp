@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <optional>
 
-namespace rsv {
+namespace rsv::messaging {
 namespace {
 
 using namespace std::chrono_literals;
@@ -176,4 +176,4 @@ TEST(redis_session_test, a_lost_connection_answers_what_waits_unavailable) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::messaging

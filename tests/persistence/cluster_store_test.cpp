@@ -15,7 +15,7 @@
 #include <set>
 #include <string>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 using namespace std::chrono_literals;
@@ -435,4 +435,4 @@ TEST_F(cluster_store_test, an_unreachable_database_answers_unavailable) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-namespace rsv::journal {
+namespace rsv::persistence::journal {
 namespace {
 
 using namespace std::string_literals;
@@ -266,4 +266,4 @@ TEST(journal_codec, crc32c_is_the_castagnoli_checksum) {
 }
 
 } // namespace
-} // namespace rsv::journal
+} // namespace rsv::persistence::journal

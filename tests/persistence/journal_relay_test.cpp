@@ -25,7 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
@@ -488,4 +488,4 @@ TEST_F(journal_relay_test, a_former_backend_is_ended_and_only_it) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

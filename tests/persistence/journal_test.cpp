@@ -15,7 +15,7 @@
 #include <future>
 #include <gtest/gtest.h>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 constexpr millis start_ms = 1'800'000'000'000;
@@ -234,4 +234,4 @@ TEST_F(journal_test, a_database_written_without_the_journal_goes_on_with_it) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <thread>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 using migrations_test = test::fresh_database;
@@ -85,4 +85,4 @@ TEST(migrations, an_unreachable_database_is_an_error_not_a_hang) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

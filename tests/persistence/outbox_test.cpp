@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 /// Hold and booking ids end in their event's hash (core/ids.hpp).
@@ -135,4 +135,4 @@ TEST(outbox_records, a_broken_stored_line_is_skipped) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

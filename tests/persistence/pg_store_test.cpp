@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 /// Hold and booking ids end in their event's hash (core/ids.hpp).
@@ -525,9 +525,9 @@ TEST(pg_store, an_unreachable_database_answers_errors_not_silence) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence
 
-namespace rsv {
+namespace rsv::persistence {
 namespace {
 
 /// The outbox of the store's writers (docs/events.md): every committed
@@ -781,4 +781,4 @@ TEST_F(outbox_test, without_an_outbox_node_nothing_is_written_to_it) {
 }
 
 } // namespace
-} // namespace rsv
+} // namespace rsv::persistence

@@ -10,7 +10,7 @@
 #include <sodium.h>
 #include <string>
 
-namespace rsv::test {
+namespace rsv::persistence::test {
 
 /// Runs a command (with the PG* environment) and answers its output.
 inline std::string run(const std::string& command) {
@@ -51,4 +51,4 @@ protected:
   std::string dsn_;
 };
 
-} // namespace rsv::test
+} // namespace rsv::persistence::test

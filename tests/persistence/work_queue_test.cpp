@@ -12,7 +12,7 @@
 
 namespace {
 
-using rsv::pg::work_queue;
+using rsv::persistence::pg::work_queue;
 using namespace std::chrono_literals;
 
 using queue_t = work_queue<std::unique_ptr<std::string>>;
