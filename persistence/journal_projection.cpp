@@ -84,16 +84,9 @@ journal_projection::layout(PGconn* conn, uint32_t section_no) {
       return layout;
     }
   }
-  auto read = read_layouts(conn, {section_no});
-  if (!read) return read.error();
-  auto it = read->find(section_no);
-  if (it == read->end())
-    return make_error(errc::unavailable,
-                      "the journal names section " +
-                          std::to_string(section_no) +
-                          ", which the sections table lacks");
-  cache_[section_no] = it->second;
-  return it->second;
+  auto read = read_journal_layout(conn, section_no);
+  if (read) cache_[section_no] = *read;
+  return read;
 }
 
 caf::error journal_projection::apply(PGconn* conn, PGresult* rows,

@@ -135,16 +135,9 @@ private:
   layout(PGconn* conn, uint32_t section_no) {
     if (auto it = layouts_.find(section_no); it != layouts_.end())
       return it->second;
-    auto read = read_layouts(conn, {section_no});
-    if (!read) return read.error();
-    auto it = read->find(section_no);
-    if (it == read->end())
-      return make_error(errc::unavailable,
-                        "the journal names section " +
-                            std::to_string(section_no) +
-                            ", which the sections table lacks");
-    layouts_[section_no] = it->second;
-    return it->second;
+    auto read = read_journal_layout(conn, section_no);
+    if (read) layouts_[section_no] = *read;
+    return read;
   }
 
   layout_map layouts_;

@@ -148,4 +148,10 @@ read_events(PGconn* conn,
 caf::expected<layout_map> read_layouts(PGconn* conn,
                                        const std::vector<uint32_t>& numbers);
 
+/// Reads the layout of a section that a journal row names; an error when
+/// the sections table lacks it (its event commits before the section takes
+/// a request, so that is a damaged database, not a race).
+caf::expected<std::shared_ptr<const section_layout>>
+read_journal_layout(PGconn* conn, uint32_t section_no);
+
 } // namespace rsv::persistence::pg

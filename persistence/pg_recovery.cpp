@@ -150,6 +150,19 @@ caf::expected<layout_map> read_layouts(PGconn* conn,
   return out;
 }
 
+caf::expected<std::shared_ptr<const section_layout>>
+read_journal_layout(PGconn* conn, uint32_t section_no) {
+  auto read = read_layouts(conn, {section_no});
+  if (!read) return read.error();
+  auto it = read->find(section_no);
+  if (it == read->end())
+    return make_error(errc::unavailable,
+                      "the journal names section " +
+                          std::to_string(section_no) +
+                          ", which the sections table lacks");
+  return it->second;
+}
+
 caf::expected<holds_by_section> read_holds(PGconn* conn,
                                            const layout_map& layouts,
                                            std::optional<uint32_t> section_no) {
