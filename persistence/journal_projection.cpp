@@ -11,11 +11,6 @@ namespace rsv::persistence::pg {
 
 namespace {
 
-/// Serialises projection steps across every node and thread, and with the
-/// relay's trims of the journal.
-const std::string take_projection_lock =
-    std::string{"SELECT pg_advisory_xact_lock("} + projection_lock_key + ")";
-
 bool run(PGconn* conn, const char* sql, ExecStatusType expected) {
   result_ptr result{PQexec(conn, sql)};
   return PQresultStatus(result.get()) == expected;
@@ -140,7 +135,7 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
               std::to_string(limits::journal_step_idle_timeout_ms);
   if (!run(conn, idle.c_str(), PGRES_COMMAND_OK))
     return failed("bounding the step");
-  if (!run(conn, take_projection_lock.c_str(), PGRES_TUPLES_OK))
+  if (!run(conn, take_projection_lock, PGRES_TUPLES_OK))
     return failed("taking the projection lock");
   auto limit = std::to_string(rows_max);
   const char* values[] = {limit.c_str()};

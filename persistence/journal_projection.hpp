@@ -18,10 +18,12 @@
 
 namespace rsv::persistence::pg {
 
-/// The advisory lock that projection steps of every node and thread, and
-/// the relay's trims of the journal, take to exclude each other: any
-/// number will do as long as nothing else in the database takes it.
-inline constexpr const char* projection_lock_key = "7223019160";
+/// Takes, inside a transaction, the advisory lock that projection steps of
+/// every node and thread, and the relay's trims of the journal, take to
+/// exclude each other (any number will do as long as nothing else in the
+/// database takes it); PGRES_TUPLES_OK when taken.
+inline constexpr const char* take_projection_lock =
+    "SELECT pg_advisory_xact_lock(7223019160)";
 
 /// Finds a section's layout without the database, or null.
 using layout_lookup =

@@ -11,8 +11,6 @@
 #include "persistence/journal_projection.hpp"
 #include "persistence/relay_table.hpp"
 
-#include <cstdlib>
-
 namespace rsv::persistence::pg {
 
 namespace {
@@ -87,10 +85,8 @@ public:
   caf::error trim(PGconn* conn) override {
     auto ranges = untrimmed_ranges();
     if (ranges.count == 0) return {};
-    result_ptr lock{PQexec(conn, (std::string{"BEGIN; SELECT "
-                                              "pg_advisory_xact_lock("} +
-                                  projection_lock_key + ")")
-                                     .c_str())};
+    result_ptr lock{
+        PQexec(conn, (std::string{"BEGIN; "} + take_projection_lock).c_str())};
     transaction_scope tx{conn};
     if (PQresultStatus(lock.get()) != PGRES_TUPLES_OK)
       return relay_failure(conn, "taking the projection lock");
@@ -119,12 +115,7 @@ public:
       after = "greatest(coalesce(c.seq, 0), coalesce(m.seq, 0))";
     }
     sql += " WHERE j.records > 0 AND j.seq > " + after;
-    result_ptr result{PQexec(conn, sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return relay_failure(conn, "measuring the journal's relay backlog");
-    return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
-                          std::atoll(PQgetvalue(result.get(), 0, 1)),
-                          std::atoll(PQgetvalue(result.get(), 0, 2))};
+    return read_backlog(conn, sql, "measuring the journal's relay backlog");
   }
 
 private:

@@ -3,7 +3,6 @@
 #include "core/errc.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <set>
 
 namespace rsv::persistence::pg {
@@ -105,6 +104,16 @@ void relay_table::trimmed() {
     mark.trimmed = mark.delivered;
 }
 
+caf::expected<outbox_backlog> relay_table::read_backlog(PGconn* conn,
+                                                        const std::string& sql,
+                                                        std::string_view what) {
+  result_ptr result{PQexec(conn, sql.c_str())};
+  if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
+    return relay_failure(conn, what);
+  return outbox_backlog{int_at(result.get(), 0, 0), int_at(result.get(), 0, 1),
+                        int_at(result.get(), 0, 2)};
+}
+
 std::string relay_table::marks_values(PGconn* conn) const {
   std::string sql = "(VALUES ";
   bool first = true;
@@ -167,12 +176,7 @@ public:
       sql += " LEFT JOIN " + marks_values(conn) +
              " AS m (stream, seq) ON m.stream = o.stream WHERE o.seq > "
              "coalesce(m.seq, 0)";
-    result_ptr result{PQexec(conn, sql.c_str())};
-    if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-      return relay_failure(conn, "measuring the outbox");
-    return outbox_backlog{std::atoll(PQgetvalue(result.get(), 0, 0)),
-                          std::atoll(PQgetvalue(result.get(), 0, 1)),
-                          std::atoll(PQgetvalue(result.get(), 0, 2))};
+    return read_backlog(conn, sql, "measuring the outbox");
   }
 };
 

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rsv::persistence::pg {
@@ -81,6 +82,12 @@ protected:
 
   /// Every stream's rows up to its delivered mark were let go.
   void trimmed();
+
+  /// Runs `sql`, a backlog query of one row (rows, records, the oldest
+  /// row's time in ms since the epoch), and reads it; `what` names it in an
+  /// error.
+  caf::expected<outbox_backlog>
+  read_backlog(PGconn* conn, const std::string& sql, std::string_view what);
 
   /// The delivered marks as a VALUES list `(stream, seq)`; marks_ is not
   /// empty.
