@@ -25,6 +25,12 @@ void api::health(context& ctx) {
         {"kafka", to_string(kafka)},
         {"redis", to_string(redis)}}},
   };
+  if (auto projection = rt_.deps().store->projection()) {
+    // How stale the tables (what operators query) may be: a journal node
+    // projects them after the commit (docs/architecture.md, "The journal").
+    body["projection"] = {{"backlog_rows", projection->backlog_rows},
+                          {"lag_seconds", projection->lag_seconds}};
+  }
   if (config_.cluster) {
     // This node's partitions and events, and every member as the owners
     // table says (docs/cluster.md, "Operating").

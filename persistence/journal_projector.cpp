@@ -114,8 +114,7 @@ void journal_projector::measure_backlog() {
     if (auto err = forget_idle_cursors(conn_.get()))
       spdlog::warn("the journal projector: {}", describe(err));
   }
-  if (backlog_rows_ == nullptr || PQstatus(conn_.get()) != CONNECTION_OK)
-    return;
+  if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.
   result_ptr backlog{PQexec(
       conn_.get(),
@@ -124,13 +123,31 @@ void journal_projector::measure_backlog() {
       "c.reader = 'projector' AND c.stream = j.stream WHERE j.seq > "
       "coalesce(c.seq, 0)")};
   if (PQresultStatus(backlog.get()) != PGRES_TUPLES_OK) return;
-  backlog_rows_->Set(std::atof(PQgetvalue(backlog.get(), 0, 0)));
-  lag_seconds_->Set(std::max(0.0, std::atof(PQgetvalue(backlog.get(), 0, 1))));
+  auto rows = std::atoll(PQgetvalue(backlog.get(), 0, 0));
+  auto lag = std::max(0.0, std::atof(PQgetvalue(backlog.get(), 0, 1)));
+  backlog_rows_measured_ = rows;
+  lag_seconds_measured_ = lag;
+  if (backlog_rows_ == nullptr) return;
+  backlog_rows_->Set(static_cast<double>(rows));
+  lag_seconds_->Set(lag);
 }
 
 void journal_projector::run() {
-  auto next_measure = std::chrono::steady_clock::now();
-  auto next_step = next_measure;
+  using clock = std::chrono::steady_clock;
+  auto next_measure = clock::now();
+  // The restart's recovery projected what was left: the first interval
+  // starts now.
+  auto next_step =
+      next_measure + std::chrono::milliseconds(options_.step_interval_ms);
+  // The backlog is measured once a second on its own, also while the
+  // projector waits for its interval to pass: measured only after steps,
+  // it read as empty however long the rows had waited.
+  auto measure_if_due = [&] {
+    if (auto now = clock::now(); now >= next_measure) {
+      if (connect()) measure_backlog();
+      next_measure = now + std::chrono::seconds(1);
+    }
+  };
   for (;;) {
     bool stopping = false;
     {
@@ -140,17 +157,20 @@ void journal_projector::run() {
       wake_.wait_for(lock, delay, [this] { return poked_ || stopping_; });
       // Rows gather for a while after the last step: one step of many rows
       // costs PostgreSQL less per write than many steps of a few.
-      wake_.wait_until(lock, next_step, [this] { return stopping_; });
+      while (!stopping_ && clock::now() < next_step) {
+        wake_.wait_until(lock, std::min(next_step, next_measure),
+                         [this] { return stopping_; });
+        lock.unlock();
+        measure_if_due();
+        lock.lock();
+      }
       poked_ = false;
       stopping = stopping_;
     }
-    next_step = std::chrono::steady_clock::now() +
-                std::chrono::milliseconds(options_.step_interval_ms);
+    measure_if_due();
+    next_step =
+        clock::now() + std::chrono::milliseconds(options_.step_interval_ms);
     project_all();
-    if (auto now = std::chrono::steady_clock::now(); now >= next_measure) {
-      measure_backlog();
-      next_measure = now + std::chrono::seconds(1);
-    }
     if (stopping) return;
   }
 }

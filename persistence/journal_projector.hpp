@@ -5,6 +5,7 @@
 
 #include "core/service_state.hpp"
 #include "persistence/journal_projection.hpp"
+#include "persistence/store.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -55,6 +56,11 @@ public:
   /// does not decode (logged; nothing after it is projected).
   service_state health() const { return state_.load(); }
 
+  /// The backlog as last measured (zero before the first measurement).
+  projection_status backlog() const {
+    return {backlog_rows_measured_.load(), lag_seconds_measured_.load()};
+  }
+
 private:
   void run();
   bool connect();
@@ -69,6 +75,8 @@ private:
   bool poked_ = false;    // guarded by mutex_
   bool stopping_ = false; // guarded by mutex_
   std::atomic<service_state> state_{service_state::ok};
+  std::atomic<int64_t> backlog_rows_measured_{0};
+  std::atomic<double> lag_seconds_measured_{0};
   std::chrono::steady_clock::time_point next_forget_{}; // its thread only
   prometheus::Counter* rows_projected_ = nullptr;
   prometheus::Counter* writes_projected_ = nullptr;

@@ -125,4 +125,9 @@ service_state pg_store::health() const {
   return service_state::ok;
 }
 
+std::optional<projection_status> pg_store::projection() const {
+  if (!impl_->projector) return std::nullopt;
+  return impl_->projector->backlog();
+}
+
 } // namespace rsv::persistence

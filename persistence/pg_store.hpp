@@ -95,6 +95,7 @@ public:
   void load_section(uint32_t section_no, section_loaded done) override;
   void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override;
   service_state health() const override;
+  std::optional<projection_status> projection() const override;
   store_faults* faults() override;
   void close() override;
 

@@ -49,6 +49,16 @@ struct store_faults {
   std::atomic<int> writer_crashes{0};
 };
 
+/// How far the relational tables trail the acknowledged writes, on a store
+/// that projects them from a journal (`--pg-batch-encoding journal`),
+/// measured once a second.
+struct projection_status {
+  /// Journal rows not yet in the tables (all nodes).
+  int64_t backlog_rows = 0;
+  /// Age of the oldest of them: how stale a read of the tables may be.
+  double lag_seconds = 0;
+};
+
 /// The seam between the actors and durable storage. Section actors apply a
 /// change in memory, hand it to `append`, and answer their client only from
 /// the acknowledgement. Implementations are thread-safe and never block the
@@ -94,6 +104,12 @@ public:
                          hold_loaded done) = 0;
 
   virtual service_state health() const = 0;
+
+  /// The projection's backlog; none when the tables are written in the
+  /// commit itself (or there are none).
+  virtual std::optional<projection_status> projection() const {
+    return std::nullopt;
+  }
 
   /// Where the chaos facility injects faults into commits; null when this
   /// store has no writer to inject them into (the memory store).

@@ -236,5 +236,69 @@ TEST_F(durability_test,
   EXPECT_EQ(section_counts(again, "queued-gala", "floor"), (counts{10, 0, 0}));
 }
 
+// A journal node projects the tables after the commit; /health and /metrics
+// say how far they trail, also while the projector waits for its interval
+// (measured only after its steps, the backlog read as empty).
+TEST_F(durability_test, a_journal_node_reports_how_far_its_tables_trail) {
+  auto flags = args();
+  for (const char* flag : {"--pg-batch-encoding", "journal",
+                           "--pg-journal-step-interval-ms", "10000"})
+    flags.push_back(flag);
+  server_process node{flags};
+  http_connection http{node.port()};
+  create_event(
+      http, node.admin_token(),
+      event_json("lagging", {section_json("floor", 1000, {{"A", 10}})}));
+  auto ann = new_customer(http, "ann");
+  auto rows_of = [&](const std::string& table) {
+    auto rows = run_psql(database_.conninfo(), "SELECT count(*) FROM " + table);
+    return rows.exit_code == 0 ? std::stoi(rows.output) : -1;
+  };
+  // The projector's first step comes an interval after the start.
+  auto held = hold_seats(http, ann, "lagging", "floor", {"A-1"});
+  ASSERT_EQ(held.status, 201u) << held;
+
+  auto projection = [&] {
+    return http.get("/health").body_json()["projection"];
+  };
+  auto gauge = [&](const std::string& name) {
+    auto text = http.get("/metrics").body;
+    auto at = text.find("\n" + name + " ");
+    return at == std::string::npos
+               ? -1.0
+               : std::stod(text.substr(at + name.size() + 2));
+  };
+  auto held_rows = [&] { return rows_of("holds"); };
+  // The hold waits in the journal for up to the interval.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto now = projection();
+        return now.is_object() && now["backlog_rows"].get<int64_t>() >= 1 &&
+               now["lag_seconds"].get<double>() > 0 &&
+               gauge("rsv_journal_backlog_rows") >= 1 &&
+               gauge("rsv_journal_lag_seconds") > 0;
+      },
+      5s))
+      << http.get("/health").body;
+  EXPECT_EQ(held_rows(), 0) << "the hold reached the tables before its step";
+  // Then the step projects it, and the backlog reads empty again.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto now = projection();
+        return held_rows() == 1 && now["backlog_rows"].get<int64_t>() == 0 &&
+               now["lag_seconds"].get<double>() == 0;
+      },
+      20s, 200ms))
+      << http.get("/health").body;
+}
+
+TEST_F(durability_test, a_node_writing_its_tables_in_the_commit_has_no_lag) {
+  server_process node{args()};
+  http_connection http{node.port()};
+  auto health = http.get("/health");
+  ASSERT_EQ(health.status, 200u) << health;
+  EXPECT_FALSE(health.body_json().contains("projection")) << health;
+}
+
 } // namespace
 } // namespace rsv::e2e
