@@ -14,6 +14,8 @@ from .procs import fail
 # Whole numbers: (field, variable, default, lowest, highest or None, what).
 WHOLE_NUMBERS = (
     ("duration", "BENCH_DURATION", 10, 1, 600, "seconds per measured run"),
+    ("soak_duration", "BENCH_SOAK_DURATION", 3600, 60, 86400,
+     "seconds of the soak scenario's one run"),
     ("warmup", "BENCH_WARMUP", 3, 0, 120, "seconds of warm-up per scenario"),
     ("connections", "BENCH_CONNECTIONS", 64, 1, 10000, "wrk connections"),
     # 2 I/O threads and 1 actor thread did best on 2 cores shared with wrk
@@ -94,6 +96,7 @@ class Config:
     pg_writers: str
     # The whole numbers of WHOLE_NUMBERS:
     duration: int
+    soak_duration: int
     warmup: int
     connections: int
     io_threads: int

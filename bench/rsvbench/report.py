@@ -23,7 +23,7 @@ def render(bench):
                  f" {after * 1024 / cfg.seats:.1f} bytes per seat in all.")
     if "redis" in cfg.scenarios:
         lines += [""] + redis.report(bench)
-    if "churn" in cfg.scenarios:
+    if "churn" in cfg.scenarios or "soak" in cfg.scenarios:
         lines += [""] + churn.report(bench)
     if "journal" in cfg.scenarios:
         lines += [""] + journal.report(bench)

@@ -29,6 +29,7 @@ class Series:
     node: Optional[tuple] = None   # None: the node as it runs; flags: a fresh
                                    # main node with them ({redis}, {kafka})
     probe: Optional[Callable] = None  # Probe(bench, series): more measurements
+    duration: Optional[int] = None # seconds per measured run; None: BENCH_DURATION
 
     @property
     def fresh_event(self):
@@ -220,7 +221,7 @@ def measure(bench, series, threads, probe):
     store0 = store_stats(bench)
     checkpoints0 = bench.pg.checkpoints() if bench.pg else 0
     rss0 = bench.node.rss_kib()
-    result = wrk.run(bench, name, threads, cfg.duration, series.script,
+    result = wrk.run(bench, name, threads, series.duration or cfg.duration, series.script,
                      script_args(bench, series, threads, event))
     rss1 = bench.node.rss_kib()
     after = client.status_counts(bench.node.base, series.route)
@@ -281,7 +282,8 @@ def run_once(bench, series, threads, args):
     quiet = bench.cpu.wait_for_quiet()
     name = f"{series.name}-t{threads}"
     before = client.status_counts(bench.node.base, series.route)
-    result = wrk.run(bench, name, threads, bench.cfg.duration, series.script, args)
+    result = wrk.run(bench, name, threads, series.duration or bench.cfg.duration,
+                     series.script, args)
     after = client.status_counts(bench.node.base, series.route)
     write_counts(bench.path(f"{name}.before"), before)
     write_counts(bench.path(f"{name}.after"), after)

@@ -62,6 +62,9 @@ def scenarios(cfg):
         Scenario("churn", "holds released at once: memory with ended holds kept and"
                  " forgotten (RSS and rsv_hold_records once a second)",
                  series=churn.series()),
+        Scenario("soak", "holds released at once for BENCH_SOAK_DURATION (an hour): whether"
+                 " memory levels off under churn at full speed (issue 16)",
+                 series=churn.soak_series(cfg)),
         Scenario("seatmaps", "holds with and without 4 seat-map readers of the event's first"
                  " section, plain and gzip (for one big section: see bench/README.md)",
                  series=seatmaps.series()),

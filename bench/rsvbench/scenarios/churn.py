@@ -16,6 +16,21 @@ FORGETS = ("--hold-retention-seconds", str(RETENTION_S))
 CHURN_ARGS = ("{tokens}", "{event}", "{sections}")
 
 
+# The soak: one run of BENCH_SOAK_DURATION (an hour by default) on a node
+# with the default retention (core/limits.hpp, ended_hold_retention_ms).
+SOAK_RETENTION_S = 60
+
+
+def soak_series(cfg):
+    return (
+        Series("soak", f"(e) hold + release for {cfg.soak_duration} s, ended holds forgotten"
+               f" after {SOAK_RETENTION_S} s, the default (soak scenario)", "churn.lua",
+               "POST /v1/holds", args=CHURN_ARGS,
+               node=("--hold-retention-seconds", str(SOAK_RETENTION_S)), probe=MemoryProbe,
+               duration=cfg.soak_duration),
+    )
+
+
 def series():
     return (
         Series("churn-keeps", "(e) hold + release, ended holds kept (churn scenario)",
@@ -44,14 +59,18 @@ class MemoryProbe(SamplingProbe):
             return {}
         half = samples[len(samples) // 2]
         last = samples[-1]
+        quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)][1] for q in (1, 2, 3)]
         extra = {"rss_first_kib": samples[0][1], "rss_mid_kib": half[1], "rss_last_kib": last[1],
+                 "rss_max_kib": max(rss for _, rss, _ in samples),
                  "records_mid": half[2], "records_last": last[2],
                  "records_max": max(n for _, _, n in samples),
                  "releases": int(result["requests"] - result["non2xx"]) // 2}
-        note = (f"{name}: RSS {extra['rss_first_kib']} -> {extra['rss_mid_kib']} ->"
-                f" {extra['rss_last_kib']} KiB (start, middle, end of the run), hold records"
-                f" {extra['records_mid']} -> {extra['records_last']} (most"
-                f" {extra['records_max']}), about {extra['releases']} holds made and released")
+        # Levelling off shows as the last three quarters within a few per cent.
+        note = (f"{name}: RSS {extra['rss_first_kib']} -> {' -> '.join(map(str, quarters))} ->"
+                f" {extra['rss_last_kib']} KiB (start, each quarter, end of the run; most"
+                f" {extra['rss_max_kib']}), hold records {extra['records_mid']} ->"
+                f" {extra['records_last']} (middle, end; most {extra['records_max']}), about"
+                f" {extra['releases']} holds made and released")
         add_note(self.bench, "churn", note)
         return extra
 
@@ -61,4 +80,5 @@ def report(bench):
         bench, "churn", "Churn: memory of ended holds",
         f"Holds released at once; samples once a second in NAME.memory.tsv. Kept: the"
         f" node keeps every ended hold (--hold-retention-seconds 86400, as before issue"
-        f" 19); forgotten: after {RETENTION_S} s.")
+        f" 19); forgotten: after {RETENTION_S} s; soak: one long run with the default"
+        f" retention ({SOAK_RETENTION_S} s).")
