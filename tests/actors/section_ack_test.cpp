@@ -7,6 +7,8 @@
 #include "actors/runtime.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "tests/actors/awaited.hpp"
+#include "support/eventually.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>
@@ -24,6 +26,8 @@
 
 namespace rsv::actors {
 namespace {
+
+using test_support::eventually;
 
 constexpr millis start_ms = 1'800'000'000'000;
 
@@ -163,31 +167,6 @@ private:
   std::vector<std::thread::id> threads_;
 };
 
-/// One reply: its outcome and the thread it was delivered on.
-template <class T>
-struct replied {
-  caf::expected<T> result = make_error(errc::unavailable, std::string{"none"});
-  std::thread::id thread;
-};
-
-template <class T>
-struct awaited {
-  std::promise<replied<T>> promise;
-  std::future<replied<T>> future = promise.get_future();
-
-  reply_fn<T> fn() {
-    return reply_fn<T>{[this](caf::expected<T> x) {
-      promise.set_value({std::move(x), std::this_thread::get_id()});
-    }};
-  }
-
-  replied<T> get() {
-    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-      return {};
-    return future.get();
-  }
-};
-
 class section_ack_test : public ::testing::Test {
 protected:
   section_ack_test() {
@@ -206,7 +185,7 @@ protected:
     awaited<std::shared_ptr<const event_entry>> created;
     caf::anon_send(rt->registry(),
                    create_event_request{std::move(def), created.fn()});
-    auto event = created.get().result;
+    auto event = created.wait().result;
     EXPECT_TRUE(event);
     if (event) floor = (*event)->find_section("floor");
   }
@@ -232,7 +211,7 @@ protected:
     caf::anon_send(
         floor->actor(),
         get_hold_request{customer, parse_hold_id(hold_id)->slot, reply.fn()});
-    return reply.get();
+    return reply.wait();
   }
 
   /// Whether the floor answers a request from memory (not stale).
@@ -240,18 +219,7 @@ protected:
     awaited<seat_map_snapshot> reply;
     floor->count_request();
     caf::anon_send(floor->actor(), seat_map_request{0, reply.fn()});
-    return static_cast<bool>(reply.get().result);
-  }
-
-  /// Polls a condition with a deadline.
-  template <class Predicate>
-  bool eventually(Predicate predicate) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      if (predicate()) return true;
-      std::this_thread::yield();
-    }
-    return predicate();
+    return static_cast<bool>(reply.wait().result);
   }
 
   caf::actor_system_config cfg;
@@ -273,7 +241,7 @@ TEST_F(section_ack_test, the_answer_follows_the_commit_on_the_section) {
   EXPECT_EQ(reply.future.wait_for(std::chrono::milliseconds(0)),
             std::future_status::timeout);
   store->release();
-  auto answered = reply.get();
+  auto answered = reply.wait();
   ASSERT_TRUE(answered.result) << to_string(answered.result.error());
   // The store's thread only posted the verdict: neither the client's answer
   // nor the change sink ran on it.
@@ -326,7 +294,7 @@ TEST_F(section_ack_test, a_failed_write_answers_503_and_makes_it_stale) {
   send_hold("alice", "A-1", reply);
   ASSERT_TRUE(eventually([&] { return store->writes() == 1; }));
   store->release(make_error(errc::unavailable, std::string{"refused"}));
-  auto refused = reply.get();
+  auto refused = reply.wait();
   ASSERT_FALSE(refused.result);
   EXPECT_EQ(code_of(refused.result.error()), errc::unavailable);
   EXPECT_NE(refused.thread, store->thread_id());
@@ -336,7 +304,7 @@ TEST_F(section_ack_test, a_failed_write_answers_503_and_makes_it_stale) {
   // rather than from memory, and writes nothing.
   awaited<hold_view> other;
   send_hold("bob", "A-2", other);
-  EXPECT_EQ(code_of(other.get().result.error()), errc::unavailable);
+  EXPECT_EQ(code_of(other.wait().result.error()), errc::unavailable);
   EXPECT_FALSE(serves());
   EXPECT_EQ(store->writes(), 1);
   // Once the reload is answered the section serves again, with A-1 free
@@ -349,7 +317,7 @@ TEST_F(section_ack_test, a_failed_write_answers_503_and_makes_it_stale) {
   send_hold("bob", "A-1", again);
   ASSERT_TRUE(eventually([&] { return store->writes() == 2; }));
   store->release();
-  EXPECT_TRUE(again.get().result);
+  EXPECT_TRUE(again.wait().result);
 }
 
 TEST_F(section_ack_test, a_section_killed_before_its_acks_still_answers) {
@@ -366,13 +334,13 @@ TEST_F(section_ack_test, a_section_killed_before_its_acks_still_answers) {
   // where its message dies. The first commits: 2xx, and the change sink
   // hears of it.
   store->release({}, 1);
-  auto held = committed.get();
+  auto held = committed.wait();
   ASSERT_TRUE(held.result) << to_string(held.result.error());
   EXPECT_EQ(sink->threads().size(), 1u);
   EXPECT_EQ(deps.metrics->holds_created.Value(), 1);
   // The second fails: 503, never success.
   store->release(make_error(errc::unavailable, std::string{"refused"}), 1);
-  auto lost = refused.get();
+  auto lost = refused.wait();
   ASSERT_FALSE(lost.result);
   EXPECT_EQ(code_of(lost.result.error()), errc::unavailable);
   EXPECT_EQ(sink->threads().size(), 1u);

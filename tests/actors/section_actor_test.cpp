@@ -2,6 +2,8 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/partition.hpp"
+#include "tests/actors/awaited.hpp"
+#include "support/eventually.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>
@@ -12,25 +14,9 @@
 namespace rsv::actors {
 namespace {
 
+using test_support::eventually;
+
 constexpr millis start_ms = 1'800'000'000'000;
-
-/// Waits for one reply with a deadline; a missing reply fails the test.
-template <class T>
-struct awaited {
-  std::promise<caf::expected<T>> promise;
-  std::future<caf::expected<T>> future = promise.get_future();
-
-  reply_fn<T> fn() {
-    return reply_fn<T>{
-        [this](caf::expected<T> x) { promise.set_value(std::move(x)); }};
-  }
-
-  caf::expected<T> get() {
-    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-      return make_error(errc::unavailable, std::string{"no reply in 10 s"});
-    return future.get();
-  }
-};
 
 /// Forwards to a memory store and counts the section loads it has answered
 /// (the memory store answers in the call), so that a test that saw a load
@@ -187,17 +173,6 @@ protected:
   void tick(const event_entry& event) {
     for (const auto& section : event.sections)
       caf::anon_send(section->actor(), expire_tick_atom::value);
-  }
-
-  /// Polls a condition with a deadline (actors answer asynchronously).
-  template <class Predicate>
-  bool eventually(Predicate predicate) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      if (predicate()) return true;
-      std::this_thread::yield();
-    }
-    return predicate();
   }
 
   idempotency_decision begin(const std::string& customer,

@@ -869,17 +869,6 @@ std::optional<double> metric(http_connection& http, const std::string& name) {
   return std::nullopt;
 }
 
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline,
-                std::chrono::milliseconds interval) {
-  auto until = std::chrono::steady_clock::now() + deadline;
-  while (true) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(interval); // poll interval, not a sync
-  }
-}
-
 // -- fixture ------------------------------------------------------------------
 
 void server_test::SetUp() {

@@ -6,6 +6,8 @@
 // Nothing here sleeps to synchronise: every wait polls a condition against a
 // deadline, and every I/O operation has a timeout.
 
+#include "support/eventually.hpp"
+
 #include <chrono>
 #include <functional>
 #include <gtest/gtest.h>
@@ -314,9 +316,7 @@ double metric_value(const std::string& text, const std::string& name,
 std::optional<double> metric(http_connection& http, const std::string& name);
 
 /// Polls `condition` until it holds or the deadline passes.
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds deadline,
-                std::chrono::milliseconds interval = 20ms);
+using test_support::eventually;
 
 // -- fixture ------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 #include "core/errc.hpp"
 #include "http/peer_client.hpp"
+#include "support/eventually.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -21,25 +22,14 @@
 namespace rsv::http {
 namespace {
 
+using test_support::eventually;
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using result = caf::expected<api_response>;
-
-/// Waits until `condition` holds, at most `deadline`; answers whether it
-/// held. Polls under the caller's own synchronisation (atomics, or a lock
-/// taken inside `condition`).
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds deadline = 5s) {
-  auto until = std::chrono::steady_clock::now() + deadline;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// What the test server does with a request it has read.
 enum class behaviour {

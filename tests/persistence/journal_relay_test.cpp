@@ -16,6 +16,7 @@
 #include "persistence/pg_writer.hpp"
 #include "persistence/recovery.hpp"
 #include "tests/persistence/pg_test_support.hpp"
+#include "support/eventually.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -27,6 +28,8 @@
 
 namespace rsv::persistence {
 namespace {
+
+using test_support::eventually;
 
 constexpr millis start_ms = 1'800'000'000'000;
 
@@ -134,16 +137,6 @@ std::vector<std::string> ids_of(const std::vector<record>& records) {
   for (const auto& r : records)
     ids.push_back(r.id);
   return ids;
-}
-
-/// Checks `done` every 20 ms until it holds, for at most 30 s.
-bool eventually(const std::function<bool()>& done) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
 }
 
 /// The journal row of `changes`, with their records, as a journal writer
