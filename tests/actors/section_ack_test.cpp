@@ -7,8 +7,8 @@
 #include "actors/runtime.hpp"
 #include "core/errc.hpp"
 #include "core/ids.hpp"
-#include "tests/actors/awaited.hpp"
 #include "support/eventually.hpp"
+#include "tests/actors/awaited.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>

@@ -2,8 +2,8 @@
 #include "core/errc.hpp"
 #include "core/ids.hpp"
 #include "core/partition.hpp"
-#include "tests/actors/awaited.hpp"
 #include "support/eventually.hpp"
+#include "tests/actors/awaited.hpp"
 
 #include <atomic>
 #include <caf/all.hpp>

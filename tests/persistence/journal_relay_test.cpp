@@ -15,8 +15,8 @@
 #include "persistence/pg_store.hpp"
 #include "persistence/pg_writer.hpp"
 #include "persistence/recovery.hpp"
-#include "tests/persistence/pg_test_support.hpp"
 #include "support/eventually.hpp"
+#include "tests/persistence/pg_test_support.hpp"
 
 #include <chrono>
 #include <cstdio>
