@@ -16,6 +16,7 @@
 #include "persistence/pg_writer.hpp"
 #include "persistence/recovery.hpp"
 #include "support/eventually.hpp"
+#include "support/ids.hpp"
 #include "tests/persistence/pg_test_support.hpp"
 
 #include <chrono>
@@ -34,12 +35,7 @@ using test_support::eventually;
 constexpr millis start_ms = 1'800'000'000'000;
 
 /// Hold and booking ids end in their event's hash (core/ids.hpp).
-std::string hash_hex() {
-  char hex[24];
-  std::snprintf(hex, sizeof(hex), "%llx",
-                static_cast<unsigned long long>(fnv1a_64("gala")));
-  return hex;
-}
+const std::string gala_hash = test_support::id_hash_suffix("gala");
 
 /// The event of these tests.
 event_def gala() {
@@ -281,12 +277,12 @@ TEST_F(journal_relay_test, a_journal_node_relays_what_a_pipeline_node_does) {
   EXPECT_EQ(order[0], order[1]);
   EXPECT_EQ(
       order[1]["gala/stalls"],
-      (std::vector<std::string>{"hld_0_0_" + hash_hex() + ":hold.created",
-                                "bkg_0_0_" + hash_hex() + ":booking.confirmed",
-                                "bkg_0_0_" + hash_hex() + ":booking.cancelled",
-                                "hld_0_1_" + hash_hex() + ":hold.created",
-                                "hld_0_1_" + hash_hex() + ":hold.released"}));
-  auto expired = by_id.find("hld_1_1_" + hash_hex() + ":hold.expired");
+      (std::vector<std::string>{"hld_0_0" + gala_hash + ":hold.created",
+                                "bkg_0_0" + gala_hash + ":booking.confirmed",
+                                "bkg_0_0" + gala_hash + ":booking.cancelled",
+                                "hld_0_1" + gala_hash + ":hold.created",
+                                "hld_0_1" + gala_hash + ":hold.released"}));
+  auto expired = by_id.find("hld_1_1" + gala_hash + ":hold.expired");
   ASSERT_NE(expired, by_id.end());
   auto circle = nlohmann::json::parse(expired->second->value);
   EXPECT_EQ(circle["seats"], nlohmann::json::array({"B-6", "B-7"}));
@@ -392,8 +388,8 @@ TEST_F(journal_relay_test, a_relay_that_dies_before_its_trim_is_repeated) {
     after = relay_all(*third);
     return !after.empty();
   }));
-  EXPECT_EQ(ids_of(after), std::vector<std::string>{"hld_0_2_" + hash_hex() +
-                                                    ":hold.created"});
+  EXPECT_EQ(ids_of(after),
+            std::vector<std::string>{"hld_0_2" + gala_hash + ":hold.created"});
   store->close();
   EXPECT_EQ(count("journal"), "0\n");
 }
@@ -422,9 +418,8 @@ TEST_F(journal_relay_test, a_damaged_row_stops_the_relay_and_is_named) {
   EXPECT_EQ(count("journal"), "2\n");
   // Repaired (here: removed by hand), the relay goes on from where it was.
   psql("DELETE FROM journal WHERE seq = 2");
-  EXPECT_EQ(
-      ids_of(relay_all(*reader)),
-      std::vector<std::string>{"hld_0_0_" + hash_hex() + ":hold.created"});
+  EXPECT_EQ(ids_of(relay_all(*reader)),
+            std::vector<std::string>{"hld_0_0" + gala_hash + ":hold.created"});
 }
 
 // Mixed nodes, or an upgrade: a section's writes move from a pipeline node
@@ -446,9 +441,9 @@ TEST_F(journal_relay_test, outbox_rows_and_journal_rows_are_relayed_in_order) {
   EXPECT_EQ(
       ids_of(relay_all(*reader)),
       (std::vector<std::string>{"evt_gala:event.created",
-                                "hld_0_0_" + hash_hex() + ":hold.created",
-                                "bkg_0_0_" + hash_hex() + ":booking.confirmed",
-                                "hld_0_1_" + hash_hex() + ":hold.created"}));
+                                "hld_0_0" + gala_hash + ":hold.created",
+                                "bkg_0_0" + gala_hash + ":booking.confirmed",
+                                "hld_0_1" + gala_hash + ":hold.created"}));
   after->close();
   EXPECT_EQ(count("outbox"), "0\n");
   EXPECT_EQ(count("journal"), "0\n");

@@ -57,14 +57,8 @@ protected:
     ASSERT_TRUE(apply_migrations(dsn_));
     // The concert is written as any node writes an event: to its tables.
     pg_store store{config(batch_encoding::pipeline)};
-    event_def def;
-    def.id = "concert";
-    def.name = "Concert";
-    def.starts_at_ms = start_ms;
-    def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
-    def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
     std::promise<caf::error> created;
-    store.create_event(def, {0, 1},
+    store.create_event(test::concert(start_ms), {0, 1},
                        [&](caf::error err) { created.set_value(err); });
     ASSERT_FALSE(created.get_future().get());
   }
@@ -75,19 +69,6 @@ protected:
     c.writers = 2;
     c.node = "test";
     return c;
-  }
-
-  static recovered_event recovered() {
-    recovered_event event;
-    event.def.id = "concert";
-    event.def.sections.push_back(
-        {"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
-    event.def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
-    event.section_nos = {0, 1};
-    for (uint32_t i = 0; i < 2; ++i)
-      event.layouts.push_back(
-          section_layout::make("concert", event.def.sections[i], i));
-    return event;
   }
 
   /// Appends `changes` through a store and waits for every acknowledgement.
@@ -191,7 +172,7 @@ TEST_F(journal_test, a_damaged_row_stops_recovery_and_is_named) {
 
 TEST_F(journal_test, a_section_reload_reads_what_the_journal_acknowledged) {
   pg_store store{config(batch_encoding::journal)};
-  store.learn({recovered()});
+  store.learn({test::recovered(test::concert())});
   append(store, {change(change_kind::hold_created, 0, 0, {0, 1}),
                  change(change_kind::hold_created, 0, 1, {5}),
                  change(change_kind::hold_released, 0, 1, {5})});
@@ -213,14 +194,14 @@ TEST_F(journal_test, a_section_reload_reads_what_the_journal_acknowledged) {
 TEST_F(journal_test, a_database_written_without_the_journal_goes_on_with_it) {
   {
     pg_store before{config(batch_encoding::pipeline)};
-    before.learn({recovered()});
+    before.learn({test::recovered(test::concert())});
     append(before, {change(change_kind::hold_created, 0, 0, {0}),
                     change(change_kind::hold_created, 0, 1, {1}),
                     change(change_kind::booking_confirmed, 0, 1, {1})});
   }
   {
     pg_store after{config(batch_encoding::journal)};
-    after.learn({recovered()});
+    after.learn({test::recovered(test::concert())});
     append(after, {change(change_kind::hold_released, 0, 0, {0}),
                    change(change_kind::booking_cancelled, 0, 1, {1}),
                    change(change_kind::hold_created, 0, 2, {2})});

@@ -3,6 +3,7 @@
 
 #include "core/partition.hpp"
 #include "persistence/outbox.hpp"
+#include "support/ids.hpp"
 
 #include <cstdio>
 #include <gtest/gtest.h>
@@ -12,12 +13,7 @@ namespace rsv::persistence {
 namespace {
 
 /// Hold and booking ids end in their event's hash (core/ids.hpp).
-const std::string gala_hash = "_" + [] {
-  char hex[24];
-  std::snprintf(hex, sizeof(hex), "%llx",
-                static_cast<unsigned long long>(fnv1a_64("gala")));
-  return std::string{hex};
-}();
+const std::string gala_hash = test_support::id_hash_suffix("gala");
 
 TEST(outbox_records, names_with_quotes_and_control_characters_stay_valid_json) {
   event_def def;

@@ -4,6 +4,7 @@
 #include "persistence/outbox.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
+#include "support/ids.hpp"
 #include "tests/persistence/pg_test_support.hpp"
 
 #include <algorithm>
@@ -18,12 +19,7 @@ namespace rsv::persistence {
 namespace {
 
 /// Hold and booking ids end in their event's hash (core/ids.hpp).
-const std::string gala_hash = "_" + [] {
-  char hex[24];
-  std::snprintf(hex, sizeof(hex), "%llx",
-                static_cast<unsigned long long>(fnv1a_64("gala")));
-  return std::string{hex};
-}();
+const std::string gala_hash = test_support::id_hash_suffix("gala");
 
 constexpr millis start_ms = 1'800'000'000'000;
 
@@ -86,30 +82,9 @@ protected:
     pg_store_config config{dsn_};
     config.writers = 2;
     store_ = std::make_unique<pg_store>(config);
-    event_def def;
-    def.id = "concert";
-    def.name = "Concert";
-    def.starts_at_ms = start_ms;
-    def.hold_ttl_seconds = 600;
-    def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
-    def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
     acks created;
-    store_->create_event(def, {0, 1}, created.expect());
+    store_->create_event(test::concert(start_ms), {0, 1}, created.expect());
     ASSERT_FALSE(created.wait().at(0));
-  }
-
-  /// The concert's layouts, for a second store on the fixture's database.
-  static recovered_event recovered_floor() {
-    recovered_event event;
-    event.def.id = "concert";
-    event.def.sections.push_back(
-        {"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
-    event.def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
-    event.section_nos = {0, 1};
-    for (uint32_t i = 0; i < 2; ++i)
-      event.layouts.push_back(
-          section_layout::make("concert", event.def.sections[i], i));
-    return event;
   }
 
   static seat_change change(change_kind kind, uint32_t section, uint32_t slot,
@@ -196,7 +171,7 @@ TEST_F(pg_store_test, a_refused_write_does_not_fail_its_neighbours) {
     pg_store_config config{dsn_};
     config.encoding = encoding;
     pg_store store{config};
-    store.learn({recovered_floor()});
+    store.learn({test::recovered(test::concert(start_ms))});
     acks acked;
     auto id = std::to_string(slot);
     customer_record ann{"cus_" + id, "ann" + id + "@example.org", "$argon2id$x",
@@ -568,13 +543,7 @@ protected:
       EXPECT_FALSE(created.wait().at(0));
       event_written_ = true;
     } else {
-      recovered_event event;
-      event.def = def;
-      event.section_nos = {0, 1};
-      for (uint32_t i = 0; i < 2; ++i)
-        event.layouts.push_back(
-            section_layout::make(def.id, def.sections[i], i));
-      store->learn({event});
+      store->learn({test::recovered(def)});
     }
     return store;
   }

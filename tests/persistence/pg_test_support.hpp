@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/ids.hpp"
+#include "persistence/recovery.hpp"
 
 #include <array>
 #include <cstdio>
@@ -50,5 +51,31 @@ protected:
   std::string name_;
   std::string dsn_;
 };
+
+/// `def` as recovery hands it to a store (`learn`): its sections numbered
+/// 0, 1, ... in event order, each with its layout.
+inline recovered_event recovered(event_def def) {
+  recovered_event event;
+  event.def = std::move(def);
+  for (uint32_t i = 0; i < event.def.sections.size(); ++i) {
+    event.section_nos.push_back(i);
+    event.layouts.push_back(
+        section_layout::make(event.def.id, event.def.sections[i], i));
+  }
+  return event;
+}
+
+/// The concert of the store tests: a floor of two rows of 100 seats and a
+/// balcony of one row of 50.
+inline event_def concert(millis starts_at_ms = 1'800'000'000'000) {
+  event_def def;
+  def.id = "concert";
+  def.name = "Concert";
+  def.starts_at_ms = starts_at_ms;
+  def.hold_ttl_seconds = 600;
+  def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
+  def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
+  return def;
+}
 
 } // namespace rsv::persistence::test
