@@ -60,6 +60,18 @@ TEST_F(migrations_test, nodes_starting_at_once_apply_each_migration_once) {
             std::to_string(all_migrations().size()) + "\n");
 }
 
+// Every index on holds is paid for by every hold written (migrations 0010
+// and 0011): only the ones the node reads by stay.
+TEST_F(migrations_test, holds_keep_only_the_indexes_the_node_reads_by) {
+  ASSERT_TRUE(apply_migrations(dsn_));
+  EXPECT_EQ(psql("SELECT indexname FROM pg_indexes WHERE tablename = 'holds' "
+                 "ORDER BY indexname"),
+            "holds_live\nholds_pkey\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                 "'holds'::regclass AND contype = 'f'"),
+            "0\n");
+}
+
 TEST_F(migrations_test, the_seat_state_view_shows_held_and_booked_seats) {
   ASSERT_TRUE(apply_migrations(dsn_));
   psql("INSERT INTO events (id, name, starts_at, hold_ttl_seconds) VALUES "
