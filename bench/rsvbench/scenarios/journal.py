@@ -96,8 +96,36 @@ class JournalProbe(SamplingProbe):
         return extra
 
 
+# Issue 16's targets that this run can check on its own: durable holds/s
+# against the memory store's, and p99 at about PACED_RATE holds/s.
+MEMORY_RATIO_TARGET = 0.6
+PACED_P99_TARGET_MS = 20
+
+
+def targets(bench):
+    """Lines that hold this run's figures against issue 16's targets."""
+    lines = []
+    memory = bench.best("journal-memory")
+    for name in ("journal-pipeline", "journal", "journal-eager", "journal-lazy"):
+        run = bench.best(name)
+        if memory and run and memory.rate:
+            ratio = run.rate / memory.rate
+            verdict = "met" if ratio >= MEMORY_RATIO_TARGET else "missed"
+            lines.append(f"{name}: {run.rate} holds/s, {ratio:.3f}x the memory store's"
+                         f" {memory.rate} (target >= {MEMORY_RATIO_TARGET}x: {verdict})")
+    paced = bench.best("journal-paced")
+    if paced:
+        p99_ms = float(paced.wrk["p99_us"]) / 1000
+        verdict = "met" if p99_ms <= PACED_P99_TARGET_MS else "missed"
+        lines.append(f"journal-paced: p99 {p99_ms:.2f} ms at {paced.rate} holds/s (target <="
+                     f" {PACED_P99_TARGET_MS} ms at about {PACED_RATE:,}/s: {verdict})")
+    return lines
+
+
 def report(bench):
     return notes_part(
         bench, "journal", "Journal: the projector at full speed",
         "Samples of rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second in"
-        " NAME.journal.tsv; then the journal is polled every 50 ms until empty.")
+        " NAME.journal.tsv; then the journal is polled every 50 ms until empty. First, the"
+        f" run against issue 16's targets ({bench.cfg.connections} connections).",
+        first=targets(bench))
