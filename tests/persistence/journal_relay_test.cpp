@@ -8,7 +8,6 @@
 
 #include "core/errc.hpp"
 #include "core/ids.hpp"
-#include "core/partition.hpp"
 #include "persistence/journal_codec.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/outbox.hpp"
@@ -20,7 +19,6 @@
 #include "tests/persistence/pg_test_support.hpp"
 
 #include <chrono>
-#include <cstdio>
 #include <future>
 #include <gtest/gtest.h>
 #include <map>
@@ -47,16 +45,6 @@ event_def gala() {
   def.sections.push_back({"stalls", "Stalls", 4000, {{"A", 10}}});
   def.sections.push_back({"circle", "Circle", 2500, {{"B", 10}}});
   return def;
-}
-
-recovered_event recovered_gala() {
-  recovered_event event;
-  event.def = gala();
-  event.section_nos = {0, 1};
-  for (uint32_t i = 0; i < 2; ++i)
-    event.layouts.push_back(
-        section_layout::make("gala", event.def.sections[i], i));
-  return event;
 }
 
 seat_change change(change_kind kind, uint32_t section, uint32_t slot,
@@ -183,7 +171,7 @@ protected:
         store->create_event(gala(), {0, 1}, std::move(done));
       });
     else
-      store->learn({recovered_gala()});
+      store->learn({test::recovered(gala())});
     return store;
   }
 

@@ -1,11 +1,9 @@
 // The outbox records as consumers read them (docs/events.md): valid JSON
 // whatever the names contain, the id and key in front of each line.
 
-#include "core/partition.hpp"
 #include "persistence/outbox.hpp"
 #include "support/ids.hpp"
 
-#include <cstdio>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 

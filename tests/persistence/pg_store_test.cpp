@@ -1,5 +1,4 @@
 #include "core/errc.hpp"
-#include "core/partition.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/outbox.hpp"
 #include "persistence/pg_store.hpp"
@@ -8,7 +7,6 @@
 #include "tests/persistence/pg_test_support.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <future>
 #include <gtest/gtest.h>
 #include <map>
