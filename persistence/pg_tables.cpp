@@ -10,12 +10,16 @@ namespace rsv::persistence::pg {
 
 namespace {
 
-// Timestamps travel as milliseconds since the epoch.
+// Timestamps travel as milliseconds since the epoch and are divided as
+// float8: the same microseconds as numeric division (checked on 2,000,000
+// values up to the year 2096), for 0.7 us less per inserted hold
+// (docs/benchmarks.md, "What PostgreSQL spends on a durable hold").
 constexpr prepared_statement insert_events{
     "rsv_insert_events", 6,
     "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
     "max_seats_per_customer, waiting_room) SELECT v.id, v.name, "
-    "to_timestamp(v.starts_ms / 1000.0), v.ttl, v.max_seats, v.room::jsonb "
+    "to_timestamp(v.starts_ms / 1000::float8), v.ttl, v.max_seats, "
+    "v.room::jsonb "
     "FROM unnest($1::text[], $2::text[], $3::int8[], $4::int[], $5::int[], "
     "$6::text[]) AS v (id, name, starts_ms, ttl, max_seats, room)"};
 constexpr prepared_statement insert_sections{
@@ -28,7 +32,7 @@ constexpr prepared_statement insert_sections{
 constexpr prepared_statement insert_customers{
     "rsv_insert_customers", 4,
     "INSERT INTO customers (id, email, password_hash, created_at) SELECT "
-    "v.id, v.email, v.password_hash, to_timestamp(v.at_ms / 1000.0) FROM "
+    "v.id, v.email, v.password_hash, to_timestamp(v.at_ms / 1000::float8) FROM "
     "unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS v (id, "
     "email, password_hash, at_ms)"};
 constexpr prepared_statement insert_holds{
@@ -36,27 +40,29 @@ constexpr prepared_statement insert_holds{
     "INSERT INTO holds (section_no, slot, customer_id, seats, status, "
     "created_at, expires_at, updated_at) SELECT v.section_no, v.slot, "
     "v.customer_id, v.seats::text[], 'active', to_timestamp(v.at_ms / "
-    "1000.0), to_timestamp(v.expires_ms / 1000.0), to_timestamp(v.at_ms / "
-    "1000.0) FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], "
+    "1000::float8), to_timestamp(v.expires_ms / 1000::float8), "
+    "to_timestamp(v.at_ms / "
+    "1000::float8) FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], "
     "$5::int8[], $6::int8[]) AS v (section_no, slot, customer_id, seats, "
     "at_ms, expires_ms)"};
 constexpr prepared_statement update_statuses{
     "rsv_update_statuses", 4,
     "UPDATE holds h SET status = v.status, updated_at = to_timestamp(v.at_ms "
-    "/ 1000.0) FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) AS "
+    "/ 1000::float8) FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) "
+    "AS "
     "v (section_no, slot, status, at_ms) WHERE h.section_no = v.section_no "
     "AND h.slot = v.slot"};
 constexpr prepared_statement insert_bookings{
     "rsv_insert_bookings", 5,
     "INSERT INTO bookings (section_no, slot, customer_id, status, "
     "total_cents, created_at) SELECT v.section_no, v.slot, v.customer_id, "
-    "'confirmed', v.total_cents, to_timestamp(v.at_ms / 1000.0) FROM "
+    "'confirmed', v.total_cents, to_timestamp(v.at_ms / 1000::float8) FROM "
     "unnest($1::int[], $2::int[], $3::text[], $4::int8[], $5::int8[]) AS v "
     "(section_no, slot, customer_id, total_cents, at_ms)"};
 constexpr prepared_statement cancel_bookings{
     "rsv_cancel_bookings", 3,
     "UPDATE bookings b SET status = 'cancelled', cancelled_at = "
-    "to_timestamp(v.at_ms / 1000.0) FROM unnest($1::int[], $2::int[], "
+    "to_timestamp(v.at_ms / 1000::float8) FROM unnest($1::int[], $2::int[], "
     "$3::int8[]) AS v (section_no, slot, at_ms) WHERE b.section_no = "
     "v.section_no AND b.slot = v.slot"};
 // A record the node forgot (past 24 h in memory, not yet purged here) is
@@ -66,7 +72,7 @@ constexpr prepared_statement upsert_idempotency{
     "INSERT INTO idempotency_records (customer_id, key, fingerprint, status, "
     "body, location, created_at) SELECT v.customer_id, v.key, "
     "v.fingerprint, v.status, v.body, v.location, to_timestamp(v.at_ms / "
-    "1000.0) FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+    "1000::float8) FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
     "$5::text[], $6::text[], $7::int8[]) AS v (customer_id, key, "
     "fingerprint, status, body, location, at_ms) ON CONFLICT (customer_id, "
     "key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, status = "

@@ -38,7 +38,7 @@ millis wall_clock_ms() {
 constexpr prepared_statement insert_outbox{
     "rsv_insert_outbox", 5,
     "INSERT INTO outbox (stream, seq, created_at, records, payload) VALUES "
-    "($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, $5)"};
+    "($1, $2::int8, to_timestamp($3::int8 / 1000::float8), $4::int, $5)"};
 constexpr prepared_statement select_outbox_end{
     "rsv_select_outbox_end", 1,
     "SELECT coalesce(max(seq), 0) FROM outbox WHERE stream = $1"};
@@ -58,7 +58,7 @@ constexpr prepared_statement check_stale{
 constexpr prepared_statement insert_journal{
     "rsv_insert_journal", 6,
     "INSERT INTO journal (stream, seq, created_at, entries, records, body) "
-    "VALUES ($1, $2::int8, to_timestamp($3::int8 / 1000.0), $4::int, "
+    "VALUES ($1, $2::int8, to_timestamp($3::int8 / 1000::float8), $4::int, "
     "$5::int, $6::bytea)"};
 
 constexpr prepared_statement writer_statements[] = {
