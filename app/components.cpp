@@ -98,6 +98,15 @@ int server_stack::open_store() {
 int server_stack::open_postgres() {
   // Migrations and recovery happen before the node listens: until then
   // nothing is served, so nothing can disagree with the database.
+  persistence::name_node_connections();
+  if (!cfg_.cluster) {
+    // What an earlier process of this node left running lands before the
+    // state is read (in a cluster, the epoch fence stops a former owner).
+    if (auto err = persistence::end_former_node_backends(cfg_.pg_dsn)) {
+      spdlog::critical("recovery refused: {}", describe(err));
+      return exit_code::failed;
+    }
+  }
   auto migrated = persistence::apply_migrations(cfg_.pg_dsn);
   if (!migrated) {
     spdlog::critical("migrations failed: {}", describe(migrated.error()));

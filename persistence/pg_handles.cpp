@@ -2,6 +2,23 @@
 
 namespace rsv::persistence::pg {
 
+namespace {
+
+std::string& process_connection_name() {
+  static std::string name = "reservations";
+  return name;
+}
+
+} // namespace
+
+const std::string& connection_name() {
+  return process_connection_name();
+}
+
+void name_connections(std::string name) {
+  process_connection_name() = std::move(name);
+}
+
 conn_ptr connect(const std::string& dsn) {
   // Defaults first: what the DSN (or the PG* variables) says wins. They keep
   // a dead server or network from blocking a connect or a query forever:
@@ -15,8 +32,9 @@ conn_ptr connect(const std::string& dsn) {
                             "application_name",
                             "dbname",
                             nullptr};
-  const char* values[] = {
-      "5", "5", "2", "3", "10000", "reservations", dsn.c_str(), nullptr};
+  const char* values[] = {"5",         "5",     "2",
+                          "3",         "10000", connection_name().c_str(),
+                          dsn.c_str(), nullptr};
   return conn_ptr{PQconnectdbParams(keywords, values, 1)};
 }
 

@@ -46,8 +46,17 @@ private:
 };
 
 /// Connects (blocking) with `dsn` (empty: libpq's PG* variables), adding
-/// timeouts and keepalives unless the DSN sets its own. Check PQstatus.
+/// timeouts, keepalives and this process's application_name unless the
+/// DSN sets its own. Check PQstatus.
 conn_ptr connect(const std::string& dsn);
+
+/// The application_name `connect` gives: "reservations", or what
+/// `name_connections` set.
+const std::string& connection_name();
+
+/// Sets the application_name of the connections this process opens from
+/// now on. Call once at start, before any connection (it is not guarded).
+void name_connections(std::string name);
 
 /// True when `conn` still answers a query (`SELECT 1`): what a thread that
 /// owns a connection checks while idle, so that /health stays live.

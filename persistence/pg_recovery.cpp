@@ -5,9 +5,13 @@
 #include "persistence/pg_tables.hpp"
 #include "persistence/recovery.hpp"
 
+#include <chrono>
+#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <string_view>
+#include <unistd.h>
 #include <unordered_map>
 
 namespace rsv::persistence {
@@ -283,6 +287,71 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
 }
 
 } // namespace pg
+
+namespace {
+
+/// The application_name of a node's connections (name_node_connections);
+/// no `_` or `%` in it, so that it is its own LIKE pattern.
+constexpr const char* node_connection_prefix = "reservations-node/";
+
+/// Ends the backends of other node processes on this database, each
+/// waited for up to 5 s (pg_terminate_backend): one row per backend, its
+/// pid and whether it is gone.
+constexpr const char* end_node_backends =
+    "SELECT pid, pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND "
+    "application_name LIKE 'reservations-node/%' AND application_name <> $1";
+
+} // namespace
+
+void name_node_connections() {
+  auto start_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  char name[64];
+  std::snprintf(name, sizeof(name), "%s%llx.%ld", node_connection_prefix,
+                static_cast<unsigned long long>(start_us),
+                static_cast<long>(::getpid()));
+  pg::name_connections(name);
+}
+
+caf::error end_former_node_backends(const std::string& dsn) {
+  auto conn = pg::connect(dsn);
+  // Unreachable: the migrations that come next say so, as they always did.
+  if (PQstatus(conn.get()) != CONNECTION_OK) return {};
+  constexpr int attempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    auto ended =
+        pg::exec_params(conn.get(), end_node_backends, {pg::connection_name()});
+    if (PQresultStatus(ended.get()) != PGRES_TUPLES_OK) {
+      // Another role's backends, or no such function (before PostgreSQL
+      // 14): the node starts as it did before this check.
+      spdlog::warn("PostgreSQL: cannot end the backends an earlier process "
+                   "of this node left (reading the state anyway): {}",
+                   PQerrorMessage(conn.get()));
+      return {};
+    }
+    std::string gone, left;
+    for (int row = 0; row < PQntuples(ended.get()); ++row) {
+      auto& list = std::string_view{PQgetvalue(ended.get(), row, 1)} == "t"
+                       ? gone
+                       : left;
+      list += (list.empty() ? "" : ", ") + pg::text_at(ended.get(), row, 0);
+    }
+    if (!gone.empty())
+      spdlog::info("ended the backends an earlier process of this node left "
+                   "(pids {}) before reading the state",
+                   gone);
+    if (left.empty()) return {};
+    if (attempt == attempts)
+      return make_error(errc::unavailable,
+                        "backends an earlier process of this node left are "
+                        "still there after 15 s (pids " +
+                            left +
+                            "): a COMMIT of theirs may be stuck, and the "
+                            "state is not read before it is over");
+  }
+}
 
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   auto conn = pg::connect(dsn);

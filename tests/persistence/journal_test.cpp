@@ -7,6 +7,7 @@
 #include "core/errc.hpp"
 #include "persistence/journal_codec.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_handles.hpp"
 #include "persistence/pg_store.hpp"
 #include "persistence/recovery.hpp"
 #include "tests/persistence/pg_test_support.hpp"
@@ -87,16 +88,22 @@ protected:
   /// it: committed, not projected.
   void insert_row(const std::string& stream, int64_t seq,
                   const std::string& body) {
-    static const char* hex = "0123456789abcdef";
-    std::string bytes;
-    for (unsigned char c : body) {
-      bytes += hex[c >> 4];
-      bytes += hex[c & 15];
-    }
+    auto bytes = hex_of(body);
     EXPECT_EQ(psql("INSERT INTO journal VALUES ('" + stream + "', " +
                    std::to_string(seq) + ", now(), 1, '\\\\x" + bytes +
                    "'::bytea)"),
               "INSERT 0 1\n");
+  }
+
+  /// `bytes` in hex, as bytea's hex format wants them after its `\x`.
+  static std::string hex_of(const std::string& bytes) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+    return out;
   }
 
   static std::string row_of(const std::vector<seat_change>& changes) {
@@ -150,6 +157,44 @@ TEST_F(journal_test, rows_a_dead_node_left_are_read_back_in_order) {
   EXPECT_EQ(psql("SELECT string_agg(seat_id || '=' || status, ',' ORDER BY "
                  "seat_id) FROM seat_state"),
             "A-1=booked,A-2=booked,A-3=held,A-4=held\n");
+}
+
+// A node killed with kill -9 leaves its backends behind, one perhaps in
+// the middle of a transaction. The next process of the node ends them and
+// waits before it reads the state, so that transaction cannot commit
+// afterwards: a hold no client was told of would then sit in the tables on
+// a seat the new process sells again. Backends of other programs, and the
+// new process's own, are left alone.
+TEST_F(journal_test, a_dead_process_cannot_commit_after_the_next_one_read) {
+  auto former = pg::connect(dsn_ + " application_name=reservations-node/1.2");
+  auto tool = pg::connect(dsn_ + " application_name=reservations-tool");
+  ASSERT_EQ(PQstatus(former.get()), CONNECTION_OK);
+  ASSERT_EQ(PQstatus(tool.get()), CONNECTION_OK);
+  auto exec = [](PGconn* conn, const std::string& sql) {
+    pg::result_ptr result{PQexec(conn, sql.c_str())};
+    return PQresultStatus(result.get());
+  };
+  ASSERT_EQ(exec(former.get(), "BEGIN"), PGRES_COMMAND_OK);
+  auto row = row_of({change(change_kind::hold_created, 0, 0, {0})});
+  ASSERT_EQ(exec(former.get(), "INSERT INTO journal VALUES ('dead/1/0', 1, "
+                               "now(), 1, '\\x" +
+                                   hex_of(row) + "'::bytea)"),
+            PGRES_COMMAND_OK);
+
+  name_node_connections();
+  auto own = pg::connect(dsn_);
+  ASSERT_EQ(PQstatus(own.get()), CONNECTION_OK);
+  auto err = end_former_node_backends(dsn_);
+  ASSERT_FALSE(err) << describe(err);
+  EXPECT_NE(exec(former.get(), "COMMIT"), PGRES_COMMAND_OK)
+      << "the former process's transaction committed after the state was "
+         "read";
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  EXPECT_EQ(state->holds.count(0), 0u);
+  EXPECT_EQ(psql("SELECT count(*) FROM journal"), "0\n");
+  EXPECT_TRUE(pg::answers(tool.get())) << "another program's backend ended";
+  EXPECT_TRUE(pg::answers(own.get())) << "the process ended its own backend";
 }
 
 TEST_F(journal_test, a_damaged_row_stops_recovery_and_is_named) {
