@@ -290,17 +290,19 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
 
 namespace {
 
-/// The application_name of a node's connections (name_node_connections);
-/// no `_` or `%` in it, so that it is its own LIKE pattern.
+/// How the application_name of a node's connections begins
+/// (name_node_connections); no `_` or `%` in it, so that it and a `%` make
+/// a LIKE pattern.
 constexpr const char* node_connection_prefix = "reservations-node/";
 
-/// Ends the backends of other node processes on this database, each
-/// waited for up to 5 s (pg_terminate_backend): one row per backend, its
-/// pid and whether it is gone.
+/// Ends the backends of other node processes on this database ($1: this
+/// process's name, $2: the prefix and a `%`), each waited for up to 5 s
+/// (pg_terminate_backend): one row per backend, its pid and whether it is
+/// gone.
 constexpr const char* end_node_backends =
     "SELECT pid, pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid() AND "
-    "application_name LIKE 'reservations-node/%' AND application_name <> $1";
+    "application_name LIKE $2 AND application_name <> $1";
 
 } // namespace
 
@@ -321,8 +323,9 @@ caf::error end_former_node_backends(const std::string& dsn) {
   if (PQstatus(conn.get()) != CONNECTION_OK) return {};
   constexpr int attempts = 3;
   for (int attempt = 1;; ++attempt) {
-    auto ended =
-        pg::exec_params(conn.get(), end_node_backends, {pg::connection_name()});
+    auto ended = pg::exec_params(
+        conn.get(), end_node_backends,
+        {pg::connection_name(), std::string{node_connection_prefix} + '%'});
     if (PQresultStatus(ended.get()) != PGRES_TUPLES_OK) {
       // Another role's backends, or no such function (before PostgreSQL
       // 14): the node starts as it did before this check.

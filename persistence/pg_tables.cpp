@@ -19,9 +19,9 @@ constexpr prepared_statement insert_events{
     "INSERT INTO events (id, name, starts_at, hold_ttl_seconds, "
     "max_seats_per_customer, waiting_room) SELECT v.id, v.name, "
     "to_timestamp(v.starts_ms / 1000::float8), v.ttl, v.max_seats, "
-    "v.room::jsonb "
-    "FROM unnest($1::text[], $2::text[], $3::int8[], $4::int[], $5::int[], "
-    "$6::text[]) AS v (id, name, starts_ms, ttl, max_seats, room)"};
+    "v.room::jsonb FROM unnest($1::text[], $2::text[], $3::int8[], "
+    "$4::int[], $5::int[], $6::text[]) "
+    "AS v (id, name, starts_ms, ttl, max_seats, room)"};
 constexpr prepared_statement insert_sections{
     "rsv_insert_sections", 7,
     "INSERT INTO sections (section_no, event_id, id, position, name, "
@@ -39,18 +39,19 @@ constexpr prepared_statement insert_holds{
     "rsv_insert_holds", 6,
     "INSERT INTO holds (section_no, slot, customer_id, seats, status, "
     "created_at, expires_at, updated_at) SELECT v.section_no, v.slot, "
-    "v.customer_id, v.seats::text[], 'active', to_timestamp(v.at_ms / "
-    "1000::float8), to_timestamp(v.expires_ms / 1000::float8), "
-    "to_timestamp(v.at_ms / "
-    "1000::float8) FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], "
+    "v.customer_id, v.seats::text[], 'active', "
+    "to_timestamp(v.at_ms / 1000::float8), "
+    "to_timestamp(v.expires_ms / 1000::float8), "
+    "to_timestamp(v.at_ms / 1000::float8) "
+    "FROM unnest($1::int[], $2::int[], $3::text[], $4::text[], "
     "$5::int8[], $6::int8[]) AS v (section_no, slot, customer_id, seats, "
     "at_ms, expires_ms)"};
 constexpr prepared_statement update_statuses{
     "rsv_update_statuses", 4,
-    "UPDATE holds h SET status = v.status, updated_at = to_timestamp(v.at_ms "
-    "/ 1000::float8) FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) "
-    "AS "
-    "v (section_no, slot, status, at_ms) WHERE h.section_no = v.section_no "
+    "UPDATE holds h SET status = v.status, "
+    "updated_at = to_timestamp(v.at_ms / 1000::float8) "
+    "FROM unnest($1::int[], $2::int[], $3::text[], $4::int8[]) "
+    "AS v (section_no, slot, status, at_ms) WHERE h.section_no = v.section_no "
     "AND h.slot = v.slot"};
 constexpr prepared_statement insert_bookings{
     "rsv_insert_bookings", 5,
