@@ -5,7 +5,9 @@
 #include "redis_support.hpp"
 
 #include <csignal>
+#include <cstdio>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 namespace rsv::e2e {
 namespace {
@@ -120,6 +122,57 @@ TEST_F(durability_test, acknowledged_changes_survive_kill_minus_nine) {
   EXPECT_EQ(metrics.find("rsv_store_commit_seconds_count 0\n"),
             std::string::npos)
       << metrics.substr(metrics.find("rsv_store_commit_seconds_count"), 40);
+}
+
+// kill -9 leaves the process's PostgreSQL backends behind, one perhaps in
+// a transaction that a slow disk holds in its COMMIT. Played here by a psql
+// session under a node's name, in a transaction that holds seat A-1: the
+// restarted node ends it before it reads, so it cannot commit afterwards
+// and the seat is the new node's to sell, once.
+TEST_F(durability_test, a_dead_node_leaves_no_transaction_to_land_later) {
+  auto node = std::make_unique<server_process>(args());
+  http_connection http{node->port()};
+  create_event(http, node->admin_token(),
+               event_json("late", {section_json("floor", 1000, {{"A", 4}})}));
+  auto former_sql = "PGAPPNAME=reservations-node/former psql -X -q -v "
+                    "ON_ERROR_STOP=1 '" +
+                    database_.conninfo() + "' >/dev/null 2>&1";
+  // Writing to a psql that already ended must fail, not kill the test.
+  std::signal(SIGPIPE, SIG_IGN);
+  FILE* former = ::popen(former_sql.c_str(), "w");
+  ASSERT_NE(former, nullptr);
+  std::fputs("BEGIN; INSERT INTO holds (section_no, slot, customer_id, seats, "
+             "status, created_at, expires_at, updated_at) SELECT section_no, "
+             "999, 'cus_former', ARRAY['A-1'], 'active', now(), now() + "
+             "interval '1 hour', now() FROM sections WHERE event_id = "
+             "'late';\n",
+             former);
+  std::fflush(former);
+  ASSERT_TRUE(eventually([&] {
+    return run_psql(database_.conninfo(),
+                    "SELECT state FROM pg_stat_activity WHERE "
+                    "application_name = 'reservations-node/former'")
+               .output == "idle in transaction\n";
+  })) << "the former session did not open its transaction";
+
+  ASSERT_EQ(::kill(node->pid(), SIGKILL), 0);
+  node->stop();
+  node = std::make_unique<server_process>(args());
+  http_connection again{node->port()};
+  // psql quits on its own: the node inherited the pipe, so no EOF comes.
+  std::fputs("COMMIT;\n\\q\n", former);
+  int status = ::pclose(former);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      << "the dead node's transaction committed after the restart read";
+  auto who = new_customer(again, "late");
+  auto held = hold_seats(again, who, "late", "floor", {"A-1"});
+  EXPECT_EQ(held.status, 201u) << held;
+  EXPECT_EQ(run_psql(database_.conninfo(),
+                     "SELECT count(*) FROM holds WHERE status = 'active' AND "
+                     "'A-1' = ANY (seats)")
+                .output,
+            "1\n")
+      << "seat A-1 is held twice in the tables";
 }
 
 TEST_F(durability_test, idempotent_answers_are_replayed_after_kill_minus_nine) {
