@@ -1,5 +1,8 @@
 #include "persistence/pg_handles.hpp"
 
+#include <chrono>
+#include <cstdio>
+
 namespace rsv::persistence::pg {
 
 namespace {
@@ -10,6 +13,16 @@ std::string& process_connection_name() {
 }
 
 } // namespace
+
+std::string microseconds_now_hex() {
+  char hex[24];
+  std::snprintf(hex, sizeof(hex), "%llx",
+                static_cast<unsigned long long>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count()));
+  return hex;
+}
 
 const std::string& connection_name() {
   return process_connection_name();

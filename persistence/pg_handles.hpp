@@ -50,6 +50,11 @@ private:
 /// DSN sets its own. Check PQstatus.
 conn_ptr connect(const std::string& dsn);
 
+/// The wall clock's microseconds since the epoch, in hex: what names a
+/// process's journal streams and its connections, so that a later process
+/// never takes an earlier one's name.
+std::string microseconds_now_hex();
+
 /// The application_name `connect` gives: "reservations", or what
 /// `name_connections` set.
 const std::string& connection_name();

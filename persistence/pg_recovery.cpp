@@ -5,8 +5,6 @@
 #include "persistence/pg_tables.hpp"
 #include "persistence/recovery.hpp"
 
-#include <chrono>
-#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -307,14 +305,8 @@ constexpr const char* end_node_backends =
 } // namespace
 
 void name_node_connections() {
-  auto start_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-  char name[64];
-  std::snprintf(name, sizeof(name), "%s%llx.%ld", node_connection_prefix,
-                static_cast<unsigned long long>(start_us),
-                static_cast<long>(::getpid()));
-  pg::name_connections(name);
+  pg::name_connections(node_connection_prefix + pg::microseconds_now_hex() +
+                       '.' + std::to_string(::getpid()));
 }
 
 caf::error end_former_node_backends(const std::string& dsn) {

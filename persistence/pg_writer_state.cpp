@@ -2,8 +2,6 @@
 #include "persistence/outbox.hpp"
 #include "persistence/pg_writer.hpp"
 
-#include <chrono>
-#include <cstdio>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 #include <set>
@@ -17,13 +15,8 @@ namespace {
 /// This process's journal streams: `<node>/<start>`, where `<start>` is the
 /// process's start in microseconds, in hex; writer n appends `/n`.
 std::string journal_streams_of(const std::string& node) {
-  char start[24];
-  std::snprintf(start, sizeof(start), "%llx",
-                static_cast<unsigned long long>(
-                    std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count()));
-  return (node.empty() ? std::string{"node"} : node) + '/' + start;
+  return (node.empty() ? std::string{"node"} : node) + '/' +
+         microseconds_now_hex();
 }
 
 } // namespace
