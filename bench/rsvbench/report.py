@@ -4,7 +4,7 @@ output"; "The durable report").
 """
 import statistics
 
-from .scenarios import churn, cluster, journal, kafka, redis, seatmaps
+from .scenarios import churn, journal, kafka, redis, seatmaps, two_nodes
 from .wrk import ms
 
 def render(bench):
@@ -34,7 +34,7 @@ def render(bench):
         if any(r.series.startswith("kafka-") for r in bench.results):
             lines += kafka.report(bench)
         if any(r.series.startswith("cluster-") for r in bench.results):
-            lines += cluster.report(bench)
+            lines += two_nodes.report(bench)
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from .. import node as nodes
 from ..procs import fail, say
 from ..series import Series, holds, run_series
-from . import churn, cluster, journal, kafka, pgbench, profile, recovery, redis, seatmaps
+from . import churn, journal, kafka, pgbench, profile, recovery, redis, seatmaps, two_nodes
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,11 @@ def scenarios(cfg):
                  packages=(("kcat", "kcat"),)),
         Scenario("cluster", "two --cluster nodes: holds at the owner and forwarded",
                  postgres_only=True, starts=("broker",),
-                 broker_topics=(cluster.owners_topic(cfg),), setup=cluster.start_nodes,
+                 broker_topics=(two_nodes.owners_topic(cfg),), setup=two_nodes.start_nodes,
                  series=(holds("cluster-owner", "cluster-owner",
-                               probe=partial(cluster.ClusterTarget, owner=True)),
+                               probe=partial(two_nodes.ClusterTarget, owner=True)),
                          holds("cluster-forwarded", "cluster-forwarded",
-                               probe=partial(cluster.ClusterTarget, owner=False)))),
+                               probe=partial(two_nodes.ClusterTarget, owner=False)))),
         Scenario("none", "nothing: only the profiles of BENCH_PROFILE"),
     )
     return {row.name: row for row in rows}

@@ -1,6 +1,8 @@
 """The cluster scenario: two nodes with --cluster (docs/cluster.md) on the
 same PostgreSQL, owners from a local rsv-kafka-broker (topic rsv-owners),
-every node relaying its outbox there too, as a cluster needs Kafka.
+every node relaying its outbox there too, as a cluster needs Kafka. (The
+module is two_nodes rather than cluster so that no reader, nor a tool that
+matches names, takes `from . import cluster` for scripts/cluster.)
 
 Holds as in (b), a fresh event per run: first sent to the node that owns
 the event, then to the other node, which forwards each request to the
