@@ -17,6 +17,9 @@ namespace {
 caf::actor_system_config& configured(caf::actor_system_config& caf_cfg,
                                      const serve_config& cfg) {
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
+  caf_cfg.set("scheduler.policy", cfg.scheduler == actor_scheduler::sharing
+                                      ? caf::atom("sharing")
+                                      : caf::atom("stealing"));
   caf_cfg.set("logger.verbosity", caf::atom("quiet"));
   return caf_cfg;
 }
@@ -82,9 +85,10 @@ int server_stack::start() {
   // Joins the group only now that forwarded requests can reach this node.
   if (membership_) membership_->start();
   api_->set_ready(true);
-  spdlog::info("listening on {}:{} ({} I/O threads, {} actor threads, store "
-               "{})",
+  spdlog::info("listening on {}:{} ({} I/O threads, {} actor threads "
+               "{}, store {})",
                checked_.host, bound_port_, cfg_.io_threads, cfg_.actor_threads,
+               name_of(actor_scheduler_names, cfg_.scheduler),
                name_of(store_names, cfg_.store));
   return exit_code::ok;
 }

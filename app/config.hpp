@@ -24,6 +24,12 @@ enum class read_model_mode { off, publish, serve };
 /// How log lines look (--log-format): text, or one JSON object per line.
 enum class log_style { text, json };
 
+/// How CAF's threads take the actors that have messages (--actor-scheduler):
+/// from one shared queue, an idle thread sleeping until it is woken
+/// (sharing), or from a queue per thread, an idle one polling and stealing
+/// before it sleeps (stealing). docs/benchmarks.md, "The actor scheduler".
+enum class actor_scheduler { sharing, stealing };
+
 /// The values of an option with a fixed set of them, under the names the
 /// command line gives them, in the order `--help` lists them. CLI11 checks
 /// a value against the names; the rest of the program sees only the enum.
@@ -47,6 +53,9 @@ inline const option_names<spdlog::level::level_enum> log_level_names{
     {"error", spdlog::level::err}};
 inline const option_names<log_style> log_style_names{{"text", log_style::text},
                                                      {"json", log_style::json}};
+inline const option_names<actor_scheduler> actor_scheduler_names{
+    {"sharing", actor_scheduler::sharing},
+    {"stealing", actor_scheduler::stealing}};
 
 /// The name of `value` in `names`: every value of such an enum has one.
 template <class Enum>
@@ -95,6 +104,7 @@ struct serve_config {
   int64_t hold_retention_seconds = limits::ended_hold_retention_ms / 1000;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
+  actor_scheduler scheduler = actor_scheduler::sharing;
   std::size_t customer_shards = 8;
   spdlog::level::level_enum log_level = spdlog::level::info;
   log_style log_format = log_style::text;

@@ -159,6 +159,12 @@ void add_capacity_options(CLI::App& serve, serve_config& cfg) {
       ->envname("RSV_ACTOR_THREADS")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  add_named_option(serve, "--actor-scheduler", cfg.scheduler,
+                   actor_scheduler_names,
+                   "how the actor threads take work: sharing (one queue; an "
+                   "idle thread sleeps until woken) or stealing (a queue per "
+                   "thread; an idle thread polls, then sleeps in 50 us steps)")
+      ->envname("RSV_ACTOR_SCHEDULER");
   serve
       .add_option("--customer-shards", cfg.customer_shards,
                   "Actors that share customer-scoped state")

@@ -90,10 +90,11 @@ class Config:
     allow_fsync_off: bool
     max_other_cpu: float
     kafka_lingers: tuple
-    # The node reads these two itself from the environment it inherits; the
+    # The node reads these three itself from the environment it inherits; the
     # report names them.
     pg_batch_encoding: str
     pg_writers: str
+    actor_scheduler: str
     # The whole numbers of WHOLE_NUMBERS:
     duration: int
     soak_duration: int
@@ -161,6 +162,7 @@ def load(environ=os.environ):
         kafka_lingers=_words(environ, "BENCH_KAFKA_LINGER", "5"),
         pg_batch_encoding=_env(environ, "RSV_PG_BATCH_ENCODING", "default"),
         pg_writers=_env(environ, "RSV_PG_WRITERS", "default"),
+        actor_scheduler=_env(environ, "RSV_ACTOR_SCHEDULER", "default"),
         **numbers,
     )
     return _checked(cfg)

@@ -44,7 +44,8 @@ def header(bench):
     if cfg.postgres:
         pg_line = (f" (RSV_PG_BATCH_ENCODING={cfg.pg_batch_encoding},"
                    f" RSV_PG_WRITERS={cfg.pg_writers})")
-    return (f"Server: io-threads {cfg.io_threads}, actor-threads {cfg.actor_threads}, store"
+    return (f"Server: io-threads {cfg.io_threads}, actor-threads {cfg.actor_threads}"
+            f" (RSV_ACTOR_SCHEDULER={cfg.actor_scheduler}), store"
             f" {cfg.store}{pg_line}; wrk: {cfg.connections} connections, {cfg.duration} s per run"
             f" after a {cfg.warmup} s warm-up; {cfg.seats} seats per event ({cfg.sections}"
             f" sections x {cfg.rows} rows x {cfg.seats_per_row} seats); {cfg.customers}"

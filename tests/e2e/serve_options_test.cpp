@@ -2,7 +2,8 @@
 // outside an option's names is refused by the command line, and flags that
 // need each other refuse to start the node (exit code 2), saying why,
 // before anything is started. No database or broker is needed: every case
-// stops before one would be reached.
+// stops before one would be reached, except the scheduler's, which serves a
+// hold on a memory node under each of its two values.
 
 #include "harness.hpp"
 
@@ -25,6 +26,7 @@ TEST(serve_options, AValueOutsideAnOptionsNamesIsRefused) {
       {"--read-model", "{off,publish,serve}"},
       {"--log-level", "{trace,debug,info,warn,error}"},
       {"--log-format", "{text,json}"},
+      {"--actor-scheduler", "{sharing,stealing}"},
   };
   for (const auto& [flag, names] : options) {
     auto refused = serve({flag, "nope"});
@@ -43,6 +45,25 @@ TEST(serve_options, NamedValuesReachTheNode) {
   EXPECT_TRUE(mentions(refused, "\"level\":\"critical\"")) << refused.output;
   EXPECT_TRUE(mentions(refused, "--trusted-proxies nowhere")) << refused.output;
   EXPECT_FALSE(mentions(refused, "no --token-secret")) << refused.output;
+}
+
+TEST(serve_options, EitherActorSchedulerServesAHold) {
+  for (std::string scheduler : {"sharing", "stealing"}) {
+    SCOPED_TRACE(scheduler);
+    server_process node{
+        {"--actor-scheduler", scheduler, "--actor-threads", "2"}};
+    EXPECT_TRUE(node.log().find("2 actor threads " + scheduler) !=
+                std::string::npos)
+        << node.log();
+    http_connection http{node.port()};
+    auto buyer = new_customer(http, "scheduler");
+    const std::string event = "scheduler-concert"; // a fresh memory node
+    create_event(http, node.admin_token(),
+                 event_json(event, {section_json("floor", 5000, {{"A", 4}})}));
+    auto held = hold_seats(http, buyer, event, "floor", {"A-1", "A-2"});
+    ASSERT_EQ(held.status, 201u) << held << node.log();
+    EXPECT_EQ(section_counts(http, event, "floor"), (counts{2, 2, 0}));
+  }
 }
 
 TEST(serve_options, FlagsThatNeedEachOtherRefuseToStart) {
