@@ -18,7 +18,7 @@ export function chooseSection(sectionId: string): void {
   void refreshMap();
 }
 
-export function renderSectionInfo(): void {
+function renderSectionInfo(): void {
   const section = currentSection();
   if (!section || !state.event) {
     el.sectionInfo.textContent = "";
