@@ -17,9 +17,9 @@ namespace {
 caf::actor_system_config& configured(caf::actor_system_config& caf_cfg,
                                      const serve_config& cfg) {
   caf_cfg.set("scheduler.max-threads", cfg.actor_threads);
-  caf_cfg.set("scheduler.policy", cfg.scheduler == actor_scheduler::sharing
-                                      ? caf::atom("sharing")
-                                      : caf::atom("stealing"));
+  // The option's names are CAF's own names of its two policies.
+  caf_cfg.set("scheduler.policy", caf::atom_from_string(name_of(
+                                      actor_scheduler_names, cfg.scheduler)));
   caf_cfg.set("logger.verbosity", caf::atom("quiet"));
   return caf_cfg;
 }
