@@ -192,6 +192,11 @@ struct write_acknowledged {
   std::shared_ptr<write_followup> followup;
 };
 
+/// The store answered the section's snapshot (store::put_snapshot).
+struct snapshot_written {
+  caf::error error;
+};
+
 // -- customer shard actor -----------------------------------------------------
 
 /// Count `seats` against the customer's limit in the event, then forward
@@ -380,6 +385,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::cancel_booking_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::seat_map_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::section_reloaded)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::write_acknowledged)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::snapshot_written)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::reserve_quota_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::adjust_quota)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(rsv::actors::booking_changed)
@@ -415,16 +421,16 @@ using purge_tick_atom = caf::atom_constant<caf::atom("purge")>;
 
 /// Every message a section actor handles (actors/section_actor.hpp), checked
 /// by the compiler against its handlers. The front end sends the requests
-/// through section_entry::actor(), an untyped handle; the last four the
+/// through section_entry::actor(), an untyped handle; the last five the
 /// section sends itself, from its timers and from the store's answers (its
-/// writes' acknowledgements, its reloads). Every request is answered through
-/// its `reply_fn`, so none has a reply type.
+/// writes' acknowledgements, its reloads, its snapshots). Every request is
+/// answered through its `reply_fn`, so none has a reply type.
 using section_actor = caf::typed_actor<
     caf::reacts_to<hold_request>, caf::reacts_to<get_hold_request>,
     caf::reacts_to<release_hold_request>, caf::reacts_to<book_request>,
     caf::reacts_to<get_booking_request>, caf::reacts_to<cancel_booking_request>,
     caf::reacts_to<seat_map_request>, caf::reacts_to<expire_tick_atom>,
     caf::reacts_to<write_acknowledged>, caf::reacts_to<reload_atom>,
-    caf::reacts_to<section_reloaded>>;
+    caf::reacts_to<section_reloaded>, caf::reacts_to<snapshot_written>>;
 
 } // namespace rsv::actors

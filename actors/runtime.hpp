@@ -53,6 +53,12 @@ struct runtime_deps {
   reload_policy reload;
   /// How long a section keeps an ended hold in memory (section_state.hpp).
   millis hold_retention_ms = limits::ended_hold_retention_ms;
+  /// When a section writes a snapshot, with a store that keeps them: after
+  /// `writes` writes since the last, or `interval_ms` after the first.
+  struct snapshot_policy {
+    uint32_t writes = limits::snapshot_writes_default;
+    millis interval_ms = limits::snapshot_interval_ms_default;
+  } snapshots;
   /// In a cluster (docs/cluster.md), both set: which partitions this node
   /// serves, and the store's cluster reads and numbers. Null on a single
   /// node.

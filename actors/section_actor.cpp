@@ -106,6 +106,9 @@ section_actor_impl::behavior_type section_actor_impl::make_behavior() {
     stale_ = true;
     request_reload();
   }
+  // Every section of a store that keeps snapshots has one soon after it
+  // starts: recovery reads the journal only past them.
+  note_written();
   finish();
   using self = section_actor_impl;
   return {
@@ -126,6 +129,7 @@ section_actor_impl::behavior_type section_actor_impl::make_behavior() {
       [this](write_acknowledged& msg) { on_acknowledged(*msg.followup); },
       [this](reload_atom) { on_reload_timer(); },
       [this](section_reloaded& msg) { on_reloaded(msg); },
+      [this](const snapshot_written& msg) { on_snapshot_written(msg); },
   };
 }
 
@@ -337,6 +341,7 @@ void section_actor_impl::finish() {
   auto& memory = *memory_;
   memory.seats->expire_due(now_ms());
   flush_expired();
+  snapshot_if_due();
   setup_.entry->publish(memory.seats->counts());
   auto records = memory.seats->records_in_memory();
   if (records != memory.records_counted) {
@@ -356,6 +361,8 @@ void section_actor_impl::arm_timer() {
   auto next = seats().next_expiry();
   if (auto forget = seats().next_forget())
     next = next ? std::min(*next, *forget) : *forget;
+  if (writes_since_snapshot_ > 0 && !snapshot_pending_)
+    next = next ? std::min(*next, snapshot_due_at_) : snapshot_due_at_;
   if (!next) return;
   if (timer_pending_ && timer_at_ <= *next) return;
   auto delay_ms = std::max<millis>(0, *next - now_ms()) + 1;

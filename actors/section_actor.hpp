@@ -144,6 +144,12 @@ private:
   void on_reloaded(section_reloaded& msg);
   void retry_reload_later(const caf::error& why);
 
+  // -- snapshots (section_actor_store.cpp) ----------------------------------
+
+  void note_written();
+  void snapshot_if_due();
+  void on_snapshot_written(const snapshot_written& msg);
+
   section_state& seats() { return *memory_->seats; }
   millis now_ms() const { return setup_.deps.clock->now_ms(); }
   const section_layout& layout() const { return *setup_.entry->layout; }
@@ -165,6 +171,11 @@ private:
   // One reload timer at a time, however many loads failed meanwhile (each
   // request may start one): a timer that fires early waits for the rest.
   bool reload_timer_pending_ = false;
+  // With a store that keeps snapshots: writes since the last snapshot was
+  // taken, when the next is due (by time), and whether one is in flight.
+  uint32_t writes_since_snapshot_ = 0;
+  millis snapshot_due_at_ = 0;
+  bool snapshot_pending_ = false;
 };
 
 } // namespace rsv::actors

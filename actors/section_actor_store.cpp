@@ -4,6 +4,7 @@
 
 #include "actors/section_actor.hpp"
 #include "core/assert.hpp"
+#include "persistence/journal_codec.hpp"
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -97,6 +98,7 @@ void section_actor_impl::write(seat_change change, bool effects,
         }
         then(err);
       };
+  note_written();
   appending_scope inside{this};
   deps.store->append(
       change, [this, me = caf::actor_cast<section_actor>(this),
@@ -205,6 +207,8 @@ void section_actor_impl::adopt(std::vector<recorded_hold> holds) {
     caf::anon_send(shards.for_customer(customer),
                    booking_changed{customer, std::move(booking)});
   memory_->seats = std::move(fresh);
+  // What the store had may be older than the section's snapshot.
+  note_written();
 }
 
 // What follows a write, on this actor, once the store has answered it. A
@@ -278,6 +282,53 @@ void section_actor_impl::retry_reload_later(const caf::error& why) {
     reload_timer_pending_ = true;
     delayed_send(this, backoff, reload_atom::value);
   }
+}
+
+// -- snapshots ----------------------------------------------------------------
+
+// With a store that keeps snapshots (the journal): counts a write, and starts
+// the interval with the first since the last snapshot.
+void section_actor_impl::note_written() {
+  if (!setup_.deps.store->keeps_snapshots()) return;
+  if (writes_since_snapshot_++ == 0)
+    snapshot_due_at_ = now_ms() + setup_.deps.snapshots.interval_ms;
+}
+
+// Hands the store a snapshot when enough writes or enough time passed since
+// the last, one at a time. Taken after this message's writes were handed to
+// the store, so it holds exactly what they and those before them wrote. A
+// stale section's memory may be ahead of the store: it waits for its reload.
+void section_actor_impl::snapshot_if_due() {
+  if (writes_since_snapshot_ == 0 || snapshot_pending_ || stale_ || failed_ ||
+      reload_pending_)
+    return;
+  if (writes_since_snapshot_ < setup_.deps.snapshots.writes &&
+      now_ms() < snapshot_due_at_)
+    return;
+  persistence::journal::section_snapshot snapshot{layout().section_no,
+                                                  seats().live_records()};
+  auto holds = static_cast<uint32_t>(snapshot.holds.size());
+  writes_since_snapshot_ = 0;
+  snapshot_pending_ = true;
+  setup_.deps.store->put_snapshot(
+      layout().section_no, persistence::journal::encode_snapshot(snapshot),
+      holds, layout().fence,
+      [me = caf::actor_cast<section_actor>(this)](caf::error err) {
+        caf::anon_send(me, snapshot_written{std::move(err)});
+      });
+}
+
+// A refused snapshot changes nothing the section serves (the store may have
+// refused it because a write before it failed): the next is due an interval
+// from now.
+void section_actor_impl::on_snapshot_written(const snapshot_written& msg) {
+  snapshot_pending_ = false;
+  if (msg.error) {
+    spdlog::debug("section {} of event {}: snapshot not written: {}",
+                  layout().section_id, layout().event_id, describe(msg.error));
+    note_written();
+  }
+  finish();
 }
 
 } // namespace rsv::actors

@@ -107,6 +107,28 @@ void section_state::for_each_record(F&& f) const {
     if (hold) f(*hold);
 }
 
+std::vector<recorded_hold> section_state::live_records() const {
+  std::vector<recorded_hold> out;
+  auto live = [](const hold_record& hold) {
+    return hold.status == hold_status::active ||
+           hold.status == hold_status::booked;
+  };
+  for_each_record([&](const hold_record& hold) {
+    if (live(hold)) out.push_back(hold);
+  });
+  if (next_slot() == 0) return out;
+  auto last = next_slot() - 1;
+  if (const auto* hold = record(last); hold == nullptr) {
+    recorded_hold forgotten;
+    forgotten.slot = last;
+    forgotten.status = hold_status::released;
+    out.push_back(std::move(forgotten));
+  } else if (!live(*hold)) {
+    out.push_back(*hold);
+  }
+  return out;
+}
+
 std::size_t section_state::active_holds() const {
   std::size_t count = 0;
   for (auto slot : expiry_queue_) {

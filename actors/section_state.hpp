@@ -143,6 +143,12 @@ public:
     return base_ + static_cast<uint32_t>(window_.size());
   }
 
+  /// What a snapshot keeps (persistence::journal::section_snapshot), as
+  /// restore() takes it back: the live holds (active ones and bookings)
+  /// and the last hold, which numbers the next one (a record with its slot
+  /// alone when memory forgot it). Empty for a section that never held.
+  std::vector<recorded_hold> live_records() const;
+
   /// Bytes of memory the seat state takes (not the holds), for the bench's
   /// bytes-per-seat figure and the capacity test.
   std::size_t seat_state_bytes() const;

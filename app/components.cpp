@@ -225,6 +225,7 @@ int server_stack::start_runtime() {
     deps.sink = std::make_shared<messaging::counting_change_sink>();
   deps.clock = std::make_shared<system_clock_source>();
   deps.hold_retention_ms = cfg_.hold_retention_seconds * 1000;
+  deps.snapshots = {cfg_.snapshot_writes, cfg_.snapshot_seconds * 1000};
   deps.metrics = std::make_shared<domain_metrics>(registry_);
   // The coordinator comes after the runtime it drives; a fenced write that
   // is reported before it exists has nothing to move yet.

@@ -102,6 +102,9 @@ struct serve_config {
   // How long a section keeps a hold that ended in memory (then the store
   // answers for it); see core/limits.hpp.
   int64_t hold_retention_seconds = limits::ended_hold_retention_ms / 1000;
+  // When a section writes a snapshot (the journal); see core/limits.hpp.
+  uint32_t snapshot_writes = limits::snapshot_writes_default;
+  int64_t snapshot_seconds = limits::snapshot_interval_ms_default / 1000;
   std::size_t io_threads = 2;
   std::size_t actor_threads = 2;
   actor_scheduler scheduler = actor_scheduler::sharing;

@@ -150,6 +150,22 @@ void add_capacity_options(CLI::App& serve, serve_config& cfg) {
       ->envname("RSV_HOLD_RETENTION_SECONDS")
       ->check(CLI::Range(int64_t{0}, int64_t{86'400}))
       ->capture_default_str();
+  serve
+      .add_option("--snapshot-writes", cfg.snapshot_writes,
+                  "With --pg-batch-encoding journal: a section writes a "
+                  "snapshot of its state after this many writes since its "
+                  "last")
+      ->envname("RSV_SNAPSHOT_WRITES")
+      ->check(CLI::Range(uint32_t{1}, uint32_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      .add_option("--snapshot-seconds", cfg.snapshot_seconds,
+                  "With --pg-batch-encoding journal: ... or this long after "
+                  "the first of them; journal rows stay until snapshots "
+                  "cover them")
+      ->envname("RSV_SNAPSHOT_SECONDS")
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600}))
+      ->capture_default_str();
   serve.add_option("--io-threads", cfg.io_threads, "HTTP I/O threads")
       ->envname("RSV_IO_THREADS")
       ->check(CLI::Range(1, 256))

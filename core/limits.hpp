@@ -58,6 +58,17 @@ constexpr int64_t max_seats_per_customer_max = 1'000'000;
 // `--hold-retention-seconds` changes it.
 constexpr int64_t ended_hold_retention_ms = 60'000;
 
+// Per-section snapshots (the journal, docs/architecture.md "Per-section
+// snapshots"): a section writes one after this many writes since its last,
+// or this long after the first of them, whichever comes first. Recovery
+// reads a section's journal rows after its snapshot, and a row is deleted
+// only once snapshots cover it, so the interval bounds how long rows stay;
+// the count bounds how many a busy section leaves to replay. A snapshot
+// costs about as many bytes as the section's live holds' entries.
+// `--snapshot-writes` and `--snapshot-seconds` change them.
+constexpr uint32_t snapshot_writes_default = 4096;
+constexpr int64_t snapshot_interval_ms_default = 10'000;
+
 // Active holds one customer may have in one section at once. Live holds are
 // bounded by seats anyway; this keeps one customer (a buggy reseller loop)
 // from taking a section's seats as thousands of one-seat holds that each

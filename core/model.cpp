@@ -116,4 +116,29 @@ const char* to_string(change_kind kind) {
   return "unknown";
 }
 
+void apply_to_record(recorded_hold& hold, const seat_change& change) {
+  switch (change.kind) {
+  case change_kind::hold_created:
+    hold.slot = change.slot;
+    hold.customer_id = change.customer_id;
+    hold.seats = change.seat_indexes;
+    hold.status = hold_status::active;
+    hold.expires_at_ms = change.expires_at_ms;
+    break;
+  case change_kind::hold_released:
+    if (hold.status == hold_status::active) hold.status = hold_status::released;
+    break;
+  case change_kind::hold_expired:
+    if (hold.status == hold_status::active) hold.status = hold_status::expired;
+    break;
+  case change_kind::booking_confirmed:
+    hold.status = hold_status::booked;
+    hold.booked_at_ms = change.at_ms;
+    break;
+  case change_kind::booking_cancelled:
+    if (hold.status == hold_status::booked) hold.cancelled = true;
+    break;
+  }
+}
+
 } // namespace rsv

@@ -214,4 +214,10 @@ struct seat_change {
   std::shared_ptr<const idempotency_record> idempotency;
 };
 
+/// Applies `change` to the record of its hold, as a store keeps it: a new
+/// hold's fields, or its new status. A change that does not follow from
+/// the record's status (a release written again after the hold ended)
+/// leaves it as it is.
+void apply_to_record(recorded_hold& hold, const seat_change& change);
+
 } // namespace rsv

@@ -11,10 +11,31 @@ namespace rsv::persistence::journal {
 
 namespace {
 
-constexpr std::string_view magic = "RSVJ";
 constexpr uint8_t version = 1;
 constexpr std::size_t header_bytes = 5; // magic and version
 constexpr std::size_t checksum_bytes = 4;
+
+/// A sealed format: a magic, the version, content, CRC-32C. Rows and
+/// snapshots differ in their magic, so that neither decodes as the other.
+struct sealed_format {
+  std::string_view magic;
+  std::string_view name;         // what the bytes are called in messages
+  std::string_view noun;         // the same, short
+  std::size_t content_bytes_min; // between the header and the checksum
+};
+
+// A row has at least its entry count; a snapshot its section number and
+// hold count.
+constexpr sealed_format row_format{"RSVJ", "journal row", "row", 1};
+constexpr sealed_format snapshot_format{"RSVS", "section snapshot", "snapshot",
+                                        2};
+
+// The last hold_status a snapshot may hold: the status byte is checked
+// against it.
+constexpr uint8_t last_hold_status = static_cast<uint8_t>(hold_status::booked);
+// The fewest bytes a snapshot's hold takes (slot, customer id length, seat
+// count, status, two times, cancelled flag): bounds the hold count.
+constexpr std::size_t hold_bytes_min = 7;
 
 // Entry tags. A seat change's tag is its change_kind plus one; the flags
 // byte after it says whether an idempotency record follows.
@@ -126,13 +147,14 @@ public:
         bounded(std::numeric_limits<uint32_t>::max(), what));
   }
   int64_t signed_varint() { return unzigzag(varint()); }
-  /// A count of items that take at least one byte each: at most what is
-  /// left, so that a corrupt count cannot make the reader reserve memory
-  /// the row does not have.
-  std::size_t count(const char* what) {
+  /// A count of items that take at least `item_bytes` bytes each: at most
+  /// what is left can hold, so that a corrupt count cannot make the reader
+  /// reserve memory the row does not have.
+  std::size_t count(const char* what, std::size_t item_bytes = 1) {
     // What is left after the count itself, so read it first.
     auto value = varint();
-    if (value > remaining()) fail(std::string{what} + " out of range");
+    if (value > remaining() / item_bytes)
+      fail(std::string{what} + " out of range");
     return failed() ? 0 : static_cast<std::size_t>(value);
   }
   std::string text() {
@@ -249,6 +271,35 @@ event_created get_event(source& in) {
   return event;
 }
 
+void put(sink& out, const recorded_hold& hold) {
+  out.varint(hold.slot);
+  out.text(hold.customer_id);
+  out.varint(hold.seats.size());
+  for (auto index : hold.seats)
+    out.varint(index);
+  out.byte(static_cast<uint8_t>(hold.status));
+  out.signed_varint(hold.expires_at_ms);
+  out.signed_varint(hold.booked_at_ms);
+  out.flag(hold.cancelled);
+}
+
+recorded_hold get_hold(source& in) {
+  recorded_hold hold;
+  hold.slot = in.u32("slot");
+  hold.customer_id = in.text();
+  auto seats = in.count("seat count");
+  hold.seats.reserve(seats);
+  for (std::size_t i = 0; i < seats && !in.failed(); ++i)
+    hold.seats.push_back(in.u32("seat index"));
+  auto status = in.byte();
+  if (status > last_hold_status) in.fail("hold status out of range");
+  hold.status = static_cast<hold_status>(status);
+  hold.expires_at_ms = in.signed_varint();
+  hold.booked_at_ms = in.signed_varint();
+  hold.cancelled = in.flag();
+  return hold;
+}
+
 void put_u32_le(std::string& out, uint32_t value) {
   for (int i = 0; i < 4; ++i)
     out += static_cast<char>((value >> (8 * i)) & 0xff);
@@ -261,8 +312,38 @@ uint32_t get_u32_le(std::string_view bytes) {
   return value;
 }
 
-caf::error malformed(const std::string& why) {
-  return make_error(errc::validation_failed, "journal row: " + why);
+caf::error malformed(const sealed_format& format, const std::string& why) {
+  return make_error(errc::validation_failed,
+                    std::string{format.name} + ": " + why);
+}
+
+/// `bytes` without their checksum (header included), or why they are not
+/// sealed in `format`.
+caf::expected<std::string_view> unseal(std::string_view bytes,
+                                       const sealed_format& format) {
+  if (bytes.size() < header_bytes + format.content_bytes_min + checksum_bytes)
+    return malformed(format,
+                     "too short (" + std::to_string(bytes.size()) + " bytes)");
+  auto content = bytes.substr(0, bytes.size() - checksum_bytes);
+  auto stored = get_u32_le(bytes.substr(content.size()));
+  if (auto computed = crc32c(content); computed != stored)
+    return malformed(format,
+                     "checksum mismatch (stored " + std::to_string(stored) +
+                         ", computed " + std::to_string(computed) + "): the " +
+                         std::string{format.noun} + " is corrupt or truncated");
+  if (content.substr(0, format.magic.size()) != format.magic)
+    return malformed(format,
+                     "not a " + std::string{format.name} + " (bad magic)");
+  if (auto found = static_cast<uint8_t>(content[format.magic.size()]);
+      found != version)
+    return malformed(format, "unknown version " + std::to_string(found));
+  return content;
+}
+
+/// `content` (header included) with its checksum after it.
+std::string seal(std::string content) {
+  put_u32_le(content, crc32c(content));
+  return content;
 }
 
 } // namespace
@@ -342,31 +423,19 @@ void encoder::add(const event_created& event) {
 std::string encoder::finish() {
   std::string row;
   row.reserve(header_bytes + 10 + body_.size() + checksum_bytes);
-  row += magic;
+  row += row_format.magic;
   row += static_cast<char>(version);
   sink{row}.varint(count_);
   row += body_;
-  put_u32_le(row, crc32c(row));
   body_.clear();
   count_ = 0;
-  return row;
+  return seal(std::move(row));
 }
 
 caf::expected<std::vector<entry>> decode(std::string_view row) {
-  if (row.size() < header_bytes + 1 + checksum_bytes)
-    return malformed("too short (" + std::to_string(row.size()) + " bytes)");
-  auto content = row.substr(0, row.size() - checksum_bytes);
-  auto stored = get_u32_le(row.substr(content.size()));
-  if (auto computed = crc32c(content); computed != stored)
-    return malformed("checksum mismatch (stored " + std::to_string(stored) +
-                     ", computed " + std::to_string(computed) +
-                     "): the row is corrupt or truncated");
-  if (content.substr(0, magic.size()) != magic)
-    return malformed("not a journal row (bad magic)");
-  if (static_cast<uint8_t>(content[magic.size()]) != version)
-    return malformed("unknown version " +
-                     std::to_string(static_cast<uint8_t>(content[4])));
-  source in{content.substr(header_bytes), header_bytes};
+  auto content = unseal(row, row_format);
+  if (!content) return std::move(content.error());
+  source in{content->substr(header_bytes), header_bytes};
   auto count = in.count("entry count");
   std::vector<entry> entries;
   entries.reserve(count);
@@ -385,13 +454,51 @@ caf::expected<std::vector<entry>> decode(std::string_view row) {
       in.fail("unknown entry tag " + std::to_string(tag));
   }
   if (in.failed() && i > 0)
-    return malformed("entry " + std::to_string(i) + ", which starts at byte " +
-                     std::to_string(entry_at) + ": " + in.error());
+    return malformed(row_format,
+                     "entry " + std::to_string(i) + ", which starts at byte " +
+                         std::to_string(entry_at) + ": " + in.error());
   if (!in.failed() && in.remaining() != 0)
     in.fail("trailing bytes after the last entry (" +
             std::to_string(in.remaining()) + ")");
-  if (in.failed()) return malformed(in.error());
+  if (in.failed()) return malformed(row_format, in.error());
   return entries;
+}
+
+std::string encode_snapshot(const section_snapshot& snapshot) {
+  std::string body;
+  body += snapshot_format.magic;
+  body += static_cast<char>(version);
+  sink out{body};
+  out.varint(snapshot.section_no);
+  out.varint(snapshot.holds.size());
+  for (const auto& hold : snapshot.holds)
+    put(out, hold);
+  return seal(std::move(body));
+}
+
+caf::expected<section_snapshot> decode_snapshot(std::string_view body) {
+  auto content = unseal(body, snapshot_format);
+  if (!content) return std::move(content.error());
+  source in{content->substr(header_bytes), header_bytes};
+  section_snapshot snapshot;
+  snapshot.section_no = in.u32("section number");
+  auto count = in.count("hold count", hold_bytes_min);
+  snapshot.holds.reserve(count);
+  std::size_t hold_at = 0; // where the hold being read starts
+  std::size_t i = 0;
+  for (; i < count && !in.failed(); ++i) {
+    hold_at = in.offset();
+    snapshot.holds.push_back(get_hold(in));
+  }
+  if (in.failed() && i > 0)
+    return malformed(snapshot_format,
+                     "hold " + std::to_string(i) + ", which starts at byte " +
+                         std::to_string(hold_at) + ": " + in.error());
+  if (!in.failed() && in.remaining() != 0)
+    in.fail("trailing bytes after the last hold (" +
+            std::to_string(in.remaining()) + ")");
+  if (in.failed()) return malformed(snapshot_format, in.error());
+  return snapshot;
 }
 
 } // namespace rsv::persistence::journal

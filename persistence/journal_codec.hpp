@@ -11,6 +11,15 @@
 // integers are LEB128 varints (signed ones zig-zag encoded), and strings are
 // a varint length and their bytes. Each entry starts with a tag byte; see
 // journal_codec.cpp for each entry's fields, in order.
+//
+// A section's snapshot (docs/architecture.md, "Per-section snapshots") is
+// sealed the same way, under its own magic so that neither is taken for
+// the other:
+//   "RSVS"  version (1 byte, 1)  section number (varint)  hold count
+//   (varint)  holds...  CRC-32C
+// where a hold is its slot, customer id, seat count and seat indexes (as
+// given, one varint each), status byte (hold_status), expiry and booking
+// times (signed varints) and cancelled flag (a byte, 0 or 1).
 
 #include "core/model.hpp"
 
@@ -61,6 +70,23 @@ private:
 /// or bytes left over, each with the byte offset where it was found
 /// (errc::validation_failed). Never reads outside `row`, whatever it holds.
 caf::expected<std::vector<entry>> decode(std::string_view row);
+
+/// One section's state as a snapshot keeps it (docs/architecture.md,
+/// "Per-section snapshots"): its live holds (active ones and bookings,
+/// cancelled bookings included) and its last hold whatever its state, as
+/// recovery reads them from the tables. Seat owners follow from the holds.
+struct section_snapshot {
+  uint32_t section_no = 0;
+  std::vector<recorded_hold> holds; // recorded_hold is in core/model.hpp
+};
+
+/// A snapshot's body: "RSVS", version 1, the section number, the hold
+/// count, the holds, CRC-32C.
+std::string encode_snapshot(const section_snapshot& snapshot);
+
+/// The snapshot `body` holds, or why it is not one this version wrote
+/// (errc::validation_failed, naming the byte offset), like decode().
+caf::expected<section_snapshot> decode_snapshot(std::string_view body);
 
 /// CRC-32C (Castagnoli) of `bytes`, as the row's checksum.
 uint32_t crc32c(std::string_view bytes);

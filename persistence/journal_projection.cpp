@@ -5,6 +5,7 @@
 #include "persistence/journal_codec.hpp"
 #include "persistence/pg_tables.hpp"
 
+#include <cstdlib>
 #include <map>
 
 namespace rsv::persistence::pg {
@@ -27,15 +28,17 @@ constexpr const char* streams_with_cursors =
     "journal_cursors k WHERE k.reader = 'projector' AND k.stream = "
     "s.stream), 0) AS projected FROM s WHERE s.stream IS NOT NULL) ";
 
-/// The oldest rows beyond each stream's cursor, at most $1, a prefix of
-/// each stream, with the cursor they follow: the rows kept only for the
-/// relay are not read again.
+/// The oldest rows beyond each stream's cursor, at most $1, with the
+/// cursor they follow, in the order of their numbers: a prefix of each
+/// stream (numbers grow with seq), and a section's rows of an earlier
+/// stream before those of a later one (migration 0012). The rows kept only
+/// for the relay are not read again.
 const std::string select_unprojected =
     std::string{streams_with_cursors} +
     "SELECT r.stream, r.seq, r.body, c.projected FROM c CROSS JOIN LATERAL "
-    "(SELECT j.stream, j.seq, j.body FROM journal j WHERE j.stream = "
+    "(SELECT j.stream, j.seq, j.body, j.id FROM journal j WHERE j.stream = "
     "c.stream AND j.seq > c.projected ORDER BY j.seq LIMIT $1::int8) r "
-    "ORDER BY r.stream, r.seq LIMIT $1::int8";
+    "ORDER BY r.id LIMIT $1::int8";
 
 /// Whether any row waits for the projector.
 const std::string any_unprojected =
@@ -44,10 +47,11 @@ const std::string any_unprojected =
     "c.stream AND j.seq > c.projected) LIMIT 1";
 
 /// Moves the cursors past a step's rows, per stream (low, high], and
-/// deletes those of them that wait for no relay: rows without records, and
-/// rows the relay has passed. The others stay until the relay's trim, which
-/// cannot run meanwhile (the projection lock): it sees this cursor.
-constexpr const char* advance_projector =
+/// deletes those of them that wait for no relay (rows without records, and
+/// rows the relay has passed) and no snapshot. The others stay until the
+/// relay's trim, which cannot run meanwhile (the projection lock): it sees
+/// this cursor; or until trim_snapshotted.
+const std::string advance_projector =
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) AS "
     "v (stream, low, high)), projected AS (INSERT INTO journal_cursors "
     "(reader, stream, seq, updated_at) SELECT 'projector', stream, high, "
@@ -56,7 +60,17 @@ constexpr const char* advance_projector =
     "DELETE FROM journal j USING v LEFT JOIN journal_cursors r ON r.reader = "
     "'relay' AND r.stream = v.stream WHERE j.stream = v.stream AND j.seq > "
     "v.low AND j.seq <= v.high AND (j.records = 0 OR j.seq <= "
-    "coalesce(r.seq, 0))";
+    "coalesce(r.seq, 0)) AND " +
+    std::string{covered_by_snapshots};
+
+/// Rows behind both readers that waited for their snapshots, oldest first.
+const std::string delete_snapshotted =
+    "DELETE FROM journal d WHERE d.id IN (SELECT j.id FROM journal j JOIN "
+    "journal_cursors p ON p.reader = 'projector' AND p.stream = j.stream AND "
+    "j.seq <= p.seq LEFT JOIN journal_cursors r ON r.reader = 'relay' AND "
+    "r.stream = j.stream WHERE (j.records = 0 OR j.seq <= coalesce(r.seq, "
+    "0)) AND " +
+    std::string{covered_by_snapshots} + " ORDER BY j.id LIMIT $1::int8)";
 
 /// Forgets the cursors of streams without rows that stood still for an
 /// hour (migration 0009 says why an hour).
@@ -155,8 +169,8 @@ caf::expected<projected> journal_projection::step(PGconn* conn,
     highs.add(range.second);
   }
   const char* bounds[] = {streams.c_str(), lows.c_str(), highs.c_str()};
-  result_ptr advanced{PQexecParams(conn, advance_projector, 3, nullptr, bounds,
-                                   nullptr, nullptr, 0)};
+  result_ptr advanced{PQexecParams(conn, advance_projector.c_str(), 3, nullptr,
+                                   bounds, nullptr, nullptr, 0)};
   if (PQresultStatus(advanced.get()) != PGRES_COMMAND_OK)
     return failed("advancing the projector's cursors");
   if (!tx.commit()) return failed("COMMIT");
@@ -186,6 +200,19 @@ caf::expected<projected> journal_projection::drain(
     total.entries += step_done->entries;
     if (step_done->rows < rows_per_step) return total;
   }
+}
+
+caf::expected<std::size_t> trim_snapshotted(PGconn* conn,
+                                            std::size_t rows_max) {
+  auto limit = std::to_string(rows_max);
+  const char* values[] = {limit.c_str()};
+  result_ptr deleted{PQexecParams(conn, delete_snapshotted.c_str(), 1, nullptr,
+                                  values, nullptr, nullptr, 0)};
+  if (PQresultStatus(deleted.get()) != PGRES_COMMAND_OK)
+    return make_error(errc::unavailable,
+                      std::string{"trimming snapshotted journal rows: "} +
+                          PQerrorMessage(conn));
+  return static_cast<std::size_t>(std::atoll(PQcmdTuples(deleted.get())));
 }
 
 caf::error forget_idle_cursors(PGconn* conn) {

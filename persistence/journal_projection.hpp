@@ -25,6 +25,19 @@ namespace rsv::persistence::pg {
 inline constexpr const char* take_projection_lock =
     "SELECT pg_advisory_xact_lock(7223019160)";
 
+/// A condition on the journal row `j`: every section whose changes it holds
+/// has a snapshot numbered after it (migration 0012), so that recovery
+/// reads the row no more. A row is deleted only when this holds too.
+inline constexpr const char* covered_by_snapshots =
+    "NOT EXISTS (SELECT 1 FROM unnest(j.sections) AS sec (no) LEFT JOIN "
+    "section_snapshots snap ON snap.section_no = sec.no WHERE snap.mark IS "
+    "NULL OR snap.mark <= j.id)";
+
+/// Deletes up to `rows_max` journal rows that waited only for their
+/// sections' snapshots: behind the projector's cursor, behind the relay's
+/// when they have records, and covered_by_snapshots. Returns how many.
+caf::expected<std::size_t> trim_snapshotted(PGconn* conn, std::size_t rows_max);
+
 /// Finds a section's layout without the database, or null.
 using layout_lookup =
     std::function<std::shared_ptr<const section_layout>(uint32_t)>;
@@ -39,10 +52,12 @@ struct projected {
 /// their streams past them (journal_cursors), in one transaction per step,
 /// so that a write is in the tables exactly when its row is behind the
 /// cursor. The same transaction deletes the rows that wait for nothing
-/// else: those without Kafka records, and those the relay has passed; the
-/// rest stay for the relay (outbox.hpp), which deletes them. Steps of every
-/// node serialise on an advisory lock: rows are applied once, in commit
-/// order within each stream. A row that does not decode stops the
+/// else: those without Kafka records, and those the relay has passed, when
+/// snapshots cover them; the rest stay for the relay (outbox.hpp) or for
+/// trim_snapshotted, which delete them. Steps of every node serialise on an
+/// advisory lock: rows are applied once, in the order of their numbers
+/// (migration 0012), which is commit order within each stream and a
+/// section's order across streams. A row that does not decode stops the
 /// projection with an error naming the row; nothing is skipped.
 ///
 /// One instance per connection and thread; it caches the section layouts

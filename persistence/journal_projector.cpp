@@ -120,6 +120,9 @@ void journal_projector::measure_backlog() {
     if (auto err = forget_idle_cursors(conn_.get()))
       spdlog::warn("the journal projector: {}", describe(err));
   }
+  // Rows that waited only for their sections' snapshots (migration 0012).
+  if (auto trimmed = trim_snapshotted(conn_.get(), 20000); !trimmed)
+    spdlog::warn("the journal projector: {}", describe(trimmed.error()));
   if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.
   result_ptr backlog{PQexec(
@@ -177,7 +180,12 @@ void journal_projector::run() {
     next_step =
         clock::now() + std::chrono::milliseconds(options_.step_interval_ms);
     project_all();
-    if (stopping) return;
+    if (stopping) {
+      // A clean stop leaves only rows that wait for the relay or for
+      // snapshots not taken yet.
+      if (conn_) trim_snapshotted(conn_.get(), 100000);
+      return;
+    }
   }
 }
 

@@ -18,7 +18,7 @@ namespace {
 /// Records the relay's cursors and deletes the delivered rows that the
 /// projector already applied (the others are deleted by the projector when
 /// it applies them), in one statement, under the projection lock.
-constexpr const char* trim_journal =
+const std::string trim_journal =
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[]) AS "
     "v (stream, low, high)), relayed AS (INSERT INTO journal_cursors "
     "(reader, stream, seq, updated_at) SELECT 'relay', stream, high, now() "
@@ -27,7 +27,8 @@ constexpr const char* trim_journal =
     "excluded.updated_at) "
     "DELETE FROM journal j USING v, journal_cursors p WHERE p.reader = "
     "'projector' AND p.stream = v.stream AND j.stream = v.stream AND j.seq > "
-    "v.low AND j.seq <= least(v.high, p.seq)";
+    "v.low AND j.seq <= least(v.high, p.seq) AND " +
+    std::string{covered_by_snapshots};
 
 class journal_relay_table final : public relay_table {
 public:
@@ -92,8 +93,8 @@ public:
       return relay_failure(conn, "taking the projection lock");
     const char* values[] = {ranges.streams.c_str(), ranges.trimmed.c_str(),
                             ranges.delivered.c_str()};
-    result_ptr result{PQexecParams(conn, trim_journal, 3, nullptr, values,
-                                   nullptr, nullptr, 0)};
+    result_ptr result{PQexecParams(conn, trim_journal.c_str(), 3, nullptr,
+                                   values, nullptr, nullptr, 0)};
     if (PQresultStatus(result.get()) != PGRES_COMMAND_OK)
       return relay_failure(conn, "recording how far the journal was relayed");
     if (!tx.commit()) return relay_failure(conn, "committing the trim");

@@ -28,28 +28,7 @@ void memory_store::append(const seat_change& change, store_ack done) {
   }
   {
     std::lock_guard<std::mutex> guard{mutex_};
-    auto& hold = holds_[change.section_no][change.slot];
-    switch (change.kind) {
-    case change_kind::hold_created:
-      hold.slot = change.slot;
-      hold.customer_id = change.customer_id;
-      hold.seats = change.seat_indexes;
-      hold.expires_at_ms = change.expires_at_ms;
-      break;
-    case change_kind::hold_released:
-      hold.status = hold_status::released;
-      break;
-    case change_kind::hold_expired:
-      hold.status = hold_status::expired;
-      break;
-    case change_kind::booking_confirmed:
-      hold.status = hold_status::booked;
-      hold.booked_at_ms = change.at_ms;
-      break;
-    case change_kind::booking_cancelled:
-      hold.cancelled = true;
-      break;
-    }
+    apply_to_record(holds_[change.section_no][change.slot], change);
   }
   done({});
 }

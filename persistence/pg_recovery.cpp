@@ -4,6 +4,7 @@
 #include "persistence/pg_handles.hpp"
 #include "persistence/pg_tables.hpp"
 #include "persistence/recovery.hpp"
+#include "persistence/snapshot_recovery.hpp"
 
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -362,20 +363,35 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   auto ok = [](const result_ptr& r) {
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK;
   };
-  // Writes acknowledged but still in the journal go to the tables first.
-  if (!pg::prepare_table_statements(conn.get()))
-    return fail("preparing the journal's projection");
-  pg::journal_projection projection;
-  if (auto drained = projection.drain(conn.get()); !drained)
-    return drained.error();
-  else if (drained->rows > 0)
-    spdlog::info("projected {} journal rows ({} writes) before reading",
-                 drained->rows, drained->entries);
   // One snapshot for all reads, so the pieces agree with each other.
-  result_ptr begin{PQexec(conn.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ "
-                                      "READ ONLY")};
-  if (PQresultStatus(begin.get()) != PGRES_COMMAND_OK)
-    return fail("starting the recovery snapshot");
+  auto begin = [&] {
+    result_ptr begun{PQexec(conn.get(), "BEGIN ISOLATION LEVEL REPEATABLE "
+                                        "READ READ ONLY")};
+    return PQresultStatus(begun.get()) == PGRES_COMMAND_OK;
+  };
+  if (!begin()) return fail("starting the recovery snapshot");
+  // With a snapshot of every section, their holds are the snapshots and
+  // the journal after them (snapshot_recovery.hpp).
+  auto image = pg::read_snapshot_image(conn.get());
+  if (!image) return image.error();
+  if (*image) {
+    spdlog::info("read {} sections from their snapshots and {} journal rows "
+                 "({} changes) after them",
+                 (*image)->snapshots, (*image)->rows, (*image)->entries);
+  } else {
+    // Else writes acknowledged but still in the journal go to the tables
+    // first, and the holds come from there.
+    query("ROLLBACK");
+    if (!pg::prepare_table_statements(conn.get()))
+      return fail("preparing the journal's projection");
+    pg::journal_projection projection;
+    if (auto drained = projection.drain(conn.get()); !drained)
+      return drained.error();
+    else if (drained->rows > 0)
+      spdlog::info("projected {} journal rows ({} writes) before reading",
+                   drained->rows, drained->entries);
+    if (!begin()) return fail("starting the recovery snapshot");
+  }
 
   recovered_state state;
   auto events = pg::read_events(conn.get());
@@ -390,9 +406,13 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   for (int row = 0; row < PQntuples(customers.get()); ++row)
     state.customers.push_back(pg::customer_at(customers.get(), row));
 
-  auto holds = pg::read_holds(conn.get(), events->layouts, std::nullopt);
-  if (!holds) return holds.error();
-  state.holds = std::move(*holds);
+  if (*image) {
+    state.holds = std::move((*image)->holds);
+  } else {
+    auto holds = pg::read_holds(conn.get(), events->layouts, std::nullopt);
+    if (!holds) return holds.error();
+    state.holds = std::move(*holds);
+  }
 
   // Answers to idempotent requests, for as long as they are replayed.
   auto records =
@@ -404,6 +424,9 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   if (!ok(records)) return fail("reading idempotency records");
   for (int row = 0; row < PQntuples(records.get()); ++row)
     state.idempotency.push_back(pg::idempotency_at(records.get(), row));
+  if (*image)
+    for (auto& record : (*image)->idempotency)
+      state.idempotency.push_back(std::move(record));
   return state;
 }
 

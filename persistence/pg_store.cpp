@@ -78,6 +78,17 @@ void pg_store::put_idempotency(const idempotency_record& record,
   impl_->writers[0]->push({record, std::move(done)});
 }
 
+bool pg_store::keeps_snapshots() const {
+  return impl_->shared.config.encoding == batch_encoding::journal;
+}
+
+void pg_store::put_snapshot(uint32_t section_no, std::string body,
+                            uint32_t holds, write_fence fence, store_ack done) {
+  impl_->for_section(section_no)
+      .push({pg::snapshot_write{section_no, std::move(body), holds, fence},
+             std::move(done)});
+}
+
 void pg_store::load_section(uint32_t section_no, section_loaded done) {
   impl_->load(section_load{section_no, std::nullopt, std::move(done)});
 }

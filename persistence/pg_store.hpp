@@ -94,6 +94,9 @@ public:
                        store_ack done) override;
   void load_section(uint32_t section_no, section_loaded done) override;
   void load_hold(uint32_t section_no, uint32_t slot, hold_loaded done) override;
+  bool keeps_snapshots() const override;
+  void put_snapshot(uint32_t section_no, std::string body, uint32_t holds,
+                    write_fence fence, store_ack done) override;
   service_state health() const override;
   std::optional<projection_status> projection() const override;
   store_faults* faults() override;

@@ -9,6 +9,7 @@
 #include "persistence/journal_projection.hpp"
 #include "persistence/pg_pipeline.hpp"
 #include "persistence/pg_tables.hpp"
+#include "persistence/pg_writer_statements.hpp"
 #include "persistence/work_queue.hpp"
 
 #include <algorithm>
@@ -32,37 +33,6 @@ millis wall_clock_ms() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// The writer's own statements; the tables' are in pg_tables.cpp.
-
-constexpr prepared_statement insert_outbox{
-    "rsv_insert_outbox", 5,
-    "INSERT INTO outbox (stream, seq, created_at, records, payload) VALUES "
-    "($1, $2::int8, to_timestamp($3::int8 / 1000::float8), $4::int, $5)"};
-constexpr prepared_statement select_outbox_end{
-    "rsv_select_outbox_end", 1,
-    "SELECT coalesce(max(seq), 0) FROM outbox WHERE stream = $1"};
-
-// The cluster's fence (migration 0006, docs/cluster.md): the first statement
-// of a transaction whose writes were made under an ownership epoch. It fails
-// with SQLSTATE RSV01 when any of them is no longer current (pg_pipeline.cpp
-// tells its refusal from others). The test-only
-// switch that turns fencing off asks the second instead, which only tells.
-constexpr prepared_statement check_fence{
-    "rsv_check_fence", 2, "SELECT rsv_fence($1::int[], $2::int8[])"};
-constexpr prepared_statement check_stale{
-    "rsv_check_stale", 2, "SELECT rsv_stale_epochs($1::int[], $2::int8[])"};
-
-// The journal's row (migrations 0008, 0009): its body is sent in binary
-// format.
-constexpr prepared_statement insert_journal{
-    "rsv_insert_journal", 6,
-    "INSERT INTO journal (stream, seq, created_at, entries, records, body) "
-    "VALUES ($1, $2::int8, to_timestamp($3::int8 / 1000::float8), $4::int, "
-    "$5::int, $6::bytea)"};
-
-constexpr prepared_statement writer_statements[] = {
-    insert_outbox, select_outbox_end, insert_journal, check_fence, check_stale};
 
 } // namespace
 
@@ -121,9 +91,23 @@ struct writer::impl {
   std::minstd_rand dice{std::random_device{}()}; // injected failures
   std::thread thread;
 
+  // Sections whose snapshots are not written until they reload.
+  failed_sections failed;
+
+  /// Fails `write` with `err`, noting a failed change of a section.
+  void fail(pending_write& write, caf::error err) {
+    failed.mark(write);
+    write.answer(std::move(err));
+  }
+
+  bool snapshot_is_stale(pending_write& write) {
+    return failed.refuse_stale_snapshot(write);
+  }
+
   void push(pending_write write) {
     auto pushed = queue.push(write, config.queue_max);
     if (pushed == work_queue<pending_write>::pushed::yes) return;
+    failed.mark(write);
     write.answer(make_error(
         errc::unavailable,
         std::string{pushed == work_queue<pending_write>::pushed::closed
@@ -227,6 +211,14 @@ struct writer::impl {
     if (transaction.queued()) content.rows.send(transaction);
     bool journaled = content.journal_row.size() > 0 &&
                      send_journal_row(transaction, content, journal_ms);
+    for (const auto* snapshot : content.snapshots) {
+      auto no = std::to_string(snapshot->section_no);
+      auto holds = std::to_string(snapshot->holds);
+      const char* values[] = {no.c_str(), holds.c_str(), snapshot->body.data()};
+      const int lengths[] = {0, 0, static_cast<int>(snapshot->body.size())};
+      const int formats[] = {0, 0, 1};
+      transaction.send(upsert_snapshot, values, lengths, formats);
+    }
     if (content.outbox_records > 0) {
       auto seq = std::to_string(next_outbox_seq);
       auto at = std::to_string(outbox_ms);
@@ -259,11 +251,15 @@ struct writer::impl {
     auto entries = std::to_string(content.journal_row.size());
     auto records = std::to_string(content.journal_records);
     auto body = content.journal_row.finish();
-    const char* values[] = {
-        journal_stream.c_str(), seq.c_str(),     at.c_str(),
-        entries.c_str(),        records.c_str(), body.data()};
-    const int lengths[] = {0, 0, 0, 0, 0, static_cast<int>(body.size())};
-    const int formats[] = {0, 0, 0, 0, 0, 1};
+    const char* values[] = {journal_stream.c_str(),
+                            seq.c_str(),
+                            at.c_str(),
+                            entries.c_str(),
+                            records.c_str(),
+                            body.data(),
+                            content.journal_sections.c_str()};
+    const int lengths[] = {0, 0, 0, 0, 0, static_cast<int>(body.size()), 0};
+    const int formats[] = {0, 0, 0, 0, 0, 1, 0};
     return transaction.send(insert_journal, values, lengths, formats) >= 0;
   }
 
@@ -297,6 +293,7 @@ struct writer::impl {
   /// Answers a section load; while the database is unreachable, with the
   /// error (the section retries).
   void load(section_load& request) {
+    if (!request.slot) failed.clear(request.section_no);
     if (!conn && !connect()) {
       state = service_state::down;
       request.done(make_error(errc::unavailable,
@@ -369,9 +366,9 @@ struct writer::impl {
           state = service_state::down;
           conn.reset();
           for (auto& write : in_flight)
-            write.answer(
-                make_error(errc::unavailable,
-                           std::string{"the store's writer restarted"}));
+            fail(write,
+                 make_error(errc::unavailable,
+                            std::string{"the store's writer restarted"}));
           in_flight.clear();
         },
         [this](std::chrono::milliseconds delay) { queue.pause(delay); },
@@ -403,9 +400,10 @@ struct writer::impl {
       return false;
     if (shared.failures_injected) shared.failures_injected->Increment();
     for (auto& write : in_flight)
-      write.answer(make_error(
-          errc::unavailable,
-          std::string{"chaos: injected commit failure (nothing written)"}));
+      fail(write,
+           make_error(errc::unavailable,
+                      std::string{"chaos: injected commit failure (nothing "
+                                  "written)"}));
     return true;
   }
 
@@ -431,9 +429,21 @@ struct writer::impl {
                         waiting.pop_front();
                         return;
                       }
+                      // A section's snapshot ends the batch for the
+                      // section's later writes: its mark covers the whole
+                      // journal row (migration 0012).
+                      std::vector<uint32_t> snapshotted;
                       while (!waiting.empty() && !waiting.front().is_load() &&
                              in_flight.size() < config.batch_rows_max) {
-                        in_flight.push_back(std::move(waiting.front()));
+                        auto& next = waiting.front();
+                        auto section = next.section();
+                        if (section &&
+                            std::find(snapshotted.begin(), snapshotted.end(),
+                                      *section) != snapshotted.end())
+                          break;
+                        if (std::holds_alternative<snapshot_write>(next.what))
+                          snapshotted.push_back(*section);
+                        in_flight.push_back(std::move(next));
                         waiting.pop_front();
                       }
                     });
@@ -473,14 +483,15 @@ struct writer::impl {
       // No client waits on an unreachable database: fail the batch now,
       // the callers answer 503, and the next batch tries again.
       for (auto& write : in_flight)
-        write.answer(make_error(errc::unavailable,
-                                std::string{"PostgreSQL is unreachable"}));
+        fail(write, make_error(errc::unavailable,
+                               std::string{"PostgreSQL is unreachable"}));
       queue.pause(std::chrono::milliseconds(config.reconnect_delay_ms));
       return;
     }
     std::vector<const pending_write*> all;
-    for (const auto& write : in_flight)
-      all.push_back(&write);
+    for (auto& write : in_flight)
+      if (!snapshot_is_stale(write)) all.push_back(&write);
+    if (all.empty()) return;
     auto started = std::chrono::steady_clock::now();
     auto err = commit(all);
     if (shared.batch_rows != nullptr) {
@@ -507,22 +518,27 @@ struct writer::impl {
       spdlog::warn("PostgreSQL connection lost: {}", describe(err));
       conn.reset();
       for (auto& write : in_flight)
-        write.answer(err);
+        fail(write, err);
       return;
     }
     if (code_of(err) == errc::fenced) shared.fenced(err);
     if (in_flight.size() == 1) {
       spdlog::warn("store write refused: {}", describe(err));
-      in_flight.front().answer(err);
+      fail(in_flight.front(), err);
       return;
     }
     // One bad row must not fail its neighbours: write each alone (the
     // writes of a partition another node took are fenced again; those of
     // the others go through).
     for (auto& write : in_flight) {
+      if (snapshot_is_stale(write)) continue;
       auto single = commit({&write});
-      if (single) spdlog::warn("store write refused: {}", describe(single));
-      write.answer(std::move(single));
+      if (!single) {
+        write.answer({});
+        continue;
+      }
+      spdlog::warn("store write refused: {}", describe(single));
+      fail(write, std::move(single));
     }
   }
 };

@@ -15,7 +15,9 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <utility>
@@ -43,13 +45,31 @@ struct section_load {
   section_loaded done;
 };
 
+/// A section's snapshot (migration 0012): its state after the writes it
+/// queued before this one, encoded by the section (journal::encode_snapshot).
+struct snapshot_write {
+  uint32_t section_no = 0;
+  std::string body;
+  uint32_t holds = 0;
+  write_fence fence;
+};
+
 struct pending_write {
   std::variant<event_write, customer_record, seat_change, idempotency_record,
-               section_load>
+               section_load, snapshot_write>
       what;
   store_ack done; // empty for a section_load, which answers through its own
 
   bool is_load() const { return std::holds_alternative<section_load>(what); }
+
+  /// The section whose state the write changes or snapshots, if any.
+  std::optional<uint32_t> section() const {
+    if (const auto* change = std::get_if<seat_change>(&what))
+      return change->section_no;
+    if (const auto* snapshot = std::get_if<snapshot_write>(&what))
+      return snapshot->section_no;
+    return std::nullopt;
+  }
 
   /// Answers the write, or the load, once: later calls do nothing, so that
   /// a writer restarted in the middle of a batch answers only what it had
@@ -65,6 +85,27 @@ struct pending_write {
   }
 };
 
+/// The sections of one writer with a write that failed since their last
+/// load. The section's memory was ahead of the store: a snapshot of it
+/// queued before the section heard of the failure may hold what the store
+/// refused, and is not written, until the section's reload passes through
+/// the writer. Thread-safe: a write refused at the queue is marked on the
+/// caller's thread.
+class failed_sections {
+public:
+  /// `write` failed: marks its section, if it changes one.
+  void mark(const pending_write& write);
+  /// The section loads: its later snapshots follow what the store has.
+  void clear(uint32_t section_no);
+  /// Answers `write` and returns true when it is a snapshot of a marked
+  /// section: the section takes another later.
+  bool refuse_stale_snapshot(pending_write& write);
+
+private:
+  std::mutex mutex_;
+  std::set<uint32_t> sections_;
+};
+
 /// What one transaction of a writer writes besides its fence.
 struct batch_content {
   table_rows rows;
@@ -72,6 +113,10 @@ struct batch_content {
   /// Kafka records in the journal row (journal_codec.hpp, migration 0009):
   /// 0 when it needs no relay.
   int64_t journal_records = 0;
+  /// The sections whose seat changes the journal row holds.
+  pg::array_param journal_sections;
+  /// Snapshots, written after the journal row (migration 0012).
+  std::vector<const snapshot_write*> snapshots;
   /// The `pipeline` encoding with Kafka: the outbox row's record lines.
   std::string outbox_payload;
   int64_t outbox_records = 0;

@@ -91,8 +91,11 @@ bool shared_state::gather(const std::vector<const pending_write*>& batch,
                           millis now_ms, batch_content& out) {
   const bool journaled = config.encoding == batch_encoding::journal;
   const bool relayed = !config.outbox_node.empty();
+  std::set<uint32_t> sections;
   for (const auto* write : batch) {
-    if (const auto* event = std::get_if<event_write>(&write->what)) {
+    if (const auto* snapshot = std::get_if<snapshot_write>(&write->what)) {
+      if (journaled) out.snapshots.push_back(snapshot);
+    } else if (const auto* event = std::get_if<event_write>(&write->what)) {
       out.rows.add(event->def, event->section_nos);
       if (relayed && journaled) {
         out.journal_row.add(journal::event_created{
@@ -112,8 +115,10 @@ bool shared_state::gather(const std::vector<const pending_write*>& batch,
       else
         out.rows.add(*record);
     } else if (journaled) {
-      out.journal_row.add(std::get<seat_change>(write->what));
+      const auto& change = std::get<seat_change>(write->what);
+      out.journal_row.add(change);
       out.journal_records += relayed ? 1 : 0;
+      sections.insert(change.section_no);
     } else {
       const auto& change = std::get<seat_change>(write->what);
       auto section = layout(change.section_no);
@@ -124,6 +129,33 @@ bool shared_state::gather(const std::vector<const pending_write*>& batch,
       ++out.outbox_records;
     }
   }
+  for (auto no : sections)
+    out.journal_sections.add(static_cast<int64_t>(no));
+  return true;
+}
+
+void failed_sections::mark(const pending_write& write) {
+  auto section = write.section();
+  if (!section || std::holds_alternative<snapshot_write>(write.what)) return;
+  std::lock_guard lock{mutex_};
+  sections_.insert(*section);
+}
+
+void failed_sections::clear(uint32_t section_no) {
+  std::lock_guard lock{mutex_};
+  sections_.erase(section_no);
+}
+
+bool failed_sections::refuse_stale_snapshot(pending_write& write) {
+  const auto* snapshot = std::get_if<snapshot_write>(&write.what);
+  if (snapshot == nullptr) return false;
+  {
+    std::lock_guard lock{mutex_};
+    if (sections_.count(snapshot->section_no) == 0) return false;
+  }
+  write.answer(make_error(errc::unavailable,
+                          std::string{"a snapshot taken before a failed "
+                                      "write of its section is not written"}));
   return true;
 }
 
@@ -134,6 +166,8 @@ batch_fences fences_of(const std::vector<const pending_write*>& batch) {
       distinct.insert(change->fence);
     else if (const auto* event = std::get_if<event_write>(&write->what))
       distinct.insert(event->fence);
+    else if (const auto* snapshot = std::get_if<snapshot_write>(&write->what))
+      distinct.insert(snapshot->fence);
   }
   batch_fences out;
   for (const auto& fence : distinct) {

@@ -103,6 +103,19 @@ public:
   virtual void load_hold(uint32_t section_no, uint32_t slot,
                          hold_loaded done) = 0;
 
+  /// True when this store keeps per-section snapshots (the journal,
+  /// migration 0012): a section then hands it one from time to time.
+  virtual bool keeps_snapshots() const { return false; }
+
+  /// Writes a snapshot of a section, `body` (journal::encode_snapshot, with
+  /// `holds` holds), after the writes the section appended before it. A
+  /// refused snapshot changes nothing the section serves: it takes another.
+  virtual void put_snapshot(uint32_t section_no, std::string body,
+                            uint32_t holds, write_fence fence, store_ack done) {
+    (void)section_no, (void)body, (void)holds, (void)fence;
+    done({});
+  }
+
   virtual service_state health() const = 0;
 
   /// The projection's backlog; none when the tables are written in the

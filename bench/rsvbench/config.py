@@ -184,8 +184,8 @@ def _checked(cfg):
     if not cfg.threads or not all(_is_whole(t) and 1 <= int(t) <= cfg.connections
                                   for t in cfg.threads):
         fail("BENCH_THREADS: whole numbers from 1 to BENCH_CONNECTIONS")
-    if cfg.recovery_from not in ("tables", "journal"):
-        fail("BENCH_RECOVERY_FROM: tables or journal")
+    if cfg.recovery_from not in ("tables", "journal", "snapshots"):
+        fail("BENCH_RECOVERY_FROM: tables, journal or snapshots")
     if cfg.seat_pick not in ("permutation", "random"):
         fail("BENCH_SEAT_PICK: permutation or random")
     if not cfg.kafka_lingers:

@@ -7,10 +7,16 @@ A row is b"RSVJ" + version 1 + varint(entry count) + entries + CRC-32C
 (change kind + 1), a flags byte, then section_no, slot, customer id, seat
 count, seat index deltas, at_ms, expires_at_ms, amount_cents, fence
 partition and epoch: unsigned varints, signed ones zig-zag encoded.
+
+A section's snapshot (migration 0012, BENCH_RECOVERY_FROM=snapshots) is
+b"RSVS" + version 1 + varint(section_no) + varint(hold count) + holds +
+CRC-32C; a hold is slot, customer id, seat count, seat indexes, status byte
+(0: active), expires_at_ms, booked_at_ms, cancelled flag.
 """
 import struct
 
 MAGIC = b"RSVJ\x01"
+SNAPSHOT_MAGIC = b"RSVS\x01"
 HOLD_CREATED = 1
 
 
@@ -57,6 +63,17 @@ def hold_created(section_no, slot, customer, seat, at_ms, expires_ms):
     return (bytes([HOLD_CREATED, 0]) + varint(section_no) + varint(slot) + text(customer)
             + varint(1) + signed(seat) + signed(at_ms) + signed(expires_ms) + signed(0)
             + varint(0) + varint(0))
+
+
+def snapshot_hold(slot, customer, seat, expires_ms):
+    """An active one-seat hold as a snapshot keeps it."""
+    return (varint(slot) + text(customer) + varint(1) + varint(seat) + bytes([0])
+            + signed(expires_ms) + signed(0) + bytes([0]))
+
+
+def snapshot(section_no, holds):
+    body = SNAPSHOT_MAGIC + varint(section_no) + varint(len(holds)) + b"".join(holds)
+    return body + struct.pack("<I", crc32c(body))
 
 
 def row(entries):

@@ -11,7 +11,11 @@
 // with a projector that gathers ten seconds of rows, so that the restart
 // finds acknowledged changes only in the journal, and once with one that
 // projects without pause, so that the kill is likely to land while it
-// projects (its steps run back to back under the load).
+// projects (its steps run back to back under the load). With snapshots
+// every few writes, the kill lands while sections write snapshots and while
+// the projector deletes the rows they cover, and the restart reads the
+// sections from their snapshots and the rows after them: once with the
+// rows also in the tables, once with them only in the journal.
 
 #include "harness.hpp"
 #include "load.hpp"
@@ -32,12 +36,32 @@ struct kill_point {
   std::vector<std::string> flags = {};
   /// Whether the kill must leave journal rows for the restart to project.
   bool journal_left = false;
+  /// Whether the restart must read the sections from their snapshots.
+  bool from_snapshots = false;
 };
 
 const std::vector<std::string> lazy_journal = {
     "--pg-batch-encoding", "journal", "--pg-journal-step-interval-ms", "10000"};
 const std::vector<std::string> eager_journal = {
     "--pg-batch-encoding", "journal", "--pg-journal-step-interval-ms", "0"};
+const std::vector<std::string> snapshots_eager = {
+    "--pg-batch-encoding",
+    "journal",
+    "--pg-journal-step-interval-ms",
+    "0",
+    "--snapshot-writes",
+    "5",
+    "--snapshot-seconds",
+    "1"};
+const std::vector<std::string> snapshots_lazy = {
+    "--pg-batch-encoding",
+    "journal",
+    "--pg-journal-step-interval-ms",
+    "10000",
+    "--snapshot-writes",
+    "5",
+    "--snapshot-seconds",
+    "1"};
 
 void PrintTo(const kill_point& point, std::ostream* out) {
   *out << point.name;
@@ -104,6 +128,15 @@ TEST_P(crash_test, acknowledged_changes_survive_kill_minus_nine) {
 
   node = std::make_unique<server_process>(args);
   http_connection again{node->port()};
+  if (point.from_snapshots) {
+    auto log = node->log();
+    auto read = log.find("read 3 sections from their snapshots");
+    EXPECT_NE(read, std::string::npos)
+        << "the restart did not read the sections from their snapshots";
+    if (read != std::string::npos)
+      std::cout << "[   info   ] restart: "
+                << log.substr(read, log.find('\n', read) - read) << "\n";
+  }
   auto violations = check_consistent(ops, observe(again, config, ops));
   auto in_store = check_store(database.conninfo(), config.event_id);
   violations.insert(violations.end(), in_store.begin(), in_store.end());
@@ -157,7 +190,15 @@ INSTANTIATE_TEST_SUITE_P(
                    [](const load_progress& p) {
                      return p.bookings_acknowledged >= 10;
                    },
-                   lazy_journal, true}),
+                   lazy_journal, true},
+        kill_point{"snapshots_while_projecting_and_trimming",
+                   load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 300; },
+                   snapshots_eager, false, true},
+        kill_point{"snapshots_with_the_journal_unprojected",
+                   load_config::plan::mixed,
+                   [](const load_progress& p) { return p.acknowledged >= 300; },
+                   snapshots_lazy, true, true}),
     [](const ::testing::TestParamInfo<kill_point>& point) {
       return point.param.name;
     });

@@ -283,6 +283,16 @@ long long unprojected_journal_rows(const std::string& conninfo) {
                   "j.seq > coalesce(c.seq, 0)");
 }
 
+long long rows_waiting_for_readers(const std::string& conninfo) {
+  return count_of(
+      conninfo,
+      "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM journal "
+      "j LEFT JOIN journal_cursors p ON p.reader = 'projector' AND p.stream "
+      "= j.stream LEFT JOIN journal_cursors r ON r.reader = 'relay' AND "
+      "r.stream = j.stream WHERE j.seq > coalesce(p.seq, 0) OR (j.records > "
+      "0 AND j.seq > coalesce(r.seq, 0)))");
+}
+
 long long outbox_and_journal_rows(const std::string& conninfo) {
   return count_of(conninfo, "SELECT (SELECT count(*) FROM outbox) + (SELECT "
                             "count(*) FROM journal)");

@@ -91,6 +91,12 @@ long long unprojected_journal_rows(const std::string& conninfo);
 /// when psql fails.
 long long outbox_and_journal_rows(const std::string& conninfo);
 
+/// Rows a reader still has to read: outbox rows, and journal rows beyond
+/// the projector's cursor or, with records, the relay's. Journal rows both
+/// passed may stay until their sections' snapshots cover them (migration
+/// 0012). -1 when psql fails.
+long long rows_waiting_for_readers(const std::string& conninfo);
+
 /// Polls kcat until the topic holds every committed id, or the deadline;
 /// answers the last consumption.
 std::vector<consumed_record>

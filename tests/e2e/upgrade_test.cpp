@@ -75,7 +75,7 @@ protected:
 TEST_F(upgrade_test, a_version_7_database_is_served_whole_with_the_journal) {
   auto node = std::make_unique<server_process>(args());
   EXPECT_EQ(psql_value(database_, "SELECT max(version) FROM schema_migrations"),
-            "11");
+            "12");
   http_connection http{node->port()};
   // Floor: ada holds and booked A-3; her hold of B-1 was
   // released. Balcony: ada's booking of was cancelled; bob

@@ -258,11 +258,172 @@ TEST(journal_codec, bytes_that_pass_the_checksum_are_still_checked) {
   expect_refused("RSVJ\x02\x00"s, "unknown version 2");
 }
 
+recorded_hold hold(uint32_t slot, hold_status status, bool cancelled) {
+  recorded_hold h;
+  h.slot = slot;
+  h.customer_id = "cus_" + std::to_string(slot);
+  // Out of order and far apart, as a best-available choice may give them.
+  h.seats = {41, 40, 7, 999'999, 0};
+  h.status = status;
+  h.expires_at_ms = 1'800'000'600'456;
+  h.booked_at_ms = status == hold_status::booked ? 1'800'000'300'000 : 0;
+  h.cancelled = cancelled;
+  return h;
+}
+
+/// A section with a hold in every state a snapshot keeps, the last one
+/// released or expired.
+section_snapshot stalls() {
+  section_snapshot snapshot;
+  snapshot.section_no = 3;
+  snapshot.holds = {
+      hold(1, hold_status::active, false), hold(2, hold_status::booked, false),
+      hold(3, hold_status::booked, true), hold(4, hold_status::released, false),
+      hold(5, hold_status::expired, false)};
+  snapshot.holds[0].seats = {};
+  return snapshot;
+}
+
+void expect_same(const section_snapshot& a, const section_snapshot& b) {
+  EXPECT_EQ(a.section_no, b.section_no);
+  ASSERT_EQ(a.holds.size(), b.holds.size());
+  for (std::size_t i = 0; i < a.holds.size(); ++i) {
+    SCOPED_TRACE("hold " + std::to_string(i));
+    const auto& x = a.holds[i];
+    const auto& y = b.holds[i];
+    EXPECT_EQ(x.slot, y.slot);
+    EXPECT_EQ(x.customer_id, y.customer_id);
+    EXPECT_EQ(x.seats, y.seats);
+    EXPECT_EQ(x.status, y.status);
+    EXPECT_EQ(x.expires_at_ms, y.expires_at_ms);
+    EXPECT_EQ(x.booked_at_ms, y.booked_at_ms);
+    EXPECT_EQ(x.cancelled, y.cancelled);
+  }
+}
+
+std::string snapshot_error_of(std::string_view body) {
+  auto decoded = decode_snapshot(body);
+  if (decoded) return {};
+  EXPECT_EQ(code_of(decoded.error()), errc::validation_failed);
+  return describe(decoded.error());
+}
+
 TEST(journal_codec, crc32c_is_the_castagnoli_checksum) {
   // The check value of CRC-32C (RFC 3720, B.4): so that another tool can
   // verify a row.
   EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
   EXPECT_EQ(crc32c(""), 0u);
+}
+
+TEST(journal_codec, a_snapshot_keeps_every_hold_state_in_order) {
+  auto snapshot = stalls();
+  auto decoded = decode_snapshot(encode_snapshot(snapshot));
+  ASSERT_TRUE(decoded) << describe(decoded.error());
+  expect_same(snapshot, *decoded);
+}
+
+TEST(journal_codec, a_section_without_holds_is_a_snapshot_of_nothing) {
+  section_snapshot snapshot;
+  snapshot.section_no = 12;
+  auto body = encode_snapshot(snapshot);
+  auto decoded = decode_snapshot(body);
+  ASSERT_TRUE(decoded) << describe(decoded.error());
+  EXPECT_EQ(decoded->section_no, 12u);
+  EXPECT_TRUE(decoded->holds.empty());
+  EXPECT_EQ(body.size(), 11u) << "header, two one-byte varints, checksum";
+}
+
+TEST(journal_codec, extreme_values_survive_a_snapshot) {
+  section_snapshot snapshot;
+  snapshot.section_no = 4'294'967'295u;
+  auto a = hold(4'294'967'295u, hold_status::booked, true);
+  a.seats = {4'294'967'295u, 0, 4'294'967'295u};
+  a.expires_at_ms = std::numeric_limits<int64_t>::min();
+  a.booked_at_ms = std::numeric_limits<int64_t>::max();
+  auto b = hold(0, hold_status::expired, false);
+  b.customer_id = "";
+  b.expires_at_ms = -1;
+  b.booked_at_ms = -1'800'000'000'000;
+  snapshot.holds = {a, b};
+  auto decoded = decode_snapshot(encode_snapshot(snapshot));
+  ASSERT_TRUE(decoded) << describe(decoded.error());
+  expect_same(snapshot, *decoded);
+}
+
+TEST(journal_codec, any_damaged_byte_of_a_snapshot_is_detected) {
+  auto body = encode_snapshot(stalls());
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    for (uint8_t mask : {0x01, 0x80, 0xff}) {
+      auto damaged = body;
+      damaged[i] = static_cast<char>(damaged[i] ^ mask);
+      auto error = snapshot_error_of(damaged);
+      ASSERT_FALSE(error.empty()) << "byte " << i << " ^ " << int{mask};
+      EXPECT_NE(error.find("checksum mismatch"), std::string::npos) << error;
+    }
+  }
+}
+
+TEST(journal_codec, any_truncation_of_a_snapshot_is_detected) {
+  auto body = encode_snapshot(stalls());
+  for (std::size_t size = 0; size < body.size(); ++size) {
+    auto error = snapshot_error_of(std::string_view{body}.substr(0, size));
+    ASSERT_FALSE(error.empty()) << "truncated to " << size << " bytes";
+  }
+}
+
+TEST(journal_codec, a_journal_row_is_not_a_snapshot_nor_a_snapshot_a_row) {
+  auto error = snapshot_error_of(every_kind().row);
+  EXPECT_NE(error.find("not a section snapshot (bad magic)"), std::string::npos)
+      << error;
+  error = error_of(encode_snapshot(stalls()));
+  EXPECT_NE(error.find("not a journal row (bad magic)"), std::string::npos)
+      << error;
+}
+
+TEST(journal_codec, snapshot_bytes_that_pass_the_checksum_are_still_checked) {
+  auto header = "RSVS\x01"s;
+  auto expect_refused = [](const std::string& body, const std::string& why) {
+    auto error = snapshot_error_of(sealed(body));
+    EXPECT_NE(error.find(why), std::string::npos) << error;
+  };
+  // One hold: slot 1, "c", no seats, then its status, times and flag.
+  auto one_hold = header + "\x03\x01\x01\x01"
+                           "c\x00"s;
+  ASSERT_TRUE(decode_snapshot(sealed(one_hold + "\x03\x02\x02\x01"s)));
+  // Bytes after the last hold.
+  expect_refused(one_hold + "\x03\x02\x02\x01\x00"s,
+                 "trailing bytes after the last hold (1)");
+  expect_refused(header + "\x03\x00\x00"s,
+                 "trailing bytes after the last hold (1)");
+  // A hold status that hold_status does not have.
+  expect_refused(one_hold + "\x04\x02\x02\x01"s,
+                 "hold 1, which starts at byte 7: hold status out of range");
+  // A cancelled flag that is neither 0 nor 1.
+  expect_refused(one_hold + "\x03\x02\x02\x02"s,
+                 "a flag that is neither 0 nor 1");
+  // A hold whose last seat index runs past the end.
+  expect_refused(header + "\x03\x01\x01\x00\x01\x80\x80\x80\x80"s,
+                 "hold 1, which starts at byte 7: truncated entry");
+  // A hold count far beyond what the body holds is refused before anything
+  // is reserved for it; so is one just beyond (a hold takes 7 bytes).
+  expect_refused(header + "\x03\xff\xff\xff\xff\x0f"s,
+                 "hold count out of range");
+  expect_refused(header + "\x03\x01\x00\x00\x00\x00\x00\x00"s,
+                 "hold count out of range");
+  // A seat count or a customer id longer than the rest of the body.
+  expect_refused(header + "\x03\x01\x01\x00\x7f\x00\x00\x00\x00"s,
+                 "seat count out of range");
+  expect_refused(header + "\x03\x01\x01\x7f\x00\x00\x00\x00\x00"s,
+                 "string length out of range");
+  // A section number or seat index beyond 32 bits.
+  expect_refused(header + "\x80\x80\x80\x80\x10\x00"s,
+                 "section number out of range");
+  expect_refused(header + "\x03\x01\x01\x00\x01\x80\x80\x80\x80\x10"
+                          "\x00\x00\x00\x00"s,
+                 "seat index out of range");
+  // Another format or version.
+  expect_refused("RSVX\x01\x00\x00"s, "bad magic");
+  expect_refused("RSVS\x02\x00\x00"s, "unknown version 2");
 }
 
 } // namespace

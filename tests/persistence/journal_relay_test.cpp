@@ -225,13 +225,14 @@ TEST_F(journal_relay_test, a_journal_node_relays_what_a_pipeline_node_does) {
                                std::pair{batch_encoding::journal, dsn_}}) {
     auto store = open(config(dsn, encoding, "node"), true);
     write_every_kind(*store);
+    test::snapshot_sections(*store, {0, 1});
     store->close();
     auto reader = make_pg_outbox_reader(dsn);
     relayed[encoding] = relay_all(*reader);
   }
   std::system(("dropdb --force --if-exists " + other).c_str());
   // Written once: nothing went to the outbox, and the journal is gone now
-  // that it is projected and relayed.
+  // that it is projected, relayed and covered by snapshots.
   EXPECT_EQ(count("outbox"), "0\n");
   EXPECT_EQ(count("journal"), "0\n");
 
@@ -298,8 +299,12 @@ TEST_F(journal_relay_test, rows_are_projected_but_kept_until_relayed) {
   ASSERT_TRUE(backlog) << describe(backlog.error());
   EXPECT_EQ(backlog->records, 9);
   EXPECT_GT(backlog->oldest_created_at_ms, 0);
+  // Relayed and projected, the rows still wait for their sections'
+  // snapshots: recovery reads a section's rows after its snapshot.
+  test::snapshot_sections(*store, {0, 1});
   EXPECT_EQ(relay_all(*reader).size(), 9u);
-  // The trim deleted what the projector had passed: all of it.
+  // The trim deleted what the projector had passed and snapshots cover:
+  // all of it.
   EXPECT_EQ(count("journal"), "0\n");
   EXPECT_EQ(reader->backlog()->rows, 0);
   store->close();
@@ -330,11 +335,20 @@ TEST_F(journal_relay_test, rows_relayed_first_go_when_projected) {
   EXPECT_TRUE(relay_all(*reader).empty());
 }
 
-// Without Kafka no relay will ever come: rows carry no records and go when
-// they are projected.
+// Without Kafka no relay will ever come: rows carry no records and go once
+// they are projected and their sections' snapshots cover them.
 TEST_F(journal_relay_test, without_kafka_rows_go_when_projected) {
   auto store = open(config(dsn_, batch_encoding::journal, "node", false), true);
   write_every_kind(*store);
+  ASSERT_TRUE(eventually([&] {
+    return psql("SELECT count(*) FROM holds") == "4\n";
+  })) << "the projector did not apply the journal";
+  EXPECT_NE(count("journal"), "0\n")
+      << "rows went before snapshots covered them";
+  test::snapshot_sections(*store, {0});
+  EXPECT_NE(count("journal"), "0\n")
+      << "rows of a section without a snapshot went";
+  test::snapshot_sections(*store, {1});
   EXPECT_TRUE(eventually([&] {
     return count("journal") == "0\n" &&
            psql("SELECT count(*) FROM holds") == "4\n";
@@ -378,8 +392,12 @@ TEST_F(journal_relay_test, a_relay_that_dies_before_its_trim_is_repeated) {
   }));
   EXPECT_EQ(ids_of(after),
             std::vector<std::string>{"hld_0_2" + gala_hash + ":hold.created"});
+  // Relayed and projected before the snapshot: the projector's sweep
+  // deletes them once it covers them.
+  test::snapshot_sections(*store, {0});
+  EXPECT_TRUE(eventually([&] { return count("journal") == "0\n"; }))
+      << psql("SELECT stream, seq, records FROM journal");
   store->close();
-  EXPECT_EQ(count("journal"), "0\n");
 }
 
 // A row that does not decode stops the relay with its name; nothing after
@@ -432,9 +450,11 @@ TEST_F(journal_relay_test, outbox_rows_and_journal_rows_are_relayed_in_order) {
                                 "hld_0_0" + gala_hash + ":hold.created",
                                 "bkg_0_0" + gala_hash + ":booking.confirmed",
                                 "hld_0_1" + gala_hash + ":hold.created"}));
+  test::snapshot_sections(*after, {0});
+  EXPECT_TRUE(eventually([&] { return count("journal") == "0\n"; }))
+      << psql("SELECT stream, seq, records FROM journal");
   after->close();
   EXPECT_EQ(count("outbox"), "0\n");
-  EXPECT_EQ(count("journal"), "0\n");
 }
 
 // A writer that lost its connection ends its former backend before it

@@ -250,6 +250,7 @@ TEST_F(journal_test, a_database_written_without_the_journal_goes_on_with_it) {
     append(after, {change(change_kind::hold_released, 0, 0, {0}),
                    change(change_kind::booking_cancelled, 0, 1, {1}),
                    change(change_kind::hold_created, 0, 2, {2})});
+    test::snapshot_sections(after, {0, 1});
   }
   auto state = load_recorded_state(dsn_);
   ASSERT_TRUE(state) << describe(state.error());
@@ -257,6 +258,153 @@ TEST_F(journal_test, a_database_written_without_the_journal_goes_on_with_it) {
             "0|released\n1|booked\n2|active\n");
   EXPECT_EQ(psql("SELECT slot, status FROM bookings"), "1|cancelled\n");
   EXPECT_EQ(psql("SELECT count(*) FROM journal"), "0\n");
+}
+
+// -- per-section snapshots (migration 0012) -----------------------------------
+
+recorded_hold hold_of(uint32_t slot, std::vector<uint32_t> seats,
+                      hold_status status, bool cancelled = false) {
+  recorded_hold hold;
+  hold.slot = slot;
+  hold.customer_id = "cus_a";
+  hold.seats = std::move(seats);
+  hold.status = status;
+  hold.expires_at_ms = start_ms + 600'000;
+  hold.booked_at_ms = status == hold_status::booked ? start_ms : 0;
+  hold.cancelled = cancelled;
+  return hold;
+}
+
+class snapshot_test : public journal_test {
+protected:
+  /// Writes a snapshot as a section's writer does: numbered after every
+  /// journal row there is now.
+  void insert_snapshot(uint32_t section_no, std::vector<recorded_hold> holds,
+                       bool damaged = false) {
+    journal::section_snapshot snapshot{section_no, std::move(holds)};
+    auto body = journal::encode_snapshot(snapshot);
+    if (damaged) body[body.size() / 2] ^= 0x20;
+    EXPECT_EQ(psql("INSERT INTO section_snapshots VALUES (" +
+                   std::to_string(section_no) +
+                   ", nextval('journal_order'), now(), " +
+                   std::to_string(snapshot.holds.size()) + ", '\\\\x" +
+                   hex_of(body) + "'::bytea)"),
+              "INSERT 0 1\n");
+  }
+};
+
+// The point of snapshots: a restart reads each section's snapshot and the
+// rows numbered after it, and projects nothing first. A row numbered before
+// a section's snapshot is in it and is not applied again.
+TEST_F(snapshot_test, recovery_reads_snapshots_and_the_rows_after_them) {
+  // Before the snapshot: slot 0 created. Applied again it would make the
+  // booked hold active.
+  insert_row("dead/1/0", 1,
+             row_of({change(change_kind::hold_created, 0, 0, {0, 1})}));
+  insert_snapshot(0, {hold_of(0, {0, 1}, hold_status::booked),
+                      hold_of(1, {2}, hold_status::booked)});
+  insert_snapshot(1, {});
+  auto answer = std::make_shared<idempotency_record>();
+  answer->customer_id = "cus_a";
+  answer->key = "key-9";
+  answer->fingerprint = "fp";
+  answer->response = {201, "{}", "/v1/holds/hld_0_2"};
+  answer->created_at_ms = start_ms;
+  auto created = change(change_kind::hold_created, 0, 2, {3});
+  created.idempotency = answer;
+  insert_row(
+      "dead/1/0", 2,
+      row_of({change(change_kind::booking_cancelled, 0, 1, {2}), created}));
+  insert_row("dead/1/1", 1,
+             row_of({change(change_kind::hold_created, 1, 0, {7}, "cus_b"),
+                     change(change_kind::hold_created, 1, 1, {8}, "cus_b")}));
+  insert_row("dead/1/1", 2,
+             row_of({change(change_kind::hold_released, 1, 1, {8}, "cus_b")}));
+
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  auto floor = state->holds.at(0);
+  std::sort(floor.begin(), floor.end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  ASSERT_EQ(floor.size(), 3u);
+  EXPECT_EQ(floor[0].status, hold_status::booked);
+  EXPECT_FALSE(floor[0].cancelled);
+  EXPECT_EQ(floor[1].status, hold_status::booked);
+  EXPECT_TRUE(floor[1].cancelled);
+  EXPECT_EQ(floor[2].status, hold_status::active);
+  EXPECT_EQ(floor[2].seats, (std::vector<uint32_t>{3}));
+  auto balcony = state->holds.at(1);
+  std::sort(balcony.begin(), balcony.end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  ASSERT_EQ(balcony.size(), 2u);
+  EXPECT_EQ(balcony[0].status, hold_status::active);
+  EXPECT_EQ(balcony[0].customer_id, "cus_b");
+  EXPECT_EQ(balcony[1].status, hold_status::released);
+  // The answer in an unprojected row is replayed too.
+  ASSERT_EQ(state->idempotency.size(), 1u);
+  EXPECT_EQ(state->idempotency[0].response.location, "/v1/holds/hld_0_2");
+  // Nothing was projected to read this.
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "0\n");
+  EXPECT_EQ(psql("SELECT count(*) FROM journal"), "4\n");
+}
+
+// A section without a snapshot (a database before migration 0012, or a
+// section created since the last one): the journal is projected and the
+// tables read, as before snapshots.
+TEST_F(snapshot_test, a_section_without_a_snapshot_reads_the_tables) {
+  insert_snapshot(0, {hold_of(0, {0}, hold_status::active)});
+  insert_row("dead/1/0", 1,
+             row_of({change(change_kind::hold_created, 1, 0, {4})}));
+  auto state = load_recorded_state(dsn_);
+  ASSERT_TRUE(state) << describe(state.error());
+  EXPECT_EQ(state->holds.count(0), 0u) << "the snapshot was read";
+  ASSERT_EQ(state->holds.at(1).size(), 1u);
+  EXPECT_EQ(psql("SELECT count(*) FROM holds"), "1\n");
+}
+
+TEST_F(snapshot_test, a_damaged_snapshot_stops_recovery_and_is_named) {
+  insert_snapshot(0, {hold_of(0, {0}, hold_status::active)}, true);
+  insert_snapshot(1, {});
+  auto state = load_recorded_state(dsn_);
+  ASSERT_FALSE(state) << "recovery read a damaged snapshot";
+  auto error = describe(state.error());
+  EXPECT_NE(error.find("the snapshot of section 0"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("checksum mismatch"), std::string::npos) << error;
+}
+
+// A snapshot is the section's memory, which is ahead of the store while
+// its writes are in flight. When one of them fails, a snapshot the section
+// took before it heard so would hold a change the store refused: it is not
+// written, until the section has reloaded.
+TEST_F(snapshot_test, a_snapshot_taken_before_a_failed_write_is_not_written) {
+  pg_store store{config(batch_encoding::journal)};
+  store.learn({test::recovered(test::concert(start_ms))});
+  ASSERT_TRUE(store.keeps_snapshots());
+  store.faults()->commit_failure_percent = 100;
+  std::promise<caf::error> failed;
+  store.append(change(change_kind::hold_created, 0, 0, {0}),
+               [&](caf::error err) { failed.set_value(err); });
+  ASSERT_TRUE(failed.get_future().get()) << "the injected failure failed not";
+  store.faults()->commit_failure_percent = 0;
+  auto put = [&] {
+    journal::section_snapshot snapshot{0,
+                                       {hold_of(0, {0}, hold_status::active)}};
+    std::promise<caf::error> written;
+    store.put_snapshot(0, journal::encode_snapshot(snapshot), 1, {},
+                       [&](caf::error err) { written.set_value(err); });
+    return written.get_future().get();
+  };
+  EXPECT_TRUE(put()) << "a snapshot holding a refused hold was written";
+  EXPECT_EQ(psql("SELECT count(*) FROM section_snapshots"), "0\n");
+  // The section reloads; what it snapshots from then on is the store's.
+  std::promise<bool> loaded;
+  store.load_section(0, [&](caf::expected<std::vector<recorded_hold>> holds) {
+    loaded.set_value(static_cast<bool>(holds));
+  });
+  ASSERT_TRUE(loaded.get_future().get());
+  test::snapshot_sections(store, {0});
+  EXPECT_EQ(psql("SELECT holds FROM section_snapshots"), "0\n");
 }
 
 } // namespace

@@ -24,7 +24,8 @@ TEST_F(migrations_test, an_empty_database_gets_every_table) {
   EXPECT_EQ(tables, "bookings,cluster_partitions,cluster_settings,customers,"
                     "events,holds,idempotency_records,journal,"
                     "journal_cursors,outbox,"
-                    "schema_migrations,seat_state,sections\n");
+                    "schema_migrations,seat_state,section_snapshots,"
+                    "sections\n");
 }
 
 TEST_F(migrations_test, applying_again_changes_nothing) {

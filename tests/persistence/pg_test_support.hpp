@@ -1,12 +1,16 @@
 #pragma once
 
 #include "core/ids.hpp"
+#include "persistence/journal_codec.hpp"
 #include "persistence/recovery.hpp"
+#include "persistence/store.hpp"
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <gtest/gtest.h>
+#include <initializer_list>
 #include <memory>
 #include <sodium.h>
 #include <string>
@@ -76,6 +80,30 @@ inline event_def concert(millis starts_at_ms = 1'800'000'000'000) {
   def.sections.push_back({"floor", "Floor", 5000, {{"A", 100}, {"B", 100}}});
   def.sections.push_back({"balcony", "Balcony", 2000, {{"A", 50}}});
   return def;
+}
+
+/// Writes a snapshot of each of `sections` through `store`, as a section
+/// actor does: its holds as the store has them (a load, after every write
+/// before it). A journal row is deleted only once snapshots of its sections
+/// cover it (migration 0012). Fails the test if the store refuses.
+inline void snapshot_sections(store& target,
+                              std::initializer_list<uint32_t> sections) {
+  for (auto no : sections) {
+    std::promise<caf::expected<std::vector<recorded_hold>>> loaded;
+    target.load_section(no,
+                        [&](caf::expected<std::vector<recorded_hold>> holds) {
+                          loaded.set_value(std::move(holds));
+                        });
+    auto holds = loaded.get_future().get();
+    ASSERT_TRUE(holds) << describe(holds.error());
+    journal::section_snapshot snapshot{no, std::move(*holds)};
+    auto count = static_cast<uint32_t>(snapshot.holds.size());
+    std::promise<caf::error> written;
+    target.put_snapshot(no, journal::encode_snapshot(snapshot), count, {},
+                        [&](caf::error err) { written.set_value(err); });
+    auto err = written.get_future().get();
+    ASSERT_FALSE(err) << describe(err);
+  }
 }
 
 } // namespace rsv::persistence::test

@@ -8,7 +8,11 @@ the holds table in the server's format (bench/recovery_holds.sql), or, with
 BENCH_RECOVERY_FROM=journal, into journal rows of 1,000 holds each, as a
 node with --pg-batch-encoding journal leaves them when it dies before its
 projector applied them (the first restart projects them all; the later
-ones read the tables). Then the node is killed (SIGKILL: a crash, not a
+ones read the tables); or, with BENCH_RECOVERY_FROM=snapshots, the first
+half of each section's holds into its snapshot and the rest into journal
+rows after it, as a journal node leaves them when it dies a while after
+its sections' snapshots (every restart reads the snapshots and the rows,
+and projects nothing first). Then the node is killed (SIGKILL: a crash, not a
 drain) and started again on the same database BENCH_RECOVERY_RUNS times.
 """
 import re
@@ -68,14 +72,17 @@ def prepare(bench, dsn, event):
                                      bench.path("recovery-ids.txt"))
     started = time.monotonic()
     db = Postgres(dsn)
-    if cfg.recovery_from == "journal":
-        write_journal(bench, db, event, ids)
+    if cfg.recovery_from in ("journal", "snapshots"):
+        snapshotted = write_snapshots(bench, db, event, ids) \
+            if cfg.recovery_from == "snapshots" else set()
+        write_journal(bench, db, event, ids, skip=snapshotted)
         written = db.psql("-F", " ", "-c", "SELECT coalesce(sum(entries), 0), count(*)"
                           " FROM journal").split()
-        if written[0] != str(cfg.recovery_holds):
-            fail(f"recovery: wrote {written[0]} holds into the journal, expected"
-                 f" {cfg.recovery_holds}")
-        say(f"recovery: {event} ({cfg.seats} seats) with {cfg.recovery_holds} active holds in"
+        if int(written[0]) + len(snapshotted) != cfg.recovery_holds:
+            fail(f"recovery: wrote {written[0]} holds into the journal and"
+                 f" {len(snapshotted)} into snapshots, expected {cfg.recovery_holds}")
+        say(f"recovery: {event} ({cfg.seats} seats) with {cfg.recovery_holds} active holds,"
+            f" {len(snapshotted)} in snapshots and {written[0]} in"
             f" {written[1]} journal rows of database {cfg.recovery_db}"
             f" ({time.monotonic() - started:.0f} s)")
         bench.procs.kill(node.proc)
@@ -101,9 +108,9 @@ def prepare(bench, dsn, event):
     return node.port, tokens, ids
 
 
-def write_journal(bench, db, event, ids):
+def recovery_holds(bench, db, event, ids):
     """The holds of recovery_holds.sql (the same sections, slots, seats and
-    customers) as journal rows of 1,000 holds each, loaded with COPY."""
+    customers): (k, section_no, slot, customer, seat, at_ms, expires_ms)."""
     cfg = bench.cfg
     sections = [line.split("|") for line in db.query(
         "SELECT s.section_no, jsonb_array_length(s.rows), e.hold_ttl_seconds FROM sections s"
@@ -112,20 +119,56 @@ def write_journal(bench, db, event, ids):
     count = len(sections)
     per_section = -(-cfg.recovery_holds // count)
     at_ms = int(time.time() * 1000)
-    entries = []
     for k in range(cfg.recovery_holds):
         section_no, rows, ttl_s = (int(x) for x in sections[k % count])
         slot = k // count
         seat = slot * ((rows * cfg.seats_per_row) // per_section)
-        entries.append(journal_rows.hold_created(section_no, slot, ids[k % len(ids)], seat,
-                                                 at_ms, at_ms + ttl_s * 1000))
+        yield k, section_no, slot, ids[k % len(ids)], seat, at_ms, at_ms + ttl_s * 1000
+
+
+def write_snapshots(bench, db, event, ids):
+    """Each section's snapshot, with the first half of its holds, numbered
+    as a writer numbers them (journal_order); the holds it took (by k)."""
+    holds = list(recovery_holds(bench, db, event, ids))
+    half = {}
+    for k, section_no, slot, customer, seat, _, expires_ms in holds:
+        half.setdefault(section_no, []).append((k, slot, customer, seat, expires_ms))
+    taken = set()
+    copy = bench.path("recovery-snapshots.copy")
+    with copy.open("w") as f:
+        for section_no, section_holds in half.items():
+            first = section_holds[:len(section_holds) // 2]
+            taken.update(k for k, *_ in first)
+            body = journal_rows.snapshot(section_no, [
+                journal_rows.snapshot_hold(slot, customer, seat, expires_ms)
+                for _, slot, customer, seat, expires_ms in first])
+            f.write(f"{section_no}\t{len(first)}\t\\\\x{body.hex()}\n")
+    db.psql("-c", "CREATE TEMP TABLE s (section_no int, holds int, body bytea)",
+            "-c", f"\\copy s FROM '{copy}'",
+            "-c", "INSERT INTO section_snapshots SELECT section_no, nextval('journal_order'),"
+                  " now(), holds, body FROM s ORDER BY section_no",
+            log=bench.path("recovery-snapshots.log"),
+            failure="recovery: writing the snapshots failed")
+    return taken
+
+
+def write_journal(bench, db, event, ids, skip=frozenset()):
+    """The holds of recovery_holds.sql but those in `skip` as journal rows
+    of 1,000 holds each, loaded with COPY."""
+    entries = [(section_no,
+                journal_rows.hold_created(section_no, slot, customer, seat, at_ms, expires_ms))
+               for k, section_no, slot, customer, seat, at_ms, expires_ms
+               in recovery_holds(bench, db, event, ids) if k not in skip]
     copy = bench.path("recovery-journal.copy")
     with copy.open("w") as f:
         for seq, start in enumerate(range(0, len(entries), 1000), 1):
             chunk = entries[start:start + 1000]
-            body = journal_rows.row(chunk).hex()
-            f.write(f"bench/dead/0\t{seq}\tnow\t{len(chunk)}\t\\\\x{body}\n")
-    db.psql("-c", f"\\copy journal (stream, seq, created_at, entries, body) FROM '{copy}'",
+            body = journal_rows.row([entry for _, entry in chunk]).hex()
+            # The sections whose changes the row holds (migration 0012).
+            sections = "{" + ",".join(sorted({str(no) for no, _ in chunk})) + "}"
+            f.write(f"bench/dead/0\t{seq}\tnow\t{len(chunk)}\t\\\\x{body}\t{sections}\n")
+    db.psql("-c", f"\\copy journal (stream, seq, created_at, entries, body, sections)"
+                  f" FROM '{copy}'",
             log=bench.path("recovery-journal.log"), failure="recovery: writing the journal failed")
 
 
