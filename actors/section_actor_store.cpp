@@ -6,6 +6,7 @@
 #include "core/assert.hpp"
 #include "persistence/journal_codec.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -287,11 +288,16 @@ void section_actor_impl::retry_reload_later(const caf::error& why) {
 // -- snapshots ----------------------------------------------------------------
 
 // With a store that keeps snapshots (the journal): counts a write, and starts
-// the interval with the first since the last snapshot.
+// the interval with the first since the last snapshot. Sections that start
+// together do not snapshot together: each takes off up to a quarter of the
+// interval, by its number.
 void section_actor_impl::note_written() {
   if (!setup_.deps.store->keeps_snapshots()) return;
-  if (writes_since_snapshot_++ == 0)
-    snapshot_due_at_ = now_ms() + setup_.deps.snapshots.interval_ms;
+  if (writes_since_snapshot_++ > 0) return;
+  auto interval = setup_.deps.snapshots.interval_ms;
+  auto spread =
+      static_cast<millis>(layout().section_no) * 997 % (interval / 4 + 1);
+  snapshot_due_at_ = now_ms() + interval - spread;
 }
 
 // Hands the store a snapshot when enough writes or enough time passed since
@@ -302,9 +308,9 @@ void section_actor_impl::snapshot_if_due() {
   if (writes_since_snapshot_ == 0 || snapshot_pending_ || stale_ || failed_ ||
       reload_pending_)
     return;
-  if (writes_since_snapshot_ < setup_.deps.snapshots.writes &&
-      now_ms() < snapshot_due_at_)
-    return;
+  auto enough = std::max<std::size_t>(setup_.deps.snapshots.writes,
+                                      seats().records_in_memory());
+  if (writes_since_snapshot_ < enough && now_ms() < snapshot_due_at_) return;
   persistence::journal::section_snapshot snapshot{layout().section_no,
                                                   seats().live_records()};
   auto holds = static_cast<uint32_t>(snapshot.holds.size());

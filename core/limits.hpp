@@ -60,14 +60,18 @@ constexpr int64_t ended_hold_retention_ms = 60'000;
 
 // Per-section snapshots (the journal, docs/architecture.md "Per-section
 // snapshots"): a section writes one after this many writes since its last,
-// or this long after the first of them, whichever comes first. Recovery
-// reads a section's journal rows after its snapshot, and a row is deleted
-// only once snapshots cover it, so the interval bounds how long rows stay;
-// the count bounds how many a busy section leaves to replay. A snapshot
-// costs about as many bytes as the section's live holds' entries.
-// `--snapshot-writes` and `--snapshot-seconds` change them.
+// or as many as it has hold records if that is more, or this long after
+// the first of them, whichever comes first. A snapshot costs about as many
+// bytes as the entries of its records, so tying the count to them keeps
+// snapshots at most about as large as the journal they replace: with a
+// fixed count or a short interval, a section of 25,000 bookings wrote a
+// megabyte every few thousand holds and the p99 of holds rose from 10 to
+// 240 ms (docs/benchmarks.md). Recovery reads a section's journal rows
+// after its snapshot, and a row is deleted only once snapshots cover it,
+// so the interval bounds how long rows stay. `--snapshot-writes` and
+// `--snapshot-seconds` change them.
 constexpr uint32_t snapshot_writes_default = 4096;
-constexpr int64_t snapshot_interval_ms_default = 10'000;
+constexpr int64_t snapshot_interval_ms_default = 60'000;
 
 // Active holds one customer may have in one section at once. Live holds are
 // bounded by seats anyway; this keeps one customer (a buggy reseller loop)

@@ -63,14 +63,17 @@ const std::string advance_projector =
     "coalesce(r.seq, 0)) AND " +
     std::string{covered_by_snapshots};
 
-/// Rows behind both readers that waited for their snapshots, oldest first.
+/// Of the oldest $1 projected rows, those the relay passed (or that need
+/// none) and snapshots cover. A window, so that rows that wait a while for
+/// their snapshots are not all checked again every time.
 const std::string delete_snapshotted =
-    "DELETE FROM journal d WHERE d.id IN (SELECT j.id FROM journal j JOIN "
+    "DELETE FROM journal d WHERE d.id IN (SELECT j.id FROM (SELECT j.id, "
+    "j.stream, j.seq, j.records, j.sections FROM journal j JOIN "
     "journal_cursors p ON p.reader = 'projector' AND p.stream = j.stream AND "
-    "j.seq <= p.seq LEFT JOIN journal_cursors r ON r.reader = 'relay' AND "
-    "r.stream = j.stream WHERE (j.records = 0 OR j.seq <= coalesce(r.seq, "
-    "0)) AND " +
-    std::string{covered_by_snapshots} + " ORDER BY j.id LIMIT $1::int8)";
+    "j.seq <= p.seq ORDER BY j.id LIMIT $1::int8) j LEFT JOIN "
+    "journal_cursors r ON r.reader = 'relay' AND r.stream = j.stream WHERE "
+    "(j.records = 0 OR j.seq <= coalesce(r.seq, 0)) AND " +
+    std::string{covered_by_snapshots} + ")";
 
 /// Forgets the cursors of streams without rows that stood still for an
 /// hour (migration 0009 says why an hour).

@@ -33,9 +33,10 @@ inline constexpr const char* covered_by_snapshots =
     "section_snapshots snap ON snap.section_no = sec.no WHERE snap.mark IS "
     "NULL OR snap.mark <= j.id)";
 
-/// Deletes up to `rows_max` journal rows that waited only for their
-/// sections' snapshots: behind the projector's cursor, behind the relay's
-/// when they have records, and covered_by_snapshots. Returns how many.
+/// Deletes, of the oldest `rows_max` journal rows behind the projector's
+/// cursor, those that waited only for their sections' snapshots: behind
+/// the relay's cursor when they have records, and covered_by_snapshots.
+/// Returns how many.
 caf::expected<std::size_t> trim_snapshotted(PGconn* conn, std::size_t rows_max);
 
 /// Finds a section's layout without the database, or null.

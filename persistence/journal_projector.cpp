@@ -121,7 +121,7 @@ void journal_projector::measure_backlog() {
       spdlog::warn("the journal projector: {}", describe(err));
   }
   // Rows that waited only for their sections' snapshots (migration 0012).
-  if (auto trimmed = trim_snapshotted(conn_.get(), 20000); !trimmed)
+  if (auto trimmed = trim_snapshotted(conn_.get(), 5000); !trimmed)
     spdlog::warn("the journal projector: {}", describe(trimmed.error()));
   if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.

@@ -61,9 +61,11 @@ def series(cfg):
 
 class JournalProbe(SamplingProbe):
     """rsv_journal_backlog_rows and rsv_journal_lag_seconds once a second
-    during each run (NAME.journal.tsv), then the time until the journal is
-    empty: whether the projector keeps up at full speed, and how far the
-    tables trail."""
+    during each run (NAME.journal.tsv), then the time until the projector
+    has applied every row, and until the journal is empty (rows stay until
+    their sections' snapshots cover them, up to --snapshot-seconds):
+    whether the projector keeps up at full speed, and how far the tables
+    trail."""
 
     def sample(self):
         samples = client.metrics(self.bench.node.base)
@@ -75,22 +77,29 @@ class JournalProbe(SamplingProbe):
         samples = self.stop_sampling()
         left = [0]
 
-        def empty():
-            left[0] = self.bench.pg.count("SELECT count(*) FROM journal")
+        def projected():
+            left[0] = self.bench.pg.count(
+                "SELECT count(*) FROM journal j LEFT JOIN journal_cursors c ON c.reader ="
+                " 'projector' AND c.stream = j.stream WHERE j.seq > coalesce(c.seq, 0)")
             return True if left[0] == 0 else None
-        drained = wait_for(empty, DRAIN_TIMEOUT_S, 0.05)
+
+        def empty():
+            return True if self.bench.pg.count("SELECT count(*) FROM journal") == 0 else None
+        drained = wait_for(projected, DRAIN_TIMEOUT_S, 0.05)
         drain_ms = round((time.monotonic() - wrk_stopped) * 1000) if drained else -1
+        emptied = wait_for(empty, DRAIN_TIMEOUT_S, 0.05)
+        empty_ms = round((time.monotonic() - wrk_stopped) * 1000) if emptied else -1
         self.bench.path(f"{name}.journal.tsv").write_text(
             "seconds\tbacklog_rows\tlag_seconds\n"
             + "".join(f"{t:.1f}\t{rows:g}\t{lag:g}\n" for t, rows, lag in samples))
         extra = {"backlog_max_rows": int(max((r for _, r, _ in samples), default=0)),
                  "lag_max_s": f"{max((s for _, _, s in samples), default=0):.2f}",
-                 "drain_ms": drain_ms, "journal_left": left[0]}
+                 "drain_ms": drain_ms, "journal_left": left[0], "empty_ms": empty_ms}
         if not drained:
-            warn(f"{name}: the journal still had {left[0]} rows {DRAIN_TIMEOUT_S} s after wrk")
+            warn(f"{name}: {left[0]} journal rows were still unprojected {DRAIN_TIMEOUT_S} s after wrk")
         note = (f"{name}: projector backlog at most {extra['backlog_max_rows']} rows, lag at"
-                f" most {extra['lag_max_s']} s (sampled once a second); journal empty"
-                f" {drain_ms} ms after wrk stopped"
+                f" most {extra['lag_max_s']} s (sampled once a second); all projected"
+                f" {drain_ms} ms and journal empty {empty_ms} ms after wrk stopped"
                 + ("" if drained else f" (NOT within {DRAIN_TIMEOUT_S} s: {left[0]} rows left)"))
         add_note(self.bench, "journal", note)
         return extra
