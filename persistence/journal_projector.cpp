@@ -120,9 +120,13 @@ void journal_projector::measure_backlog() {
     if (auto err = forget_idle_cursors(conn_.get()))
       spdlog::warn("the journal projector: {}", describe(err));
   }
-  // Rows that waited only for their sections' snapshots (migration 0012).
-  if (auto trimmed = trim_snapshotted(conn_.get(), 5000); !trimmed)
-    spdlog::warn("the journal projector: {}", describe(trimmed.error()));
+  // Rows that waited only for their sections' snapshots (migration 0012),
+  // once new ones came.
+  if (snapshots_committed_.exchange(false))
+    if (auto trimmed = trim_snapshotted(conn_.get(), 5000); !trimmed) {
+      snapshots_committed_ = true;
+      spdlog::warn("the journal projector: {}", describe(trimmed.error()));
+    }
   if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.
   result_ptr backlog{PQexec(

@@ -49,6 +49,12 @@ public:
   /// A journal row committed: project soon. Any thread; never blocks long.
   void poke();
 
+  /// Snapshots were committed (any thread): rows they cover may go, and
+  /// the next once-a-second measurement sweeps them (trim_snapshotted).
+  /// Without new snapshots no row becomes deletable that the projector's
+  /// step or the relay's trim would not delete themselves.
+  void snapshots_committed() { snapshots_committed_ = true; }
+
   /// Projects what is left (while the database answers), then ends.
   void stop();
 
@@ -75,6 +81,7 @@ private:
   bool poked_ = false;    // guarded by mutex_
   bool stopping_ = false; // guarded by mutex_
   std::atomic<service_state> state_{service_state::ok};
+  std::atomic<bool> snapshots_committed_{false};
   std::atomic<int64_t> backlog_rows_measured_{0};
   std::atomic<double> lag_seconds_measured_{0};
   std::chrono::steady_clock::time_point next_forget_{}; // its thread only

@@ -25,6 +25,7 @@ struct pg_store::impl {
               256, shared.config.journal_step_interval_ms,
               shared.config.registry});
       shared.on_journal_commit = [this] { projector->poke(); };
+      shared.on_snapshot_commit = [this] { projector->snapshots_committed(); };
     }
     auto count = std::max<std::size_t>(1, shared.config.writers);
     for (std::size_t i = 0; i < count; ++i)

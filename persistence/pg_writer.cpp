@@ -239,6 +239,8 @@ struct writer::impl {
       return shared.refused(outcome.refusal, outcome.message);
     outbox_committed(outbox_ms);
     if (journaled) journal_committed(journal_ms, content.journal_records);
+    if (!content.snapshots.empty() && shared.on_snapshot_commit)
+      shared.on_snapshot_commit();
     return {};
   }
 

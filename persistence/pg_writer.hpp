@@ -187,6 +187,8 @@ struct shared_state {
   /// Called on a writer thread after a journal row committed: wakes the
   /// projector. Set before the writers start.
   std::function<void()> on_journal_commit;
+  /// The same after a commit that wrote snapshots.
+  std::function<void()> on_snapshot_commit;
   // Group commit at work: rows per transaction and the time COMMIT takes.
   prometheus::Histogram* batch_rows = nullptr;
   prometheus::Histogram* commit_seconds = nullptr;
