@@ -121,12 +121,14 @@ void journal_projector::measure_backlog() {
       spdlog::warn("the journal projector: {}", describe(err));
   }
   // Rows that waited only for their sections' snapshots (migration 0012),
-  // once new ones came.
-  if (snapshots_committed_.exchange(false))
-    if (auto trimmed = trim_snapshotted(conn_.get(), 5000); !trimmed) {
-      snapshots_committed_ = true;
+  // once new ones came; a whole window deleted, the next second goes on.
+  constexpr std::size_t sweep_rows = 5000;
+  if (snapshots_committed_.exchange(false)) {
+    auto trimmed = trim_snapshotted(conn_.get(), sweep_rows);
+    if (!trimmed)
       spdlog::warn("the journal projector: {}", describe(trimmed.error()));
-    }
+    if (!trimmed || *trimmed == sweep_rows) snapshots_committed_ = true;
+  }
   if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.
   result_ptr backlog{PQexec(
