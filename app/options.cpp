@@ -153,16 +153,17 @@ void add_capacity_options(CLI::App& serve, serve_config& cfg) {
   serve
       .add_option("--snapshot-writes", cfg.snapshot_writes,
                   "With --pg-batch-encoding journal: a section writes a "
-                  "snapshot of its state after this many writes since its "
-                  "last")
+                  "snapshot of its state after as many writes since its "
+                  "last as it has hold records, and at least this many")
       ->envname("RSV_SNAPSHOT_WRITES")
       ->check(CLI::Range(uint32_t{1}, uint32_t{1'000'000}))
       ->capture_default_str();
   serve
       .add_option("--snapshot-seconds", cfg.snapshot_seconds,
-                  "With --pg-batch-encoding journal: ... or this long after "
-                  "the first of them; journal rows stay until snapshots "
-                  "cover them")
+                  "With --pg-batch-encoding journal: a section writes a "
+                  "snapshot at the latest this long after its first write "
+                  "since its last; journal rows stay until snapshots cover "
+                  "them")
       ->envname("RSV_SNAPSHOT_SECONDS")
       ->check(CLI::Range(int64_t{1}, int64_t{3'600}))
       ->capture_default_str();
