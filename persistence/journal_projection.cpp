@@ -107,9 +107,7 @@ caf::error journal_projection::apply(PGconn* conn, PGresult* rows,
   for (int row = 0; row < PQntuples(rows); ++row) {
     auto stream = text_at(rows, row, 0);
     auto seq = int8_at(rows, row, 1);
-    auto entries =
-        journal::decode({PQgetvalue(rows, row, 2),
-                         static_cast<std::size_t>(PQgetlength(rows, row, 2))});
+    auto entries = journal::decode(bytes_at(rows, row, 2));
     if (!entries)
       return make_error(errc::validation_failed,
                         "journal row " + stream + " seq " +

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +92,13 @@ inline int64_t int8_at(PGresult* result, int row, int column) {
 }
 
 inline std::string text_at(PGresult* result, int row, int column) {
+  return {PQgetvalue(result, row, column),
+          static_cast<std::size_t>(PQgetlength(result, row, column))};
+}
+
+/// A column's bytes as the result holds them (a bytea of a binary result),
+/// valid while the result lives.
+inline std::string_view bytes_at(PGresult* result, int row, int column) {
   return {PQgetvalue(result, row, column),
           static_cast<std::size_t>(PQgetlength(result, row, column))};
 }

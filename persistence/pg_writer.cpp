@@ -100,10 +100,6 @@ struct writer::impl {
     write.answer(std::move(err));
   }
 
-  bool snapshot_is_stale(pending_write& write) {
-    return failed.refuse_stale_snapshot(write);
-  }
-
   void push(pending_write write) {
     auto pushed = queue.push(write, config.queue_max);
     if (pushed == work_queue<pending_write>::pushed::yes) return;
@@ -492,7 +488,7 @@ struct writer::impl {
     }
     std::vector<const pending_write*> all;
     for (auto& write : in_flight)
-      if (!snapshot_is_stale(write)) all.push_back(&write);
+      if (!failed.refuse_stale_snapshot(write)) all.push_back(&write);
     if (all.empty()) return;
     auto started = std::chrono::steady_clock::now();
     auto err = commit(all);
@@ -533,7 +529,7 @@ struct writer::impl {
     // writes of a partition another node took are fenced again; those of
     // the others go through).
     for (auto& write : in_flight) {
-      if (snapshot_is_stale(write)) continue;
+      if (failed.refuse_stale_snapshot(write)) continue;
       auto single = commit({&write});
       if (!single) {
         write.answer({});

@@ -1,11 +1,11 @@
 #include "persistence/snapshot_recovery.hpp"
 
+#include "core/clock.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
 #include "persistence/journal_codec.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <limits>
 #include <map>
 #include <string>
@@ -35,11 +35,6 @@ constexpr const char* select_rows_after =
     "j.stream WHERE j.id > $1::int8 OR j.seq > coalesce(c.seq, 0) ORDER BY "
     "j.id";
 
-std::string_view bytes_at(PGresult* result, int row, int column) {
-  return {PQgetvalue(result, row, column),
-          static_cast<std::size_t>(PQgetlength(result, row, column))};
-}
-
 /// One section's holds by slot, from its snapshot, and the snapshot's mark.
 struct section_holds {
   int64_t mark = 0;
@@ -58,16 +53,6 @@ void apply_change(const seat_change& change,
   if (auto it = holds.find(change.slot); it != holds.end())
     apply_to_record(it->second, change);
 }
-
-millis wall_clock_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-} // namespace
-
-namespace {
 
 using sections_read = std::unordered_map<uint32_t, section_holds>;
 
@@ -119,8 +104,8 @@ caf::error apply_rows(PGconn* conn, int64_t oldest_mark,
     return make_error(errc::unavailable,
                       std::string{"reading the journal after the snapshots: "} +
                           PQerrorMessage(conn));
-  auto kept_since =
-      wall_clock_ms() - limits::idempotency_ttl_seconds * int64_t{1000};
+  auto kept_since = system_clock_source{}.now_ms() -
+                    limits::idempotency_ttl_seconds * int64_t{1000};
   auto keep = [&](const idempotency_record& record) {
     if (record.created_at_ms > kept_since) image.idempotency.push_back(record);
   };
