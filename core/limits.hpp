@@ -428,5 +428,12 @@ constexpr int64_t journal_step_idle_timeout_ms = 3000;
 // PostgreSQL up to half again as much per hold), short enough that the
 // tables trail by a fraction of a second.
 constexpr int64_t journal_step_interval_ms_default = 100;
+// After snapshots commit, the projector deletes the projected rows they
+// cover, looking at this many of the oldest at a time, one window a second
+// while windows come back full (a window of 5,000 costs PostgreSQL a few
+// milliseconds; looking at every row each time cost it 0.15 cores,
+// docs/benchmarks.md). A clean stop sweeps at most this many windows.
+constexpr std::size_t journal_sweep_rows = 5000;
+constexpr int journal_sweeps_at_stop = 20;
 
 } // namespace rsv::limits

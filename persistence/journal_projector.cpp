@@ -1,6 +1,7 @@
 #include "persistence/journal_projector.hpp"
 
 #include "core/errc.hpp"
+#include "core/limits.hpp"
 #include "persistence/pg_tables.hpp"
 
 #include <algorithm>
@@ -122,12 +123,12 @@ void journal_projector::measure_backlog() {
   }
   // Rows that waited only for their sections' snapshots (migration 0012),
   // once new ones came; a whole window deleted, the next second goes on.
-  constexpr std::size_t sweep_rows = 5000;
   if (snapshots_committed_.exchange(false)) {
-    auto trimmed = trim_snapshotted(conn_.get(), sweep_rows);
+    auto trimmed = trim_snapshotted(conn_.get(), limits::journal_sweep_rows);
     if (!trimmed)
       spdlog::warn("the journal projector: {}", describe(trimmed.error()));
-    if (!trimmed || *trimmed == sweep_rows) snapshots_committed_ = true;
+    if (!trimmed || *trimmed == limits::journal_sweep_rows)
+      snapshots_committed_ = true;
   }
   if (PQstatus(conn_.get()) != CONNECTION_OK) return;
   // Only rows beyond the projector's cursor wait for it.
@@ -188,8 +189,12 @@ void journal_projector::run() {
     project_all();
     if (stopping) {
       // A clean stop leaves only rows that wait for the relay or for
-      // snapshots not taken yet.
-      if (conn_) trim_snapshotted(conn_.get(), 100000);
+      // snapshots not taken yet (at most journal_sweeps_at_stop windows).
+      for (int i = 0; conn_ && i < limits::journal_sweeps_at_stop; ++i) {
+        auto trimmed =
+            trim_snapshotted(conn_.get(), limits::journal_sweep_rows);
+        if (!trimmed || *trimmed < limits::journal_sweep_rows) break;
+      }
       return;
     }
   }

@@ -34,6 +34,10 @@ public:
   uint32_t partitions() const { return partitions_; }
   const std::string& admin() const { return admin_; }
   std::string conninfo() const { return database_.conninfo(); }
+  /// The flags that point a server at the cluster's database.
+  std::vector<std::string> database_args() const {
+    return database_.server_args();
+  }
   const std::string& bootstrap() const { return broker_->bootstrap(); }
   std::size_t size() const { return nodes_.size(); }
   server_process& node(std::size_t i) { return *nodes_.at(i); }

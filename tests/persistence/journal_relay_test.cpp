@@ -361,6 +361,27 @@ TEST_F(journal_relay_test, without_kafka_rows_go_when_projected) {
   store->close();
 }
 
+// After a snapshot commits, the projector sweeps the projected rows it
+// covers 5,000 at a time (the oldest first); while a window comes back
+// full it goes on, a window a second, until none is left.
+TEST_F(journal_relay_test, the_sweep_goes_on_while_its_windows_are_full) {
+  auto store = open(config(dsn_, batch_encoding::journal, "node", false), true);
+  // 12,000 rows of a node that is gone, projected long ago, without
+  // records: they wait only for a snapshot of section 0.
+  EXPECT_EQ(psql("INSERT INTO journal (stream, seq, created_at, entries, "
+                 "body, sections) SELECT 'gone/1/0', n, now(), 1, "
+                 "'\\x00'::bytea, '{0}' FROM generate_series(1, 12000) n"),
+            "INSERT 0 12000\n");
+  EXPECT_EQ(psql("INSERT INTO journal_cursors (reader, stream, seq, "
+                 "updated_at) VALUES ('projector', 'gone/1/0', 12000, now())"),
+            "INSERT 0 1\n");
+  test::snapshot_sections(*store, {0});
+  EXPECT_TRUE(eventually([&] { return count("journal") == "0\n"; },
+                         std::chrono::seconds(20)))
+      << count("journal") << " rows were left";
+  store->close();
+}
+
 // kill -9 of the relay between Kafka's acknowledgement and the trim: the
 // next relay reads the rows again. Duplicates, never a loss.
 TEST_F(journal_relay_test, a_relay_that_dies_before_its_trim_is_repeated) {

@@ -407,5 +407,31 @@ TEST_F(snapshot_test, a_snapshot_taken_before_a_failed_write_is_not_written) {
   EXPECT_EQ(psql("SELECT holds FROM section_snapshots"), "0\n");
 }
 
+// A node that lost a partition to another (frozen, or cut off) may still
+// hold a snapshot of one of its sections. Numbered after the new owner's
+// rows, it would hide them from a restart: it is fenced like a write.
+TEST_F(snapshot_test, a_snapshot_under_a_superseded_epoch_is_refused) {
+  pg_store store{config(batch_encoding::journal)};
+  store.learn({test::recovered(test::concert(start_ms))});
+  EXPECT_EQ(psql("INSERT INTO cluster_partitions (partition, epoch) VALUES "
+                 "(3, 2)"),
+            "INSERT 0 1\n");
+  auto put = [&](uint64_t epoch) {
+    journal::section_snapshot snapshot{0,
+                                       {hold_of(0, {0}, hold_status::active)}};
+    std::promise<caf::error> written;
+    store.put_snapshot(0, journal::encode_snapshot(snapshot), 1,
+                       write_fence{3, epoch},
+                       [&](caf::error err) { written.set_value(err); });
+    return written.get_future().get();
+  };
+  auto stale = put(1);
+  EXPECT_EQ(code_of(stale), errc::fenced) << describe(stale);
+  EXPECT_EQ(psql("SELECT count(*) FROM section_snapshots"), "0\n");
+  auto current = put(2);
+  EXPECT_FALSE(current) << describe(current);
+  EXPECT_EQ(psql("SELECT holds FROM section_snapshots"), "1\n");
+}
+
 } // namespace
 } // namespace rsv::persistence
