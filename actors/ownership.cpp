@@ -4,18 +4,6 @@
 
 namespace rsv::actors {
 
-const char* to_string(partition_state state) {
-  switch (state) {
-  case partition_state::remote:
-    return "remote";
-  case partition_state::loading:
-    return "loading";
-  case partition_state::local:
-    return "local";
-  }
-  return "unknown";
-}
-
 ownership::ownership(uint32_t partitions, std::string self_address)
     : partitions_(partitions), self_(std::move(self_address)),
       table_(std::make_shared<const table>(partitions)) {

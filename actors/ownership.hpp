@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/enum_names.hpp"
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -19,8 +21,12 @@ enum class partition_state : uint8_t {
   /// This node owns it under `epoch` and serves its events.
   local,
 };
+inline constexpr auto partition_state_names =
+    names_up_to<partition_state::local>({"remote", "loading", "local"});
 
-const char* to_string(partition_state state);
+inline const char* to_string(partition_state state) {
+  return partition_state_names.name(state);
+}
 
 struct partition_info {
   partition_state state = partition_state::remote;

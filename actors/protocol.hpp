@@ -103,19 +103,21 @@ struct hold_request {
   std::shared_ptr<quota_return> unclaimed_quota = nullptr;  // may be null
 };
 
-struct get_hold_request {
+/// A request about one of a customer's holds or bookings (`slot` is the
+/// hold's) that answers its view. The tag makes each request a type of its
+/// own: CAF dispatches on the type.
+template <class View, class Tag>
+struct slot_request {
+  using view = View;
   std::string customer_id;
   uint32_t slot = 0;
-  reply_fn<hold_view> reply;
+  reply_fn<View> reply;
 };
 
+using get_hold_request = slot_request<hold_view, struct get_hold_tag>;
 /// Answers the hold after release; already expired or released holds are
 /// answered too (the contract's 204), a booked one with hold_booked.
-struct release_hold_request {
-  std::string customer_id;
-  uint32_t slot = 0;
-  reply_fn<hold_view> reply;
-};
+using release_hold_request = slot_request<hold_view, struct release_hold_tag>;
 
 struct book_request {
   std::string customer_id;
@@ -124,17 +126,9 @@ struct book_request {
   idempotency_capture_ptr<booking_view> idempotency = nullptr; // may be null
 };
 
-struct get_booking_request {
-  std::string customer_id;
-  uint32_t slot = 0;
-  reply_fn<booking_view> reply;
-};
-
-struct cancel_booking_request {
-  std::string customer_id;
-  uint32_t slot = 0;
-  reply_fn<booking_view> reply;
-};
+using get_booking_request = slot_request<booking_view, struct get_booking_tag>;
+using cancel_booking_request =
+    slot_request<booking_view, struct cancel_booking_tag>;
 
 /// A section's seat map as of its `version` (section_state::version());
 /// `map` is empty when the asker already has that version.

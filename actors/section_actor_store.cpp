@@ -23,24 +23,7 @@ struct after_commit {
 
   void operator()(const seat_change& change) const {
     deps.sink->publish(change);
-    auto& m = *deps.metrics;
-    switch (change.kind) {
-    case change_kind::hold_created:
-      m.holds_created.Increment();
-      break;
-    case change_kind::hold_released:
-      m.holds_released.Increment();
-      break;
-    case change_kind::hold_expired:
-      m.holds_expired.Increment();
-      break;
-    case change_kind::booking_confirmed:
-      m.bookings_confirmed.Increment();
-      break;
-    case change_kind::booking_cancelled:
-      m.bookings_cancelled.Increment();
-      break;
-    }
+    deps.metrics->committed(change.kind).Increment();
   }
 };
 

@@ -5,44 +5,6 @@
 
 namespace rsv {
 
-const char* to_string(errc code) {
-  switch (code) {
-  case errc::none:
-    return "none";
-  case errc::not_found:
-    return "not_found";
-  case errc::seats_unavailable:
-    return "seats_unavailable";
-  case errc::insufficient_seats:
-    return "insufficient_seats";
-  case errc::unknown_seat:
-    return "unknown_seat";
-  case errc::limit_exceeded:
-    return "limit_exceeded";
-  case errc::hold_booked:
-    return "hold_booked";
-  case errc::hold_expired:
-    return "hold_expired";
-  case errc::event_exists:
-    return "event_exists";
-  case errc::email_taken:
-    return "email_taken";
-  case errc::invalid_credentials:
-    return "invalid_credentials";
-  case errc::validation_failed:
-    return "validation_failed";
-  case errc::unavailable:
-    return "unavailable";
-  case errc::overloaded:
-    return "overloaded";
-  case errc::fenced:
-    return "fenced";
-  case errc::not_owner:
-    return "not_owner";
-  }
-  return "unknown";
-}
-
 errc code_of(const caf::error& err) {
   if (!err) return errc::none;
   if (err.category() != errc_category) return errc::unavailable;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/enum_names.hpp"
+
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
@@ -37,8 +39,15 @@ enum class errc : uint8_t {
   /// 421, and the node that forwarded it refreshes and retries once.
   not_owner,
 };
+inline constexpr auto errc_names = names_up_to<errc::not_owner>(
+    {"none", "not_found", "seats_unavailable", "insufficient_seats",
+     "unknown_seat", "limit_exceeded", "hold_booked", "hold_expired",
+     "event_exists", "email_taken", "invalid_credentials", "validation_failed",
+     "unavailable", "overloaded", "fenced", "not_owner"});
 
-const char* to_string(errc code);
+inline const char* to_string(errc code) {
+  return errc_names.name(code);
+}
 
 /// The category atom under which rsv errors travel inside caf::error.
 constexpr caf::atom_value errc_category = caf::atom("rsv");

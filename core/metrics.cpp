@@ -1,5 +1,9 @@
 #include "core/metrics.hpp"
 
+#include "core/assert.hpp"
+
+#include <array>
+
 namespace rsv {
 
 namespace {
@@ -71,6 +75,16 @@ domain_metrics::domain_metrics(std::shared_ptr<prometheus::Registry> registry)
       section_actors_live(gauge(*registry_, "rsv_section_actors_live",
                                 "Section actors running on this node")),
       events(gauge(*registry_, "rsv_events", "Events known to this node")) {}
+
+prometheus::Counter& domain_metrics::committed(change_kind kind) const {
+  // In the order of change_kind.
+  const std::array<prometheus::Counter*, change_kind_names.list.size()>
+      counters{&holds_created, &holds_released, &holds_expired,
+               &bookings_confirmed, &bookings_cancelled};
+  auto* counter = counters.at(static_cast<std::size_t>(kind));
+  RSV_ASSERT(counter != nullptr, "a counter for every change_kind");
+  return *counter;
+}
 
 std::shared_ptr<domain_metrics> domain_metrics::make_detached() {
   return std::make_shared<domain_metrics>(

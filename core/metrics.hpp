@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/model.hpp"
+
 #include <memory>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -37,6 +39,9 @@ public:
   prometheus::Gauge& sections_failed; // after a restart storm
   prometheus::Gauge& section_actors_live;
   prometheus::Gauge& events;
+
+  /// The counter of committed changes of `kind`: one of the first five.
+  prometheus::Counter& committed(change_kind kind) const;
 
   /// A registry and metrics for tests that do not look at them.
   static std::shared_ptr<domain_metrics> make_detached();

@@ -55,17 +55,7 @@ section_layout::make(const std::string& event_id, const section_def& def,
 }
 
 const char* to_string(hold_status status) {
-  switch (status) {
-  case hold_status::active:
-    return "active";
-  case hold_status::expired:
-    return "expired";
-  case hold_status::released:
-    return "released";
-  case hold_status::booked:
-    return "booked";
-  }
-  return "unknown";
+  return hold_status_names.name(status);
 }
 
 bool listed_before(const booking_view& a, const booking_view& b) {
@@ -85,35 +75,15 @@ bool listed_before(const booking_view& a, const booking_view& b) {
 }
 
 const char* to_string(booking_status status) {
-  return status == booking_status::confirmed ? "confirmed" : "cancelled";
+  return booking_status_names.name(status);
 }
 
 const char* to_string(seat_status status) {
-  switch (status) {
-  case seat_status::free:
-    return "free";
-  case seat_status::held:
-    return "held";
-  case seat_status::booked:
-    return "booked";
-  }
-  return "unknown";
+  return seat_status_names.name(status);
 }
 
 const char* to_string(change_kind kind) {
-  switch (kind) {
-  case change_kind::hold_created:
-    return "hold_created";
-  case change_kind::hold_released:
-    return "hold_released";
-  case change_kind::hold_expired:
-    return "hold_expired";
-  case change_kind::booking_confirmed:
-    return "booking_confirmed";
-  case change_kind::booking_cancelled:
-    return "booking_cancelled";
-  }
-  return "unknown";
+  return change_kind_names.name(kind);
 }
 
 void apply_to_record(recorded_hold& hold, const seat_change& change) {

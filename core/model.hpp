@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/clock.hpp"
+#include "core/enum_names.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -87,8 +88,14 @@ struct section_layout {
 };
 
 enum class hold_status : uint8_t { active, expired, released, booked };
+inline constexpr auto hold_status_names = names_up_to<hold_status::booked>(
+    {"active", "expired", "released", "booked"});
 enum class booking_status : uint8_t { confirmed, cancelled };
+inline constexpr auto booking_status_names =
+    names_up_to<booking_status::cancelled>({"confirmed", "cancelled"});
 enum class seat_status : uint8_t { free = 0, held = 1, booked = 2 };
+inline constexpr auto seat_status_names =
+    names_up_to<seat_status::booked>({"free", "held", "booked"});
 
 const char* to_string(hold_status status);
 const char* to_string(booking_status status);
@@ -176,6 +183,10 @@ enum class change_kind : uint8_t {
   booking_confirmed,
   booking_cancelled,
 };
+inline constexpr auto change_kind_names =
+    names_up_to<change_kind::booking_cancelled>(
+        {"hold_created", "hold_released", "hold_expired", "booking_confirmed",
+         "booking_cancelled"});
 
 const char* to_string(change_kind kind);
 

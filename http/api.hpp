@@ -222,6 +222,11 @@ private:
   std::optional<uint32_t> event_partition(const std::string& event_id) const;
   std::optional<uint32_t>
   record_partition(const std::optional<record_ref>& ref) const;
+  /// Sends `Request` about the hold or booking the route's id names to its
+  /// section, answered with `render`; `missing` (not_found) when no section
+  /// has it (api_holds.cpp).
+  template <class Request, class Render>
+  void send_to_record(context& ctx, caf::error (*missing)(), Render render);
 
   actors::runtime& rt_;
   api_config config_;

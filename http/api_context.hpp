@@ -58,6 +58,16 @@ inline std::string location_of(const api_response& response) {
 /// unset: inline.
 using resume_fn = std::function<void(std::function<void()>)>;
 
+/// Runs `work` on the connection's I/O thread through `resume`, or here
+/// when there is none.
+template <class Work>
+void on_io_thread(const resume_fn& resume, Work&& work) {
+  if (resume)
+    resume(std::forward<Work>(work));
+  else
+    work();
+}
+
 /// Turns an actor's reply into an answer: `render` on success, the problem
 /// on failure. The reply only posts the outcome to the connection's I/O
 /// thread, where the answer is rendered, so that neither the actor nor the
@@ -73,10 +83,7 @@ actors::reply_fn<T> answer(respond_fn done, resume_fn resume, Render render) {
           else
             done(render(*result));
         };
-        if (resume)
-          resume(std::move(respond));
-        else
-          respond();
+        on_io_thread(resume, std::move(respond));
       }};
 }
 

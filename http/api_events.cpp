@@ -63,10 +63,7 @@ void api::get_event(context& ctx) {
           done(json_response(
               200, render_event(*event, counts ? &*counts : nullptr)));
         };
-        if (resume)
-          resume(std::move(render));
-        else
-          render();
+        on_io_thread(resume, std::move(render));
       });
 }
 
@@ -102,10 +99,7 @@ void api::get_seats(context& ctx) {
           done(json_response(200, render_seat_map(seat_map_view{
                                       section->layout, std::move(statuses)})));
         };
-        if (resume)
-          resume(std::move(render));
-        else
-          render();
+        on_io_thread(resume, std::move(render));
       });
 }
 

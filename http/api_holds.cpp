@@ -101,24 +101,23 @@ api_response no_content(const hold_view&) {
 
 } // namespace
 
-void api::get_hold(context& ctx) {
+template <class Request, class Render>
+void api::send_to_record(context& ctx, caf::error (*missing)(), Render render) {
   const auto& ref = ctx.decoded.record;
   if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
-        return absent(problem_from(no_such_hold()), record_partition(ref));
+        return absent(problem_from(missing()), record_partition(ref));
       }))
     caf::anon_send(section->actor(),
-                   actors::get_hold_request{ctx.customer_id, ref->slot,
-                                            answer<hold_view>(ctx, ok_hold)});
+                   Request{ctx.customer_id, ref->slot,
+                           answer<typename Request::view>(ctx, render)});
+}
+
+void api::get_hold(context& ctx) {
+  send_to_record<actors::get_hold_request>(ctx, no_such_hold, ok_hold);
 }
 
 void api::release_hold(context& ctx) {
-  const auto& ref = ctx.decoded.record;
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
-        return absent(problem_from(no_such_hold()), record_partition(ref));
-      }))
-    caf::anon_send(section->actor(), actors::release_hold_request{
-                                         ctx.customer_id, ref->slot,
-                                         answer<hold_view>(ctx, no_content)});
+  send_to_record<actors::release_hold_request>(ctx, no_such_hold, no_content);
 }
 
 void api::create_booking(context& ctx) {
@@ -161,25 +160,12 @@ void api::list_bookings(context& ctx) {
 }
 
 void api::get_booking(context& ctx) {
-  const auto& ref = ctx.decoded.record;
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
-        return absent(problem_from(no_such_booking()), record_partition(ref));
-      }))
-    caf::anon_send(
-        section->actor(),
-        actors::get_booking_request{ctx.customer_id, ref->slot,
-                                    answer<booking_view>(ctx, ok_booking)});
+  send_to_record<actors::get_booking_request>(ctx, no_such_booking, ok_booking);
 }
 
 void api::cancel_booking(context& ctx) {
-  const auto& ref = ctx.decoded.record;
-  if (auto section = owner_of(rt_.dir(), ref, ctx.done, [&] {
-        return absent(problem_from(no_such_booking()), record_partition(ref));
-      }))
-    caf::anon_send(
-        section->actor(),
-        actors::cancel_booking_request{ctx.customer_id, ref->slot,
-                                       answer<booking_view>(ctx, ok_booking)});
+  send_to_record<actors::cancel_booking_request>(ctx, no_such_booking,
+                                                 ok_booking);
 }
 
 } // namespace rsv::http

@@ -97,6 +97,25 @@ std::optional<std::vector<int>> crash_counts(const nlohmann::json& body,
   return counts;
 }
 
+/// A chaos request this node cannot carry out: `why` says what is missing.
+api_response unsupported(const std::string& why) {
+  return problem(409, "chaos_unsupported", why);
+}
+
+/// `threads` when the service they belong to runs on this node, else
+/// nullptr with 409 answered, `missing` saying how to start it.
+template <class Threads>
+Threads* running(const request_context& ctx, Threads* threads, bool service,
+                 const std::string& missing) {
+  if (threads != nullptr && service) return threads;
+  ctx.done(unsupported(missing));
+  return nullptr;
+}
+
+api_response invalid(const std::string& why) {
+  return problem(422, problem_code::validation_failed, why);
+}
+
 } // namespace
 
 void api::chaos_state(context& ctx) {
@@ -180,7 +199,7 @@ void api::chaos_kill_random(context& ctx) {
                                      limits::chaos_duration_ms_max, 30'000, why)
                            : std::nullopt;
   if (!duration) {
-    ctx.done(problem(422, problem_code::validation_failed, why));
+    ctx.done(invalid(why));
     return;
   }
   rt_.chaos_kill_random(*interval, *duration);
@@ -195,8 +214,7 @@ void api::chaos_store(context& ctx) {
   const auto& json = ctx.decoded.object;
   auto* faults = rt_.deps().store->faults();
   if (faults == nullptr) {
-    ctx.done(problem(409, "chaos_unsupported",
-                     std::string{"the "} + rt_.deps().store->name() +
+    ctx.done(unsupported(std::string{"the "} + rt_.deps().store->name() +
                          " store has no writer to inject faults into; use "
                          "--store postgres"));
     return;
@@ -213,7 +231,7 @@ void api::chaos_store(context& ctx) {
                          faults->writer_crashes.load(), why)
                : std::nullopt;
   if (!crashes) {
-    ctx.done(problem(422, problem_code::validation_failed, why));
+    ctx.done(invalid(why));
     return;
   }
   faults->commit_delay_ms = *delay;
@@ -226,19 +244,17 @@ void api::chaos_store(context& ctx) {
 }
 
 void api::chaos_relay(context& ctx) {
+  auto* threads = running(ctx, config_.chaos_threads.get(),
+                          static_cast<bool>(config_.kafka_health),
+                          "this node runs no Kafka relay; start it with "
+                          "--kafka-brokers");
+  if (threads == nullptr) return;
   // A JSON object, as its row says (router.cpp).
   const auto& json = ctx.decoded.object;
-  auto* threads = config_.chaos_threads.get();
-  if (threads == nullptr || !config_.kafka_health) {
-    ctx.done(problem(409, "chaos_unsupported",
-                     "this node runs no Kafka relay; start it with "
-                     "--kafka-brokers"));
-    return;
-  }
   std::string why;
   auto counts = crash_counts(*json, {{"crashes", threads->relay}}, why);
   if (!counts) {
-    ctx.done(problem(422, problem_code::validation_failed, why));
+    ctx.done(invalid(why));
     return;
   }
   threads->relay.crashes = counts->at(0);
@@ -247,15 +263,13 @@ void api::chaos_relay(context& ctx) {
 }
 
 void api::chaos_redis(context& ctx) {
+  auto* threads = running(ctx, config_.chaos_threads.get(),
+                          static_cast<bool>(config_.redis_health),
+                          "this node has no Redis threads; start it with "
+                          "--redis-url");
+  if (threads == nullptr) return;
   // A JSON object, as its row says (router.cpp).
   const auto& json = ctx.decoded.object;
-  auto* threads = config_.chaos_threads.get();
-  if (threads == nullptr || !config_.redis_health) {
-    ctx.done(problem(409, "chaos_unsupported",
-                     "this node has no Redis threads; start it with "
-                     "--redis-url"));
-    return;
-  }
   std::string why;
   auto counts = crash_counts(*json,
                              {{"connection_crashes", threads->redis_connection},
@@ -263,15 +277,14 @@ void api::chaos_redis(context& ctx) {
                               {"waiting_room_crashes", threads->waiting_room}},
                              why);
   if (!counts) {
-    ctx.done(problem(422, problem_code::validation_failed, why));
+    ctx.done(invalid(why));
     return;
   }
   int connection = counts->at(0);
   int read_model = counts->at(1);
   int waiting_room = counts->at(2);
   if (read_model > 0 && !config_.read_model) {
-    ctx.done(problem(409, "chaos_unsupported",
-                     "this node runs no read model (--read-model off)"));
+    ctx.done(unsupported("this node runs no read model (--read-model off)"));
     return;
   }
   threads->redis_connection.crashes = connection;

@@ -2,6 +2,7 @@
 
 #include "core/errc.hpp"
 #include "core/ids.hpp"
+#include "core/json_writer.hpp"
 #include "core/limits.hpp"
 #include "http/ascii.hpp"
 #include "http/problem.hpp"
@@ -133,87 +134,6 @@ bool is_plausible_email(const std::string& email) {
   return true;
 }
 
-/// Appends `text` as a JSON string. Input was validated as UTF-8 when it
-/// was parsed, so only quotes, backslashes and control characters need
-/// escaping.
-void append_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (static_cast<unsigned char>(c) < 0x20) {
-        static constexpr char hex[] = "0123456789abcdef";
-        out += "\\u00";
-        out += hex[(c >> 4) & 0xf];
-        out += hex[c & 0xf];
-      } else {
-        out += c;
-      }
-    }
-  }
-  out += '"';
-}
-
-/// Appends `"name":` followed by the value.
-/// Writes one JSON object into `out` member by member, with the commas
-/// between them; the object closes when the writer goes.
-class object_writer {
-public:
-  explicit object_writer(std::string& out) : out_(out) { out_ += '{'; }
-  ~object_writer() { out_ += '}'; }
-  object_writer(const object_writer&) = delete;
-  object_writer& operator=(const object_writer&) = delete;
-
-  template <class Value>
-  object_writer& member(std::string_view name, const Value& value) {
-    name_next(name);
-    if constexpr (std::is_convertible_v<Value, std::string_view>)
-      append_string(out_, value);
-    else
-      out_ += std::to_string(value);
-    return *this;
-  }
-
-  /// A member whose value is JSON text already.
-  object_writer& raw(std::string_view name, std::string_view json) {
-    name_next(name);
-    out_ += json;
-    return *this;
-  }
-
-  /// Starts a member whose value the caller writes to the answer.
-  std::string& value_of(std::string_view name) {
-    name_next(name);
-    return out_;
-  }
-
-private:
-  void name_next(std::string_view name) {
-    if (!first_) out_ += ',';
-    first_ = false;
-    append_string(out_, name);
-    out_ += ':';
-  }
-
-  std::string& out_;
-  bool first_ = true;
-};
-
 } // namespace
 
 // Events are read far more than anything else during an on-sale; building
@@ -225,7 +145,7 @@ std::string render_event(const actors::event_entry& event,
   std::string out;
   out.reserve(256 + event.sections.size() * 128);
   {
-    object_writer object{out};
+    json_object_writer object{out};
     object.member("id", def.id)
         .member("name", def.name)
         .member("starts_at", format_rfc3339(def.starts_at_ms))
@@ -235,7 +155,7 @@ std::string render_event(const actors::event_entry& event,
     else
       object.raw("max_seats_per_customer", "null");
     if (def.waiting_room)
-      object_writer{object.value_of("waiting_room")}
+      json_object_writer{object.value_of("waiting_room")}
           .raw("enabled", def.waiting_room->enabled ? "true" : "false")
           .member("admit_per_second", def.waiting_room->admit_per_second);
     auto& sections = object.value_of("sections");
@@ -246,7 +166,7 @@ std::string render_event(const actors::event_entry& event,
                         ? (*counts_from)[i]
                         : event.sections[i]->counts();
       if (i > 0) sections += ',';
-      object_writer{sections}
+      json_object_writer{sections}
           .member("id", layout.section_id)
           .member("name", layout.name)
           .member("price_cents", layout.price_cents)
@@ -279,7 +199,7 @@ std::string render_events(const std::vector<event_summary>& events) {
   for (const auto& event : events) {
     if (!first) out += ',';
     first = false;
-    object_writer{out}
+    json_object_writer{out}
         .member("id", event.id)
         .member("name", event.name)
         .member("starts_at", format_rfc3339(event.starts_at_ms))

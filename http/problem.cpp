@@ -113,21 +113,17 @@ api_response problem_from(const caf::error& err) {
     break;
   case errc::not_found:
     return problem(404, "not_found", detail_or("no such resource"));
-  case errc::seats_unavailable: {
-    auto ids = seats();
+  case errc::seats_unavailable:
     return problem(409, "seats_unavailable",
                    "some of the requested seats are not free",
-                   {{"unavailable", ids}});
-  }
+                   {{"unavailable", seats()}});
   case errc::insufficient_seats:
     return problem(409, "insufficient_seats",
                    "fewer free seats than the requested quantity");
-  case errc::unknown_seat: {
-    auto ids = seats();
+  case errc::unknown_seat:
     return problem(422, "unknown_seat",
                    "some of the requested seats do not exist in the section",
-                   {{"unknown", ids}});
-  }
+                   {{"unknown", seats()}});
   case errc::limit_exceeded:
     return problem(422, "limit_exceeded",
                    detail_or("the per-customer seat limit would be passed"));

@@ -1,5 +1,7 @@
 #include "http/router.hpp"
 
+#include "core/enum_names.hpp"
+
 #include <array>
 
 namespace rsv::http {
@@ -188,17 +190,9 @@ constexpr std::array routes{
 };
 
 const char* method_name(method verb) {
-  switch (verb) {
-  case method::get:
-    return "GET";
-  case method::post:
-    return "POST";
-  case method::del:
-    return "DELETE";
-  case method::other:
-    break;
-  }
-  return "";
+  static constexpr auto names =
+      names_up_to<method::other>({"GET", "POST", "DELETE", ""});
+  return names.name(verb, "");
 }
 
 /// Matches a path against a pattern, collecting parameters. Parameters are

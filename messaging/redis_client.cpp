@@ -77,22 +77,19 @@ struct client_connection {
   client_connection(redis_config cfg, const redis_metrics& m,
                     std::vector<std::string> script_sources,
                     std::shared_ptr<std::atomic<uint64_t>> outage_count)
-      : config(std::move(cfg)), up(m.up), connects(m.connects),
-        commands_ok(m.commands_ok), commands_failed(m.commands_failed),
-        batches(m.batches), restarts(m.restarts),
-        crashes_injected(m.crashes_injected), outages(std::move(outage_count)),
+      : config(std::move(cfg)), metrics(m), outages(std::move(outage_count)),
         session(config.endpoint, std::move(script_sources)) {}
 
   void fail(queued_command& command, const char* why) {
     if (!command.done) return; // answered already
-    if (commands_failed) commands_failed->Increment();
+    if (metrics.commands_failed) metrics.commands_failed->Increment();
     command.done(redis_unavailable(why));
   }
 
   /// The session answered `count` commands unavailable.
   void count_failed(std::size_t count) {
-    if (commands_failed && count > 0)
-      commands_failed->Increment(static_cast<double>(count));
+    if (metrics.commands_failed && count > 0)
+      metrics.commands_failed->Increment(static_cast<double>(count));
   }
 
   void enqueue(queued_command command) {
@@ -113,11 +110,11 @@ struct client_connection {
 
   void set_connected(bool value) {
     bool was = connected.exchange(value, std::memory_order_acq_rel);
-    if (up && was != value) {
+    if (metrics.up && was != value) {
       if (value)
-        up->Increment();
+        metrics.up->Increment();
       else
-        up->Decrement();
+        metrics.up->Decrement();
     }
   }
 
@@ -148,7 +145,7 @@ struct client_connection {
                       : session.script(command.script, std::move(command.args),
                                        std::move(command.done)));
     batch.clear();
-    if (batches) batches->Increment();
+    if (metrics.batches) metrics.batches->Increment();
     while (session.waiting() > 0) {
       auto reply = link.read();
       if (!reply) {
@@ -163,7 +160,7 @@ struct client_connection {
       // Connected, the session waits only for callers' commands.
       RSV_ASSERT(out.what == redis_session::outcome::kind::answer,
                  "a Redis reply for no command of the batch");
-      if (commands_ok) commands_ok->Increment();
+      if (metrics.commands_ok) metrics.commands_ok->Increment();
       out.done(std::move(out.reply));
     }
     return true;
@@ -187,7 +184,8 @@ struct client_connection {
           count_failed(session.fail_all("the Redis connection restarted"));
           fail_queued("the Redis connection restarted");
         },
-        [this](std::chrono::milliseconds delay) { wait(delay); }, restarts);
+        [this](std::chrono::milliseconds delay) { wait(delay); },
+        metrics.restarts);
   }
 
   void loop() {
@@ -200,7 +198,8 @@ struct client_connection {
         std::lock_guard lock{mutex};
         if (stopping) break;
       }
-      crash_if_due(config.crashes.get(), crashes_injected, "Redis connection");
+      crash_if_due(config.crashes.get(), metrics.crashes_injected,
+                   "Redis connection");
       if (!link.connected() && !reconnect()) continue;
       if (!take_batch(in_flight)) break;
       if (!serve(in_flight)) lost();
@@ -215,7 +214,7 @@ struct client_connection {
     if (link.connect(config.endpoint, config.connect_timeout_ms,
                      config.command_timeout_ms, session)) {
       backoff.reset();
-      if (connects) connects->Increment();
+      if (metrics.connects) metrics.connects->Increment();
       connection_count.fetch_add(1, std::memory_order_relaxed);
       verified.store(outages->load(std::memory_order_acquire),
                      std::memory_order_release);
@@ -293,14 +292,7 @@ struct client_connection {
   }
 
   redis_config config;
-
-  prometheus::Gauge* up = nullptr;
-  prometheus::Counter* connects = nullptr;
-  prometheus::Counter* commands_ok = nullptr;
-  prometheus::Counter* commands_failed = nullptr;
-  prometheus::Counter* batches = nullptr;
-  prometheus::Counter* restarts = nullptr;
-  prometheus::Counter* crashes_injected = nullptr;
+  redis_metrics metrics; // pointers into the client's registry
 
   // Connection losses over all of the client's connections, and the count
   // this connection last proved itself alive at.

@@ -97,7 +97,7 @@ bool command_ok(PGconn* conn, const char* sql) {
 }
 
 caf::error failed(PGconn* conn, const std::string& what) {
-  return unavailable(what + ": " + PQerrorMessage(conn));
+  return failure(conn, what);
 }
 
 /// The statement's rows, or why it failed.

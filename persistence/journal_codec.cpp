@@ -432,6 +432,33 @@ std::string encoder::finish() {
   return seal(std::move(row));
 }
 
+namespace {
+
+/// Reads `count` items with `read_one`, which fails `in` on what it cannot
+/// read, and then requires the end of the content. The error names the
+/// item (1-based) and the byte where it starts.
+template <class ReadOne>
+caf::error read_all(source& in, const sealed_format& format, std::size_t count,
+                    const char* what, ReadOne&& read_one) {
+  std::size_t at = 0; // where the item being read starts
+  std::size_t i = 0;
+  for (; i < count && !in.failed(); ++i) {
+    at = in.offset();
+    read_one();
+  }
+  if (in.failed() && i > 0)
+    return malformed(format, std::string{what} + " " + std::to_string(i) +
+                                 ", which starts at byte " +
+                                 std::to_string(at) + ": " + in.error());
+  if (!in.failed() && in.remaining() != 0)
+    in.fail(std::string{"trailing bytes after the last "} + what + " (" +
+            std::to_string(in.remaining()) + ")");
+  if (in.failed()) return malformed(format, in.error());
+  return {};
+}
+
+} // namespace
+
 caf::expected<std::vector<entry>> decode(std::string_view row) {
   auto content = unseal(row, row_format);
   if (!content) return std::move(content.error());
@@ -439,10 +466,7 @@ caf::expected<std::vector<entry>> decode(std::string_view row) {
   auto count = in.count("entry count");
   std::vector<entry> entries;
   entries.reserve(count);
-  std::size_t entry_at = 0; // where the entry being read starts
-  std::size_t i = 0;
-  for (; i < count && !in.failed(); ++i) {
-    entry_at = in.offset();
+  auto err = read_all(in, row_format, count, "entry", [&] {
     auto tag = in.byte();
     if (tag >= tag_first_change && tag <= tag_last_change)
       entries.emplace_back(get_change(in, tag));
@@ -452,15 +476,8 @@ caf::expected<std::vector<entry>> decode(std::string_view row) {
       entries.emplace_back(get_event(in));
     else
       in.fail("unknown entry tag " + std::to_string(tag));
-  }
-  if (in.failed() && i > 0)
-    return malformed(row_format,
-                     "entry " + std::to_string(i) + ", which starts at byte " +
-                         std::to_string(entry_at) + ": " + in.error());
-  if (!in.failed() && in.remaining() != 0)
-    in.fail("trailing bytes after the last entry (" +
-            std::to_string(in.remaining()) + ")");
-  if (in.failed()) return malformed(row_format, in.error());
+  });
+  if (err) return err;
   return entries;
 }
 
@@ -484,20 +501,9 @@ caf::expected<section_snapshot> decode_snapshot(std::string_view body) {
   snapshot.section_no = in.u32("section number");
   auto count = in.count("hold count", hold_bytes_min);
   snapshot.holds.reserve(count);
-  std::size_t hold_at = 0; // where the hold being read starts
-  std::size_t i = 0;
-  for (; i < count && !in.failed(); ++i) {
-    hold_at = in.offset();
-    snapshot.holds.push_back(get_hold(in));
-  }
-  if (in.failed() && i > 0)
-    return malformed(snapshot_format,
-                     "hold " + std::to_string(i) + ", which starts at byte " +
-                         std::to_string(hold_at) + ": " + in.error());
-  if (!in.failed() && in.remaining() != 0)
-    in.fail("trailing bytes after the last hold (" +
-            std::to_string(in.remaining()) + ")");
-  if (in.failed()) return malformed(snapshot_format, in.error());
+  auto err = read_all(in, snapshot_format, count, "hold",
+                      [&] { snapshot.holds.push_back(get_hold(in)); });
+  if (err) return err;
   return snapshot;
 }
 

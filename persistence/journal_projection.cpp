@@ -141,8 +141,7 @@ caf::error journal_projection::apply(PGconn* conn, PGresult* rows,
 caf::expected<projected> journal_projection::step(PGconn* conn,
                                                   std::size_t rows_max) {
   auto failed = [&](const std::string& what) {
-    return make_error(errc::unavailable, "projecting the journal: " + what +
-                                             ": " + PQerrorMessage(conn));
+    return failure(conn, "projecting the journal: " + what);
   };
   if (!run(conn, "BEGIN", PGRES_COMMAND_OK)) return failed("BEGIN");
   transaction_scope tx{conn};
@@ -185,8 +184,7 @@ caf::expected<projected> journal_projection::drain(
   // (one when the journal is empty).
   result_ptr any{PQexec(conn, any_unprojected.c_str())};
   if (PQresultStatus(any.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable, std::string{"reading the journal: "} +
-                                             PQerrorMessage(conn));
+    return failure(conn, "reading the journal");
   projected total;
   if (PQntuples(any.get()) == 0) return total;
   // Rows committed after the drain began may be projected too; it ends at
@@ -210,18 +208,14 @@ caf::expected<std::size_t> trim_snapshotted(PGconn* conn,
   result_ptr deleted{PQexecParams(conn, delete_snapshotted.c_str(), 1, nullptr,
                                   values, nullptr, nullptr, 0)};
   if (PQresultStatus(deleted.get()) != PGRES_COMMAND_OK)
-    return make_error(errc::unavailable,
-                      std::string{"trimming snapshotted journal rows: "} +
-                          PQerrorMessage(conn));
+    return failure(conn, "trimming snapshotted journal rows");
   return static_cast<std::size_t>(std::atoll(PQcmdTuples(deleted.get())));
 }
 
 caf::error forget_idle_cursors(PGconn* conn) {
   result_ptr forgotten{PQexec(conn, forget_cursors)};
   if (PQresultStatus(forgotten.get()) != PGRES_COMMAND_OK)
-    return make_error(errc::unavailable,
-                      std::string{"forgetting idle journal cursors: "} +
-                          PQerrorMessage(conn));
+    return failure(conn, "forgetting idle journal cursors");
   return {};
 }
 

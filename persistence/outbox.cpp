@@ -1,6 +1,7 @@
 #include "persistence/outbox.hpp"
 
 #include "core/ids.hpp"
+#include "core/json_writer.hpp"
 #include "core/partition.hpp"
 
 #include <array>
@@ -12,78 +13,10 @@ namespace rsv::persistence {
 
 namespace {
 
-const char* type_of(change_kind kind) {
-  switch (kind) {
-  case change_kind::hold_created:
-    return "hold.created";
-  case change_kind::hold_released:
-    return "hold.released";
-  case change_kind::hold_expired:
-    return "hold.expired";
-  case change_kind::booking_confirmed:
-    return "booking.confirmed";
-  case change_kind::booking_cancelled:
-    return "booking.cancelled";
-  }
-  return "unknown";
-}
-
-/// A JSON string literal of `text`, escaped as RFC 8259 requires.
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", byte);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
-/// Writes one JSON object by hand: an outbox record is rendered for every
-/// change on the writer's thread, and building an nlohmann tree for it
-/// cost more than the rest of the record's way to Kafka.
-class json_object {
-public:
-  explicit json_object(std::string& out) : out_(out) { out_ += '{'; }
-  ~json_object() { out_ += '}'; }
-  json_object(const json_object&) = delete;
-  json_object& operator=(const json_object&) = delete;
-
-  json_object& string(std::string_view name, std::string_view value) {
-    key(name);
-    append_json_string(out_, value);
-    return *this;
-  }
-  json_object& number(std::string_view name, int64_t value) {
-    key(name);
-    out_ += std::to_string(value);
-    return *this;
-  }
-  /// A member whose value the caller writes next, as JSON.
-  std::string& raw(std::string_view name) {
-    key(name);
-    return out_;
-  }
-
-private:
-  void key(std::string_view name) {
-    if (!first_) out_ += ',';
-    first_ = false;
-    append_json_string(out_, name);
-    out_ += ':';
-  }
-
-  std::string& out_;
-  bool first_ = true;
-};
+/// The record types of docs/events.md, in the order of change_kind.
+constexpr auto record_types = names_up_to<change_kind::booking_cancelled>(
+    {"hold.created", "hold.released", "hold.expired", "booking.confirmed",
+     "booking.cancelled"});
 
 /// A line is `id \t key \t value`: the relay needs the id and the key of
 /// every record, and reading them from the front of the line costs less
@@ -125,33 +58,33 @@ void render_record(const change_fields& change, std::string& payload) {
   auto booking_id = booking ? make_booking_id(ref) : std::string{};
   // A slot sees each kind of change at most once, so the record id of the
   // change is its hold or booking id and its type.
-  const char* type = type_of(change.kind);
+  const char* type = record_types.name(change.kind);
   auto id = (booking ? booking_id : hold_id) + ':' + type;
   std::string key{change.event_id};
   key += '/';
   key += change.section_id;
   begin_line(id, key, payload);
   {
-    json_object value{payload};
-    if (booking) value.string("booking_id", booking_id);
-    value.string("currency_unit", "cents")
-        .string("customer_id", change.customer_id)
-        .string("event_id", change.event_id);
+    json_object_writer value{payload};
+    if (booking) value.member("booking_id", booking_id);
+    value.member("currency_unit", "cents")
+        .member("customer_id", change.customer_id)
+        .member("event_id", change.event_id);
     if (change.kind == change_kind::hold_created)
-      value.string("expires_at", format_rfc3339(change.expires_at_ms));
-    value.string("hold_id", hold_id)
-        .string("id", id)
-        .string("occurred_at", format_rfc3339(change.at_ms));
-    auto& seats = value.raw("seats");
+      value.member("expires_at", format_rfc3339(change.expires_at_ms));
+    value.member("hold_id", hold_id)
+        .member("id", id)
+        .member("occurred_at", format_rfc3339(change.at_ms));
+    auto& seats = value.value_of("seats");
     seats += '[';
     for (std::size_t i = 0; i < change.seats.size(); ++i) {
       if (i > 0) seats += ',';
       append_json_string(seats, change.seats[i]);
     }
     seats += ']';
-    value.string("section_id", change.section_id)
-        .number("total_cents", change.amount_cents)
-        .string("type", type);
+    value.member("section_id", change.section_id)
+        .member("total_cents", change.amount_cents)
+        .member("type", type);
   }
   payload += '\n';
 }
@@ -303,12 +236,12 @@ void render_outbox_record(const event_def& def, millis at_ms,
   // An event has no section: its record is keyed by the event alone.
   begin_line(id, def.id, payload);
   {
-    json_object value{payload};
-    value.string("event_id", def.id)
-        .string("id", id)
-        .string("name", def.name)
-        .string("occurred_at", format_rfc3339(at_ms));
-    auto& sections = value.raw("sections");
+    json_object_writer value{payload};
+    value.member("event_id", def.id)
+        .member("id", id)
+        .member("name", def.name)
+        .member("occurred_at", format_rfc3339(at_ms));
+    auto& sections = value.value_of("sections");
     sections += '[';
     for (std::size_t i = 0; i < def.sections.size(); ++i) {
       const auto& section = def.sections[i];
@@ -316,15 +249,15 @@ void render_outbox_record(const event_def& def, millis at_ms,
       for (const auto& row : section.rows)
         seats += row.seats;
       if (i > 0) sections += ',';
-      json_object item{sections};
-      item.number("capacity", seats)
-          .string("name", section.name)
-          .number("price_cents", section.price_cents)
-          .string("section_id", section.id);
+      json_object_writer item{sections};
+      item.member("capacity", seats)
+          .member("name", section.name)
+          .member("price_cents", section.price_cents)
+          .member("section_id", section.id);
     }
     sections += ']';
-    value.string("starts_at", format_rfc3339(def.starts_at_ms))
-        .string("type", "event.created");
+    value.member("starts_at", format_rfc3339(def.starts_at_ms))
+        .member("type", "event.created");
   }
   payload += '\n';
 }

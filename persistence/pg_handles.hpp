@@ -2,6 +2,7 @@
 
 // Private to persistence/: owning handles for libpq objects, so that a
 // connection or result is freed on every path.
+#include "core/errc.hpp"
 #include "core/model.hpp"
 #include "persistence/recovery.hpp"
 
@@ -28,6 +29,12 @@ struct result_deleter {
 
 using conn_ptr = std::unique_ptr<PGconn, conn_deleter>;
 using result_ptr = std::unique_ptr<PGresult, result_deleter>;
+
+/// `what` failed on `conn`: unavailable, with PostgreSQL's message.
+inline caf::error failure(PGconn* conn, std::string_view what) {
+  return make_error(errc::unavailable,
+                    std::string{what} + ": " + PQerrorMessage(conn));
+}
 
 /// The transaction its creator opened on `conn` (BEGIN): rolled back when
 /// it goes out of scope, unless `commit` committed it.

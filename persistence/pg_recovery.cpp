@@ -18,15 +18,13 @@ namespace rsv::persistence {
 namespace {
 
 using pg::conn_ptr;
+using pg::failure;
 using pg::int_at;
 using pg::result_ptr;
 using pg::text_at;
 
 hold_status status_of(const std::string& text) {
-  if (text == "active") return hold_status::active;
-  if (text == "expired") return hold_status::expired;
-  if (text == "booked") return hold_status::booked;
-  return hold_status::released;
+  return hold_status_names.value(text).value_or(hold_status::released);
 }
 
 /// The columns of a hold with its booking, as holds_from reads them.
@@ -59,8 +57,7 @@ std::string live_holds_sql(const std::string& sections) {
 caf::expected<pg::holds_by_section> holds_from(PGconn* conn, PGresult* holds,
                                                const pg::layout_map& layouts) {
   if (PQresultStatus(holds) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading holds: "} + PQerrorMessage(conn));
+    return failure(conn, "reading holds");
   pg::holds_by_section out;
   for (int row = 0; row < PQntuples(holds); ++row) {
     auto no = static_cast<uint32_t>(int_at(holds, row, 0));
@@ -142,8 +139,7 @@ caf::expected<layout_map> read_layouts(PGconn* conn,
           .c_str(),
       {int_array(numbers)});
   if (PQresultStatus(sections.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading sections: "} + PQerrorMessage(conn));
+    return failure(conn, "reading sections");
   for (int row = 0; row < PQntuples(sections.get()); ++row) {
     auto def = section_at(sections.get(), row);
     if (!def) return def.error();
@@ -221,9 +217,7 @@ idempotency_record idempotency_at(PGresult* result, int row) {
 
 caf::expected<recorded_events>
 read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
-  auto fail = [&](const std::string& what) {
-    return make_error(errc::unavailable, what + ": " + PQerrorMessage(conn));
-  };
+  auto fail = [&](const std::string& what) { return failure(conn, what); };
   recorded_events out;
   std::unordered_map<std::string, std::size_t> event_index;
   std::vector<std::string> kept_ids;

@@ -8,8 +8,7 @@
 namespace rsv::persistence::pg {
 
 caf::error relay_failure(PGconn* conn, std::string_view what) {
-  return make_error(errc::unavailable, "PostgreSQL: " + std::string{what} +
-                                           ": " + PQerrorMessage(conn));
+  return failure(conn, "PostgreSQL: " + std::string{what});
 }
 
 relay_table::relay_table(outbox_table kind, std::string name,

@@ -62,9 +62,7 @@ caf::expected<sections_read> read_snapshots(PGconn* conn,
   result_ptr snapshots{PQexecParams(conn, select_snapshots, 0, nullptr, nullptr,
                                     nullptr, nullptr, 1)};
   if (PQresultStatus(snapshots.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading the sections' snapshots: "} +
-                          PQerrorMessage(conn));
+    return failure(conn, "reading the sections' snapshots");
   sections_read sections;
   oldest_mark = std::numeric_limits<int64_t>::max();
   for (int row = 0; row < PQntuples(snapshots.get()); ++row) {
@@ -101,9 +99,7 @@ caf::error apply_rows(PGconn* conn, int64_t oldest_mark,
   result_ptr rows{PQexecParams(conn, select_rows_after, 1, nullptr, values,
                                nullptr, nullptr, 1)};
   if (PQresultStatus(rows.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading the journal after the snapshots: "} +
-                          PQerrorMessage(conn));
+    return failure(conn, "reading the journal after the snapshots");
   auto kept_since = system_clock_source{}.now_ms() -
                     limits::idempotency_ttl_seconds * int64_t{1000};
   auto keep = [&](const idempotency_record& record) {
@@ -144,9 +140,7 @@ caf::error apply_rows(PGconn* conn, int64_t oldest_mark,
 caf::expected<std::optional<snapshot_image>> read_snapshot_image(PGconn* conn) {
   result_ptr every{PQexec(conn, every_section_snapshotted)};
   if (PQresultStatus(every.get()) != PGRES_TUPLES_OK)
-    return make_error(errc::unavailable,
-                      std::string{"reading the sections' snapshots: "} +
-                          PQerrorMessage(conn));
+    return failure(conn, "reading the sections' snapshots");
   if (std::string_view{PQgetvalue(every.get(), 0, 0)} != "t")
     return std::optional<snapshot_image>{};
   int64_t oldest_mark = 0;
