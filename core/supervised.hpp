@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <prometheus/counter.h>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace rsv {
 
@@ -109,5 +112,17 @@ struct thread_faults {
   crash_fault read_model;       // the read model's publishing thread
   crash_fault waiting_room;     // the waiting room's admission thread
 };
+
+/// Stops a worker whose thread waits on `wake` until `stopping`, guarded by
+/// `mutex`, is set: sets it, wakes the thread and joins it.
+inline void stop_worker(std::mutex& mutex, std::condition_variable& wake,
+                        bool& stopping, std::thread& thread) {
+  {
+    std::lock_guard lock{mutex};
+    stopping = true;
+  }
+  wake.notify_all();
+  if (thread.joinable()) thread.join();
+}
 
 } // namespace rsv

@@ -15,31 +15,34 @@ std::string reencode(const std::vector<persistence::journal::entry>& entries) {
   return out.finish();
 }
 
-void check(std::string_view row, const char* as,
-           std::vector<std::string>& broken) {
-  auto decoded = persistence::journal::decode(row);
+/// Decodes `bytes`: a refusal must be validation_failed; what decodes must
+/// encode to bytes that decode to the same (`same`) and encode to
+/// themselves again. Those bytes may differ from the input (a varint written
+/// with redundant bytes); what they hold may not.
+template <class Decode, class Encode, class Same>
+void check_round_trip(std::string_view bytes, const std::string& as,
+                      Decode decode, Encode encode, Same same,
+                      std::vector<std::string>& broken) {
+  auto decoded = decode(bytes);
   if (!decoded) {
     if (code_of(decoded.error()) != errc::validation_failed)
-      broken.push_back(std::string{as} +
+      broken.push_back(as +
                        ": refused with another code than "
                        "validation_failed: " +
                        describe(decoded.error()));
     return;
   }
-  // A decoded row is a valid encoding; encoding its entries again may
-  // differ from it (a varint written with redundant bytes), but must then
-  // be stable.
-  auto again = reencode(*decoded);
-  auto redecoded = persistence::journal::decode(again);
+  auto again = encode(*decoded);
+  auto redecoded = decode(again);
   if (!redecoded) {
-    broken.push_back(std::string{as} + ": re-encoded row does not decode: " +
+    broken.push_back(as + ": re-encoded, it does not decode: " +
                      describe(redecoded.error()));
     return;
   }
-  if (redecoded->size() != decoded->size())
-    broken.push_back(std::string{as} + ": re-encoding changed the entries");
-  else if (reencode(*redecoded) != again)
-    broken.push_back(std::string{as} + ": re-encoding is not stable");
+  if (!same(*decoded, *redecoded))
+    broken.push_back(as + ": re-encoding changed what it holds");
+  else if (encode(*redecoded) != again)
+    broken.push_back(as + ": re-encoding is not stable");
 }
 
 bool same(const recorded_hold& a, const recorded_hold& b) {
@@ -58,31 +61,25 @@ bool same(const persistence::journal::section_snapshot& a,
   return true;
 }
 
-void check_snapshot(std::string_view body, const char* as,
+void check(std::string_view row, const std::string& as,
+           std::vector<std::string>& broken) {
+  check_round_trip(
+      row, as,
+      [](std::string_view in) { return persistence::journal::decode(in); },
+      reencode,
+      [](const auto& a, const auto& b) { return a.size() == b.size(); },
+      broken);
+}
+
+void check_snapshot(std::string_view body, const std::string& as,
                     std::vector<std::string>& broken) {
-  auto decoded = persistence::journal::decode_snapshot(body);
-  if (!decoded) {
-    if (code_of(decoded.error()) != errc::validation_failed)
-      broken.push_back(std::string{as} +
-                       ": snapshot refused with another code than "
-                       "validation_failed: " +
-                       describe(decoded.error()));
-    return;
-  }
-  // As for rows: the bytes may differ from the input (redundant varint
-  // bytes), but what they hold may not.
-  auto again = persistence::journal::encode_snapshot(*decoded);
-  auto redecoded = persistence::journal::decode_snapshot(again);
-  if (!redecoded) {
-    broken.push_back(std::string{as} +
-                     ": re-encoded snapshot does not decode: " +
-                     describe(redecoded.error()));
-    return;
-  }
-  if (!same(*decoded, *redecoded))
-    broken.push_back(std::string{as} + ": re-encoding changed the snapshot");
-  else if (persistence::journal::encode_snapshot(*redecoded) != again)
-    broken.push_back(std::string{as} + ": snapshot re-encoding is not stable");
+  check_round_trip(
+      body, as,
+      [](std::string_view in) {
+        return persistence::journal::decode_snapshot(in);
+      },
+      persistence::journal::encode_snapshot,
+      [](const auto& a, const auto& b) { return same(a, b); }, broken);
 }
 
 } // namespace
@@ -100,7 +97,7 @@ std::vector<std::string> decode_journal_bytes(std::string_view bytes) {
   std::vector<std::string> broken;
   check(bytes, "raw", broken);
   check(sealed(row_header, bytes), "sealed", broken);
-  check_snapshot(bytes, "raw", broken);
+  check_snapshot(bytes, "raw snapshot", broken);
   check_snapshot(sealed(snapshot_header, bytes), "sealed snapshot", broken);
   return broken;
 }

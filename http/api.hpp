@@ -222,6 +222,9 @@ private:
   std::optional<uint32_t> event_partition(const std::string& event_id) const;
   std::optional<uint32_t>
   record_partition(const std::optional<record_ref>& ref) const;
+  /// The event the route's first parameter names; null, with 404 answered
+  /// (or 503 where it moved, as absent()), when this node has none.
+  std::shared_ptr<const actors::event_entry> event_of_route(context& ctx);
   /// Sends `Request` about the hold or booking the route's id names to its
   /// section, answered with `render`; `missing` (not_found) when no section
   /// has it (api_holds.cpp).

@@ -38,13 +38,17 @@ void api::create_event(context& ctx) {
               })});
 }
 
-void api::get_event(context& ctx) {
+std::shared_ptr<const actors::event_entry> api::event_of_route(context& ctx) {
   auto event = rt_.dir().find_event(ctx.match.params[0]);
-  if (!event) {
+  if (!event)
     ctx.done(absent(problem(404, problem_code::not_found, "no such event"),
                     event_partition(ctx.match.params[0])));
-    return;
-  }
+  return event;
+}
+
+void api::get_event(context& ctx) {
+  auto event = event_of_route(ctx);
+  if (!event) return;
   if (!config_.reads_from_read_model) {
     ctx.done(json_response(200, render_event(*event)));
     return;
@@ -104,12 +108,8 @@ void api::get_seats(context& ctx) {
 }
 
 void api::get_stats(context& ctx) {
-  auto event = rt_.dir().find_event(ctx.match.params[0]);
-  if (!event) {
-    ctx.done(absent(problem(404, problem_code::not_found, "no such event"),
-                    event_partition(ctx.match.params[0])));
-    return;
-  }
+  auto event = event_of_route(ctx);
+  if (!event) return;
   ctx.done(json_response(200, render_stats(*event)));
 }
 

@@ -41,6 +41,15 @@ struct topic_deleter {
 };
 using topic_ptr = std::unique_ptr<rd_kafka_topic_t, topic_deleter>;
 
+/// The code of a librdkafka error object, which it destroys; NO_ERROR for
+/// none.
+rd_kafka_resp_err_t code_of(rd_kafka_error_t* error) {
+  if (error == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  auto code = rd_kafka_error_code(error);
+  rd_kafka_error_destroy(error);
+  return code;
+}
+
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              steady::now().time_since_epoch())
@@ -154,15 +163,8 @@ struct cluster_membership::impl {
 
   void on_assigned(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* list,
                    bool cooperative) {
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (cooperative) {
-      if (rd_kafka_error_t* error = rd_kafka_incremental_assign(rk, list)) {
-        err = rd_kafka_error_code(error);
-        rd_kafka_error_destroy(error);
-      }
-    } else {
-      err = rd_kafka_assign(rk, list);
-    }
+    auto err = cooperative ? code_of(rd_kafka_incremental_assign(rk, list))
+                           : rd_kafka_assign(rk, list);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       // librdkafka refuses only an assignment that contradicts its own
       // state: a bug, for the supervisor to start over from.
@@ -205,15 +207,8 @@ struct cluster_membership::impl {
     // The node stops serving them before the group may give them to
     // another node: the partitions are released only when this returns.
     call(lost ? handlers.lost : handlers.revoked, std::move(partitions));
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (cooperative) {
-      if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk, list)) {
-        err = rd_kafka_error_code(error);
-        rd_kafka_error_destroy(error);
-      }
-    } else {
-      err = rd_kafka_assign(rk, nullptr);
-    }
+    auto err = cooperative ? code_of(rd_kafka_incremental_unassign(rk, list))
+                           : rd_kafka_assign(rk, nullptr);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
       spdlog::warn("cluster membership {}: unassigning failed: {}",
                    config.client_id, rd_kafka_err2str(err));

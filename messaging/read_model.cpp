@@ -521,12 +521,7 @@ void redis_read_model::start() {
 }
 
 void redis_read_model::stop() {
-  {
-    std::lock_guard lock{impl_->mutex};
-    impl_->stopping = true;
-    impl_->wake.notify_all();
-  }
-  if (impl_->thread.joinable()) impl_->thread.join();
+  stop_worker(impl_->mutex, impl_->wake, impl_->stopping, impl_->thread);
 }
 
 } // namespace rsv::messaging

@@ -371,14 +371,8 @@ void redis_client::start() {
 }
 
 void redis_client::stop() {
-  for (auto& c : impl_->connections) {
-    {
-      std::lock_guard lock{c->mutex};
-      c->stopping = true;
-      c->wake.notify_all();
-    }
-    if (c->thread.joinable()) c->thread.join();
-  }
+  for (auto& c : impl_->connections)
+    stop_worker(c->mutex, c->wake, c->stopping, c->thread);
 }
 
 void redis_client::submit(std::vector<std::string> command, redis_callback done,

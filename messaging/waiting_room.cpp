@@ -243,12 +243,7 @@ void waiting_room::start() {
 }
 
 void waiting_room::stop() {
-  {
-    std::lock_guard lock{impl_->mutex};
-    impl_->stopping = true;
-    impl_->wake.notify_all();
-  }
-  if (impl_->thread.joinable()) impl_->thread.join();
+  stop_worker(impl_->mutex, impl_->wake, impl_->stopping, impl_->thread);
 }
 
 } // namespace rsv::messaging

@@ -2,6 +2,7 @@
 
 #include "core/errc.hpp"
 #include "core/limits.hpp"
+#include "core/supervised.hpp"
 #include "persistence/pg_tables.hpp"
 
 #include <algorithm>
@@ -73,12 +74,7 @@ void journal_projector::poke() {
 }
 
 void journal_projector::stop() {
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  stop_worker(mutex_, wake_, stopping_, thread_);
 }
 
 bool journal_projector::connect() {
