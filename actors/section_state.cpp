@@ -361,6 +361,19 @@ section_state::hold_best(const std::string& customer_id, uint32_t quantity,
   return create_hold(customer_id, std::move(seats), now);
 }
 
+section_state::hold_record*
+section_state::find_at(const std::string& customer_id, uint32_t slot,
+                       millis now) {
+  expire_due(now);
+  return find(customer_id, slot);
+}
+
+caf::error section_state::already_booked(uint32_t slot) const {
+  return make_error(
+      errc::hold_booked,
+      make_booking_id({layout_->section_no, slot, layout_->event_hash}));
+}
+
 caf::expected<hold_view> section_state::get_hold(const std::string& customer_id,
                                                  uint32_t slot) const {
   const auto* hold = find(customer_id, slot);
@@ -371,13 +384,9 @@ caf::expected<hold_view> section_state::get_hold(const std::string& customer_id,
 caf::expected<section_state::applied<hold_view>>
 section_state::release_hold(const std::string& customer_id, uint32_t slot,
                             millis now) {
-  expire_due(now);
-  auto* hold = find(customer_id, slot);
+  auto* hold = find_at(customer_id, slot, now);
   if (hold == nullptr) return no_such_hold();
-  if (hold->status == hold_status::booked)
-    return make_error(
-        errc::hold_booked,
-        make_booking_id({layout_->section_no, slot, layout_->event_hash}));
+  if (hold->status == hold_status::booked) return already_booked(slot);
   if (hold->status != hold_status::active)
     return applied<hold_view>{hold_view_of(*layout_, *hold), {}};
   end_hold(*hold, hold_status::released, now);
@@ -387,14 +396,11 @@ section_state::release_hold(const std::string& customer_id, uint32_t slot,
 
 caf::expected<section_state::applied<booking_view>>
 section_state::book(const std::string& customer_id, uint32_t slot, millis now) {
-  expire_due(now);
-  auto* hold = find(customer_id, slot);
+  auto* hold = find_at(customer_id, slot, now);
   if (hold == nullptr) return no_such_hold();
   switch (hold->status) {
   case hold_status::booked:
-    return make_error(
-        errc::hold_booked,
-        make_booking_id({layout_->section_no, slot, layout_->event_hash}));
+    return already_booked(slot);
   case hold_status::expired:
   case hold_status::released:
     return make_error(errc::hold_expired);
@@ -428,8 +434,7 @@ section_state::get_booking(const std::string& customer_id,
 caf::expected<section_state::applied<booking_view>>
 section_state::cancel_booking(const std::string& customer_id, uint32_t slot,
                               millis now) {
-  expire_due(now);
-  auto* hold = find(customer_id, slot);
+  auto* hold = find_at(customer_id, slot, now);
   if (hold == nullptr || hold->status != hold_status::booked)
     return no_such_booking();
   if (hold->cancelled)

@@ -161,6 +161,11 @@ private:
   hold_record* record(uint32_t slot);
   const hold_record* find(const std::string& customer_id, uint32_t slot) const;
   hold_record* find(const std::string& customer_id, uint32_t slot);
+  /// find(), after the holds due by `now` expired: what a change reads.
+  hold_record* find_at(const std::string& customer_id, uint32_t slot,
+                       millis now);
+  /// hold_booked, with the booking's id.
+  caf::error already_booked(uint32_t slot) const;
   caf::expected<applied<hold_view>> create_hold(const std::string& customer_id,
                                                 std::vector<uint32_t> seats,
                                                 millis now);
