@@ -1,6 +1,7 @@
 #include "persistence/pg_writer.hpp"
 
 #include "core/assert.hpp"
+#include "core/clock.hpp"
 #include "core/errc.hpp"
 #include "core/limits.hpp"
 #include "core/metrics.hpp"
@@ -25,16 +26,6 @@
 #include <thread>
 
 namespace rsv::persistence::pg {
-
-namespace {
-
-millis wall_clock_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-} // namespace
 
 struct writer::impl {
   impl(shared_state& shared_state, std::size_t index)
@@ -182,7 +173,7 @@ struct writer::impl {
   /// Writes `batch` as one pipelined transaction (pg_pipeline.hpp): the
   /// fence, one execute per kind of row, the journal row and the outbox row.
   caf::error commit_pipeline(const std::vector<const pending_write*>& batch) {
-    auto now_ms = wall_clock_ms();
+    auto now_ms = system_clock_source{}.now_ms();
     batch_content content;
     if (!shared.gather(batch, now_ms, content))
       return make_error(errc::unavailable,
