@@ -96,15 +96,11 @@ bool command_ok(PGconn* conn, const char* sql) {
   return PQresultStatus(result.get()) == PGRES_COMMAND_OK;
 }
 
-caf::error failed(PGconn* conn, const std::string& what) {
-  return failure(conn, what);
-}
-
 /// The statement's rows, or why it failed.
 caf::expected<result_ptr> rows_of(PGconn* conn, result_ptr result,
                                   const std::string& what) {
   if (PQresultStatus(result.get()) != PGRES_TUPLES_OK)
-    return failed(conn, what);
+    return failure(conn, what);
   return result;
 }
 
@@ -132,12 +128,12 @@ bump_outcome try_bump(PGconn* conn, const std::vector<uint32_t>& partitions,
   bump_outcome out;
   auto fail = [&](const result_ptr& result, const std::string& what) {
     out.sqlstate = pg::sqlstate(result.get());
-    out.epochs = failed(conn, what);
+    out.epochs = failure(conn, what);
     command_ok(conn, "ROLLBACK");
     return std::move(out);
   };
   if (!command_ok(conn, "BEGIN")) {
-    out.epochs = failed(conn, "starting a takeover");
+    out.epochs = failure(conn, "starting a takeover");
     return out;
   }
   auto timeout =
@@ -167,7 +163,7 @@ bump_outcome try_bump(PGconn* conn, const std::vector<uint32_t>& partitions,
   result_ptr commit{PQexec(conn, "COMMIT")};
   if (PQresultStatus(commit.get()) != PGRES_COMMAND_OK) {
     out.sqlstate = pg::sqlstate(commit.get());
-    out.epochs = failed(conn, "committing a takeover");
+    out.epochs = failure(conn, "committing a takeover");
     return out;
   }
   out.epochs = std::move(epochs);
@@ -188,12 +184,12 @@ caf::error init_cluster_tables(PGconn* conn, uint32_t partitions) {
                   ExecStatusType expected) -> caf::error {
     auto result = exec_params(conn, sql, params);
     if (PQresultStatus(result.get()) == expected) return {};
-    auto err = failed(conn, "setting up the cluster tables");
+    auto err = failure(conn, "setting up the cluster tables");
     command_ok(conn, "ROLLBACK");
     return err;
   };
   if (!command_ok(conn, "BEGIN"))
-    return failed(conn, "starting the cluster set-up");
+    return failure(conn, "starting the cluster set-up");
   // Nodes starting at once: the second INSERT waits for the first one's
   // commit and then does nothing, and its SELECT sees the first one's count.
   if (auto err = step("INSERT INTO cluster_settings (partitions) VALUES "
@@ -204,7 +200,7 @@ caf::error init_cluster_tables(PGconn* conn, uint32_t partitions) {
       exec_params(conn, "SELECT partitions FROM cluster_settings", {});
   if (PQresultStatus(recorded.get()) != PGRES_TUPLES_OK ||
       PQntuples(recorded.get()) != 1) {
-    auto err = failed(conn, "reading the partition count");
+    auto err = failure(conn, "reading the partition count");
     command_ok(conn, "ROLLBACK");
     return err;
   }
@@ -234,7 +230,7 @@ caf::error init_cluster_tables(PGconn* conn, uint32_t partitions) {
                       {}, PGRES_TUPLES_OK))
     return err;
   if (!command_ok(conn, "COMMIT"))
-    return failed(conn, "committing the cluster set-up");
+    return failure(conn, "committing the cluster set-up");
   return {};
 }
 
@@ -278,7 +274,7 @@ caf::expected<recovered_state> read_partitions(PGconn* conn,
                                                uint32_t partition_count) {
   // One snapshot: the holds belong to exactly the sections read.
   if (!command_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-    return failed(conn, "starting a partition snapshot");
+    return failure(conn, "starting a partition snapshot");
   auto events = read_events(conn, [&](const std::string& id) {
     return wanted.count(partition_of(id, partition_count)) > 0;
   });
@@ -289,7 +285,7 @@ caf::expected<recovered_state> read_partitions(PGconn* conn,
   auto holds = read_holds_of(conn, events->layouts, section_nos);
   if (!holds) return holds.error();
   if (!command_ok(conn, "COMMIT"))
-    return failed(conn, "ending a partition snapshot");
+    return failure(conn, "ending a partition snapshot");
   recovered_state state;
   state.events = std::move(events->events);
   state.holds = std::move(*holds);

@@ -203,8 +203,7 @@ caf::error cluster_store::init(const std::string& dsn, uint32_t partitions) {
                           ", not " + std::to_string(partitions));
   auto conn = pg::connect(dsn);
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    return unavailable(std::string{"connecting to PostgreSQL: "} +
-                       PQerrorMessage(conn.get()));
+    return pg::failure(conn.get(), "connecting to PostgreSQL");
   return pg::init_cluster_tables(conn.get(), partitions);
 }
 

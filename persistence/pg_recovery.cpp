@@ -217,7 +217,6 @@ idempotency_record idempotency_at(PGresult* result, int row) {
 
 caf::expected<recorded_events>
 read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
-  auto fail = [&](const std::string& what) { return failure(conn, what); };
   recorded_events out;
   std::unordered_map<std::string, std::size_t> event_index;
   std::vector<std::string> kept_ids;
@@ -227,7 +226,7 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
                            "coalesce(max_seats_per_customer, 0), "
                            "coalesce(waiting_room::text, '') FROM events")};
   if (PQresultStatus(events.get()) != PGRES_TUPLES_OK)
-    return fail("reading events");
+    return failure(conn, "reading events");
   for (int row = 0; row < PQntuples(events.get()); ++row) {
     recovered_event event;
     event.def.id = text_at(events.get(), row, 0);
@@ -258,7 +257,7 @@ read_events(PGconn* conn, const std::function<bool(const std::string&)>& keep) {
                                       " ORDER BY event_id, position")
                                          .c_str())};
   if (PQresultStatus(sections.get()) != PGRES_TUPLES_OK)
-    return fail("reading sections");
+    return failure(conn, "reading sections");
   for (int row = 0; row < PQntuples(sections.get()); ++row) {
     auto no = static_cast<uint32_t>(int_at(sections.get(), row, 0));
     auto event = event_index.find(text_at(sections.get(), row, 1));
@@ -345,12 +344,8 @@ caf::error end_former_node_backends(const std::string& dsn) {
 
 caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   auto conn = pg::connect(dsn);
-  auto fail = [&](const std::string& what) {
-    return make_error(errc::unavailable,
-                      what + ": " + PQerrorMessage(conn.get()));
-  };
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    return fail("connecting to PostgreSQL");
+    return failure(conn.get(), "connecting to PostgreSQL");
   auto query = [&](const char* sql) {
     return result_ptr{PQexec(conn.get(), sql)};
   };
@@ -363,7 +358,7 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
                                         "READ READ ONLY")};
     return PQresultStatus(begun.get()) == PGRES_COMMAND_OK;
   };
-  if (!begin()) return fail("starting the recovery snapshot");
+  if (!begin()) return failure(conn.get(), "starting the recovery snapshot");
   // With a snapshot of every section, their holds are the snapshots and
   // the journal after them (snapshot_recovery.hpp).
   auto image = pg::read_snapshot_image(conn.get());
@@ -377,14 +372,14 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
     // first, and the holds come from there.
     query("ROLLBACK");
     if (!pg::prepare_table_statements(conn.get()))
-      return fail("preparing the journal's projection");
+      return failure(conn.get(), "preparing the journal's projection");
     pg::journal_projection projection;
     if (auto drained = projection.drain(conn.get()); !drained)
       return drained.error();
     else if (drained->rows > 0)
       spdlog::info("projected {} journal rows ({} writes) before reading",
                    drained->rows, drained->entries);
-    if (!begin()) return fail("starting the recovery snapshot");
+    if (!begin()) return failure(conn.get(), "starting the recovery snapshot");
   }
 
   recovered_state state;
@@ -396,7 +391,7 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
   auto customers =
       query((std::string{"SELECT "} + pg::customer_columns + " FROM customers")
                 .c_str());
-  if (!ok(customers)) return fail("reading customers");
+  if (!ok(customers)) return failure(conn.get(), "reading customers");
   for (int row = 0; row < PQntuples(customers.get()); ++row)
     state.customers.push_back(pg::customer_at(customers.get(), row));
 
@@ -415,7 +410,7 @@ caf::expected<recovered_state> load_recorded_state(const std::string& dsn) {
              "- interval '" +
              std::to_string(limits::idempotency_ttl_seconds) + " seconds'")
                 .c_str());
-  if (!ok(records)) return fail("reading idempotency records");
+  if (!ok(records)) return failure(conn.get(), "reading idempotency records");
   for (int row = 0; row < PQntuples(records.get()); ++row)
     state.idempotency.push_back(pg::idempotency_at(records.get(), row));
   if (*image)
