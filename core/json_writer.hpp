@@ -6,7 +6,6 @@
 // (docs/benchmarks.md). Strings are escaped as RFC 8259 requires; the text
 // is taken to be UTF-8 already (it was, when it was parsed).
 
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <type_traits>

@@ -6,7 +6,6 @@
 
 #include <array>
 #include <charconv>
-#include <cstdio>
 #include <spdlog/spdlog.h>
 
 namespace rsv::persistence {
